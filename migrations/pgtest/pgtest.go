@@ -1,0 +1,136 @@
+// Package pgtest gives each test its own database on the real Postgres:
+// one migrated template per migration set, cloned per test
+// (CREATE DATABASE … TEMPLATE …) and dropped when the test ends. No
+// database server means a failed test, never a skipped one.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/callreport/callreport/migrations"
+)
+
+// AdminURL is the server the tests use, through its maintenance database:
+// $CALLREPORT_TEST_DATABASE_URL, else the local default.
+func AdminURL() string {
+	if u := os.Getenv("CALLREPORT_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// templateName changes whenever a migration does.
+func templateName() string {
+	h := sha256.New()
+	_ = fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := fs.ReadFile(migrations.FS, path)
+			h.Write([]byte(path))
+			h.Write(b)
+		}
+		return nil
+	})
+	return "callreport_tmpl_" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// URL creates a fresh migrated database for t and returns its URL.
+func URL(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		t.Fatalf("pgtest: connect to Postgres at %s: %v", AdminURL(), err)
+	}
+	defer admin.Close(ctx)
+
+	// One lock for every test process: creating the template and cloning
+	// it must not overlap.
+	if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock(727274)`); err != nil {
+		t.Fatalf("pgtest: lock: %v", err)
+	}
+	defer admin.Exec(context.Background(), `SELECT pg_advisory_unlock(727274)`)
+
+	tmpl := templateName()
+	var exists bool
+	if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, tmpl).Scan(&exists); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if !exists {
+		if err := createTemplate(ctx, admin, tmpl); err != nil {
+			t.Fatalf("pgtest: template: %v", err)
+		}
+	}
+	name := "callreport_test_" + randomHex(6)
+	if _, err := admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tmpl)); err != nil {
+		t.Fatalf("pgtest: clone template: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, AdminURL())
+		if err != nil {
+			return
+		}
+		defer conn.Close(ctx)
+		_, _ = conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name))
+	})
+	cfg, err := pgx.ParseConfig(AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+}
+
+// Pool is a pool on a fresh database for t, closed when the test ends.
+func Pool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func createTemplate(ctx context.Context, admin *pgx.Conn, tmpl string) error {
+	building := tmpl + "_building"
+	_, _ = admin.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, building))
+	if _, err := admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s`, building)); err != nil {
+		return err
+	}
+	cfg, err := pgxpool.ParseConfig(AdminURL())
+	if err != nil {
+		return err
+	}
+	cfg.ConnConfig.Database = building
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	_, err = migrations.Up(ctx, pool)
+	pool.Close()
+	if err != nil {
+		return err
+	}
+	// Renamed only once complete, so a crash never leaves a half template.
+	_, err = admin.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s RENAME TO %s`, building, tmpl))
+	return err
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
