@@ -79,13 +79,19 @@ WITH p AS (DELETE FROM call_path_entries p WHERE p.call_id = ANY(@call_ids::text
 DELETE FROM call_timeline_events t WHERE t.call_id = ANY(@call_ids::text[]);
 
 -- name: PathEntriesInsert :exec
-INSERT INTO call_path_entries SELECT * FROM json_populate_recordset(NULL::call_path_entries, @rows::json);
+INSERT INTO call_path_entries
+SELECT r.call_id, r.execution_index, r.org_id, r.job_id, r.node_id, r.node_type, r.node_label, r.output_path, r.entered_at
+FROM json_populate_recordset(NULL::call_path_entries, @rows::json) r;
 
 -- name: BillingLinesInsert :exec
-INSERT INTO call_billing_lines SELECT * FROM json_populate_recordset(NULL::call_billing_lines, @rows::json);
+INSERT INTO call_billing_lines
+SELECT r.call_id, r.node_id, r.org_id, r.job_id, r.node_type, r.duration_ms, r.cost, r.cost_per_unit, r.unit, r.min_duration_ms, r.rated_at
+FROM json_populate_recordset(NULL::call_billing_lines, @rows::json) r;
 
 -- name: TimelineEventsInsert :exec
-INSERT INTO call_timeline_events SELECT * FROM json_populate_recordset(NULL::call_timeline_events, @rows::json);
+INSERT INTO call_timeline_events
+SELECT r.call_id, r.event_id, r.org_id, r.job_id, r.type, r.occurred_at, r.data
+FROM json_populate_recordset(NULL::call_timeline_events, @rows::json) r;
 
 -- name: PositionGet :one
 SELECT consumer, stream, stream_seq, fold_version, applied, rejected, skipped, updated_at

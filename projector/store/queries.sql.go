@@ -27,7 +27,9 @@ func (q *Queries) BatchLock(ctx context.Context, db DBTX, consumer string) error
 }
 
 const billingLinesInsert = `-- name: BillingLinesInsert :exec
-INSERT INTO call_billing_lines SELECT json_populate_recordset FROM json_populate_recordset(NULL::call_billing_lines, $1::json)
+INSERT INTO call_billing_lines
+SELECT r.call_id, r.node_id, r.org_id, r.job_id, r.node_type, r.duration_ms, r.cost, r.cost_per_unit, r.unit, r.min_duration_ms, r.rated_at
+FROM json_populate_recordset(NULL::call_billing_lines, $1::json) r
 `
 
 func (q *Queries) BillingLinesInsert(ctx context.Context, db DBTX, rows []byte) error {
@@ -241,7 +243,9 @@ func (q *Queries) JobsUpsert(ctx context.Context, db DBTX, rows []byte) error {
 }
 
 const pathEntriesInsert = `-- name: PathEntriesInsert :exec
-INSERT INTO call_path_entries SELECT json_populate_recordset FROM json_populate_recordset(NULL::call_path_entries, $1::json)
+INSERT INTO call_path_entries
+SELECT r.call_id, r.execution_index, r.org_id, r.job_id, r.node_id, r.node_type, r.node_label, r.output_path, r.entered_at
+FROM json_populate_recordset(NULL::call_path_entries, $1::json) r
 `
 
 func (q *Queries) PathEntriesInsert(ctx context.Context, db DBTX, rows []byte) error {
@@ -307,7 +311,9 @@ func (q *Queries) PositionSave(ctx context.Context, db DBTX, arg PositionSavePar
 }
 
 const timelineEventsInsert = `-- name: TimelineEventsInsert :exec
-INSERT INTO call_timeline_events SELECT json_populate_recordset FROM json_populate_recordset(NULL::call_timeline_events, $1::json)
+INSERT INTO call_timeline_events
+SELECT r.call_id, r.event_id, r.org_id, r.job_id, r.type, r.occurred_at, r.data
+FROM json_populate_recordset(NULL::call_timeline_events, $1::json) r
 `
 
 func (q *Queries) TimelineEventsInsert(ctx context.Context, db DBTX, rows []byte) error {

@@ -1,2 +1,26 @@
 -- name: CallReportGet :one
+-- One primary-key lookup with the organization in the predicate: another
+-- organization's call is indistinguishable from a missing one.
 SELECT report, etag FROM call_attempts WHERE call_id = @call_id AND org_id = @org_id;
+
+-- name: JobReportGet :one
+-- As CallReportGet, on jobs.
+SELECT report, etag FROM jobs WHERE job_id = @job_id AND org_id = @org_id;
+
+-- name: ApiKeyGetByHash :one
+SELECT org_id FROM api_keys WHERE key_hash = @key_hash AND revoked_at IS NULL;
+
+-- name: ApiKeyCreate :one
+-- No row back means the key id is taken; the caller draws another key.
+INSERT INTO api_keys (key_id, org_id, name, key_hash)
+VALUES (@key_id, @org_id, @name, @key_hash)
+ON CONFLICT (key_id) DO NOTHING
+RETURNING key_id;
+
+-- name: ApiKeyList :many
+SELECT key_id, org_id, name, created_at, revoked_at FROM api_keys
+ORDER BY created_at, key_id;
+
+-- name: ApiKeyRevoke :execrows
+-- Revoking twice keeps the first revocation time.
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = @key_id;

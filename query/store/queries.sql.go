@@ -7,7 +7,99 @@ package store
 
 import (
 	"context"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
+
+const apiKeyCreate = `-- name: ApiKeyCreate :one
+INSERT INTO api_keys (key_id, org_id, name, key_hash)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (key_id) DO NOTHING
+RETURNING key_id
+`
+
+type ApiKeyCreateParams struct {
+	KeyID   string
+	OrgID   string
+	Name    string
+	KeyHash []byte
+}
+
+// No row back means the key id is taken; the caller draws another key.
+func (q *Queries) ApiKeyCreate(ctx context.Context, db DBTX, arg ApiKeyCreateParams) (string, error) {
+	row := db.QueryRow(ctx, apiKeyCreate,
+		arg.KeyID,
+		arg.OrgID,
+		arg.Name,
+		arg.KeyHash,
+	)
+	var key_id string
+	err := row.Scan(&key_id)
+	return key_id, err
+}
+
+const apiKeyGetByHash = `-- name: ApiKeyGetByHash :one
+SELECT org_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL
+`
+
+func (q *Queries) ApiKeyGetByHash(ctx context.Context, db DBTX, keyHash []byte) (string, error) {
+	row := db.QueryRow(ctx, apiKeyGetByHash, keyHash)
+	var org_id string
+	err := row.Scan(&org_id)
+	return org_id, err
+}
+
+const apiKeyList = `-- name: ApiKeyList :many
+SELECT key_id, org_id, name, created_at, revoked_at FROM api_keys
+ORDER BY created_at, key_id
+`
+
+type ApiKeyListRow struct {
+	KeyID     string
+	OrgID     string
+	Name      string
+	CreatedAt pgtype.Timestamptz
+	RevokedAt pgtype.Timestamptz
+}
+
+func (q *Queries) ApiKeyList(ctx context.Context, db DBTX) ([]ApiKeyListRow, error) {
+	rows, err := db.Query(ctx, apiKeyList)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ApiKeyListRow
+	for rows.Next() {
+		var i ApiKeyListRow
+		if err := rows.Scan(
+			&i.KeyID,
+			&i.OrgID,
+			&i.Name,
+			&i.CreatedAt,
+			&i.RevokedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const apiKeyRevoke = `-- name: ApiKeyRevoke :execrows
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = $1
+`
+
+// Revoking twice keeps the first revocation time.
+func (q *Queries) ApiKeyRevoke(ctx context.Context, db DBTX, keyID string) (int64, error) {
+	result, err := db.Exec(ctx, apiKeyRevoke, keyID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
 
 const callReportGet = `-- name: CallReportGet :one
 SELECT report, etag FROM call_attempts WHERE call_id = $1 AND org_id = $2
@@ -23,9 +115,33 @@ type CallReportGetRow struct {
 	Etag   string
 }
 
+// One primary-key lookup with the organization in the predicate: another
+// organization's call is indistinguishable from a missing one.
 func (q *Queries) CallReportGet(ctx context.Context, db DBTX, arg CallReportGetParams) (CallReportGetRow, error) {
 	row := db.QueryRow(ctx, callReportGet, arg.CallID, arg.OrgID)
 	var i CallReportGetRow
+	err := row.Scan(&i.Report, &i.Etag)
+	return i, err
+}
+
+const jobReportGet = `-- name: JobReportGet :one
+SELECT report, etag FROM jobs WHERE job_id = $1 AND org_id = $2
+`
+
+type JobReportGetParams struct {
+	JobID string
+	OrgID string
+}
+
+type JobReportGetRow struct {
+	Report []byte
+	Etag   string
+}
+
+// As CallReportGet, on jobs.
+func (q *Queries) JobReportGet(ctx context.Context, db DBTX, arg JobReportGetParams) (JobReportGetRow, error) {
+	row := db.QueryRow(ctx, jobReportGet, arg.JobID, arg.OrgID)
+	var i JobReportGetRow
 	err := row.Scan(&i.Report, &i.Etag)
 	return i, err
 }

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 
 	"github.com/callreport/callreport/migrations"
+	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/schema"
 )
 
@@ -105,4 +107,31 @@ func (c *Config) OpenDB(ctx context.Context, maxConns int32) (*pgxpool.Pool, err
 		return nil, err
 	}
 	return pool, nil
+}
+
+// Streams are the JetStream names the configuration gives.
+func (c *Config) Streams() projector.Streams {
+	return projector.Streams{Stream: c.Stream, DLQStream: c.DLQStream, Consumer: c.Consumer,
+		SubjectPrefix: c.SubjectPrefix, DLQPrefix: c.DLQPrefix}
+}
+
+// ConnectNATS connects to NATSURL and keeps reconnecting for as long as the
+// process runs, logging each disconnection.
+func (c *Config) ConnectNATS(name string, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(c.NATSURL,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("NATS disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", c.NATSURL, err)
+	}
+	return nc, nil
 }

@@ -1,0 +1,246 @@
+// Package projector consumes the call events stream from JetStream and keeps
+// the report tables in Postgres: it batches messages, dead-letters the
+// rejected ones, folds the rest (package fold) and writes each batch, with
+// the consumer position, in one transaction, acknowledging only after the
+// commit.
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callreport/callreport/projector/fold"
+	"github.com/callreport/callreport/projector/store"
+	"github.com/callreport/callreport/schema"
+)
+
+// Config tunes a Projector. Zero values take the defaults.
+type Config struct {
+	Streams
+	// BatchSize is the most messages one transaction applies.
+	BatchSize int
+	// BatchWait is how long a batch keeps gathering after its first message.
+	BatchWait time.Duration
+	// AckWait is the consumer's: a message not acknowledged within it is
+	// delivered again.
+	AckWait time.Duration
+	Logger  *slog.Logger
+
+	// afterCommit, when set by a test, runs between the commit of a batch
+	// and its acknowledgement; an error stops Run there.
+	afterCommit func() error
+}
+
+func (c *Config) setDefaults() {
+	if c.Stream == "" {
+		c.Streams = DefaultStreams()
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1000
+	}
+	if c.BatchWait <= 0 {
+		c.BatchWait = 5 * time.Millisecond
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Projector is the consume loop. Create it with New and start it with Run.
+type Projector struct {
+	cfg   Config
+	pool  *pgxpool.Pool
+	js    jetstream.JetStream
+	q     *store.Queries
+	log   *slog.Logger
+	stats Stats
+}
+
+// Stats counts what a Projector did since it started.
+type Stats struct {
+	Batches  int64
+	Applied  int64
+	Rejected int64
+	Skipped  int64
+	LastSeq  uint64
+}
+
+// New returns a projector reading through nc and writing to pool.
+func New(pool *pgxpool.Pool, nc *nats.Conn, cfg Config) (*Projector, error) {
+	cfg.setDefaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Projector{cfg: cfg, pool: pool, js: js, q: store.New(), log: cfg.Logger}, nil
+}
+
+// Stats returns the counters; it is safe only after Run has returned.
+func (p *Projector) Stats() Stats { return p.stats }
+
+// Run consumes until ctx is done, then returns nil, or until an error it
+// cannot retry.
+func (p *Projector) Run(ctx context.Context) error {
+	if err := EnsureStreams(ctx, p.js, p.cfg.Streams); err != nil {
+		return err
+	}
+	cons, err := p.js.CreateOrUpdateConsumer(ctx, p.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       p.cfg.Consumer,
+		Description:   "callreport projector",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       p.cfg.AckWait,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: p.cfg.SubjectPrefix + ".>",
+		MaxAckPending: 4 * p.cfg.BatchSize,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", p.cfg.Consumer, err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * p.cfg.BatchSize))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", p.cfg.Consumer, err)
+	}
+	msgs := make(chan jetstream.Msg, p.cfg.BatchSize)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := iter.Next()
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			if err != nil {
+				p.log.WarnContext(ctx, "consume", "err", err)
+				continue
+			}
+			msgs <- m
+		}
+	}()
+	defer func() {
+		iter.Stop()
+		for range msgs { // let the reader goroutine end
+		}
+	}()
+	p.log.InfoContext(ctx, "projector running", "stream", p.cfg.Stream, "consumer", p.cfg.Consumer, "fold_version", fold.Version)
+
+	for {
+		batch, ok := p.gather(ctx, msgs)
+		if !ok {
+			return nil
+		}
+		if err := p.handle(ctx, batch); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// gather waits for a first message, then takes what arrives within
+// BatchWait, up to BatchSize.
+func (p *Projector) gather(ctx context.Context, msgs <-chan jetstream.Msg) ([]jetstream.Msg, bool) {
+	var batch []jetstream.Msg
+	select {
+	case <-ctx.Done():
+		return nil, false
+	case m, ok := <-msgs:
+		if !ok {
+			return nil, false
+		}
+		batch = append(batch, m)
+	}
+	timer := time.NewTimer(p.cfg.BatchWait)
+	defer timer.Stop()
+	for len(batch) < p.cfg.BatchSize {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch, true
+			}
+			batch = append(batch, m)
+		case <-timer.C:
+			return batch, true
+		case <-ctx.Done():
+			return batch, true
+		}
+	}
+	return batch, true
+}
+
+// item is one message of a batch, decoded.
+type item struct {
+	msg     jetstream.Msg
+	seq     uint64
+	subject string // as the contract names it, whatever the configured prefix
+	event   *schema.Event
+	reject  *schema.Error
+}
+
+// handle applies a batch, retrying with backoff while Postgres or NATS
+// fail, and acknowledges it once committed.
+func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
+	items := make([]item, len(msgs))
+	for i, m := range msgs {
+		it := item{msg: m, subject: m.Subject()}
+		if meta, err := m.Metadata(); err == nil {
+			it.seq = meta.Sequence.Stream
+		}
+		if rest, ok := strings.CutPrefix(it.subject, p.cfg.SubjectPrefix+"."); ok {
+			it.subject = schema.SubjectPrefix + "." + rest
+		}
+		ev, err := schema.Decode(it.subject, m.Data())
+		if err != nil {
+			it.reject = err.(*schema.Error)
+		} else {
+			it.event = ev
+		}
+		items[i] = it
+	}
+
+	published := make(map[uint64]bool) // dead-lettered already, across retries
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		res, err := p.apply(ctx, items, published)
+		if err == nil {
+			p.stats.Batches++
+			p.stats.Applied += int64(res.applied)
+			p.stats.Rejected += int64(res.rejected)
+			p.stats.Skipped += int64(res.skipped)
+			p.stats.LastSeq = max(p.stats.LastSeq, res.lastSeq)
+			if p.cfg.afterCommit != nil {
+				if err := p.cfg.afterCommit(); err != nil {
+					return err
+				}
+			}
+			for _, it := range items {
+				_ = it.msg.Ack() // a lost ack means a redelivery, which changes nothing
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.log.ErrorContext(ctx, "apply batch failed; retrying", "attempt", attempt, "messages", len(items), "retry_in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+		for _, it := range items {
+			_ = it.msg.InProgress() // keep them ours while we retry
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callreport/callreport/migrations/pgtest"
+	"github.com/callreport/callreport/projector/natstest"
+	"github.com/callreport/callreport/schema"
+	"github.com/callreport/callreport/schema/schematest"
+)
+
+// harness is a projector on a fresh database and JetStream of its own.
+type harness struct {
+	t    *testing.T
+	pool *pgxpool.Pool
+	env  *natstest.Env
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	cfg  Config
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{t: t, pool: pgtest.Pool(t), env: natstest.New(t)}
+	var err error
+	h.nc, err = nats.Connect(h.env.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.nc.Close)
+	h.js, err = jetstream.New(h.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg = Config{
+		Streams: Streams{Stream: h.env.Stream, DLQStream: h.env.DLQStream, Consumer: h.env.Consumer,
+			SubjectPrefix: h.env.SubjectPrefix, DLQPrefix: h.env.DLQPrefix},
+		BatchSize: 50,
+		AckWait:   2 * time.Second,
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	ctx := context.Background()
+	if err := EnsureStreams(ctx, h.js, h.cfg.Streams); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// start runs a projector until the test ends. Its Run result arrives on
+// the returned channel.
+func (h *harness) start(cfg Config) <-chan error {
+	h.t.Helper()
+	p, err := New(h.pool, h.nc, cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done, exited := make(chan error, 1), make(chan struct{})
+	go func() {
+		done <- p.Run(ctx)
+		close(exited)
+	}()
+	h.t.Cleanup(func() {
+		cancel()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			h.t.Error("projector did not stop")
+		}
+	})
+	return done
+}
+
+// publish sends lines with the test's subject prefix and returns the last
+// stream sequence.
+func (h *harness) publish(lines []schematest.Line) uint64 {
+	h.t.Helper()
+	var last uint64
+	for _, l := range lines {
+		m := nats.NewMsg(h.env.SubjectPrefix + strings.TrimPrefix(l.Subject, schema.SubjectPrefix))
+		m.Data = l.Body
+		ack, err := h.js.PublishMsg(context.Background(), m)
+		if err != nil {
+			h.t.Fatalf("publish %s: %v", l.Subject, err)
+		}
+		last = max(last, ack.Sequence)
+	}
+	return last
+}
+
+// waitPosition waits until the committed position reaches seq.
+func (h *harness) waitPosition(seq uint64) {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var pos int64
+		err := h.pool.QueryRow(context.Background(),
+			`SELECT stream_seq FROM projector_positions WHERE consumer = $1`, h.cfg.Consumer).Scan(&pos)
+		if err == nil && uint64(pos) >= seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("position did not reach %d (at %d, err %v)", seq, pos, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (h *harness) report(kind, id string) []byte {
+	h.t.Helper()
+	table, key := "call_attempts", "call_id"
+	if kind == "jobs" {
+		table, key = "jobs", "job_id"
+	}
+	var doc []byte
+	err := h.pool.QueryRow(context.Background(), `SELECT report FROM `+table+` WHERE `+key+` = $1`, id).Scan(&doc)
+	if err != nil {
+		h.t.Fatalf("read %s %s: %v", kind, id, err)
+	}
+	return doc
+}
+
+func TestProjectExamples(t *testing.T) {
+	h := newHarness(t)
+	h.start(h.cfg)
+	for _, ex := range schematest.Examples(t) {
+		last := h.publish(ex.Lines)
+		h.waitPosition(last)
+		if got := h.report(ex.Kind, ex.ID); !schematest.JSONEqual(t, got, ex.Expected) {
+			t.Errorf("%s: report differs\n got: %s\nwant: %s", ex.Name, got, ex.Expected)
+		}
+	}
+}
+
+// TestCrashBetweenCommitAndAck stops the projector after its first commit,
+// before the acknowledgement; the batch comes again to a new projector and
+// changes nothing.
+func TestCrashBetweenCommitAndAck(t *testing.T) {
+	h := newHarness(t)
+	ex := schematest.Examples(t)[1] // job-retry
+	last := h.publish(ex.Lines)
+
+	crash := errors.New("crash")
+	cfg := h.cfg
+	cfg.BatchSize = 1000
+	cfg.afterCommit = func() error { return crash }
+	// Run ends with the hook's error once the first batch committed.
+	select {
+	case err := <-h.start(cfg):
+		if !errors.Is(err, crash) {
+			t.Fatalf("first projector: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("first projector did not commit")
+	}
+	h.waitPosition(last)
+	first := h.report(ex.Kind, ex.ID)
+	var timeline int
+	_ = h.pool.QueryRow(context.Background(), `SELECT count(*) FROM call_timeline_events`).Scan(&timeline)
+
+	h.start(h.cfg)
+	// The unacknowledged batch is delivered again after AckWait.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var applied int64
+		_ = h.pool.QueryRow(context.Background(), `SELECT applied FROM projector_positions WHERE consumer = $1`, h.cfg.Consumer).Scan(&applied)
+		if applied >= int64(2*len(ex.Lines)-2) { // minus the duplicate dropped by JetStream, twice
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batch not redelivered: applied %d", applied)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := h.report(ex.Kind, ex.ID); string(got) != string(first) {
+		t.Fatalf("redelivery changed the report\n got: %s\nwant: %s", got, first)
+	}
+	var again int
+	_ = h.pool.QueryRow(context.Background(), `SELECT count(*) FROM call_timeline_events`).Scan(&again)
+	if again != timeline {
+		t.Fatalf("timeline rows %d after redelivery, %d before", again, timeline)
+	}
+}

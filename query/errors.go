@@ -1,0 +1,123 @@
+package query
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/labstack/echo/v4"
+)
+
+// What handlers return; handleError turns each into its status and body.
+var (
+	errUnauthorized = errors.New("unauthorized")
+	errJobNotFound  = errors.New("job not found")
+	errCallNotFound = errors.New("call not found")
+	// errUnavailable wraps a database error that says Postgres cannot be
+	// reached right now, as opposed to a bug.
+	errUnavailable = errors.New("database unavailable")
+)
+
+// errorBody is the shape of every error response, NestJS's: the same bytes
+// for the same error, whatever caused it.
+type errorBody struct {
+	StatusCode int    `json:"statusCode"`
+	Message    string `json:"message"`
+	Error      string `json:"error"`
+}
+
+// handleError is the echo HTTPErrorHandler: the one place where errors
+// become responses. Details of unexpected errors reach the log (through the
+// access log), never the client.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	code, msg := status(err, c.Request())
+	h := c.Response().Header()
+	switch code {
+	case http.StatusUnauthorized:
+		h.Set(echo.HeaderWWWAuthenticate, "Bearer")
+	case http.StatusServiceUnavailable:
+		h.Set(echo.HeaderRetryAfter, "1")
+	}
+	if c.Request().Method == http.MethodHead {
+		err = c.NoContent(code)
+	} else {
+		body, _ := json.Marshal(errorBody{StatusCode: code, Message: msg, Error: http.StatusText(code)})
+		err = c.Blob(code, echo.MIMEApplicationJSONCharsetUTF8, body)
+	}
+	if err != nil {
+		s.log.DebugContext(c.Request().Context(), "write error response", "err", err)
+	}
+}
+
+// status maps err to a status code and the message the client sees.
+func status(err error, r *http.Request) (int, string) {
+	switch {
+	case errors.Is(err, errUnauthorized):
+		return http.StatusUnauthorized, http.StatusText(http.StatusUnauthorized)
+	case errors.Is(err, errJobNotFound):
+		return http.StatusNotFound, "Job not found"
+	case errors.Is(err, errCallNotFound):
+		return http.StatusNotFound, "Call not found"
+	case errors.Is(err, errUnavailable):
+		return http.StatusServiceUnavailable, http.StatusText(http.StatusServiceUnavailable)
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		switch {
+		case he.Code == http.StatusNotFound:
+			// The router found no route.
+			return http.StatusNotFound, fmt.Sprintf("Cannot %s %s", r.Method, truncate(r.URL.EscapedPath(), 256))
+		case he.Code >= 400 && he.Code < 500 && http.StatusText(he.Code) != "":
+			return he.Code, http.StatusText(he.Code)
+		}
+	}
+	return http.StatusInternalServerError, http.StatusText(http.StatusInternalServerError)
+}
+
+// dbError wraps an error of a database statement, marking the ones that say
+// Postgres is unreachable or overloaded (503, worth retrying) apart from the
+// others (500).
+func dbError(what string, err error) error {
+	if unavailable(err) {
+		return fmt.Errorf("%s: %w: %w", what, errUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func unavailable(err error) bool {
+	var (
+		connectErr *pgconn.ConnectError
+		netErr     net.Error
+		pgErr      *pgconn.PgError
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		pgconn.Timeout(err), pgconn.SafeToRetry(err),
+		errors.As(err, &connectErr), errors.As(err, &netErr):
+		return true
+	case errors.As(err, &pgErr):
+		// Class 08: connection exception; 53: insufficient resources;
+		// 57P01–57P03: the server is shutting down or starting.
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") ||
+			pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	// A closed pool (the process is stopping) has no type of its own.
+	return strings.Contains(err.Error(), "closed pool")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
