@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callreport/callreport/migrations/pgtest"
+	"github.com/callreport/callreport/projector"
+	"github.com/callreport/callreport/projector/natstest"
+	"github.com/callreport/callreport/query"
+	"github.com/callreport/callreport/schema/schematest"
+)
+
+// service is the real projector and query API on a database and a
+// JetStream of the test's own.
+type service struct {
+	t     *testing.T
+	dbURL string
+	pool  *pgxpool.Pool
+	env   *natstest.Env
+	js    jetstream.JetStream
+	base  string // http://127.0.0.1:port/call-report
+}
+
+func startService(t *testing.T) *service {
+	t.Helper()
+	s := &service{t: t, dbURL: pgtest.URL(t), env: natstest.New(t)}
+	var err error
+	s.pool, err = pgxpool.New(context.Background(), s.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.pool.Close)
+	nc, err := nats.Connect(s.env.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s.js, _ = jetstream.New(nc)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	p, err := projector.New(s.pool, nc, projector.Config{Streams: s.streams(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.base = "http://" + ln.Addr().String() + "/call-report"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { _ = p.Run(ctx); done <- struct{}{} }()
+	go func() { _ = query.New(s.pool, query.Config{Logger: log}).Serve(ctx, ln); done <- struct{}{} }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		<-done
+	})
+	return s
+}
+
+func (s *service) streams() projector.Streams {
+	return projector.Streams{Stream: s.env.Stream, DLQStream: s.env.DLQStream, Consumer: s.env.Consumer,
+		SubjectPrefix: s.env.SubjectPrefix, DLQPrefix: s.env.DLQPrefix}
+}
+
+func (s *service) publish(path string) publishStats {
+	s.t.Helper()
+	if err := projector.EnsureStreams(context.Background(), s.js, s.streams()); err != nil {
+		s.t.Fatal(err)
+	}
+	var errs bytes.Buffer
+	st, err := publishFile(context.Background(), s.js, s.env.SubjectPrefix, path, &errs)
+	if err != nil || st.errors > 0 {
+		s.t.Fatalf("publish %s: %v %s", path, err, errs.String())
+	}
+	return st
+}
+
+func (s *service) key(org string) string {
+	s.t.Helper()
+	key, _, err := query.CreateKey(context.Background(), s.pool, org, "test")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return key
+}
+
+// get waits until path answers want (or the deadline) and returns the body.
+func (s *service) get(path, key string, want int) []byte {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, s.base+path, nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return body
+			}
+			if time.Now().After(deadline) {
+				s.t.Fatalf("GET %s: %d %s, want %d", path, resp.StatusCode, body, want)
+			}
+		} else if time.Now().After(deadline) {
+			s.t.Fatalf("GET %s: %v", path, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+const exampleOrg = "5f0c7d52-8f5e-4b6a-9a43-1b2f1a9c0d11"
+
+// TestGoldenExamples publishes each contract example with reportctl's
+// publisher and compares the HTTP answer with the expected report.
+func TestGoldenExamples(t *testing.T) {
+	s := startService(t)
+	key := s.key(exampleOrg)
+	other := s.key("another-org")
+	dir := schematest.Dir(t)
+	for _, ex := range schematest.Examples(t) {
+		t.Run(ex.Name, func(t *testing.T) {
+			s.publish(filepath.Join(dir, ex.Name+".events.ndjson"))
+			got := s.get("/"+ex.Kind+"/"+ex.ID, key, http.StatusOK)
+			if !schematest.JSONEqual(t, got, ex.Expected) {
+				t.Fatalf("report differs\n got: %s\nwant: %s", schematest.Canonical(t, got), schematest.Canonical(t, ex.Expected))
+			}
+			// Another organization's key sees nothing, exactly like a missing report.
+			notFound := `{"statusCode":404,"message":"Job not found","error":"Not Found"}`
+			if ex.Kind == "calls" {
+				notFound = `{"statusCode":404,"message":"Call not found","error":"Not Found"}`
+			}
+			if body := s.get("/"+ex.Kind+"/"+ex.ID, other, http.StatusNotFound); string(bytes.TrimSpace(body)) != notFound {
+				t.Fatalf("other org: %s", body)
+			}
+			if body := s.get("/"+ex.Kind+"/"+ex.ID+"x", key, http.StatusNotFound); string(bytes.TrimSpace(body)) != notFound {
+				t.Fatalf("missing: %s", body)
+			}
+			const unauthorized = `{"statusCode":401,"message":"Unauthorized","error":"Unauthorized"}`
+			if body := s.get("/"+ex.Kind+"/"+ex.ID, "", http.StatusUnauthorized); string(bytes.TrimSpace(body)) != unauthorized {
+				t.Fatalf("no key: %s", body)
+			}
+		})
+	}
+}
+
+// TestPublishTwice publishes the same file twice: JetStream drops the
+// copies by Nats-Msg-Id and the report is unchanged.
+func TestPublishTwice(t *testing.T) {
+	s := startService(t)
+	key := s.key(exampleOrg)
+	path := filepath.Join(schematest.Dir(t), "job-retry.events.ndjson")
+	first := s.publish(path)
+	before := s.get("/jobs/ec8edce0-f898-4d34-b2fc-542ef98f38a5", key, http.StatusOK)
+	second := s.publish(path)
+	if second.duplicates != second.published || first.published != second.published {
+		t.Fatalf("first %+v, second %+v: want every line of the second run a duplicate", first, second)
+	}
+	if after := s.get("/jobs/ec8edce0-f898-4d34-b2fc-542ef98f38a5", key, http.StatusOK); !bytes.Equal(before, after) {
+		t.Fatalf("report changed")
+	}
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/projector"
+	"github.com/callreport/callreport/schema"
+)
+
+func init() {
+	register("publish", "publish event files (.ndjson fixtures) to the event stream", runPublish)
+}
+
+func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reportctl publish", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: reportctl publish [flags] FILE.ndjson...\n\n"+
+			"Each line is {\"subject\": S, \"event\": {...}} or {\"subject\": S, \"raw\": \"...\"}.\n"+
+			"Nats-Msg-Id is the event id, so JetStream drops a line published twice.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	cfg := config.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	log, err := cfg.Logger(stderr)
+	if err != nil {
+		return err
+	}
+	nc, err := cfg.ConnectNATS("reportctl", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := projector.EnsureStreams(ctx, js, cfg.Streams()); err != nil {
+		return err
+	}
+	var failed int
+	for _, path := range fs.Args() {
+		st, err := publishFile(ctx, js, cfg.SubjectPrefix, path, stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: %d published, %d duplicates, %d errors\n", path, st.published, st.duplicates, st.errors)
+		failed += st.errors
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d lines not published", failed)
+	}
+	return nil
+}
+
+// fixtureLine is one line of an event file.
+type fixtureLine struct {
+	Subject string          `json:"subject"`
+	Event   json.RawMessage `json:"event"`
+	Raw     *string         `json:"raw"`
+}
+
+type publishStats struct{ published, duplicates, errors int }
+
+// publishFile publishes every line of path, a window of them in flight at a
+// time, and reports each line it could not publish on errw.
+func publishFile(ctx context.Context, js jetstream.JetStream, prefix, path string, errw io.Writer) (publishStats, error) {
+	var st publishStats
+	f, err := os.Open(path)
+	if err != nil {
+		return st, err
+	}
+	defer f.Close()
+
+	type pending struct {
+		line int
+		ack  jetstream.PubAckFuture
+	}
+	var inflight []pending
+	settle := func(all bool) error {
+		for len(inflight) > 0 && (all || len(inflight) >= 256) {
+			p := inflight[0]
+			inflight = inflight[1:]
+			select {
+			case ack := <-p.ack.Ok():
+				st.published++
+				if ack.Duplicate {
+					st.duplicates++
+				}
+			case err := <-p.ack.Err():
+				st.errors++
+				fmt.Fprintf(errw, "%s:%d: %v\n", path, p.line, err)
+			case <-time.After(30 * time.Second):
+				return errors.New("no acknowledgement from JetStream within 30s")
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 2*schema.MaxEventBytes)
+	for n := 1; sc.Scan(); n++ {
+		if len(strings.TrimSpace(sc.Text())) == 0 {
+			continue
+		}
+		m, err := fixtureMsg(sc.Bytes(), prefix)
+		if err != nil {
+			st.errors++
+			fmt.Fprintf(errw, "%s:%d: %v\n", path, n, err)
+			continue
+		}
+		ack, err := js.PublishMsgAsync(m)
+		if err != nil {
+			st.errors++
+			fmt.Fprintf(errw, "%s:%d: %v\n", path, n, err)
+			continue
+		}
+		inflight = append(inflight, pending{line: n, ack: ack})
+		if err := settle(false); err != nil {
+			return st, err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return st, fmt.Errorf("read %s: %w", path, err)
+	}
+	return st, settle(true)
+}
+
+// fixtureMsg turns one fixture line into the message to publish: the
+// subject with the configured prefix, the event bytes as they are, and
+// Nats-Msg-Id set from the event id when the event has one.
+func fixtureMsg(line []byte, prefix string) (*nats.Msg, error) {
+	var l fixtureLine
+	if err := json.Unmarshal(line, &l); err != nil {
+		return nil, fmt.Errorf("not a fixture line: %w", err)
+	}
+	if l.Subject == "" {
+		return nil, errors.New(`no "subject"`)
+	}
+	var body []byte
+	switch {
+	case l.Raw != nil:
+		body = []byte(*l.Raw)
+	case len(l.Event) > 0:
+		body = l.Event
+	default:
+		return nil, errors.New(`neither "event" nor "raw"`)
+	}
+	subject := l.Subject
+	if rest, ok := strings.CutPrefix(subject, schema.SubjectPrefix+"."); ok {
+		subject = prefix + "." + rest
+	}
+	m := nats.NewMsg(subject)
+	m.Data = body
+	var head struct {
+		ID any `json:"id"`
+	}
+	if json.Unmarshal(body, &head) == nil {
+		if id, ok := head.ID.(string); ok && id != "" {
+			m.Header.Set(jetstream.MsgIDHeader, id)
+		}
+	}
+	return m, nil
+}
