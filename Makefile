@@ -1,0 +1,47 @@
+# callreport — `make help` lists the targets.
+
+SQLC_VERSION        := v1.31.1
+STATICCHECK_VERSION := v0.8.2
+BIN                 := $(CURDIR)/bin
+SQLC                := $(BIN)/sqlc
+STATICCHECK         := $(BIN)/staticcheck
+NATS_URL            ?= nats://127.0.0.1:4222
+
+.DEFAULT_GOAL := help
+.PHONY: help run build test test-nats test-race verify generate fuzz tools
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## run the whole service locally with the example data (reportctl dev)
+	go run ./cmd/reportctl dev
+
+build: ## build the three binaries into bin/
+	go build -o $(BIN)/ ./cmd/...
+
+test: ## run every test (starts the local Postgres and NATS if they are down)
+	bash .ci/services
+	go test -race -count=1 ./...
+
+test-nats: ## run the JetStream tests again against the machine's nats-server ($(NATS_URL))
+	CALLREPORT_TEST_NATS_URL=$(NATS_URL) go test -count=1 ./projector/... ./cmd/...
+
+generate: $(SQLC) ## regenerate the sqlc code
+	$(SQLC) generate
+
+verify: $(SQLC) $(STATICCHECK) ## check formatting, vet, staticcheck and that the sqlc code is current
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
+	go vet ./...
+	$(STATICCHECK) ./...
+	$(SQLC) diff
+
+fuzz: ## run each fuzz test for a short while
+	go test ./schema -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+
+tools: $(SQLC) $(STATICCHECK) ## install the pinned sqlc and staticcheck into bin/
+
+$(SQLC):
+	GOBIN=$(BIN) GOFLAGS= go install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
+
+$(STATICCHECK):
+	GOBIN=$(BIN) GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
