@@ -69,8 +69,10 @@ func (p *Projector) apply(ctx context.Context, items []item, published map[uint6
 		}
 	}
 	res.rejected = len(rejects)
-	if err := p.deadLetter(ctx, rejects, published); err != nil {
-		return res, err
+	if p.cfg.build == nil { // a rebuild meets the rejects the live projector dead-lettered
+		if err := p.deadLetter(ctx, rejects, published); err != nil {
+			return res, err
+		}
 	}
 	if err := p.write(ctx, tx, set); err != nil {
 		return res, err

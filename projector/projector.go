@@ -33,6 +33,14 @@ type Config struct {
 	// delivered again.
 	AckWait time.Duration
 	Logger  *slog.Logger
+	// RebuildOnMismatch lets Run rebuild the reports, when the live
+	// generation was built by another fold version, before running live;
+	// without it Run refuses to start.
+	RebuildOnMismatch bool
+
+	// build is set when the projector builds a new generation (rebuild.go)
+	// instead of keeping the live one.
+	build *buildSpec
 
 	// afterCommit, when set by a test, runs between the commit of a batch
 	// and its acknowledgement; an error stops Run there.
@@ -89,24 +97,102 @@ func New(pool *pgxpool.Pool, nc *nats.Conn, cfg Config) (*Projector, error) {
 // Stats returns the counters; it is safe only after Run has returned.
 func (p *Projector) Stats() Stats { return p.stats }
 
-// Run consumes until ctx is done, then returns nil, or until an error it
-// cannot retry.
+// ErrFoldVersion is returned by Run when the live reports were built by
+// another version of the fold.
+var ErrFoldVersion = errors.New("the live reports were built by another fold version")
+
+// Run keeps the live generation of the reports until ctx is done, then
+// returns nil, or until an error it cannot retry. Only one process runs a
+// consumer at a time: another one started by mistake stands by until the
+// first stops.
 func (p *Projector) Run(ctx context.Context) error {
 	if err := EnsureStreams(ctx, p.js, p.cfg.Streams); err != nil {
 		return err
 	}
-	cons, err := p.js.CreateOrUpdateConsumer(ctx, p.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:       p.cfg.Consumer,
-		Description:   "callreport projector",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       p.cfg.AckWait,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		FilterSubject: p.cfg.SubjectPrefix + ".>",
-		MaxAckPending: 4 * p.cfg.BatchSize,
-		MaxDeliver:    -1,
-	})
+	release, err := p.standby(ctx)
+	if err != nil || release == nil {
+		return err
+	}
+	defer release()
+	live, err := p.q.GenerationLive(ctx, p.pool)
 	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", p.cfg.Consumer, err)
+		return fmt.Errorf("read the live generation: %w", err)
+	}
+	if live.FoldVersion != fold.Version {
+		if !p.cfg.RebuildOnMismatch {
+			return fmt.Errorf("%w: generation %d was built by fold version %d, this projector folds with version %d: run `reportctl rebuild` (or start the projector with -rebuild-on-mismatch)",
+				ErrFoldVersion, live.Generation, live.FoldVersion, fold.Version)
+		}
+		p.log.WarnContext(ctx, "live reports built by another fold version; rebuilding before running live",
+			"generation", live.Generation, "built_by", live.FoldVersion, "fold_version", fold.Version)
+		if err := Rebuild(ctx, p.pool, p.js.Conn(), RebuildConfig{Config: p.cfg}); err != nil {
+			return fmt.Errorf("rebuild on fold version mismatch: %w", err)
+		}
+	}
+	if err := p.q.GenerationClaim(ctx, p.pool, p.cfg.Consumer); err != nil {
+		return fmt.Errorf("record the live consumer: %w", err)
+	}
+	return p.consume(ctx, jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+}
+
+// standby takes the session lock of the consumer, waiting while another
+// process holds it. It returns nil, nil when ctx ends first.
+func (p *Projector) standby(ctx context.Context) (release func(), err error) {
+	for announced := false; ; {
+		conn, err := p.pool.Acquire(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("connect for the consumer lock: %w", err)
+		}
+		var got bool
+		err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended('callreport-standby:' || $1, 0))`, p.cfg.Consumer).Scan(&got)
+		if err == nil && got {
+			if announced {
+				p.log.InfoContext(ctx, "consumer lock taken; leaving standby", "consumer", p.cfg.Consumer)
+			}
+			return func() {
+				_, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtextextended('callreport-standby:' || $1, 0))`, p.cfg.Consumer)
+				conn.Release()
+			}, nil
+		}
+		conn.Release()
+		if err != nil {
+			return nil, fmt.Errorf("take the consumer lock: %w", err)
+		}
+		if !announced {
+			p.log.WarnContext(ctx, "another projector is running consumer "+p.cfg.Consumer+"; standing by until it stops", "consumer", p.cfg.Consumer)
+			announced = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// consume runs the consume loop on the durable consumer, created with
+// start's delivery policy if it does not exist yet.
+func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig) error {
+	cc := start
+	cc.Durable = p.cfg.Consumer
+	cc.Description = "callreport projector"
+	cc.AckPolicy = jetstream.AckExplicitPolicy
+	cc.AckWait = p.cfg.AckWait
+	cc.FilterSubject = p.cfg.SubjectPrefix + ".>"
+	cc.MaxAckPending = 4 * p.cfg.BatchSize
+	cc.MaxDeliver = -1
+	cons, err := p.js.Consumer(ctx, p.cfg.Stream, p.cfg.Consumer)
+	if err == nil {
+		cons, err = p.recover(ctx, cons, cc)
+	}
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cons, err = p.js.CreateConsumer(ctx, p.cfg.Stream, cc)
+	}
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", p.cfg.Consumer, err)
 	}
 	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * p.cfg.BatchSize))
 	if err != nil {
@@ -146,6 +232,30 @@ func (p *Projector) Run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// recover takes over a consumer left by a process that stopped without
+// acknowledging what it had received (killed, or interrupted mid-batch).
+// Rather than wait AckWait for JetStream to deliver those messages again,
+// it starts the consumer over just above its ack floor: everything at or
+// below it is committed, and what follows is folded again, which changes
+// nothing where it was already applied. Only the holder of the consumer's
+// lock gets here, so nobody else owns those messages.
+func (p *Projector) recover(ctx context.Context, cons jetstream.Consumer, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	info, err := cons.Info(ctx)
+	if err != nil || info.NumAckPending == 0 {
+		return cons, err
+	}
+	floor := info.AckFloor.Stream
+	p.log.InfoContext(ctx, "messages of a stopped projector are unacknowledged; resuming above the ack floor",
+		"consumer", p.cfg.Consumer, "ack_pending", info.NumAckPending, "ack_floor", floor)
+	if err := p.js.DeleteConsumer(ctx, p.cfg.Stream, p.cfg.Consumer); err != nil {
+		return nil, err
+	}
+	cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	cc.OptStartSeq = floor + 1
+	cc.OptStartTime = nil
+	return p.js.CreateConsumer(ctx, p.cfg.Stream, cc)
 }
 
 // gather waits for a first message, then takes what arrives within
@@ -209,6 +319,25 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		items[i] = it
 	}
 
+	// Keep the batch ours however long it takes: a slow transaction or a
+	// retry never lets AckWait expire.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(p.cfg.AckWait / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				for _, it := range items {
+					_ = it.msg.InProgress()
+				}
+			}
+		}
+	}()
+
 	published := make(map[uint64]bool) // dead-lettered already, across retries
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -239,8 +368,5 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
-		for _, it := range items {
-			_ = it.msg.InProgress() // keep them ours while we retry
-		}
 	}
 }

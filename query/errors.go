@@ -19,6 +19,9 @@ var (
 	errUnauthorized = errors.New("unauthorized")
 	errJobNotFound  = errors.New("job not found")
 	errCallNotFound = errors.New("call not found")
+	// errNotID is a path parameter that cannot be an id: the handler
+	// answers as for a missing report, without a database round trip.
+	errNotID = errors.New("not an id")
 	// errUnavailable wraps a database error that says Postgres cannot be
 	// reached right now, as opposed to a bug.
 	errUnavailable = errors.New("database unavailable")
@@ -51,7 +54,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		err = c.NoContent(code)
 	} else {
 		body, _ := json.Marshal(errorBody{StatusCode: code, Message: msg, Error: http.StatusText(code)})
-		err = c.Blob(code, echo.MIMEApplicationJSONCharsetUTF8, body)
+		err = c.Blob(code, contentTypeJSON, body)
 	}
 	if err != nil {
 		s.log.DebugContext(c.Request().Context(), "write error response", "err", err)

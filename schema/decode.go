@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -38,6 +40,8 @@ const (
 	MaxDataDepth  = 32      // nesting of objects and arrays inside data
 	maxNumberLen  = 64      // characters of a decimal number (cost, costPerUnit)
 	maxExponent   = 100     // |exponent| of such a number
+	maxDataNumLen = 1000    // characters of a number in variables or timeline data
+	maxDataExp    = 1000    // |exponent| of such a number
 )
 
 // Error is a rejected event: the reason, the field at fault (a dotted path
@@ -187,9 +191,13 @@ func checkSubject(subject string, ev *Event) *Error {
 	return nil
 }
 
+// rfc3339 is the shape RFC 3339 allows; time.Parse alone also takes a
+// comma before the fraction and offsets such as +24:00.
+var rfc3339 = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$`)
+
 func parseTime(s string) (time.Time, *Error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	if err != nil || !rfc3339.MatchString(s) {
 		return time.Time{}, envelopeErr("time", "must be an RFC 3339 timestamp, got %q", truncate(s))
 	}
 	// The fold compares instants in Unix nanoseconds.
@@ -241,8 +249,7 @@ func checkID(s string) string {
 		switch {
 		case r == '.' || r == '*' || r == '>':
 			return fmt.Sprintf("must not contain %q", r)
-		case r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f' || r == 0x85 || r == 0xA0 ||
-			(r >= 0x2000 && r <= 0x200A) || r == 0x2028 || r == 0x2029 || r == 0x3000 || r < 0x20 || r == 0x7f:
+		case unicode.IsSpace(r) || unicode.IsControl(r):
 			return "must not contain white space or control characters"
 		}
 	}
@@ -322,12 +329,16 @@ func depth(raw []byte) int {
 
 // canonical re-encodes valid JSON with numbers kept as written, strings
 // re-encoded as valid UTF-8 (a lone surrogate escape, which jsonb refuses,
-// becomes U+FFFD) and no HTML escaping. Object keys come out sorted.
+// becomes U+FFFD) and no HTML escaping. Object keys come out sorted. A
+// number too large for jsonb is an error.
 func canonical(raw []byte) (json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if err := checkNumbers(v); err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
@@ -337,6 +348,28 @@ func canonical(raw []byte) (json.RawMessage, error) {
 		return nil, err
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+func checkNumbers(v any) error {
+	switch v := v.(type) {
+	case json.Number:
+		if msg := checkNumber(string(v), maxDataNumLen, maxDataExp); msg != "" {
+			return errors.New(msg)
+		}
+	case map[string]any:
+		for _, x := range v {
+			if err := checkNumbers(x); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if err := checkNumbers(x); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // fields reads the data object of one type, remembering the first error.
@@ -453,18 +486,26 @@ func (f *fields) number(name string) Number {
 		f.fail(name, "must be a number")
 		return ""
 	}
-	if len(s) > maxNumberLen {
-		f.fail(name, "has more than %d characters", maxNumberLen)
+	if msg := checkNumber(s, maxNumberLen, maxExponent); msg != "" {
+		f.fail(name, "%s", msg)
 		return ""
+	}
+	return Number(s)
+}
+
+// checkNumber bounds a JSON number's length and exponent, so that Postgres
+// numeric and jsonb can hold it. It returns what is wrong, or "".
+func checkNumber(s string, maxLen, maxExp int) string {
+	if len(s) > maxLen {
+		return fmt.Sprintf("number has more than %d characters", maxLen)
 	}
 	if i := strings.IndexAny(s, "eE"); i >= 0 {
 		e, err := strconv.Atoi(s[i+1:])
-		if err != nil || e > maxExponent || e < -maxExponent {
-			f.fail(name, "exponent outside ±%d", maxExponent)
-			return ""
+		if err != nil || e > maxExp || e < -maxExp {
+			return fmt.Sprintf("number exponent outside ±%d", maxExp)
 		}
 	}
-	return Number(s)
+	return ""
 }
 
 func isNumber(s string) bool {
@@ -483,7 +524,7 @@ func (f *fields) object(name string) json.RawMessage {
 	}
 	c, err := canonical(raw)
 	if err != nil {
-		f.fail(name, "must be an object")
+		f.fail(name, "%v", err)
 	}
 	return c
 }
@@ -511,6 +552,8 @@ func (f *fields) variables(name string) map[string]json.RawMessage {
 		default:
 			if !isNumber(string(v)) {
 				f.fail(name+"."+k, "must be a string, number, boolean or null")
+			} else if msg := checkNumber(string(v), maxDataNumLen, maxDataExp); msg != "" {
+				f.fail(name+"."+k, "%s", msg)
 			}
 		}
 	}

@@ -6,6 +6,7 @@ package schema
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -156,12 +157,21 @@ type Number string
 // MarshalJSON writes the number as it was received.
 func (n Number) MarshalJSON() ([]byte, error) { return []byte(n), nil }
 
+// UnmarshalJSON keeps the number's text.
+func (n *Number) UnmarshalJSON(b []byte) error {
+	if !isNumber(string(b)) {
+		return fmt.Errorf("schema.Number: %.20q is not a number", b)
+	}
+	*n = Number(b)
+	return nil
+}
+
 // Empty is the data of the types that carry no fields.
 type Empty struct{}
 
 // JobQueuedData is the data of job.queued.
 type JobQueuedData struct {
-	MaxAttempts        *int64  `json:"maxAttempts,omitempty"`
+	MaxAttempts        *int64  `json:"maxAttempts,omitempty" minimum:"0"`
 	ProgramID          *string `json:"programId,omitempty"`
 	ProgramExecutionID *string `json:"programExecutionId,omitempty"`
 	ContactID          *string `json:"contactId,omitempty"`
@@ -248,9 +258,9 @@ const (
 type BillingNodeCostData struct {
 	NodeID        string `json:"nodeId"`
 	NodeType      string `json:"nodeType"`
-	DurationMs    *int64 `json:"durationMs" nullable:"true"`
+	DurationMs    *int64 `json:"durationMs" nullable:"true" minimum:"0"`
 	Cost          Number `json:"cost"`
 	CostPerUnit   Number `json:"costPerUnit"`
 	Unit          string `json:"unit" enum:"second,minute,flat"`
-	MinDurationMs *int64 `json:"minDurationMs" nullable:"true"`
+	MinDurationMs *int64 `json:"minDurationMs" nullable:"true" minimum:"0"`
 }

@@ -108,3 +108,82 @@ ON CONFLICT (consumer) DO UPDATE SET
     rejected = projector_positions.rejected + EXCLUDED.rejected,
     skipped = projector_positions.skipped + EXCLUDED.skipped,
     updated_at = now();
+
+-- name: GenerationLive :one
+SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
+FROM generations WHERE state = 'live';
+
+-- name: GenerationClaim :exec
+-- The live generation is kept by this consumer from now on.
+UPDATE generations SET consumer = @consumer WHERE state = 'live';
+
+-- name: GenerationBuilding :one
+SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
+FROM generations WHERE state = 'building';
+
+-- name: GenerationList :many
+SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
+FROM generations ORDER BY generation;
+
+-- name: GenerationInsert :one
+-- Registers the next generation as building.
+INSERT INTO generations (generation, schema_name, fold_version, state, consumer, from_seq, since)
+SELECT n, 'callreport_gen_' || n, @fold_version, 'building', @consumer_prefix::text || '-gen' || n, @from_seq, @since
+FROM (SELECT coalesce(max(generation), 0) + 1 AS n FROM generations) next
+RETURNING generation, schema_name, consumer;
+
+-- name: GenerationCreateTables :exec
+SELECT callreport_generation_create(@schema_name::text);
+
+-- name: GenerationRetireLive :one
+-- First step of a switch, holding the live consumer's batch lock.
+UPDATE generations SET state = 'retired', schema_name = 'callreport_gen_' || generation, retired_at = now()
+WHERE state = 'live'
+RETURNING schema_name;
+
+-- name: GenerationSwapTables :exec
+SELECT callreport_generation_switch(@building_schema::text, @retired_schema::text);
+
+-- name: GenerationPromote :exec
+UPDATE generations SET state = 'live', schema_name = 'public', switched_at = now(), consumer = @live_consumer
+WHERE generation = @generation;
+
+-- name: GenerationDropTables :exec
+SELECT callreport_generation_drop(@schema_name::text);
+
+-- name: GenerationSetState :exec
+UPDATE generations SET state = @state WHERE generation = @generation;
+
+-- name: ChecksumBegin :exec
+-- Checksums format timestamps in UTC whatever the session's time zone.
+SELECT set_config('TimeZone', 'UTC', true);
+
+-- name: ChecksumTables :many
+-- One digest per table over its rows in key order, leaving out when rows
+-- were written: two projections of the same stream give the same digests.
+SELECT 'jobs'::text AS table_name, count(*) AS rows, coalesce(md5(string_agg(md5(ROW(job_id, org_id, status,
+    final_outcome, attempt_count, max_attempts, program_id, program_execution_id, contact_id, failure_reason,
+    first_event_at, last_event_at, report::text, etag)::text), '' ORDER BY job_id)), '')::text AS digest
+FROM jobs
+UNION ALL
+SELECT 'call_attempts', count(*), coalesce(md5(string_agg(md5(ROW(call_id, org_id, job_id, attempt, program_id,
+    program_execution_id, contact_id, direction, from_number, to_number, status, outcome, outcome_reason,
+    created_at, dialed_at, answered_at, terminated_at, duration_ms, flow_id, flow_name, flow_version,
+    flow_started_at, flow_completed_at, node_count, total_cost, timeline_count, last_event_at,
+    report::text, etag)::text), '' ORDER BY call_id)), '')
+FROM call_attempts
+UNION ALL
+SELECT 'call_path_entries', count(*), coalesce(md5(string_agg(md5(ROW(p.*)::text), '' ORDER BY call_id, execution_index)), '')
+FROM call_path_entries p
+UNION ALL
+SELECT 'call_billing_lines', count(*), coalesce(md5(string_agg(md5(ROW(b.*)::text), '' ORDER BY call_id, node_id)), '')
+FROM call_billing_lines b
+UNION ALL
+SELECT 'call_timeline_events', count(*), coalesce(md5(string_agg(md5(ROW(t.*)::text), '' ORDER BY call_id, event_id)), '')
+FROM call_timeline_events t
+UNION ALL
+SELECT 'call_states', count(*), coalesce(md5(string_agg(md5(ROW(call_id, org_id, job_id, state::text)::text), '' ORDER BY call_id)), '')
+FROM call_states
+UNION ALL
+SELECT 'job_states', count(*), coalesce(md5(string_agg(md5(ROW(job_id, org_id, state::text)::text), '' ORDER BY job_id)), '')
+FROM job_states;

@@ -128,6 +128,273 @@ func (q *Queries) CallStatesUpsert(ctx context.Context, db DBTX, rows []byte) er
 	return err
 }
 
+const checksumBegin = `-- name: ChecksumBegin :exec
+SELECT set_config('TimeZone', 'UTC', true)
+`
+
+// Checksums format timestamps in UTC whatever the session's time zone.
+func (q *Queries) ChecksumBegin(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, checksumBegin)
+	return err
+}
+
+const checksumTables = `-- name: ChecksumTables :many
+SELECT 'jobs'::text AS table_name, count(*) AS rows, coalesce(md5(string_agg(md5(ROW(job_id, org_id, status,
+    final_outcome, attempt_count, max_attempts, program_id, program_execution_id, contact_id, failure_reason,
+    first_event_at, last_event_at, report::text, etag)::text), '' ORDER BY job_id)), '')::text AS digest
+FROM jobs
+UNION ALL
+SELECT 'call_attempts', count(*), coalesce(md5(string_agg(md5(ROW(call_id, org_id, job_id, attempt, program_id,
+    program_execution_id, contact_id, direction, from_number, to_number, status, outcome, outcome_reason,
+    created_at, dialed_at, answered_at, terminated_at, duration_ms, flow_id, flow_name, flow_version,
+    flow_started_at, flow_completed_at, node_count, total_cost, timeline_count, last_event_at,
+    report::text, etag)::text), '' ORDER BY call_id)), '')
+FROM call_attempts
+UNION ALL
+SELECT 'call_path_entries', count(*), coalesce(md5(string_agg(md5(ROW(p.*)::text), '' ORDER BY call_id, execution_index)), '')
+FROM call_path_entries p
+UNION ALL
+SELECT 'call_billing_lines', count(*), coalesce(md5(string_agg(md5(ROW(b.*)::text), '' ORDER BY call_id, node_id)), '')
+FROM call_billing_lines b
+UNION ALL
+SELECT 'call_timeline_events', count(*), coalesce(md5(string_agg(md5(ROW(t.*)::text), '' ORDER BY call_id, event_id)), '')
+FROM call_timeline_events t
+UNION ALL
+SELECT 'call_states', count(*), coalesce(md5(string_agg(md5(ROW(call_id, org_id, job_id, state::text)::text), '' ORDER BY call_id)), '')
+FROM call_states
+UNION ALL
+SELECT 'job_states', count(*), coalesce(md5(string_agg(md5(ROW(job_id, org_id, state::text)::text), '' ORDER BY job_id)), '')
+FROM job_states
+`
+
+type ChecksumTablesRow struct {
+	TableName string
+	Rows      int64
+	Digest    string
+}
+
+// One digest per table over its rows in key order, leaving out when rows
+// were written: two projections of the same stream give the same digests.
+func (q *Queries) ChecksumTables(ctx context.Context, db DBTX) ([]ChecksumTablesRow, error) {
+	rows, err := db.Query(ctx, checksumTables)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ChecksumTablesRow
+	for rows.Next() {
+		var i ChecksumTablesRow
+		if err := rows.Scan(&i.TableName, &i.Rows, &i.Digest); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const generationBuilding = `-- name: GenerationBuilding :one
+SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
+FROM generations WHERE state = 'building'
+`
+
+func (q *Queries) GenerationBuilding(ctx context.Context, db DBTX) (Generation, error) {
+	row := db.QueryRow(ctx, generationBuilding)
+	var i Generation
+	err := row.Scan(
+		&i.Generation,
+		&i.SchemaName,
+		&i.FoldVersion,
+		&i.State,
+		&i.Consumer,
+		&i.FromSeq,
+		&i.Since,
+		&i.CreatedAt,
+		&i.SwitchedAt,
+		&i.RetiredAt,
+	)
+	return i, err
+}
+
+const generationClaim = `-- name: GenerationClaim :exec
+UPDATE generations SET consumer = $1 WHERE state = 'live'
+`
+
+// The live generation is kept by this consumer from now on.
+func (q *Queries) GenerationClaim(ctx context.Context, db DBTX, consumer string) error {
+	_, err := db.Exec(ctx, generationClaim, consumer)
+	return err
+}
+
+const generationCreateTables = `-- name: GenerationCreateTables :exec
+SELECT callreport_generation_create($1::text)
+`
+
+func (q *Queries) GenerationCreateTables(ctx context.Context, db DBTX, schemaName string) error {
+	_, err := db.Exec(ctx, generationCreateTables, schemaName)
+	return err
+}
+
+const generationDropTables = `-- name: GenerationDropTables :exec
+SELECT callreport_generation_drop($1::text)
+`
+
+func (q *Queries) GenerationDropTables(ctx context.Context, db DBTX, schemaName string) error {
+	_, err := db.Exec(ctx, generationDropTables, schemaName)
+	return err
+}
+
+const generationInsert = `-- name: GenerationInsert :one
+INSERT INTO generations (generation, schema_name, fold_version, state, consumer, from_seq, since)
+SELECT n, 'callreport_gen_' || n, $1, 'building', $2::text || '-gen' || n, $3, $4
+FROM (SELECT coalesce(max(generation), 0) + 1 AS n FROM generations) next
+RETURNING generation, schema_name, consumer
+`
+
+type GenerationInsertParams struct {
+	FoldVersion    int32
+	ConsumerPrefix string
+	FromSeq        int64
+	Since          pgtype.Timestamptz
+}
+
+type GenerationInsertRow struct {
+	Generation int32
+	SchemaName string
+	Consumer   string
+}
+
+// Registers the next generation as building.
+func (q *Queries) GenerationInsert(ctx context.Context, db DBTX, arg GenerationInsertParams) (GenerationInsertRow, error) {
+	row := db.QueryRow(ctx, generationInsert,
+		arg.FoldVersion,
+		arg.ConsumerPrefix,
+		arg.FromSeq,
+		arg.Since,
+	)
+	var i GenerationInsertRow
+	err := row.Scan(&i.Generation, &i.SchemaName, &i.Consumer)
+	return i, err
+}
+
+const generationList = `-- name: GenerationList :many
+SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
+FROM generations ORDER BY generation
+`
+
+func (q *Queries) GenerationList(ctx context.Context, db DBTX) ([]Generation, error) {
+	rows, err := db.Query(ctx, generationList)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Generation
+	for rows.Next() {
+		var i Generation
+		if err := rows.Scan(
+			&i.Generation,
+			&i.SchemaName,
+			&i.FoldVersion,
+			&i.State,
+			&i.Consumer,
+			&i.FromSeq,
+			&i.Since,
+			&i.CreatedAt,
+			&i.SwitchedAt,
+			&i.RetiredAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const generationLive = `-- name: GenerationLive :one
+SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
+FROM generations WHERE state = 'live'
+`
+
+func (q *Queries) GenerationLive(ctx context.Context, db DBTX) (Generation, error) {
+	row := db.QueryRow(ctx, generationLive)
+	var i Generation
+	err := row.Scan(
+		&i.Generation,
+		&i.SchemaName,
+		&i.FoldVersion,
+		&i.State,
+		&i.Consumer,
+		&i.FromSeq,
+		&i.Since,
+		&i.CreatedAt,
+		&i.SwitchedAt,
+		&i.RetiredAt,
+	)
+	return i, err
+}
+
+const generationPromote = `-- name: GenerationPromote :exec
+UPDATE generations SET state = 'live', schema_name = 'public', switched_at = now(), consumer = $1
+WHERE generation = $2
+`
+
+type GenerationPromoteParams struct {
+	LiveConsumer string
+	Generation   int32
+}
+
+func (q *Queries) GenerationPromote(ctx context.Context, db DBTX, arg GenerationPromoteParams) error {
+	_, err := db.Exec(ctx, generationPromote, arg.LiveConsumer, arg.Generation)
+	return err
+}
+
+const generationRetireLive = `-- name: GenerationRetireLive :one
+UPDATE generations SET state = 'retired', schema_name = 'callreport_gen_' || generation, retired_at = now()
+WHERE state = 'live'
+RETURNING schema_name
+`
+
+// First step of a switch, holding the live consumer's batch lock.
+func (q *Queries) GenerationRetireLive(ctx context.Context, db DBTX) (string, error) {
+	row := db.QueryRow(ctx, generationRetireLive)
+	var schema_name string
+	err := row.Scan(&schema_name)
+	return schema_name, err
+}
+
+const generationSetState = `-- name: GenerationSetState :exec
+UPDATE generations SET state = $1 WHERE generation = $2
+`
+
+type GenerationSetStateParams struct {
+	State      string
+	Generation int32
+}
+
+func (q *Queries) GenerationSetState(ctx context.Context, db DBTX, arg GenerationSetStateParams) error {
+	_, err := db.Exec(ctx, generationSetState, arg.State, arg.Generation)
+	return err
+}
+
+const generationSwapTables = `-- name: GenerationSwapTables :exec
+SELECT callreport_generation_switch($1::text, $2::text)
+`
+
+type GenerationSwapTablesParams struct {
+	BuildingSchema string
+	RetiredSchema  string
+}
+
+func (q *Queries) GenerationSwapTables(ctx context.Context, db DBTX, arg GenerationSwapTablesParams) error {
+	_, err := db.Exec(ctx, generationSwapTables, arg.BuildingSchema, arg.RetiredSchema)
+	return err
+}
+
 const jobAttemptsGet = `-- name: JobAttemptsGet :many
 SELECT job_id, call_id, attempt, created_at, outcome, last_event_at, report FROM call_attempts
 WHERE job_id = ANY($1::text[])

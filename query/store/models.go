@@ -168,6 +168,30 @@ type CallTimelineEvent struct {
 	Data []byte
 }
 
+// Generations of the report tables: the live one (in schema public), a rebuild in progress, and retired ones kept until reportctl rebuild --drop-old.
+type Generation struct {
+	// Generation number, increasing.
+	Generation int32
+	// Schema holding the generation's tables: public while live, callreport_gen_<n> otherwise.
+	SchemaName string
+	// Version of the fold that built the generation; the projector refuses to run live on another.
+	FoldVersion int32
+	// building, live, retired (kept for comparison or rollback) or dropped.
+	State string
+	// Durable consumer that built (building) or keeps (live) the generation.
+	Consumer string
+	// Stream sequence the build started from.
+	FromSeq int64
+	// Event time the build started from, when given instead of a sequence.
+	Since pgtype.Timestamptz
+	// When the build started.
+	CreatedAt pgtype.Timestamptz
+	// When the generation went live.
+	SwitchedAt pgtype.Timestamptz
+	// When another generation replaced it.
+	RetiredAt pgtype.Timestamptz
+}
+
 // One row per job (call request) with a report: typed columns for SQL, and the JobReport served by GET /call-report/jobs/{jobId}.
 type Job struct {
 	// Job id (UUID from POST /call-requests).

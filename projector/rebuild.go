@@ -1,0 +1,342 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callreport/callreport/projector/fold"
+	"github.com/callreport/callreport/projector/store"
+)
+
+// RebuildConfig says how to rebuild the reports.
+type RebuildConfig struct {
+	// Config is the live projector's: its streams, consumer and logger.
+	Config
+	// FromSeq is the stream sequence to start from (default 1); Since,
+	// when set, starts from the first event stored at or after it instead.
+	FromSeq uint64
+	Since   time.Time
+	// Restart discards an interrupted build instead of resuming it.
+	Restart bool
+	// Progress, when set, is called about twice a second.
+	Progress func(RebuildProgress)
+}
+
+// RebuildProgress is where a rebuild is.
+type RebuildProgress struct {
+	Generation int32
+	Position   uint64 // last stream sequence the new generation holds
+	Last       uint64 // last sequence of the stream
+	Live       uint64 // position of the live generation
+	Pending    uint64 // messages the build consumer has yet to receive
+	Phase      string // "building", "switching", "done"
+}
+
+// buildSpec is what a projector building a generation is told.
+type buildSpec struct {
+	start jetstream.ConsumerConfig
+}
+
+// ErrRebuildRunning is returned when another rebuild holds the lock.
+var ErrRebuildRunning = errors.New("another rebuild is running")
+
+// Rebuild builds a complete new generation of the report tables from the
+// stream, in a schema of its own, while the live projector and the query
+// process keep working on the live one. Once the new generation has caught
+// up with the live position it takes the live projector's batch lock and
+// swaps the tables in one transaction; the old generation is kept, retired,
+// until DropRetired. An interrupted rebuild leaves the live tables as they
+// were and is resumed by the next call (or discarded with Restart).
+func Rebuild(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, cfg RebuildConfig) error {
+	cfg.setDefaults()
+	q := store.New()
+	log := cfg.Logger
+
+	lock, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer lock.Release()
+	var got bool
+	if err := lock.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended('callreport-rebuild', 0))`).Scan(&got); err != nil {
+		return fmt.Errorf("take the rebuild lock: %w", err)
+	}
+	if !got {
+		return ErrRebuildRunning
+	}
+	defer lock.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtextextended('callreport-rebuild', 0))`)
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := EnsureStreams(ctx, js, cfg.Streams); err != nil {
+		return err
+	}
+
+	gen, err := q.GenerationBuilding(ctx, pool)
+	switch {
+	case err == nil && (cfg.Restart || gen.FoldVersion != fold.Version):
+		log.InfoContext(ctx, "discarding the interrupted build", "generation", gen.Generation, "built_by", gen.FoldVersion)
+		if err := discardBuild(ctx, pool, js, cfg.Stream, gen); err != nil {
+			return err
+		}
+		err = pgx.ErrNoRows
+	case err == nil:
+		log.InfoContext(ctx, "resuming the interrupted build", "generation", gen.Generation, "schema", gen.SchemaName)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		gen, err = startBuild(ctx, pool, cfg)
+	}
+	if err != nil {
+		return err
+	}
+
+	buildPool, err := poolOn(ctx, pool, gen.SchemaName)
+	if err != nil {
+		return err
+	}
+	defer buildPool.Close()
+
+	bcfg := cfg.Config
+	bcfg.Consumer = gen.Consumer
+	bcfg.BatchSize = max(cfg.BatchSize, 2000)
+	bcfg.afterCommit = nil
+	start := jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: uint64(max(gen.FromSeq, 1))}
+	if gen.Since.Valid {
+		start = jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &gen.Since.Time}
+	}
+	bcfg.build = &buildSpec{start: start}
+	builder, err := New(buildPool, nc, bcfg)
+	if err != nil {
+		return err
+	}
+
+	for {
+		if err := runUntilCaughtUp(ctx, builder, buildPool, pool, js, cfg, gen); err != nil {
+			return err
+		}
+		switched, err := trySwitch(ctx, pool, buildPool, q, cfg, gen)
+		if err != nil {
+			return err
+		}
+		if switched {
+			break
+		}
+		log.InfoContext(ctx, "the live projector moved ahead while stopping the build; catching up again", "generation", gen.Generation)
+	}
+	if err := js.DeleteConsumer(ctx, cfg.Stream, gen.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		log.WarnContext(ctx, "delete the build consumer", "consumer", gen.Consumer, "err", err)
+	}
+	report(cfg, RebuildProgress{Generation: gen.Generation, Phase: "done"})
+	log.InfoContext(ctx, "rebuild complete: the new generation is live", "generation", gen.Generation, "fold_version", fold.Version)
+	return nil
+}
+
+func startBuild(ctx context.Context, pool *pgxpool.Pool, cfg RebuildConfig) (store.Generation, error) {
+	q := store.New()
+	var gen store.Generation
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		since := pgtype.Timestamptz{Time: cfg.Since, Valid: !cfg.Since.IsZero()}
+		row, err := q.GenerationInsert(ctx, tx, store.GenerationInsertParams{
+			FoldVersion: fold.Version, ConsumerPrefix: cfg.Consumer, FromSeq: int64(max(cfg.FromSeq, 1)), Since: since,
+		})
+		if err != nil {
+			return fmt.Errorf("register the new generation: %w", err)
+		}
+		if err := q.GenerationCreateTables(ctx, tx, row.SchemaName); err != nil {
+			return fmt.Errorf("create the tables of generation %d: %w", row.Generation, err)
+		}
+		gen = store.Generation{Generation: row.Generation, SchemaName: row.SchemaName, Consumer: row.Consumer,
+			FromSeq: int64(max(cfg.FromSeq, 1)), Since: since, FoldVersion: fold.Version, State: "building"}
+		return nil
+	})
+	if err == nil {
+		cfg.Logger.InfoContext(ctx, "building a new generation", "generation", gen.Generation, "schema", gen.SchemaName, "from_seq", gen.FromSeq)
+	}
+	return gen, err
+}
+
+// discardBuild drops an unfinished generation and its consumer.
+func discardBuild(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, stream string, gen store.Generation) error {
+	q := store.New()
+	if err := js.DeleteConsumer(ctx, stream, gen.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete consumer %s: %w", gen.Consumer, err)
+	}
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := q.GenerationDropTables(ctx, tx, gen.SchemaName); err != nil {
+			return fmt.Errorf("drop generation %d: %w", gen.Generation, err)
+		}
+		return q.GenerationSetState(ctx, tx, store.GenerationSetStateParams{State: "dropped", Generation: gen.Generation})
+	})
+}
+
+// poolOn opens a pool like pool whose connections see the tables of schema
+// first: the projector's SQL then writes the generation being built.
+func poolOn(ctx context.Context, pool *pgxpool.Pool, schema string) (*pgxpool.Pool, error) {
+	cfg := pool.Config()
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.MaxConns = 4
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open a pool on %s: %w", schema, err)
+	}
+	return p, nil
+}
+
+// runUntilCaughtUp runs the builder until it holds everything the stream
+// had and at least the live position, then stops it.
+func runUntilCaughtUp(ctx context.Context, builder *Projector, buildPool, pool *pgxpool.Pool, js jetstream.JetStream, cfg RebuildConfig, gen store.Generation) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- builder.consume(runCtx, builder.cfg.build.start) }()
+	stop := func() error {
+		cancel()
+		err := <-done
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			cancel()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err == nil {
+				err = errors.New("the build stopped")
+			}
+			return err
+		case <-ctx.Done():
+			return stop()
+		case <-tick.C:
+		}
+		p, err := buildProgress(ctx, buildPool, pool, js, cfg, gen)
+		if err != nil {
+			cfg.Logger.WarnContext(ctx, "rebuild progress", "err", err)
+			continue
+		}
+		report(cfg, p)
+		if p.Pending == 0 && p.Position >= p.Live && p.Position >= p.Last {
+			return stop()
+		}
+	}
+}
+
+func buildProgress(ctx context.Context, buildPool, pool *pgxpool.Pool, js jetstream.JetStream, cfg RebuildConfig, gen store.Generation) (RebuildProgress, error) {
+	q := store.New()
+	p := RebuildProgress{Generation: gen.Generation, Phase: "building"}
+	if pos, err := q.PositionGet(ctx, buildPool, gen.Consumer); err == nil {
+		p.Position = uint64(pos.StreamSeq)
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return p, err
+	}
+	if pos, err := q.PositionGet(ctx, pool, cfg.Consumer); err == nil {
+		p.Live = uint64(pos.StreamSeq)
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return p, err
+	}
+	stream, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		return p, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return p, err
+	}
+	p.Last = info.State.LastSeq
+	cons, err := js.Consumer(ctx, cfg.Stream, gen.Consumer)
+	if err != nil {
+		return p, err
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		return p, err
+	}
+	p.Pending = ci.NumPending + uint64(ci.NumAckPending)
+	return p, nil
+}
+
+// trySwitch makes the new generation live if it holds at least the live
+// position, in one transaction under the live consumer's batch lock.
+func trySwitch(ctx context.Context, pool, buildPool *pgxpool.Pool, q *store.Queries, cfg RebuildConfig, gen store.Generation) (bool, error) {
+	report(cfg, RebuildProgress{Generation: gen.Generation, Phase: "switching"})
+	var built uint64
+	if pos, err := q.PositionGet(ctx, buildPool, gen.Consumer); err == nil {
+		built = uint64(pos.StreamSeq)
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return false, err
+	}
+	switched := false
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := q.BatchLock(ctx, tx, cfg.Consumer); err != nil {
+			return fmt.Errorf("lock the live consumer: %w", err)
+		}
+		var live uint64
+		if pos, err := q.PositionGet(ctx, tx, cfg.Consumer); err == nil {
+			live = uint64(pos.StreamSeq)
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if built < live {
+			return nil
+		}
+		retired, err := q.GenerationRetireLive(ctx, tx)
+		if err != nil {
+			return fmt.Errorf("retire the live generation: %w", err)
+		}
+		if err := q.GenerationSwapTables(ctx, tx, store.GenerationSwapTablesParams{BuildingSchema: gen.SchemaName, RetiredSchema: retired}); err != nil {
+			return fmt.Errorf("swap the tables: %w", err)
+		}
+		if err := q.GenerationPromote(ctx, tx, store.GenerationPromoteParams{LiveConsumer: cfg.Consumer, Generation: gen.Generation}); err != nil {
+			return fmt.Errorf("promote generation %d: %w", gen.Generation, err)
+		}
+		switched = true
+		return nil
+	})
+	return switched && err == nil, err
+}
+
+func report(cfg RebuildConfig, p RebuildProgress) {
+	if cfg.Progress != nil {
+		cfg.Progress(p)
+	}
+}
+
+// DropRetired drops the tables of every retired generation.
+func DropRetired(ctx context.Context, pool *pgxpool.Pool) ([]int32, error) {
+	q := store.New()
+	gens, err := q.GenerationList(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	var dropped []int32
+	for _, g := range gens {
+		if g.State != "retired" {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if err := q.GenerationDropTables(ctx, tx, g.SchemaName); err != nil {
+				return err
+			}
+			return q.GenerationSetState(ctx, tx, store.GenerationSetStateParams{State: "dropped", Generation: g.Generation})
+		})
+		if err != nil {
+			return dropped, fmt.Errorf("drop generation %d: %w", g.Generation, err)
+		}
+		dropped = append(dropped, g.Generation)
+	}
+	return dropped, nil
+}

@@ -1,0 +1,241 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/callreport/callreport/query/store"
+	"github.com/callreport/callreport/schema"
+)
+
+// contentTypeJSON is the content type of every response, charset included
+// as the API this one replaces sends it.
+const contentTypeJSON = "application/json; charset=UTF-8"
+
+// gzipMinLength is the smallest response worth compressing; error bodies
+// and tiny reports go out as they are.
+const gzipMinLength = 1024
+
+// maxRequestIDLen bounds an incoming X-Request-Id; a longer or odd one is
+// replaced by a fresh id rather than copied into the logs.
+const maxRequestIDLen = 128
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.Logger.SetOutput(io.Discard) // everything goes through s.log
+	e.HTTPErrorHandler = s.handleError
+
+	e.Pre(dropOddRequestID)
+	e.Use(
+		middleware.RequestID(),
+		middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+			LogMethod:       true,
+			LogRoutePath:    true,
+			LogStatus:       true,
+			LogLatency:      true,
+			LogResponseSize: true,
+			LogRequestID:    true,
+			LogError:        true,
+			HandleError:     true,
+			LogValuesFunc:   s.accessLog,
+		}),
+		middleware.RecoverWithConfig(middleware.RecoverConfig{
+			DisableErrorHandler: true, // return the error, so the access log sees it
+			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+				s.log.ErrorContext(c.Request().Context(), "panic in handler",
+					slog.Any("err", err), slog.String("stack", string(stack)))
+				return err
+			},
+		}),
+		middleware.GzipWithConfig(middleware.GzipConfig{
+			Skipper:   func(c echo.Context) bool { return !acceptsGzip(c.Request().Header) },
+			MinLength: gzipMinLength,
+		}),
+	)
+
+	get := []string{http.MethodGet, http.MethodHead}
+	e.Match(get, "/healthz", s.healthz)
+	e.Match(get, "/readyz", s.readyz)
+	e.Match(get, "/call-report/jobs/:jobId", s.jobReport, s.authenticate)
+	e.Match(get, "/call-report/calls/:callId", s.callReport, s.authenticate)
+	return e
+}
+
+func (s *Server) accessLog(c echo.Context, v middleware.RequestLoggerValues) error {
+	level := slog.LevelInfo
+	attrs := []slog.Attr{
+		slog.String("method", v.Method),
+		slog.String("route", v.RoutePath),
+		slog.Int("status", v.Status),
+		slog.Duration("latency", v.Latency),
+		slog.Int64("bytes", v.ResponseSize),
+		slog.String("request_id", v.RequestID),
+	}
+	if v.Status >= 500 {
+		level = slog.LevelError
+		if v.Status == http.StatusServiceUnavailable {
+			level = slog.LevelWarn
+		}
+		if v.Error != nil {
+			attrs = append(attrs, slog.String("err", v.Error.Error()))
+		}
+	}
+	s.log.LogAttrs(c.Request().Context(), level, "request", attrs...)
+	return nil
+}
+
+func (s *Server) jobReport(c echo.Context) error {
+	id, err := pathID(c, "jobId")
+	if errors.Is(err, errNotID) {
+		return errJobNotFound
+	} else if err != nil {
+		return err
+	}
+	ctx, cancel := s.dbContext(c)
+	defer cancel()
+	row, err := s.q.JobReportGet(ctx, s.pool, store.JobReportGetParams{JobID: id, OrgID: orgOf(c)})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return errJobNotFound
+	case err != nil:
+		return dbError("read job report", err)
+	}
+	return serveReport(c, row.Report, row.Etag)
+}
+
+func (s *Server) callReport(c echo.Context) error {
+	id, err := pathID(c, "callId")
+	if errors.Is(err, errNotID) {
+		return errCallNotFound
+	} else if err != nil {
+		return err
+	}
+	ctx, cancel := s.dbContext(c)
+	defer cancel()
+	row, err := s.q.CallReportGet(ctx, s.pool, store.CallReportGetParams{CallID: id, OrgID: orgOf(c)})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return errCallNotFound
+	case err != nil:
+		return dbError("read call report", err)
+	}
+	return serveReport(c, row.Report, row.Etag)
+}
+
+// serveReport sends a stored document as it is, or 304 when the client
+// already has it.
+func serveReport(c echo.Context, doc []byte, etag string) error {
+	h := c.Response().Header()
+	// Reports change while a call runs: caches must revalidate, and only the
+	// client's own may keep one.
+	h.Set(echo.HeaderCacheControl, "private, no-cache")
+	if !slices.Contains(h.Values(echo.HeaderVary), echo.HeaderAcceptEncoding) {
+		// The gzip middleware adds it only for clients that accept gzip.
+		h.Add(echo.HeaderVary, echo.HeaderAcceptEncoding)
+	}
+	if tag, ok := normalizeETag(etag); ok {
+		h.Set("ETag", tag)
+		if inm := c.Request().Header.Values("If-None-Match"); len(inm) > 0 && noneMatch(strings.Join(inm, ","), tag) {
+			return c.NoContent(http.StatusNotModified)
+		}
+	}
+	h.Set(echo.HeaderContentLength, strconv.Itoa(len(doc))) // dropped by gzip
+	return c.Blob(http.StatusOK, contentTypeJSON, doc)
+}
+
+// pathID is the decoded path parameter name if it is a valid id. Echo lets
+// a trailing parameter run over slashes ("/jobs/a/b" gives "a/b"): that is
+// another path, not an id. It gives parameters still escaped when the request
+// path had escapes the default encoding would not produce (%2F, %27, ...),
+// and decoded otherwise.
+func pathID(c echo.Context, name string) (string, error) {
+	id := c.Param(name)
+	if strings.Contains(id, "/") {
+		return "", echo.ErrNotFound
+	}
+	if c.Request().URL.RawPath != "" {
+		var err error
+		if id, err = url.PathUnescape(id); err != nil {
+			return "", errNotID
+		}
+	}
+	if !schema.ValidID(id) {
+		return "", errNotID
+	}
+	return id, nil
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.Blob(http.StatusOK, contentTypeJSON, []byte(`{"status":"ok"}`))
+}
+
+// readyz answers 200 while Postgres answers a ping promptly, so a load
+// balancer stops sending requests that could only get 503.
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		s.log.WarnContext(ctx, "not ready: database ping failed", slog.Any("err", err))
+		return c.Blob(http.StatusServiceUnavailable, contentTypeJSON,
+			[]byte(`{"status":"unavailable","reason":"database"}`))
+	}
+	return c.Blob(http.StatusOK, contentTypeJSON, []byte(`{"status":"ok"}`))
+}
+
+// dropOddRequestID removes an incoming X-Request-Id that is too long or holds
+// characters beyond printable ASCII; the RequestID middleware then makes one.
+func dropOddRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if id := h.Get(echo.HeaderXRequestID); id != "" && !validRequestID(id) {
+			h.Del(echo.HeaderXRequestID)
+		}
+		return next(c)
+	}
+}
+
+func validRequestID(id string) bool {
+	if len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// acceptsGzip reports whether Accept-Encoding lists gzip (or *) with a
+// non-zero quality.
+func acceptsGzip(h http.Header) bool {
+	for _, v := range h.Values(echo.HeaderAcceptEncoding) {
+		for _, part := range strings.Split(v, ",") {
+			coding, params, _ := strings.Cut(part, ";")
+			coding = strings.ToLower(strings.TrimSpace(coding))
+			if coding != "gzip" && coding != "x-gzip" && coding != "*" {
+				continue
+			}
+			if q, ok := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q="); ok {
+				if f, err := strconv.ParseFloat(q, 64); err == nil && f == 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
