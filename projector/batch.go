@@ -28,13 +28,14 @@ const (
 type result struct {
 	applied, rejected, skipped int
 	lastSeq                    uint64
+	counts                     map[countKey]int // for the metrics
 }
 
 // apply runs one batch in one transaction: load the state of every call and
 // job the batch touches, fold in stream order, dead-letter the rejects,
 // write back what changed with the position, commit.
 func (p *Projector) apply(ctx context.Context, items []item, published map[uint64]bool) (result, error) {
-	var res result
+	res := result{counts: make(map[countKey]int)}
 	callIDs, jobIDs := touched(items)
 
 	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{})
@@ -58,6 +59,7 @@ func (p *Projector) apply(ctx context.Context, items []item, published map[uint6
 			rejects = append(rejects, it)
 		case it.event.Data == nil:
 			res.skipped++
+			res.counts[countKey{"unknown", "skipped", ""}]++
 			p.log.DebugContext(ctx, "unknown event type skipped", "type", it.event.Type, "seq", it.seq)
 		default:
 			if rej := set.Apply(it.event); rej != nil {
@@ -66,9 +68,17 @@ func (p *Projector) apply(ctx context.Context, items []item, published map[uint6
 				continue
 			}
 			res.applied++
+			res.counts[countKey{string(it.event.Type), "applied", ""}]++
 		}
 	}
 	res.rejected = len(rejects)
+	for _, it := range rejects {
+		typ := ""
+		if it.event != nil {
+			typ = string(it.event.Type)
+		}
+		res.counts[countKey{typ, "rejected", string(it.reject.Reason)}]++
+	}
 	if p.cfg.build == nil { // a rebuild meets the rejects the live projector dead-lettered
 		if err := p.deadLetter(ctx, rejects, published); err != nil {
 			return res, err

@@ -33,6 +33,8 @@ type Config struct {
 	// delivered again.
 	AckWait time.Duration
 	Logger  *slog.Logger
+	// Metrics, when set, receives the projector's measurements.
+	Metrics *Metrics
 	// RebuildOnMismatch lets Run rebuild the reports, when the live
 	// generation was built by another fold version, before running live;
 	// without it Run refuses to start.
@@ -198,6 +200,10 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", p.cfg.Consumer, err)
 	}
+	p.cfg.Metrics.running(p.cfg)
+	lagCtx, stopLag := context.WithCancel(ctx)
+	defer stopLag()
+	go p.cfg.Metrics.watchLag(lagCtx, p.js, p.cfg.Stream, cons, 5*time.Second)
 	msgs := make(chan jetstream.Msg, p.cfg.BatchSize)
 	go func() {
 		defer close(msgs)
@@ -340,9 +346,11 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 
 	published := make(map[uint64]bool) // dead-lettered already, across retries
 	backoff := 100 * time.Millisecond
+	began := time.Now()
 	for attempt := 1; ; attempt++ {
 		res, err := p.apply(ctx, items, published)
 		if err == nil {
+			p.cfg.Metrics.committed(res, len(items), time.Since(began))
 			p.stats.Batches++
 			p.stats.Applied += int64(res.applied)
 			p.stats.Rejected += int64(res.rejected)
@@ -361,6 +369,7 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		p.cfg.Metrics.retried()
 		p.log.ErrorContext(ctx, "apply batch failed; retrying", "attempt", attempt, "messages", len(items), "retry_in", backoff, "err", err)
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,152 @@
+package projector
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callreport/callreport/projector/fold"
+)
+
+// Metrics are the projector's Prometheus metrics.
+type Metrics struct {
+	events      *prometheus.CounterVec
+	batchSize   prometheus.Histogram
+	batchTime   prometheus.Histogram
+	retries     prometheus.Counter
+	position    prometheus.Gauge
+	lagEvents   prometheus.Gauge
+	lagSeconds  prometheus.Gauge
+	redelivered prometheus.Gauge
+	info        *prometheus.GaugeVec
+}
+
+// NewMetrics registers the projector's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callreport_projector_events_total",
+			Help: "Events the projector committed, by type and outcome (applied, rejected, skipped) and rejection reason.",
+		}, []string{"type", "outcome", "reason"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "callreport_projector_batch_size",
+			Help:    "Messages per committed batch.",
+			Buckets: []float64{1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000},
+		}),
+		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "callreport_projector_batch_apply_seconds",
+			Help:    "Time to apply and commit one batch, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callreport_projector_batch_retries_total",
+			Help: "Batches that failed (Postgres or NATS trouble) and were retried.",
+		}),
+		position: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "callreport_projector_position",
+			Help: "Highest stream sequence committed.",
+		}),
+		lagEvents: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "callreport_projector_lag_events",
+			Help: "Messages in the stream the projector has not committed yet (consumer pending plus unacknowledged).",
+		}),
+		lagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "callreport_projector_lag_seconds",
+			Help: "Age of the oldest message the projector has not committed, 0 when caught up.",
+		}),
+		redelivered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "callreport_projector_redelivered",
+			Help: "Messages delivered more than once and not yet acknowledged.",
+		}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "callreport_projector_info",
+			Help: "Always 1; labels say what the projector runs.",
+		}, []string{"fold_version", "consumer", "stream"}),
+	}
+	reg.MustRegister(m.events, m.batchSize, m.batchTime, m.retries, m.position, m.lagEvents, m.lagSeconds, m.redelivered, m.info)
+	return m
+}
+
+// countKey is one label set of callreport_projector_events_total.
+type countKey struct{ typ, outcome, reason string }
+
+func (m *Metrics) committed(res result, size int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	for k, n := range res.counts {
+		m.events.WithLabelValues(k.typ, k.outcome, k.reason).Add(float64(n))
+	}
+	m.batchSize.Observe(float64(size))
+	m.batchTime.Observe(took.Seconds())
+	m.position.Set(float64(res.lastSeq))
+}
+
+func (m *Metrics) retried() {
+	if m != nil {
+		m.retries.Inc()
+	}
+}
+
+// watchLag refreshes the lag gauges every interval until ctx ends.
+func (m *Metrics) watchLag(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer, every time.Duration) {
+	if m == nil {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		lag, err := LagOf(ctx, js, stream, cons)
+		if err == nil {
+			m.lagEvents.Set(float64(lag.Events))
+			m.lagSeconds.Set(lag.Age.Seconds())
+			m.redelivered.Set(float64(lag.Redelivered))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Metrics) running(cfg Config) {
+	if m != nil {
+		m.info.WithLabelValues(strconv.Itoa(fold.Version), cfg.Consumer, cfg.Stream).Set(1)
+	}
+}
+
+// Lag is how far a consumer is behind its stream.
+type Lag struct {
+	Events      uint64        // not yet acknowledged: pending plus delivered-unacknowledged
+	Age         time.Duration // age of the oldest of them, 0 when none
+	Redelivered int
+	AckFloor    uint64 // stream sequence everything up to which is acknowledged
+}
+
+// LagOf measures the lag of cons.
+func LagOf(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer) (Lag, error) {
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return Lag{}, err
+	}
+	l := Lag{Events: info.NumPending + uint64(info.NumAckPending), Redelivered: info.NumRedelivered, AckFloor: info.AckFloor.Stream}
+	if l.Events == 0 {
+		return l, nil
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return l, err
+	}
+	// The oldest unacknowledged message is the first stored above the ack
+	// floor that the consumer's filter takes.
+	msg, err := s.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(info.Config.FilterSubject))
+	if err != nil {
+		return l, err
+	}
+	l.Age = max(time.Since(msg.Time), 0)
+	return l, nil
+}
