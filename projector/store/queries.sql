@@ -187,3 +187,6 @@ FROM call_states
 UNION ALL
 SELECT 'job_states', count(*), coalesce(md5(string_agg(md5(ROW(job_id, org_id, state::text)::text), '' ORDER BY job_id)), '')
 FROM job_states;
+
+-- name: CallIDsOfJob :many
+SELECT call_id FROM call_states WHERE job_id = @job_id ORDER BY call_id;

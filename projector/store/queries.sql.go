@@ -78,6 +78,30 @@ func (q *Queries) CallChildrenDelete(ctx context.Context, db DBTX, callIds []str
 	return err
 }
 
+const callIDsOfJob = `-- name: CallIDsOfJob :many
+SELECT call_id FROM call_states WHERE job_id = $1 ORDER BY call_id
+`
+
+func (q *Queries) CallIDsOfJob(ctx context.Context, db DBTX, jobID *string) ([]string, error) {
+	rows, err := db.Query(ctx, callIDsOfJob, jobID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var call_id string
+		if err := rows.Scan(&call_id); err != nil {
+			return nil, err
+		}
+		items = append(items, call_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const callStatesGet = `-- name: CallStatesGet :many
 SELECT call_id, org_id, job_id, state FROM call_states
 WHERE call_id = ANY($1::text[])
