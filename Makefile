@@ -14,6 +14,7 @@ help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## run the whole service locally with the example data (reportctl dev)
+	bash .ci/services postgres
 	go run ./cmd/reportctl dev
 
 build: ## build the three binaries into bin/
