@@ -69,21 +69,11 @@ func (c *Config) setDefaults() {
 
 // Projector is the consume loop. Create it with New and start it with Run.
 type Projector struct {
-	cfg   Config
-	pool  *pgxpool.Pool
-	js    jetstream.JetStream
-	q     *store.Queries
-	log   *slog.Logger
-	stats Stats
-}
-
-// Stats counts what a Projector did since it started.
-type Stats struct {
-	Batches  int64
-	Applied  int64
-	Rejected int64
-	Skipped  int64
-	LastSeq  uint64
+	cfg  Config
+	pool *pgxpool.Pool
+	js   jetstream.JetStream
+	q    *store.Queries
+	log  *slog.Logger
 }
 
 // New returns a projector reading through nc and writing to pool.
@@ -95,9 +85,6 @@ func New(pool *pgxpool.Pool, nc *nats.Conn, cfg Config) (*Projector, error) {
 	}
 	return &Projector{cfg: cfg, pool: pool, js: js, q: store.New(), log: cfg.Logger}, nil
 }
-
-// Stats returns the counters; it is safe only after Run has returned.
-func (p *Projector) Stats() Stats { return p.stats }
 
 // ErrFoldVersion is returned by Run when the live reports were built by
 // another version of the fold.
@@ -351,11 +338,6 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		res, err := p.apply(ctx, items, published)
 		if err == nil {
 			p.cfg.Metrics.committed(res, len(items), time.Since(began))
-			p.stats.Batches++
-			p.stats.Applied += int64(res.applied)
-			p.stats.Rejected += int64(res.rejected)
-			p.stats.Skipped += int64(res.skipped)
-			p.stats.LastSeq = max(p.stats.LastSeq, res.lastSeq)
 			if p.cfg.afterCommit != nil {
 				if err := p.cfg.afterCommit(); err != nil {
 					return err
