@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -191,13 +190,43 @@ func checkSubject(subject string, ev *Event) *Error {
 	return nil
 }
 
-// rfc3339 is the shape RFC 3339 allows; time.Parse alone also takes a
+// isRFC3339 checks the shape RFC 3339 allows,
+// YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM); time.Parse alone also takes a
 // comma before the fraction and offsets such as +24:00.
-var rfc3339 = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$`)
+func isRFC3339(s string) bool {
+	digits := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	if len(s) < 20 || !digits(s[0:4]) || s[4] != '-' || !digits(s[5:7]) || s[7] != '-' || !digits(s[8:10]) ||
+		s[10] != 'T' || !digits(s[11:13]) || s[13] != ':' || !digits(s[14:16]) || s[16] != ':' || !digits(s[17:19]) {
+		return false
+	}
+	rest := s[19:]
+	if rest[0] == '.' {
+		n := 1
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 10 {
+			return false
+		}
+		rest = rest[n:]
+	}
+	if rest == "Z" {
+		return true
+	}
+	return len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && digits(rest[1:3]) && rest[3] == ':' && digits(rest[4:6]) &&
+		rest[1:3] <= "23" && rest[4:6] <= "59"
+}
 
 func parseTime(s string) (time.Time, *Error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil || !rfc3339.MatchString(s) {
+	if err != nil || !isRFC3339(s) {
 		return time.Time{}, envelopeErr("time", "must be an RFC 3339 timestamp, got %q", truncate(s))
 	}
 	// The fold compares instants in Unix nanoseconds.
@@ -215,11 +244,25 @@ func stringAttr(attrs map[string]json.RawMessage, name string, required bool) (s
 		}
 		return "", nil
 	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
+	s, ok := unquote(raw)
+	if !ok {
 		return "", envelopeErr(name, "must be a string")
 	}
 	return s, nil
+}
+
+// unquote decodes a JSON string. Most strings have no escape: their bytes,
+// valid UTF-8 already, are the value, and need no second pass of the JSON
+// decoder.
+func unquote(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	return s, json.Unmarshal(raw, &s) == nil
 }
 
 func idAttr(attrs map[string]json.RawMessage, name string, required bool) (string, *Error) {
@@ -395,8 +438,8 @@ func (f *fields) str(name string) string {
 		f.fail(name, "is required")
 		return ""
 	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
+	s, ok := unquote(raw)
+	if !ok {
 		f.fail(name, "must be a string")
 	}
 	return s
