@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/callreport/callreport/migrations"
 	"github.com/callreport/callreport/query/store"
 	"github.com/callreport/callreport/schema"
 )
@@ -41,6 +42,7 @@ func (s *Server) routes() *echo.Echo {
 	e.Pre(dropOddRequestID)
 	e.Use(
 		middleware.RequestID(),
+		s.measure,
 		middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 			LogMethod:       true,
 			LogRoutePath:    true,
@@ -69,6 +71,9 @@ func (s *Server) routes() *echo.Echo {
 	get := []string{http.MethodGet, http.MethodHead}
 	e.Match(get, "/healthz", s.healthz)
 	e.Match(get, "/readyz", s.readyz)
+	if s.cfg.Gatherer != nil {
+		e.Match(get, "/metrics", s.serveMetrics())
+	}
 	e.Match(get, "/call-report/jobs/:jobId", s.jobReport, s.authenticate)
 	e.Match(get, "/call-report/calls/:callId", s.callReport, s.authenticate)
 	return e
@@ -182,8 +187,9 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.Blob(http.StatusOK, contentTypeJSON, []byte(`{"status":"ok"}`))
 }
 
-// readyz answers 200 while Postgres answers a ping promptly, so a load
-// balancer stops sending requests that could only get 503.
+// readyz answers 200 while Postgres answers a ping promptly and its schema
+// is the one this binary reads, so a load balancer stops sending requests
+// that could only get 503 (or 500, from a schema migrated under it).
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
 	defer cancel()
@@ -191,6 +197,14 @@ func (s *Server) readyz(c echo.Context) error {
 		s.log.WarnContext(ctx, "not ready: database ping failed", slog.Any("err", err))
 		return c.Blob(http.StatusServiceUnavailable, contentTypeJSON,
 			[]byte(`{"status":"unavailable","reason":"database"}`))
+	}
+	if err := migrations.Check(ctx, s.pool); err != nil {
+		reason := `{"status":"unavailable","reason":"database"}`
+		if errors.Is(err, migrations.ErrSchemaBehind) || errors.Is(err, migrations.ErrSchemaAhead) {
+			reason = `{"status":"unavailable","reason":"schema"}`
+		}
+		s.log.WarnContext(ctx, "not ready: schema check failed", slog.Any("err", err))
+		return c.Blob(http.StatusServiceUnavailable, contentTypeJSON, []byte(reason))
 	}
 	return c.Blob(http.StatusOK, contentTypeJSON, []byte(`{"status":"ok"}`))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callreport/callreport/query/store"
 )
@@ -57,6 +58,11 @@ type Config struct {
 	// ShutdownTimeout bounds how long Serve waits for in-flight requests
 	// once its context is done. Default 10s.
 	ShutdownTimeout time.Duration
+	// Registerer, when set, receives the HTTP metrics (requests by route
+	// and status, latency by route). Default: no metrics.
+	Registerer prometheus.Registerer
+	// Gatherer, when set, is served on GET /metrics.
+	Gatherer prometheus.Gatherer
 }
 
 func (c Config) withDefaults() Config {
@@ -87,6 +93,8 @@ type Server struct {
 	log  *slog.Logger
 	keys *keyCache
 	e    *echo.Echo
+	// metrics is nil without Config.Registerer.
+	metrics *metrics
 }
 
 // New builds a Server reading from pool.
@@ -100,6 +108,7 @@ func New(pool *pgxpool.Pool, cfg Config) *Server {
 		keys: newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheSize, time.Now),
 	}
 	s.e = s.routes()
+	s.metrics = newMetrics(cfg.Registerer, s.e.Routes())
 	return s
 }
 

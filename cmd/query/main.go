@@ -1,5 +1,6 @@
 // Command query serves the call reports over HTTP: flags/env → Config →
-// query.New(...).Serve(ctx) until SIGINT or SIGTERM.
+// query.New(...).Serve(ctx) until SIGINT or SIGTERM. The same listener
+// serves /healthz, /readyz and the Prometheus metrics on /metrics.
 package main
 
 import (
@@ -12,6 +13,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/callreport/callreport/cmd/internal/config"
 	"github.com/callreport/callreport/query"
@@ -61,7 +65,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, listening func(ne
 	if listening != nil {
 		listening(ln.Addr())
 	}
-	if err := query.New(pool, query.Config{Logger: log}).Serve(ctx, ln); err != nil {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := query.New(pool, query.Config{Logger: log, Registerer: reg, Gatherer: reg})
+	if err := srv.Serve(ctx, ln); err != nil {
 		return err
 	}
 	log.InfoContext(ctx, "query API stopped")

@@ -24,6 +24,7 @@ type Config struct {
 	DatabaseURL   string
 	NATSURL       string
 	HTTPAddr      string
+	MetricsAddr   string // the projector's /metrics, /healthz and /readyz
 	Stream        string
 	DLQStream     string
 	Consumer      string
@@ -39,6 +40,7 @@ const (
 	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/callreport?sslmode=disable"
 	DefaultNATSURL     = "nats://127.0.0.1:4222"
 	DefaultHTTPAddr    = "127.0.0.1:8080"
+	DefaultMetricsAddr = "127.0.0.1:9091"
 	DefaultConsumer    = "callreport-projector"
 )
 
@@ -56,6 +58,7 @@ func Register(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", DefaultDatabaseURL), "Postgres URL (env DATABASE_URL); the database is created if missing")
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", DefaultNATSURL), "NATS server URL (env NATS_URL)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("HTTP_ADDR", DefaultHTTPAddr), "HTTP listen address of the query API (env HTTP_ADDR)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("METRICS_ADDR", DefaultMetricsAddr), "listen address of the projector's /metrics, /healthz and /readyz (env METRICS_ADDR)")
 	fs.StringVar(&c.Stream, "stream", env("CALLREPORT_STREAM", schema.DefaultStream), "JetStream stream of the events (env CALLREPORT_STREAM)")
 	fs.StringVar(&c.DLQStream, "dlq-stream", env("CALLREPORT_DLQ_STREAM", schema.DefaultDLQStream), "dead-letter stream (env CALLREPORT_DLQ_STREAM)")
 	fs.StringVar(&c.Consumer, "consumer", env("CALLREPORT_CONSUMER", DefaultConsumer), "durable consumer of the projector (env CALLREPORT_CONSUMER)")
