@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -52,13 +53,20 @@ func main() {
 	}
 }
 
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
 // run is the whole program; a test starts it with -metrics-addr 127.0.0.1:0
 // and learns the address through listening.
 func run(ctx context.Context, args []string, stderr io.Writer, listening func(net.Addr)) error {
 	fs := flag.NewFlagSet("projector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := config.Register(fs)
-	batch := fs.Int("batch-size", 1000, "most events applied in one transaction")
+	batch := fs.Int("batch-size", envInt("CALLREPORT_BATCH_SIZE", 1000), "most events applied in one transaction (env CALLREPORT_BATCH_SIZE)")
 	rebuild := fs.Bool("rebuild-on-mismatch", os.Getenv("CALLREPORT_REBUILD_ON_MISMATCH") == "true",
 		"when the live reports were built by another fold version, rebuild them before running live instead of refusing to start (env CALLREPORT_REBUILD_ON_MISMATCH=true)")
 	if err := fs.Parse(args); err != nil {
