@@ -285,6 +285,9 @@ func checkID(s string) string {
 	if s == "" {
 		return "must not be empty"
 	}
+	if !utf8.ValidString(s) {
+		return "must be valid UTF-8"
+	}
 	if n := utf8.RuneCountInString(s); n > MaxIDLen {
 		return fmt.Sprintf("is %d characters, more than %d", n, MaxIDLen)
 	}

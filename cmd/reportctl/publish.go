@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -57,19 +58,40 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := projector.EnsureStreams(ctx, js, cfg.Streams()); err != nil {
 		return err
 	}
-	var failed int
+	var total publishStats
 	for _, path := range fs.Args() {
 		st, err := publishFile(ctx, js, cfg.SubjectPrefix, path, stderr)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: %d published, %d duplicates, %d errors\n", path, st.published, st.duplicates, st.errors)
-		failed += st.errors
+		total.published += st.published
+		total.duplicates += st.duplicates
+		total.errors += st.errors
 	}
-	if failed > 0 {
-		return fmt.Errorf("%d lines not published", failed)
+	if fs.NArg() > 1 {
+		fmt.Fprintf(stdout, "total: %d published, %d duplicates, %d errors\n", total.published, total.duplicates, total.errors)
+	}
+	if total.errors > 0 {
+		return fmt.Errorf("%d lines not published", total.errors)
 	}
 	return nil
+}
+
+// publishProgressMin is the size from which publishing a file shows its
+// progress, by bytes read.
+var publishProgressMin int64 = 4 << 20
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n uint64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += uint64(n)
+	return n, err
 }
 
 // fixtureLine is one line of an event file.
@@ -90,6 +112,13 @@ func publishFile(ctx context.Context, js jetstream.JetStream, prefix, path strin
 		return st, err
 	}
 	defer f.Close()
+	in := &countingReader{r: f}
+	var size uint64
+	var bar *progress
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() >= publishProgressMin {
+		size = uint64(fi.Size())
+		bar = newProgress(errw, filepath.Base(path)+" bytes")
+	}
 
 	type pending struct {
 		line int
@@ -118,7 +147,7 @@ func publishFile(ctx context.Context, js jetstream.JetStream, prefix, path strin
 		return nil
 	}
 
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), 2*schema.MaxEventBytes)
 	for n := 1; sc.Scan(); n++ {
 		if len(strings.TrimSpace(sc.Text())) == 0 {
@@ -140,11 +169,20 @@ func publishFile(ctx context.Context, js jetstream.JetStream, prefix, path strin
 		if err := settle(false); err != nil {
 			return st, err
 		}
+		if bar != nil {
+			bar.update(in.n, size)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return st, fmt.Errorf("read %s: %w", path, err)
 	}
-	return st, settle(true)
+	if err := settle(true); err != nil {
+		return st, err
+	}
+	if bar != nil {
+		bar.finish(in.n, size)
+	}
+	return st, nil
 }
 
 // fixtureMsg turns one fixture line into the message to publish: the

@@ -190,3 +190,21 @@ FROM job_states;
 
 -- name: CallIDsOfJob :many
 SELECT call_id FROM call_states WHERE job_id = @job_id ORDER BY call_id;
+
+-- Status
+
+-- name: StatusLive :one
+-- The live generation and the position of the consumer that keeps it, read
+-- together; the position columns are NULL until its first batch commits.
+SELECT g.generation, g.fold_version, g.consumer, g.switched_at,
+       p.stream_seq, p.applied, p.rejected, p.skipped, p.updated_at
+FROM generations g
+LEFT JOIN projector_positions p ON p.consumer = g.consumer
+WHERE g.state = 'live';
+
+-- name: StatusGenerations :many
+-- The other generations that still have tables: a build in progress and
+-- the retired ones.
+SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
+FROM generations WHERE state IN ('building', 'retired')
+ORDER BY generation;

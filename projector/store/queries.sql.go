@@ -601,6 +601,86 @@ func (q *Queries) PositionSave(ctx context.Context, db DBTX, arg PositionSavePar
 	return err
 }
 
+const statusGenerations = `-- name: StatusGenerations :many
+SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
+FROM generations WHERE state IN ('building', 'retired')
+ORDER BY generation
+`
+
+// The other generations that still have tables: a build in progress and
+// the retired ones.
+func (q *Queries) StatusGenerations(ctx context.Context, db DBTX) ([]Generation, error) {
+	rows, err := db.Query(ctx, statusGenerations)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Generation
+	for rows.Next() {
+		var i Generation
+		if err := rows.Scan(
+			&i.Generation,
+			&i.SchemaName,
+			&i.FoldVersion,
+			&i.State,
+			&i.Consumer,
+			&i.FromSeq,
+			&i.Since,
+			&i.CreatedAt,
+			&i.SwitchedAt,
+			&i.RetiredAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const statusLive = `-- name: StatusLive :one
+
+SELECT g.generation, g.fold_version, g.consumer, g.switched_at,
+       p.stream_seq, p.applied, p.rejected, p.skipped, p.updated_at
+FROM generations g
+LEFT JOIN projector_positions p ON p.consumer = g.consumer
+WHERE g.state = 'live'
+`
+
+type StatusLiveRow struct {
+	Generation  int32
+	FoldVersion int32
+	Consumer    string
+	SwitchedAt  pgtype.Timestamptz
+	StreamSeq   *int64
+	Applied     *int64
+	Rejected    *int64
+	Skipped     *int64
+	UpdatedAt   pgtype.Timestamptz
+}
+
+// Status
+// The live generation and the position of the consumer that keeps it, read
+// together; the position columns are NULL until its first batch commits.
+func (q *Queries) StatusLive(ctx context.Context, db DBTX) (StatusLiveRow, error) {
+	row := db.QueryRow(ctx, statusLive)
+	var i StatusLiveRow
+	err := row.Scan(
+		&i.Generation,
+		&i.FoldVersion,
+		&i.Consumer,
+		&i.SwitchedAt,
+		&i.StreamSeq,
+		&i.Applied,
+		&i.Rejected,
+		&i.Skipped,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const timelineEventsInsert = `-- name: TimelineEventsInsert :exec
 INSERT INTO call_timeline_events
 SELECT r.call_id, r.event_id, r.org_id, r.job_id, r.type, r.occurred_at, r.data

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/projector"
+)
+
+func init() {
+	register("dlq", "dead letters: list, show, retry (publish again), purge", runDLQ)
+}
+
+const dlqUsage = `Usage:
+  reportctl dlq list [--reason R] [--limit N] [--json]   list the dead letters, oldest first
+  reportctl dlq show SEQ                                  print one: its headers and the original bytes
+  reportctl dlq retry SEQ... | --all [--reason R]         publish the original bytes again to their
+                                                          subject on the event stream, then delete
+                                                          the dead letters
+  reportctl dlq purge [--reason R] --yes                  delete the dead letters (of reason R)
+
+SEQ is a sequence of the dead-letter stream: the first column of 'dlq list'.
+A retried event that is still bad is dead-lettered again by the projector,
+under a new sequence; 'retry --all' leaves those for another run.
+Reasons: invalid_json, invalid_envelope, invalid_data, subject_mismatch,
+tenant_mismatch, job_conflict.
+
+list --json prints {stream, reason, total, dead_letters: [{seq, time, reason,
+field, detail, subject, stream, stream_seq}]}: total counts every dead letter
+(of the reason), the list stops at --limit; subject, stream and stream_seq
+say where the original message was.
+
+Flags (each subcommand takes the ones it names, and the NATS flags):
+`
+
+// dlqFlags are the flags each subcommand accepts besides the shared ones.
+var dlqFlags = map[string][]string{
+	"list":  {"reason", "limit", "json"},
+	"show":  {},
+	"retry": {"all", "reason"},
+	"purge": {"reason", "yes"},
+}
+
+func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reportctl dlq", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, dlqUsage)
+		fs.PrintDefaults()
+	}
+	cfg := config.Register(fs)
+	shared := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { shared[f.Name] = true })
+	reason := fs.String("reason", "", "only the dead letters of this reason (list, retry --all, purge)")
+	limit := fs.Int("limit", 100, "list at most this many, 0 for all (list)")
+	asJSON := fs.Bool("json", false, "print JSON (list)")
+	all := fs.Bool("all", false, "retry every dead letter, or every one of --reason (retry)")
+	yes := fs.Bool("yes", false, "really purge (purge)")
+	// Flags may come before the subcommand as well as after it.
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	sub, pos := pos[0], pos[1:]
+	allowed, ok := dlqFlags[sub]
+	if !ok {
+		fmt.Fprintf(stderr, "reportctl dlq: unknown subcommand %q\n\n", sub)
+		fs.Usage()
+		return errUsage
+	}
+	var misplaced []string
+	fs.Visit(func(f *flag.Flag) {
+		if !shared[f.Name] && !slices.Contains(allowed, f.Name) {
+			misplaced = append(misplaced, "--"+f.Name)
+		}
+	})
+	if len(misplaced) > 0 {
+		return usageErr(stderr, "reportctl dlq %s does not take %s", sub, strings.Join(misplaced, ", "))
+	}
+	var seqs []uint64
+	for _, a := range pos {
+		n, err := strconv.ParseUint(a, 10, 64)
+		if err != nil || n == 0 {
+			return usageErr(stderr, "reportctl dlq %s: %q is not a dead-letter sequence", sub, a)
+		}
+		seqs = append(seqs, n)
+	}
+	switch {
+	case sub == "show" && len(seqs) != 1:
+		return usageErr(stderr, "reportctl dlq show: want one SEQ")
+	case sub == "retry" && *all == (len(seqs) > 0):
+		return usageErr(stderr, "reportctl dlq retry: want SEQ... or --all")
+	case sub == "retry" && *reason != "" && !*all:
+		return usageErr(stderr, "reportctl dlq retry: --reason goes with --all")
+	case (sub == "list" || sub == "purge") && len(seqs) > 0:
+		return usageErr(stderr, "reportctl dlq %s takes no SEQ", sub)
+	}
+
+	log, err := cfg.Logger(stderr)
+	if err != nil {
+		return err
+	}
+	nc, err := cfg.ConnectNATS("reportctl-dlq", log)
+	if err != nil {
+		return err
+	}
+	defer closeQuietly(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	s := cfg.Streams()
+	switch sub {
+	case "list":
+		return dlqList(ctx, js, s, *reason, *limit, *asJSON, stdout)
+	case "show":
+		d, err := projector.GetDeadLetter(ctx, js, s, seqs[0])
+		if err != nil {
+			return err
+		}
+		writeDeadLetter(stdout, d)
+		return nil
+	case "retry":
+		if *all {
+			return dlqRetryAll(ctx, js, s, *reason, stdout, stderr)
+		}
+		return dlqRetry(ctx, js, s, seqs, stdout, stderr)
+	default: // purge
+		return dlqPurge(ctx, js, s, *reason, *yes, stdout)
+	}
+}
+
+func usageErr(stderr io.Writer, format string, args ...any) error {
+	fmt.Fprintf(stderr, format+"\n\n%s", append(args, dlqUsage)...)
+	return errUsage
+}
+
+// dlqListing is what dlq list --json prints.
+type dlqListing struct {
+	Stream      string                 `json:"stream"`
+	Reason      string                 `json:"reason,omitempty"`
+	Total       uint64                 `json:"total"` // of the reason, if any; the list may be shorter (--limit)
+	DeadLetters []projector.DeadLetter `json:"dead_letters"`
+}
+
+func dlqList(ctx context.Context, js jetstream.JetStream, s projector.Streams, reason string, limit int, asJSON bool, stdout io.Writer) error {
+	list, err := projector.ListDeadLetters(ctx, js, s, reason, limit)
+	if err != nil {
+		return err
+	}
+	counts, err := projector.CountDeadLetters(ctx, js, s)
+	if err != nil {
+		return err
+	}
+	total := counts.Total
+	if reason != "" {
+		total = counts.ByReason[reason]
+	}
+	total = max(total, uint64(len(list)))
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(dlqListing{Stream: s.DLQStream, Reason: reason, Total: total, DeadLetters: list})
+	}
+	if len(list) == 0 {
+		if reason != "" {
+			fmt.Fprintf(stdout, "no dead letters of reason %s in %s\n", reason, s.DLQStream)
+		} else {
+			fmt.Fprintf(stdout, "no dead letters in %s\n", s.DLQStream)
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tREASON\tFIELD\tSTREAM SEQ\tSUBJECT\tDETAIL")
+	for _, d := range list {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Seq, d.Time.Format(time.RFC3339), oneLine(d.Reason),
+			dash(oneLineTrunc(d.Field, 40)), d.StreamSeq, dash(oneLine(d.Subject)), dash(oneLineTrunc(d.Detail, 80)))
+	}
+	tw.Flush()
+	if uint64(len(list)) < total {
+		fmt.Fprintf(stdout, "\n%s of %s dead letters shown; --limit 0 lists them all\n", count(uint64(len(list))), count(total))
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// writeDeadLetter prints a dead letter's headers, then its original bytes:
+// indented when they are JSON, as they are when they are text, as a hex
+// dump otherwise.
+func writeDeadLetter(w io.Writer, d projector.DeadLetter) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Seq:\t%d\n", d.Seq)
+	fmt.Fprintf(tw, "Time:\t%s\n", d.Time.Format(time.RFC3339Nano))
+	fmt.Fprintf(tw, "Retry id:\t%s\n", projector.RetryMsgID(d))
+	fmt.Fprintln(tw, "Headers:")
+	names := make([]string, 0, len(d.Header))
+	for k := range d.Header {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		for _, v := range d.Header[k] {
+			fmt.Fprintf(tw, "  %s:\t%s\n", k, oneLine(v))
+		}
+	}
+	tw.Flush()
+
+	var pretty bytes.Buffer
+	switch {
+	case len(d.Data) == 0:
+		fmt.Fprintln(w, "\nOriginal bytes: none")
+	case json.Valid(d.Data) && json.Indent(&pretty, d.Data, "", "  ") == nil:
+		fmt.Fprintf(w, "\nOriginal bytes (%d, JSON, indented here):\n%s\n", len(d.Data), pretty.Bytes())
+	case isText(d.Data):
+		fmt.Fprintf(w, "\nOriginal bytes (%d, not JSON):\n%s\n", len(d.Data), strings.TrimRight(string(d.Data), "\n"))
+	default:
+		fmt.Fprintf(w, "\nOriginal bytes (%d, binary):\n%s", len(d.Data), hex.Dump(d.Data))
+	}
+}
+
+func isText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	return !strings.ContainsFunc(string(b), func(r rune) bool {
+		return !unicode.IsPrint(r) && r != '\n' && r != '\t' && r != '\r'
+	})
+}
+
+func dlqRetry(ctx context.Context, js jetstream.JetStream, s projector.Streams, seqs []uint64, stdout, stderr io.Writer) error {
+	failed := 0
+	for _, seq := range seqs {
+		r, err := projector.RetryDeadLetter(ctx, js, s, seq)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			failed++
+			fmt.Fprintf(stderr, "dead letter %d: %v\n", seq, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "dead letter %d → %s seq %d (%s)%s\n", seq, r.Stream, r.StreamSeq, r.Subject, dupNote(r.Duplicate))
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d dead letters not retried", failed, len(seqs))
+	}
+	return nil
+}
+
+func dupNote(dup bool) string {
+	if dup {
+		return ", published by an earlier retry"
+	}
+	return ""
+}
+
+func dlqRetryAll(ctx context.Context, js jetstream.JetStream, s projector.Streams, reason string, stdout, stderr io.Writer) error {
+	what := "retry"
+	if reason != "" {
+		what += " " + reason
+	}
+	bar := newProgress(stderr, what)
+	var last, total uint64
+	sum, err := projector.RetryDeadLetters(ctx, js, s, reason, func(done, of uint64) {
+		last, total = done, of
+		bar.update(done, of)
+	})
+	if sum.Total > 0 {
+		bar.finish(last, total)
+	}
+	for _, f := range sum.Failed {
+		fmt.Fprintf(stderr, "dead letter %d: %s\n", f.DLQSeq, f.Error)
+	}
+	if err != nil {
+		return err
+	}
+	if sum.Total == 0 {
+		fmt.Fprintln(stdout, "no dead letters to retry")
+		return nil
+	}
+	fmt.Fprintf(stdout, "retried %s dead letters to %s", count(uint64(sum.Retried)), s.Stream)
+	if sum.Duplicates > 0 {
+		fmt.Fprintf(stdout, " (%s published by an earlier retry)", count(uint64(sum.Duplicates)))
+	}
+	fmt.Fprintln(stdout)
+	if len(sum.Failed) > 0 {
+		return fmt.Errorf("%d dead letters not retried", len(sum.Failed))
+	}
+	return nil
+}
+
+func dlqPurge(ctx context.Context, js jetstream.JetStream, s projector.Streams, reason string, yes bool, stdout io.Writer) error {
+	of := ""
+	if reason != "" {
+		of = " of reason " + reason
+	}
+	if !yes {
+		counts, err := projector.CountDeadLetters(ctx, js, s)
+		if err != nil {
+			return err
+		}
+		n := counts.Total
+		if reason != "" {
+			n = counts.ByReason[reason]
+		}
+		return fmt.Errorf("purge %s dead letters%s from %s: %w", count(n), of, s.DLQStream, errNotConfirmed)
+	}
+	n, err := projector.PurgeDeadLetters(ctx, js, s, reason)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "purged %s dead letters%s from %s\n", count(n), of, s.DLQStream)
+	return nil
+}
+
+// errNotConfirmed is returned by a destructive command run without --yes.
+var errNotConfirmed = errors.New("refusing without --yes")
