@@ -1,11 +1,13 @@
 package projector
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
@@ -23,7 +25,25 @@ const (
 	HeaderSubject   = "Callreport-Subject"
 	HeaderStream    = "Callreport-Stream"
 	HeaderStreamSeq = "Callreport-Stream-Seq"
+	// HeaderTruncated, on a dead letter whose body is cut to fit the
+	// server's payload limit, holds the original length.
+	HeaderTruncated = "Callreport-Truncated"
 )
+
+// maxHeaderText bounds the field and detail headers of a dead letter, which
+// may quote the event (a 600 KiB variable name, say).
+const maxHeaderText = 512
+
+func clip(s string) string {
+	if len(s) <= maxHeaderText {
+		return s
+	}
+	s = s[:maxHeaderText]
+	for len(s) > 0 && !utf8.ValidString(s) { // do not cut a character in two
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}
 
 type result struct {
 	applied, rejected, skipped int
@@ -168,7 +188,7 @@ func (p *Projector) write(ctx context.Context, tx pgx.Tx, set *fold.Set) error {
 
 	for id := range set.ChangedCalls {
 		c := set.Calls[id]
-		state, err := json.Marshal(c)
+		state, err := marshal(c)
 		if err != nil {
 			return fmt.Errorf("encode state of call %s: %w", id, err)
 		}
@@ -215,7 +235,7 @@ func (p *Projector) write(ctx context.Context, tx pgx.Tx, set *fold.Set) error {
 		}
 		for _, id := range jobIDs {
 			j := set.Jobs[id]
-			state, err := json.Marshal(j)
+			state, err := marshal(j)
 			if err != nil {
 				return fmt.Errorf("encode state of job %s: %w", id, err)
 			}
@@ -266,10 +286,22 @@ func (p *Projector) write(ctx context.Context, tx pgx.Tx, set *fold.Set) error {
 	return nil
 }
 
+// marshal encodes v without HTML escaping: state read back must render the
+// very bytes the first rendering gave, and reports keep their text.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
 // writeRows sends rows, a slice, as one JSON array to a statement built on
 // json_populate_recordset; an empty slice sends nothing.
 func writeRows(ctx context.Context, tx pgx.Tx, what string, rows any, exec func(context.Context, store.DBTX, []byte) error) error {
-	b, err := json.Marshal(rows)
+	b, err := marshal(rows)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", what, err)
 	}
@@ -297,11 +329,17 @@ func (p *Projector) deadLetter(ctx context.Context, rejects []item, published ma
 		m.Data = it.msg.Data()
 		m.Header.Set(jetstream.MsgIDHeader, "dlq-"+p.cfg.Stream+"-"+strconv.FormatUint(it.seq, 10))
 		m.Header.Set(HeaderReason, string(it.reject.Reason))
-		m.Header.Set(HeaderField, it.reject.Field)
-		m.Header.Set(HeaderDetail, it.reject.Msg)
+		m.Header.Set(HeaderField, clip(it.reject.Field))
+		m.Header.Set(HeaderDetail, clip(it.reject.Msg))
 		m.Header.Set(HeaderSubject, it.msg.Subject())
 		m.Header.Set(HeaderStream, p.cfg.Stream)
 		m.Header.Set(HeaderStreamSeq, strconv.FormatUint(it.seq, 10))
+		if limit := p.js.Conn().MaxPayload() - 4096; int64(len(m.Data)) > limit {
+			// The dead letter must fit where the event fitted; the whole
+			// original stays in the event stream at its sequence.
+			m.Header.Set(HeaderTruncated, strconv.Itoa(len(m.Data)))
+			m.Data = m.Data[:limit]
+		}
 		f, err := p.js.PublishMsgAsync(m)
 		if err != nil {
 			return fmt.Errorf("dead-letter seq %d: %w", it.seq, err)
@@ -309,7 +347,7 @@ func (p *Projector) deadLetter(ctx context.Context, rejects []item, published ma
 		futures = append(futures, f)
 		seqs = append(seqs, it.seq)
 		p.log.WarnContext(ctx, "event rejected", "seq", it.seq, "subject", it.msg.Subject(),
-			"reason", it.reject.Reason, "field", it.reject.Field, "detail", it.reject.Msg)
+			"reason", it.reject.Reason, "field", clip(it.reject.Field), "detail", clip(it.reject.Msg))
 	}
 	timeout := time.NewTimer(10 * time.Second)
 	defer timeout.Stop()

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,6 +52,7 @@ func Checksum(ctx context.Context, pool *pgxpool.Pool) (Digest, error) {
 	if err != nil {
 		return d, err
 	}
+	slices.SortFunc(d.Tables, func(a, b TableDigest) int { return strings.Compare(a.Table, b.Table) })
 	h := sha256.New()
 	for _, t := range d.Tables {
 		fmt.Fprintf(h, "%s %d %s\n", t.Table, t.Rows, t.Digest)

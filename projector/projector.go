@@ -22,6 +22,9 @@ import (
 	"github.com/callreport/callreport/schema"
 )
 
+// prefetchBytes bounds the messages pulled ahead of the batch being applied.
+const prefetchBytes = 16 << 20
+
 // Config tunes a Projector. Zero values take the defaults.
 type Config struct {
 	Streams
@@ -183,7 +186,9 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", p.cfg.Consumer, err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * p.cfg.BatchSize))
+	// Prefetch by bytes, not by count: a stream of 1 MiB events must not
+	// buffer gigabytes.
+	iter, err := cons.Messages(jetstream.PullMaxBytes(prefetchBytes))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", p.cfg.Consumer, err)
 	}
