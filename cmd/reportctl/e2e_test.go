@@ -89,7 +89,23 @@ func (s *service) publish(path string) publishStats {
 	if err != nil || st.errors > 0 {
 		s.t.Fatalf("publish %s: %v %s", path, err, errs.String())
 	}
+	s.waitProjected()
 	return st
+}
+
+// waitProjected waits until the live projector has committed everything
+// the stream holds.
+func (s *service) waitProjected() {
+	s.t.Helper()
+	stream, err := s.js.Stream(context.Background(), s.env.Stream)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	info, err := stream.Info(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.waitLive(info.State.LastSeq)
 }
 
 func (s *service) key(org string) string {
