@@ -138,14 +138,13 @@ func (p *Projector) standby(ctx context.Context) (release func(), err error) {
 			}
 			return nil, fmt.Errorf("connect for the consumer lock: %w", err)
 		}
-		var got bool
-		err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended('callreport-standby:' || $1, 0))`, p.cfg.Consumer).Scan(&got)
+		got, err := p.q.StandbyLockTry(ctx, conn, p.cfg.Consumer)
 		if err == nil && got {
 			if announced {
 				p.log.InfoContext(ctx, "consumer lock taken; leaving standby", "consumer", p.cfg.Consumer)
 			}
 			return func() {
-				_, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtextextended('callreport-standby:' || $1, 0))`, p.cfg.Consumer)
+				_ = p.q.StandbyUnlock(context.Background(), conn, p.cfg.Consumer)
 				conn.Release()
 			}, nil
 		}

@@ -65,14 +65,14 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, cfg Rebuild
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer lock.Release()
-	var got bool
-	if err := lock.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended('callreport-rebuild', 0))`).Scan(&got); err != nil {
+	got, err := q.RebuildLockTry(ctx, lock)
+	if err != nil {
 		return fmt.Errorf("take the rebuild lock: %w", err)
 	}
 	if !got {
 		return ErrRebuildRunning
 	}
-	defer lock.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtextextended('callreport-rebuild', 0))`)
+	defer q.RebuildUnlock(context.Background(), lock)
 
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -186,7 +186,7 @@ func loadExamples(ctx context.Context, cfg *config.Config, nc *nats.Conn, dir, b
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "published %s: %d events (%d duplicates dropped by JetStream)\n", filepath.Base(f), st.published, st.duplicates)
+		fmt.Fprintf(stdout, "published %s: %d events, %d of them dropped by JetStream as duplicates\n", filepath.Base(f), st.published, st.duplicates)
 		name := strings.TrimSuffix(filepath.Base(f), ".events.ndjson")
 		kind, id, org, err := exampleTarget(filepath.Join(dir, name+".expected.json"), f)
 		if err != nil {
@@ -203,9 +203,11 @@ func loadExamples(ctx context.Context, cfg *config.Config, nc *nats.Conn, dir, b
 		reports = append(reports, report{name: name, url: base + "/" + kind + "/" + id, org: org})
 	}
 
+	if err := waitProjected(ctx, js, pool, cfg); err != nil {
+		return err
+	}
 	fmt.Fprintln(stdout, "\nThe example reports (dev keys were created for their organizations):")
 	for _, r := range reports {
-		waitReport(ctx, r.url, keys[r.org])
 		fmt.Fprintf(stdout, "\n# %s\ncurl -s -H 'Authorization: Bearer %s' %s\n", r.name, keys[r.org], r.url)
 	}
 	fmt.Fprintln(stdout, "\nServing on", strings.TrimSuffix(base, "/call-report"), "— Ctrl-C to stop.")
@@ -242,18 +244,17 @@ func exampleTarget(expectedPath, streamPath string) (kind, id, org string, err e
 	return kind, id, line.Event.OrgID, nil
 }
 
-// waitReport polls url until it answers 200, for up to 30 seconds.
-func waitReport(ctx context.Context, url, key string) {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+// waitProjected waits until the projector has committed the whole stream.
+func waitProjected(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, cfg *config.Config) error {
+	for {
+		st, err := projector.Status(ctx, pool, js, cfg.Streams())
+		if err == nil && st.Live.Position >= st.Stream.LastSeq {
+			return nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }

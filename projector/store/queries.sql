@@ -7,6 +7,20 @@
 -- second process started by mistake waits here instead of interleaving.
 SELECT pg_advisory_xact_lock(hashtextextended(@consumer::text, 0));
 
+-- name: StandbyLockTry :one
+-- The session lock of a consumer: one process runs it, others stand by.
+SELECT pg_try_advisory_lock(hashtextextended('callreport-standby:' || @consumer::text, 0));
+
+-- name: StandbyUnlock :exec
+SELECT pg_advisory_unlock(hashtextextended('callreport-standby:' || @consumer::text, 0));
+
+-- name: RebuildLockTry :one
+-- Only one rebuild at a time.
+SELECT pg_try_advisory_lock(hashtextextended('callreport-rebuild', 0));
+
+-- name: RebuildUnlock :exec
+SELECT pg_advisory_unlock(hashtextextended('callreport-rebuild', 0));
+
 -- name: CallStatesGet :many
 SELECT call_id, org_id, job_id, state FROM call_states
 WHERE call_id = ANY(@call_ids::text[]);

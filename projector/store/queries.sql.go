@@ -601,6 +601,48 @@ func (q *Queries) PositionSave(ctx context.Context, db DBTX, arg PositionSavePar
 	return err
 }
 
+const rebuildLockTry = `-- name: RebuildLockTry :one
+SELECT pg_try_advisory_lock(hashtextextended('callreport-rebuild', 0))
+`
+
+// Only one rebuild at a time.
+func (q *Queries) RebuildLockTry(ctx context.Context, db DBTX) (bool, error) {
+	row := db.QueryRow(ctx, rebuildLockTry)
+	var pg_try_advisory_lock bool
+	err := row.Scan(&pg_try_advisory_lock)
+	return pg_try_advisory_lock, err
+}
+
+const rebuildUnlock = `-- name: RebuildUnlock :exec
+SELECT pg_advisory_unlock(hashtextextended('callreport-rebuild', 0))
+`
+
+func (q *Queries) RebuildUnlock(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, rebuildUnlock)
+	return err
+}
+
+const standbyLockTry = `-- name: StandbyLockTry :one
+SELECT pg_try_advisory_lock(hashtextextended('callreport-standby:' || $1::text, 0))
+`
+
+// The session lock of a consumer: one process runs it, others stand by.
+func (q *Queries) StandbyLockTry(ctx context.Context, db DBTX, consumer string) (bool, error) {
+	row := db.QueryRow(ctx, standbyLockTry, consumer)
+	var pg_try_advisory_lock bool
+	err := row.Scan(&pg_try_advisory_lock)
+	return pg_try_advisory_lock, err
+}
+
+const standbyUnlock = `-- name: StandbyUnlock :exec
+SELECT pg_advisory_unlock(hashtextextended('callreport-standby:' || $1::text, 0))
+`
+
+func (q *Queries) StandbyUnlock(ctx context.Context, db DBTX, consumer string) error {
+	_, err := db.Exec(ctx, standbyUnlock, consumer)
+	return err
+}
+
 const statusGenerations = `-- name: StatusGenerations :many
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
 FROM generations WHERE state IN ('building', 'retired')

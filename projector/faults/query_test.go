@@ -1,0 +1,156 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/callreport/callreport/migrations/pgtest"
+	"github.com/callreport/callreport/projector"
+	"github.com/callreport/callreport/query"
+)
+
+// TestQueryThroughOutages runs the query process on reports a projector
+// wrote: it serves them unchanged while the projector is down; while
+// Postgres is down (connections refused) or unreachable (connections
+// unanswered) it answers 503 with a JSON body within seconds, never
+// hanging; when Postgres is back it serves again by itself.
+func TestQueryThroughOutages(t *testing.T) {
+	const answerWithin = 10 * time.Second // generous: the database timeout is 2s
+	ev := generate(t, 150, 7)
+	b := newBus(t)
+	dbURL := pgtest.URL(t)
+	direct, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(direct.Close)
+	ctx := context.Background()
+
+	// Reports written, then the projector stops; events keep coming.
+	proj := startInProcess(t, direct, b.nc, projector.Config{Streams: b.streams("")})
+	half := len(ev.msgs) / 2
+	b.publishAll(ev.msgs[:half])
+	caughtUp(t, b, direct, b.env.Consumer, time.Minute)
+	if err := proj.stop(); err != nil {
+		t.Fatal(err)
+	}
+	pub := b.publish(ctx, ev.msgs[half:], 0)
+
+	var org, callID string
+	var want []byte
+	err = direct.QueryRow(ctx, `SELECT org_id, call_id, report FROM call_attempts ORDER BY call_id LIMIT 1`).Scan(&org, &callID, &want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := query.CreateKey(ctx, direct, org, "faults")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	admin, err := pgx.ParseConfig(pgtest.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newProxy(t, fmt.Sprintf("%s:%d", admin.Host, admin.Port))
+	pool, err := pgxpool.New(ctx, px.URL(dbURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- query.New(pool, query.Config{Logger: slog.New(slog.DiscardHandler)}).Serve(sctx, ln) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	base := "http://" + ln.Addr().String()
+	client := &http.Client{Timeout: time.Minute} // longer than answerWithin: a hang shows as slow, not as a client error
+	get := func(path string) (int, []byte, string, time.Duration) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		began := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body, resp.Header.Get("Content-Type"), time.Since(began)
+	}
+	report := "/call-report/calls/" + callID
+
+	// The projector is down: reports are served as they were.
+	for range 3 {
+		if code, body, _, _ := get(report); code != http.StatusOK || !bytes.Equal(body, want) {
+			t.Fatalf("projector down: GET %s: %d %.300s", report, code, body)
+		}
+	}
+	if err := pub.wait(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	var slowest time.Duration
+	var answers int
+	for _, mode := range []struct {
+		name string
+		mode proxyMode
+	}{{"down", refuse}, {"unreachable", blackhole}} {
+		px.Set(mode.mode)
+		// Past the key cache's TTL (5s), the key is looked up again too.
+		for began := time.Now(); time.Since(began) < 7*time.Second; {
+			for _, path := range []string{report, "/readyz"} {
+				code, body, ctype, took := get(path)
+				answers++
+				slowest = max(slowest, took)
+				var doc map[string]any
+				if code != http.StatusServiceUnavailable || json.Unmarshal(body, &doc) != nil || !strings.HasPrefix(ctype, "application/json") {
+					t.Fatalf("Postgres %s: GET %s: %d %q %.300s, want 503 with a JSON body", mode.name, path, code, ctype, body)
+				}
+				if took > answerWithin {
+					t.Fatalf("Postgres %s: GET %s took %s", mode.name, path, took)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		px.Set(forward)
+		began := time.Now()
+		for {
+			code, body, _, _ := get(report)
+			if code == http.StatusOK && bytes.Equal(body, want) {
+				t.Logf("Postgres %s: 200 again %s after it came back", mode.name, time.Since(began).Round(10*time.Millisecond))
+				break
+			}
+			if time.Since(began) > time.Minute {
+				t.Fatalf("Postgres %s: still %d a minute after it came back: %.300s", mode.name, code, body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// The projector comes back and catches up with what it missed.
+	startInProcess(t, direct, b.nc, projector.Config{Streams: b.streams("")})
+	took := caughtUp(t, b, direct, b.env.Consumer, time.Minute)
+	t.Logf("%d answers while Postgres was down or unreachable, all 503 with a JSON body, the slowest in %s; "+
+		"the projector, back, caught up with %d events in %s",
+		answers, slowest.Round(10*time.Millisecond), len(ev.msgs)-half, took.Round(100*time.Millisecond))
+}
