@@ -22,8 +22,8 @@ import (
 	"github.com/callreport/callreport/schema"
 )
 
-// prefetchBytes bounds the messages pulled ahead of the batch being applied.
-const prefetchBytes = 16 << 20
+// prefetchBytes bounds the bytes of one batch.
+const prefetchBytes = 64 << 20
 
 // Config tunes a Projector. Zero values take the defaults.
 type Config struct {
@@ -176,59 +176,83 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 	cc.MaxAckPending = 4 * p.cfg.BatchSize
 	cc.MaxDeliver = -1
 	cons, err := p.js.Consumer(ctx, p.cfg.Stream, p.cfg.Consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cons, err = p.js.CreateConsumer(ctx, p.cfg.Stream, cc)
+		if err != nil {
+			// Created meanwhile, by a process stopping in recover: use it.
+			cons, err = p.js.Consumer(ctx, p.cfg.Stream, p.cfg.Consumer)
+		}
+	}
 	if err == nil {
 		cons, err = p.recover(ctx, cons, cc)
 	}
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = p.js.CreateConsumer(ctx, p.cfg.Stream, cc)
-	}
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", p.cfg.Consumer, err)
-	}
-	// Prefetch by bytes, not by count: a stream of 1 MiB events must not
-	// buffer gigabytes.
-	iter, err := cons.Messages(jetstream.PullMaxBytes(prefetchBytes))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", p.cfg.Consumer, err)
 	}
 	p.cfg.Metrics.running(p.cfg)
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
 	go p.cfg.Metrics.watchLag(lagCtx, p.js, p.cfg.Stream, cons, 5*time.Second)
-	msgs := make(chan jetstream.Msg, p.cfg.BatchSize)
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := iter.Next()
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return
-			}
-			if err != nil {
-				p.log.WarnContext(ctx, "consume", "err", err)
-				continue
-			}
-			msgs <- m
-		}
-	}()
-	defer func() {
-		iter.Stop()
-		for range msgs { // let the reader goroutine end
-		}
-	}()
 	p.log.InfoContext(ctx, "projector running", "stream", p.cfg.Stream, "consumer", p.cfg.Consumer, "fold_version", fold.Version)
 
-	for {
-		batch, ok := p.gather(ctx, msgs)
-		if !ok {
-			return nil
+	for ctx.Err() == nil {
+		batch, err := p.fetch(ctx, cons)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			p.log.WarnContext(ctx, "fetch", "consumer", p.cfg.Consumer, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+			continue
+		}
+		if len(batch) == 0 {
+			continue
 		}
 		if err := p.handle(ctx, batch); err != nil {
 			if ctx.Err() != nil {
-				return nil
+				break
 			}
 			return err
 		}
 	}
+	return nil
+}
+
+// fetch waits for a first message, then takes what arrives within
+// BatchWait, up to BatchSize messages and prefetchBytes. Nothing is pulled
+// ahead of the batch: every message delivered is in hand, where the
+// in-progress acknowledgements of handle keep it from being redelivered
+// however long the batch takes.
+func (p *Projector) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	first, err := cons.Fetch(1, jetstream.FetchContext(wait))
+	if err != nil {
+		return nil, err
+	}
+	var batch []jetstream.Msg
+	for m := range first.Messages() {
+		batch = append(batch, m)
+	}
+	if len(batch) == 0 {
+		if err := first.Error(); err != nil && wait.Err() == nil {
+			return nil, err
+		}
+		return nil, nil // nothing within the wait
+	}
+	if p.cfg.BatchSize > 1 {
+		rest, err := cons.Fetch(p.cfg.BatchSize-1, jetstream.FetchMaxWait(p.cfg.BatchWait), jetstream.FetchMaxBytes(prefetchBytes))
+		if err != nil {
+			return batch, nil // apply what is in hand
+		}
+		for m := range rest.Messages() {
+			batch = append(batch, m)
+		}
+	}
+	return batch, nil
 }
 
 // recover takes over a consumer left by a process that stopped without
@@ -244,6 +268,10 @@ func (p *Projector) recover(ctx context.Context, cons jetstream.Consumer, cc jet
 		return cons, err
 	}
 	floor := info.AckFloor.Stream
+	if floor == 0 && info.Config.DeliverPolicy == jetstream.DeliverByStartSequencePolicy && info.Config.OptStartSeq > 0 {
+		// A consumer recreated here reports no floor until its first ack.
+		floor = info.Config.OptStartSeq - 1
+	}
 	p.log.InfoContext(ctx, "messages of a stopped projector are unacknowledged; resuming above the ack floor",
 		"consumer", p.cfg.Consumer, "ack_pending", info.NumAckPending, "ack_floor", floor)
 	if err := p.js.DeleteConsumer(ctx, p.cfg.Stream, p.cfg.Consumer); err != nil {
@@ -253,37 +281,6 @@ func (p *Projector) recover(ctx context.Context, cons jetstream.Consumer, cc jet
 	cc.OptStartSeq = floor + 1
 	cc.OptStartTime = nil
 	return p.js.CreateConsumer(ctx, p.cfg.Stream, cc)
-}
-
-// gather waits for a first message, then takes what arrives within
-// BatchWait, up to BatchSize.
-func (p *Projector) gather(ctx context.Context, msgs <-chan jetstream.Msg) ([]jetstream.Msg, bool) {
-	var batch []jetstream.Msg
-	select {
-	case <-ctx.Done():
-		return nil, false
-	case m, ok := <-msgs:
-		if !ok {
-			return nil, false
-		}
-		batch = append(batch, m)
-	}
-	timer := time.NewTimer(p.cfg.BatchWait)
-	defer timer.Stop()
-	for len(batch) < p.cfg.BatchSize {
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				return batch, true
-			}
-			batch = append(batch, m)
-		case <-timer.C:
-			return batch, true
-		case <-ctx.Done():
-			return batch, true
-		}
-	}
-	return batch, true
 }
 
 // item is one message of a batch, decoded.

@@ -62,7 +62,7 @@ func TestSlowBatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			if info.Delivered.Consumer != last {
-				t.Errorf("%d deliveries of %d messages: %d messages outlived AckWait %s while a batch of at most %d was held %s",
+				t.Errorf("%d deliveries of %d messages: %d redeliveries, messages outlived AckWait %s while a batch of at most %d was held %s",
 					info.Delivered.Consumer, last, info.Delivered.Consumer-last, ackWait, batch, hold)
 			}
 			t.Logf("%d messages, batches of %d, first held %s with AckWait %s; caught up %s after the lock went; %d deliveries",
