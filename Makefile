@@ -46,3 +46,30 @@ $(SQLC):
 
 $(STATICCHECK):
 	GOBIN=$(BIN) GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# The benchmark (reportctl bench): a fresh database and stream per run, the
+# results in bench/results/. BENCH_FLAGS passes more flags, e.g.
+# BENCH_FLAGS='--calls 2000 --embedded-nats --profile-dir bench/profiles'.
+BENCH_FLAGS ?=
+.PHONY: bench bench-linear
+
+bench: ## measure the service beside this machine's own limits (100k calls; BENCH_FLAGS=...)
+	bash .ci/services
+	go build -o $(BIN)/reportctl ./cmd/reportctl
+	$(BIN)/reportctl bench $(BENCH_FLAGS)
+
+bench-linear: ## catch-up at 10k, 100k and 300k calls (three results), and how much its rate falls
+	bash .ci/services
+	go build -o $(BIN)/reportctl ./cmd/reportctl
+	set -e; stamp=$$(date -u +%Y%m%d-%H%M%S); \
+	for n in 10000 100000 300000; do \
+		$(BIN)/reportctl bench --calls $$n --skip lag,query --label linear-$$stamp $(BENCH_FLAGS); \
+	done; \
+	$(BIN)/reportctl bench --compare bench/results/*-linear-$$stamp.json
+
+# The soak test (cmd/reportctl/soak_test.go): CALLREPORT_SOAK_DURATION (60s)
+# and CALLREPORT_SOAK_RATE (1000 events/s) tune it; docs/reliability.md has a run.
+.PHONY: soak
+soak: ## publish at a steady rate for a minute while dashboards poll: no error, no lost event, flat heap
+	bash .ci/services
+	CALLREPORT_SOAK=1 go test -count=1 -run TestSoak -v -timeout 10m ./cmd/reportctl/

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/projector"
+	"github.com/callreport/callreport/query"
+)
+
+// The bench runs the projector and the HTTP servers it measures as child
+// processes of this same binary, so that each has its own heap, its peak
+// RSS can be read from /proc and its CPU profile holds nothing else. The
+// children build the service exactly as cmd/projector and cmd/query do.
+func init() {
+	register("bench-projector", "(internal) the projector process that `bench` starts and measures", runBenchProjector)
+	register("bench-serve", "(internal) the HTTP server process that `bench` starts and measures", runBenchServe)
+}
+
+// listenFD is the descriptor of the listener a server child inherits
+// (the first of exec.Cmd.ExtraFiles).
+const listenFD = 3
+
+// child is a running child process.
+type child struct {
+	name   string
+	cmd    *exec.Cmd
+	log    string // its stdout and stderr
+	exited chan struct{}
+	err    error // set when exited is closed
+}
+
+// startChild runs this binary with args, its output going to name.log in
+// dir. A listener, if given, is inherited as descriptor listenFD.
+func startChild(dir, name string, ln *net.TCPListener, args ...string) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	c := &child{name: name, log: filepath.Join(dir, name+".log"), exited: make(chan struct{})}
+	logf, err := os.Create(c.log)
+	if err != nil {
+		return nil, err
+	}
+	c.cmd = exec.Command(exe, args...)
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	c.cmd.SysProcAttr = childAttr()
+	if ln != nil {
+		f, err := ln.File()
+		if err != nil {
+			logf.Close()
+			return nil, err
+		}
+		defer f.Close()
+		c.cmd.ExtraFiles = []*os.File{f}
+	}
+	if err := c.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		c.err = c.cmd.Wait()
+		logf.Close()
+		close(c.exited)
+	}()
+	return c, nil
+}
+
+// failed describes an unexpected exit, with the end of the child's log.
+func (c *child) failed() error {
+	return fmt.Errorf("%s exited (%v); its log %s ends with:\n%s", c.name, c.err, c.log, logTail(c.log, 15))
+}
+
+// stop asks the child to end (SIGTERM) and waits, killing it after timeout.
+func (c *child) stop(timeout time.Duration) error {
+	select {
+	case <-c.exited:
+		return c.err
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+		return c.err
+	case <-time.After(timeout):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		return fmt.Errorf("%s did not stop within %s; killed", c.name, timeout)
+	}
+}
+
+// peakRSS is the child's peak resident set size (VmHWM), in bytes.
+func (c *child) peakRSS() (int64, error) {
+	return procStatusKB(c.cmd.Process.Pid, "VmHWM")
+}
+
+// procStatusKB reads a "Name: N kB" line of /proc/<pid>/status, in bytes.
+func procStatusKB(pid int, name string) (int64, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return statusKB(f, name)
+}
+
+// statusKB finds the "name: N kB" line in r and returns N × 1024.
+func statusKB(r io.Reader, name string) (int64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || k != name {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", name, err)
+		}
+		return n * 1024, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no %s in the process status", name)
+}
+
+// tail is the last n lines of the file at path.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// childArgs are the shared flags that point a child at the bench's world.
+func (env *benchEnv) childArgs() []string {
+	s := env.streams
+	return []string{"--database-url", env.dbURL, "--nats-url", env.natsURL,
+		"--stream", s.Stream, "--dlq-stream", s.DLQStream, "--consumer", s.Consumer,
+		"--subject-prefix", s.SubjectPrefix, "--dlq-prefix", s.DLQPrefix}
+}
+
+// profileTo starts a CPU profile into path ("" for none) and returns what
+// stops it.
+func profileTo(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// runBenchProjector is cmd/projector with a CPU profile.
+func runBenchProjector(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reportctl bench-projector", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := config.Register(fs)
+	batch := fs.Int("batch-size", 1000, "most events applied in one transaction")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	stop, err := profileTo(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	log, err := cfg.Logger(stderr)
+	if err != nil {
+		return err
+	}
+	pool, err := cfg.OpenDB(ctx, 4)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	nc, err := cfg.ConnectNATS("callreport-bench-projector", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	p, err := projector.New(pool, nc, projector.Config{Streams: cfg.Streams(), BatchSize: *batch, Logger: log,
+		Metrics: projector.NewMetrics(prometheus.NewRegistry())})
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}
+
+// runBenchServe serves, on the inherited listener, either the query API as
+// cmd/query does, or the baselines: bare echo handlers that answer a
+// constant body, or one primary-key read, of the reports' size.
+func runBenchServe(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reportctl bench-serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := config.Register(fs)
+	mode := fs.String("mode", "query", "query or baseline")
+	callBytes := fs.Int("call-bytes", 2000, "baseline: size of the constant call body")
+	jobBytes := fs.Int("job-bytes", 4000, "baseline: size of the constant job body")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	stop, err := profileTo(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	log, err := cfg.Logger(stderr)
+	if err != nil {
+		return err
+	}
+	ln, err := net.FileListener(os.NewFile(listenFD, "listener"))
+	if err != nil {
+		return fmt.Errorf("inherited listener: %w", err)
+	}
+	pool, err := cfg.OpenDB(ctx, 0) // the pool size of cmd/query
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	switch *mode {
+	case "query":
+		reg := prometheus.NewRegistry()
+		return query.New(pool, query.Config{Logger: log, Registerer: reg, Gatherer: reg}).Serve(ctx, ln)
+	case "baseline":
+		return serveBaseline(ctx, ln, baselineEcho(pool, *callBytes, *jobBytes))
+	}
+	return fmt.Errorf("--mode %q: want query or baseline", *mode)
+}
+
+// baselineEcho is the least an echo server can do to answer a report
+// request: (a) a constant body, (b) one primary-key read of the report.
+func baselineEcho(pool *pgxpool.Pool, callBytes, jobBytes int) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Logger.SetOutput(io.Discard)
+	constant := func(body []byte) echo.HandlerFunc {
+		return func(c echo.Context) error { return c.Blob(http.StatusOK, contentTypeJSON, body) }
+	}
+	read := func(sql string) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			var doc []byte
+			if err := pool.QueryRow(c.Request().Context(), sql, c.Param("id")).Scan(&doc); err != nil {
+				return echo.NewHTTPError(http.StatusNotFound)
+			}
+			return c.Blob(http.StatusOK, contentTypeJSON, doc)
+		}
+	}
+	e.GET("/healthz", constant([]byte(`{"status":"ok"}`)))
+	e.GET("/const/call/:id", constant(paddedJSON(callBytes)))
+	e.GET("/const/job/:id", constant(paddedJSON(jobBytes)))
+	e.GET("/pk/call/:id", read(`SELECT report FROM call_attempts WHERE call_id = $1`))
+	e.GET("/pk/job/:id", read(`SELECT report FROM jobs WHERE job_id = $1`))
+	return e
+}
+
+// contentTypeJSON is the query API's content type.
+const contentTypeJSON = "application/json; charset=UTF-8"
+
+// paddedJSON is a JSON object of exactly n bytes (at least 10).
+func paddedJSON(n int) []byte {
+	n = max(n, 10)
+	return []byte(`{"pad":"` + strings.Repeat("x", n-10) + `"}`)
+}
+
+// serveBaseline serves e on ln until ctx ends.
+func serveBaseline(ctx context.Context, ln net.Listener, e *echo.Echo) error {
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// startServer starts a bench-serve child on a fresh loopback port and waits
+// until it answers; it returns the child and its base URL.
+func startServer(ctx context.Context, env *benchEnv, name string, args ...string) (*child, string, error) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, "", err
+	}
+	defer ln.Close() // the child holds its own descriptor
+	base := "http://" + ln.Addr().String()
+	c, err := startChild(env.tmp, name, ln, append(append([]string{"bench-serve"}, env.childArgs()...), args...)...)
+	if err != nil {
+		return nil, "", err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return c, base, nil
+			}
+		}
+		select {
+		case <-c.exited:
+			return nil, "", c.failed()
+		case <-ctx.Done():
+			_ = c.stop(5 * time.Second)
+			return nil, "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = c.stop(5 * time.Second)
+			return nil, "", fmt.Errorf("%s not answering after 30s; see %s", name, c.log)
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callreport/callreport/migrations"
+	"github.com/callreport/callreport/projector"
+)
+
+// benchEnv is the bench's own world: a fresh database and fresh streams,
+// on the configured servers or an embedded NATS, removed at the end.
+type benchEnv struct {
+	id       string // benchmark id: part of every name
+	dbURL    string
+	dbName   string
+	natsURL  string
+	natsDesc string // which NATS server, for the output
+	streams  projector.Streams
+	tmp      string // children's logs and the embedded NATS store
+
+	pool     *pgxpool.Pool
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	embedded *server.Server
+}
+
+// newBenchEnv creates the database callreport_bench_<id> next to the one
+// baseURL names, migrates it, and connects to NATS (an embedded server
+// when embedded is set).
+func newBenchEnv(ctx context.Context, baseURL, natsURL string, embedded bool, log *slog.Logger) (*benchEnv, error) {
+	id := time.Now().UTC().Format("20060102_150405")
+	env := &benchEnv{id: id, dbName: "callreport_bench_" + id}
+	env.streams = projector.Streams{
+		Stream:        "CALL_EVENTS_BENCH_" + id,
+		DLQStream:     "CALL_EVENTS_DLQ_BENCH_" + id,
+		Consumer:      "bench-projector",
+		SubjectPrefix: "bench_" + id + "_callevents",
+		DLQPrefix:     "bench_" + id + "_callevents_dlq",
+	}
+	var err error
+	if env.tmp, err = os.MkdirTemp("", "callreport-bench-"); err != nil {
+		return nil, err
+	}
+	if env.dbURL, err = withDatabase(baseURL, env.dbName); err != nil {
+		return nil, err
+	}
+	if err := env.openDB(ctx); err != nil {
+		env.close(log, false)
+		return nil, err
+	}
+	env.natsURL, env.natsDesc = natsURL, "NATS at "+natsURL
+	if embedded {
+		env.embedded, env.natsURL, err = startBenchNATS(env.tmp + "/nats")
+		if err != nil {
+			env.close(log, false)
+			return nil, err
+		}
+		env.natsDesc = "embedded NATS (store " + env.tmp + "/nats)"
+	}
+	if env.nc, err = nats.Connect(env.natsURL, nats.Name("reportctl-bench")); err != nil {
+		env.close(log, false)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", env.natsURL, err)
+	}
+	if env.js, err = jetstream.New(env.nc, jetstream.WithPublishAsyncTimeout(30*time.Second),
+		jetstream.WithPublishAsyncMaxPending(2*publishWindow)); err != nil {
+		env.close(log, false)
+		return nil, err
+	}
+	if err := projector.EnsureStreams(ctx, env.js, env.streams); err != nil {
+		env.close(log, false)
+		return nil, err
+	}
+	return env, nil
+}
+
+func (env *benchEnv) openDB(ctx context.Context) error {
+	if err := migrations.CreateDatabase(ctx, env.dbURL); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, env.dbURL)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", env.dbName, err)
+	}
+	env.pool = pool
+	if _, err := migrations.Up(ctx, pool); err != nil {
+		return err
+	}
+	return nil
+}
+
+// close removes what the bench made, unless keep.
+func (env *benchEnv) close(log *slog.Logger, keep bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if env.js != nil && !keep {
+		for _, s := range []string{env.streams.Stream, env.streams.DLQStream} {
+			if err := env.js.DeleteStream(ctx, s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				log.Warn("delete bench stream", "stream", s, "err", err)
+			}
+		}
+	}
+	if env.nc != nil {
+		env.nc.Close()
+	}
+	if env.embedded != nil {
+		env.embedded.Shutdown()
+		env.embedded.WaitForShutdown()
+	}
+	if env.pool != nil {
+		env.pool.Close()
+	}
+	if env.dbURL != "" && !keep {
+		if err := dropDatabase(ctx, env.dbURL); err != nil {
+			log.Warn("drop bench database", "database", env.dbName, "err", err)
+		}
+	}
+	if !keep {
+		_ = os.RemoveAll(env.tmp)
+	}
+}
+
+// withDatabase is databaseURL naming database name instead.
+func withDatabase(databaseURL, name string) (string, error) {
+	u, err := url.Parse(databaseURL)
+	if err != nil || u.Scheme == "" {
+		return "", fmt.Errorf("the bench needs DATABASE_URL as a postgres:// URL, got %q", strings.SplitN(databaseURL, "@", 2)[0])
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// dropDatabase drops the database databaseURL names, disconnecting whoever
+// still uses it.
+func dropDatabase(ctx context.Context, databaseURL string) error {
+	cfg, err := pgx.ParseConfig(databaseURL)
+	if err != nil {
+		return err
+	}
+	name := cfg.Database
+	cfg.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	return err
+}
+
+// startBenchNATS runs a JetStream server on a free port with its store in dir.
+func startBenchNATS(dir string) (*server.Server, string, error) {
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, "", fmt.Errorf("embedded NATS: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, "", errors.New("embedded NATS server not ready after 10s")
+	}
+	return ns, ns.ClientURL(), nil
+}

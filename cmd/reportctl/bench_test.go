@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callreport/callreport/projector/fold"
+	"github.com/callreport/callreport/schema"
+	"github.com/callreport/callreport/schema/simulate"
+)
+
+func msec(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+
+func TestPercentile(t *testing.T) {
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = msec(i + 1)
+	}
+	for _, tc := range []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"one sample", []time.Duration{msec(7)}, 99, msec(7)},
+		{"median of two", []time.Duration{msec(1), msec(2)}, 50, msec(1)},
+		{"p50 of 1..100", hundred, 50, msec(50)},
+		{"p99 of 1..100", hundred, 99, msec(99)},
+		{"p100 is the max", hundred, 100, msec(100)},
+		{"tiny p is the min", hundred, 0.001, msec(1)},
+	} {
+		if got := percentile(tc.sorted, tc.p); got != tc.want {
+			t.Errorf("%s: percentile(%v) = %v, want %v", tc.name, tc.p, got, tc.want)
+		}
+	}
+}
+
+func TestSummarizeSortsAndReads(t *testing.T) {
+	samples := []time.Duration{msec(30), msec(10), msec(20), msec(40)}
+	got := summarize(samples)
+	want := latencies{Count: 4, P50ms: 20, P90ms: 40, P99ms: 40, MaxMs: 40}
+	if got != want {
+		t.Errorf("summarize = %+v, want %+v", got, want)
+	}
+	if summarize(nil) != (latencies{}) {
+		t.Errorf("summarize(nil) = %+v, want zero", summarize(nil))
+	}
+}
+
+func TestRatioAndRate(t *testing.T) {
+	if got := ratio(3, 4); got != 0.75 {
+		t.Errorf("ratio(3, 4) = %v", got)
+	}
+	if got := ratio(3, 0); got != 0 {
+		t.Errorf("ratio(3, 0) = %v, want 0 (not measured)", got)
+	}
+	if got := perSecond(500, 250*time.Millisecond); got != 2000 {
+		t.Errorf("perSecond(500, 250ms) = %v", got)
+	}
+	if got := perSecond(5, 0); got != 0 {
+		t.Errorf("perSecond(5, 0) = %v", got)
+	}
+}
+
+func TestFigureVerdicts(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		value float64
+		t     *target
+		want  string // "", "met", "MISSED" or "not measured"
+	}{
+		{"no target", 12, nil, ""},
+		{"at least, above", 0.7, atLeast(0.6), "met"},
+		{"at least, equal", 0.6, atLeast(0.6), "met"},
+		{"at least, below", 0.5, atLeast(0.6), "MISSED"},
+		{"at most, below", 90, atMost(100), "met"},
+		{"at most, above", 101, atMost(100), "MISSED"},
+		{"zero is not measured", 0, atMost(100), "not measured"},
+	} {
+		var buf bytes.Buffer
+		writeTable(&buf, []figure{newFigure("x", tc.value, "u", tc.t)})
+		line := strings.Split(strings.TrimSpace(buf.String()), "\n")[2]
+		got := ""
+		for _, v := range []string{"met", "MISSED", "not measured"} {
+			if strings.HasSuffix(line, v) {
+				got = v
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s: table line %q, want verdict %q", tc.name, line, tc.want)
+		}
+	}
+}
+
+func TestFormatValue(t *testing.T) {
+	for v, want := range map[float64]string{
+		0: "0", 0.1234: "0.123", 1.5: "1.5", 12.345: "12.3", 256: "256", 2048.4: "2,048", 1234567: "1,234,567", -1500: "-1,500",
+	} {
+		if got := formatValue(v); got != want {
+			t.Errorf("formatValue(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+func TestWriteTableAligns(t *testing.T) {
+	var buf bytes.Buffer
+	writeTable(&buf, []figure{
+		newFigure("catch-up ÷ raw ceiling", 0.75, "×", atLeast(0.6)),
+		newFigure("raw ceiling", 31000, "events/s", nil),
+	})
+	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("want header, rule and 2 lines, got:\n%s", buf.String())
+	}
+	// Values align right: both end in the same column.
+	end := func(s, v string) int { return len([]rune(s[:strings.Index(s, v)])) + len([]rune(v)) }
+	if a, b := end(lines[2], "0.75"), end(lines[3], "31,000"); a != b {
+		t.Errorf("values end in columns %d and %d:\n%s", a, b, buf.String())
+	}
+	if !strings.Contains(lines[2], "≥ 0.6") || !strings.HasSuffix(lines[2], "met") {
+		t.Errorf("line %q lacks its target or verdict", lines[2])
+	}
+}
+
+func TestBenchFiguresRatios(t *testing.T) {
+	r := &benchResult{
+		Ceiling: &ceilingResult{EventsPerSec: 10000},
+		CatchUp: &catchUpResult{EventsPerSec: 7000, PeakRSSBytes: 100 << 20},
+		Lag:     &lagResult{Rate: 2000, Latency: latencies{P50ms: 20, P99ms: 150}},
+		HTTP: []loadResult{
+			{Name: targetBaseA + " call", RPS: 10000}, {Name: targetBaseB + " call", RPS: 4000},
+			{Name: targetCall, RPS: 4400, Latency: latencies{P99ms: 8}}, {Name: targetCall304, RPS: 4000},
+			{Name: targetBaseA + " job", RPS: 8000}, {Name: targetBaseB + " job", RPS: 3000},
+			{Name: targetJob, RPS: 2100, Latency: latencies{P99ms: 12}},
+		},
+	}
+	got := map[string]figure{}
+	for _, f := range benchFigures(r) {
+		got[f.Name] = f
+	}
+	for name, want := range map[string]struct {
+		value float64
+		met   bool
+	}{
+		"catch-up ÷ raw ceiling":         {0.7, true},
+		"projector peak RSS":             {100, true},
+		"live lag p99 at 2,000 events/s": {150, false},
+		"GET call ÷ baseline b":          {1.1, true},
+		"GET call ÷ baseline a":          {0.44, false},
+		"GET job ÷ baseline b":           {0.7, false},
+		"GET call 304 ÷ baseline a":      {0.4, false},
+		"GET call p99":                   {8, true},
+		"GET job p99":                    {12, false},
+	} {
+		f, ok := got[name]
+		if !ok {
+			t.Errorf("no figure %q", name)
+			continue
+		}
+		if f.Value != want.value {
+			t.Errorf("%s = %v, want %v", name, f.Value, want.value)
+		}
+		if f.Target != nil && (f.Met == nil || *f.Met != want.met) {
+			t.Errorf("%s: met = %v, want %v", name, f.Met, want.met)
+		}
+	}
+	if f := got["GET call ÷ baseline a"]; f.Target != nil {
+		t.Errorf("GET call ÷ baseline a has a target %v; the issue sets none", f.Target)
+	}
+}
+
+func TestLinearFigures(t *testing.T) {
+	run := func(events uint64, rate float64) *benchResult {
+		return &benchResult{Publish: &publishResult{LastSeq: events}, CatchUp: &catchUpResult{EventsPerSec: rate}}
+	}
+	figs, err := linearFigures([]*benchResult{run(1_800_000, 8500), run(180_000, 10000), run(5_400_000, 7000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if figs[0].Name != "180,000 events: catch-up" {
+		t.Errorf("first line %q: want the smallest stream first", figs[0].Name)
+	}
+	fall := figs[len(figs)-1]
+	if fall.Value != 30 || fall.Met == nil || *fall.Met {
+		t.Errorf("fall = %v (met %v), want 30 and missed", fall.Value, fall.Met)
+	}
+	figs, _ = linearFigures([]*benchResult{run(1000, 100), run(2000, 120)})
+	if f := figs[len(figs)-1]; f.Met == nil || !*f.Met {
+		t.Errorf("a rate that rises is met, got %+v", f)
+	}
+}
+
+func TestStatusKB(t *testing.T) {
+	status := "Name:\treportctl\nVmPeak:\t 1878328 kB\nVmHWM:\t   51400 kB\nVmRSS:\t   43616 kB\n"
+	got, err := statusKB(strings.NewReader(status), "VmHWM")
+	if err != nil || got != 51400*1024 {
+		t.Errorf("VmHWM = %d, %v; want %d", got, err, 51400*1024)
+	}
+	if _, err := statusKB(strings.NewReader(status), "VmSwap"); err == nil {
+		t.Error("a missing line gives no error")
+	}
+}
+
+func TestCallCreated(t *testing.T) {
+	for subject, want := range map[string][2]string{
+		"callevents.org-1.call.c-1.created":  {"org-1", "c-1"},
+		"callevents.org-1.call.c-1.answered": {},
+		"callevents.org-1.job.j-1.queued":    {},
+		"callevents.org-1.flow.c-1.created":  {},
+		"callevents.org-1.call.c-1":          {},
+	} {
+		org, call, ok := callCreated(subject)
+		if ok != (want[0] != "") || org != want[0] || call != want[1] {
+			t.Errorf("callCreated(%q) = %q, %q, %v; want %q, %q", subject, org, call, ok, want[0], want[1])
+		}
+	}
+}
+
+func TestPollIntervalGrowsWithTheWait(t *testing.T) {
+	for waited, want := range map[time.Duration]time.Duration{
+		0: lagPollEvery, 50 * time.Millisecond: lagPollEvery, time.Second: 50 * time.Millisecond, 10 * time.Second: 500 * time.Millisecond,
+	} {
+		if got := pollInterval(waited); got != want {
+			t.Errorf("pollInterval(%v) = %v, want %v", waited, got, want)
+		}
+	}
+}
+
+func TestDueAtIsSteady(t *testing.T) {
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	if got := dueAt(start, 2000, 2000).Sub(start); got != time.Second {
+		t.Errorf("message 2000 at 2000/s is due after %v, want 1s", got)
+	}
+	if got := dueAt(start, 1, 3).Sub(start); got != 333333333*time.Nanosecond {
+		t.Errorf("message 1 at 3/s is due after %v", got)
+	}
+}
+
+func TestPaddedJSONSize(t *testing.T) {
+	for _, n := range []int{10, 11, 2345} {
+		b := paddedJSON(n)
+		if len(b) != n || !json.Valid(b) {
+			t.Errorf("paddedJSON(%d) is %d bytes, valid %v", n, len(b), json.Valid(b))
+		}
+	}
+}
+
+func TestWithDatabase(t *testing.T) {
+	got, err := withDatabase("postgres://u:p@db:5432/callreport?sslmode=disable", "callreport_bench_1")
+	if want := "postgres://u:p@db:5432/callreport_bench_1?sslmode=disable"; err != nil || got != want {
+		t.Errorf("withDatabase = %q, %v; want %q", got, err, want)
+	}
+	if _, err := withDatabase("host=db dbname=x", "y"); err == nil {
+		t.Error("a keyword/value DSN is accepted")
+	}
+}
+
+func TestNatsMsgFollowsTheContract(t *testing.T) {
+	m := natsMsg(simulate.Message{Subject: "callevents.o.call.c.created", Data: []byte(`{}`), ID: "evt-1"}, "bench_x_callevents")
+	if m.Subject != "bench_x_callevents.o.call.c.created" {
+		t.Errorf("subject %q", m.Subject)
+	}
+	if got := m.Header.Get(jetstream.MsgIDHeader); got != "evt-1" {
+		t.Errorf("Nats-Msg-Id %q, want the event id", got)
+	}
+}
+
+func TestSkips(t *testing.T) {
+	o := benchOptions{skip: "lag, query"}
+	if !o.skips("lag") || !o.skips("query") || o.skips("ceiling") {
+		t.Errorf("skips(%q) wrong", o.skip)
+	}
+}
+
+// simulated is the first n messages of the default simulated stream.
+func simulated(b *testing.B, n int) []simulate.Message {
+	b.Helper()
+	gen := simulate.New(simulate.Options{Calls: n/15 + 10, Seed: 1})
+	var msgs []simulate.Message
+	for len(msgs) < n {
+		m, ok := gen.Next()
+		if !ok {
+			break
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// BenchmarkDecodeSimulated decodes events in the mix of a realistic stream,
+// one event per op (BenchmarkDecode in projector/fold uses the contract's
+// examples instead).
+func BenchmarkDecodeSimulated(b *testing.B) {
+	msgs := simulated(b, 10000)
+	size := 0
+	for _, m := range msgs {
+		size += len(m.Data)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(size / len(msgs)))
+	i := 0
+	for b.Loop() {
+		m := msgs[i%len(msgs)]
+		if _, err := schema.Decode(m.Subject, m.Data); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkFoldSimulated folds a realistic stream in batches of 1000 into
+// fresh sets, as the projector does, one event per op. Loading and storing
+// state are left out; BenchmarkStateRoundTrip measures them.
+func BenchmarkFoldSimulated(b *testing.B) {
+	msgs := simulated(b, 10000)
+	evs := make([]*schema.Event, len(msgs))
+	for i, m := range msgs {
+		ev, err := schema.Decode(m.Subject, m.Data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		evs[i] = ev
+	}
+	b.ReportAllocs()
+	var set *fold.Set
+	i := 0
+	for b.Loop() {
+		if i%1000 == 0 {
+			set = fold.NewSet()
+		}
+		if rej := set.Apply(evs[i%len(evs)]); rej != nil {
+			b.Fatal(rej)
+		}
+		i++
+	}
+}
+
+// BenchmarkStateRoundTrip encodes and decodes the fold state of a finished
+// call, which the projector does for every call a batch touches.
+func BenchmarkStateRoundTrip(b *testing.B) {
+	set := fold.NewSet()
+	for _, m := range simulated(b, 5000) {
+		ev, err := schema.Decode(m.Subject, m.Data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		set.Apply(ev)
+	}
+	var c *fold.Call
+	for _, call := range set.Calls {
+		if c == nil || len(call.Entered) > len(c.Entered) {
+			c = call
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		state, err := json.Marshal(c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := json.Unmarshal(state, new(fold.Call)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestVacuumStatement(t *testing.T) {
+	for _, tc := range []struct {
+		live, dead, changed int64
+		want                string
+	}{
+		{1000, 100, 0, ""},
+		{1000, 251, 0, `VACUUM (ANALYZE) "call_states"`},
+		{1000, 0, 151, `ANALYZE "call_states"`},
+		{0, 51, 0, `VACUUM (ANALYZE) "call_states"`},
+	} {
+		if got := vacuumStatement("call_states", tc.live, tc.dead, tc.changed); got != tc.want {
+			t.Errorf("vacuumStatement(live %d, dead %d, changed %d) = %q, want %q", tc.live, tc.dead, tc.changed, got, tc.want)
+		}
+	}
+}

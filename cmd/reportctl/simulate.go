@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/projector"
+	"github.com/callreport/callreport/schema"
+	"github.com/callreport/callreport/schema/simulate"
+)
+
+func init() {
+	register("simulate", "publish a realistic generated event stream at a steady rate (live demos)", runSimulate)
+}
+
+func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reportctl simulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: reportctl simulate [--rate R] [--calls N] [--seed S]\n\n"+
+			"Publishes the stream of the simulator (jobs with retries, flows with loops, billing,\n"+
+			"timeline events, three interleaved producers, duplicates) to the configured stream\n"+
+			"at R events per second, until the N calls are published or Ctrl-C.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	cfg := config.Register(fs)
+	rate := fs.Float64("rate", 2000, "events per second; 0 publishes as fast as JetStream acknowledges")
+	opts := simulateFlags(fs, 1000)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *rate < 0 {
+		return fmt.Errorf("--rate %v: want 0 or more", *rate)
+	}
+	log, err := cfg.Logger(stderr)
+	if err != nil {
+		return err
+	}
+	nc, err := cfg.ConnectNATS("reportctl-simulate", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(30*time.Second),
+		jetstream.WithPublishAsyncMaxPending(2048))
+	if err != nil {
+		return err
+	}
+	if err := projector.EnsureStreams(ctx, js, cfg.Streams()); err != nil {
+		return err
+	}
+
+	pub := newStreamPublisher(js, cfg.SubjectPrefix, 1024)
+	prog := newProgress(stderr, "simulate")
+	gen := simulate.New(*opts)
+	var n uint64
+	show := throttle(time.Second, func() { prog.update(n, 0) })
+	sent, err := publishPaced(ctx, gen, pub, *rate, 0, func(i int, _ simulate.Message, _ time.Time) {
+		n = uint64(i)
+		show()
+	})
+	st, cerr := pub.close(context.WithoutCancel(ctx), 30*time.Second)
+	prog.finish(uint64(sent), 0)
+	fmt.Fprintf(stdout, "published %d events to %s: %d stored, %d dropped by JetStream as duplicates, %d failed\n",
+		st.Sent, cfg.Stream, st.Stored, st.Duplicates, st.Errors)
+	if errors.Is(err, context.Canceled) {
+		err = nil // Ctrl-C is how a demo ends
+	}
+	return errors.Join(err, cerr)
+}
+
+// simulateFlags registers the generator's options on fs.
+func simulateFlags(fs *flag.FlagSet, calls int) *simulate.Options {
+	o := &simulate.Options{}
+	fs.IntVar(&o.Calls, "calls", calls, "call attempts to generate (about 18 events each)")
+	fs.IntVar(&o.Orgs, "orgs", 5, "organizations")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the generator: the same seed gives the same stream")
+	fs.Float64Var(&o.DuplicateRate, "duplicate-rate", 0.02, "share of events published twice (negative for none)")
+	return o
+}
+
+// publishPaced publishes gen's messages at rate events per second (0: as
+// fast as the publisher's window allows), stopping at the end of the
+// stream, after limit messages when limit > 0, or when ctx ends. sent is
+// called after each message is handed to JetStream, with its number
+// (from 1) and the time it was sent. It returns how many were sent.
+func publishPaced(ctx context.Context, gen *simulate.Generator, pub *streamPublisher, rate float64, limit int,
+	sent func(n int, m simulate.Message, at time.Time)) (int, error) {
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	n := 0
+	for limit <= 0 || n < limit {
+		if rate > 0 {
+			if wait := time.Until(dueAt(start, n, rate)); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-ctx.Done():
+					return n, ctx.Err()
+				case <-timer.C:
+				}
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, ok := gen.Next()
+		if !ok {
+			break
+		}
+		at := time.Now()
+		if err := pub.publish(ctx, m); err != nil {
+			return n, err
+		}
+		n++
+		if sent != nil {
+			sent(n, m, at)
+		}
+	}
+	return n, nil
+}
+
+// dueAt is when the message numbered n (from 0) of a steady stream of rate
+// per second starting at start is due.
+func dueAt(start time.Time, n int, rate float64) time.Time {
+	return start.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+}
+
+// pubStats counts what a streamPublisher did.
+type pubStats struct {
+	Sent       int   `json:"sent"`
+	Stored     int   `json:"stored"`
+	Duplicates int   `json:"duplicates_dropped"`
+	Errors     int   `json:"errors"`
+	Bytes      int64 `json:"bytes"`
+}
+
+// streamPublisher publishes generated messages as the contract says
+// (subject under the configured prefix, Nats-Msg-Id the event id), with a
+// window of them awaiting JetStream's acknowledgement at a time.
+type streamPublisher struct {
+	js     jetstream.JetStream
+	prefix string
+	window chan jetstream.PubAckFuture
+	done   chan struct{}
+
+	mu    sync.Mutex
+	stats pubStats
+	err   error // the first publish error JetStream answered
+}
+
+func newStreamPublisher(js jetstream.JetStream, prefix string, window int) *streamPublisher {
+	p := &streamPublisher{js: js, prefix: prefix, window: make(chan jetstream.PubAckFuture, window), done: make(chan struct{})}
+	go p.settle()
+	return p
+}
+
+// publish sends m, waiting while the window is full.
+func (p *streamPublisher) publish(ctx context.Context, m simulate.Message) error {
+	f, err := p.js.PublishMsgAsync(natsMsg(m, p.prefix))
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", m.Subject, err)
+	}
+	p.mu.Lock()
+	p.stats.Sent++
+	p.stats.Bytes += int64(len(m.Data))
+	p.mu.Unlock()
+	select {
+	case p.window <- f:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// settle collects the acknowledgements in publishing order.
+func (p *streamPublisher) settle() {
+	defer close(p.done)
+	for f := range p.window {
+		select {
+		case ack := <-f.Ok():
+			p.mu.Lock()
+			p.stats.Stored++
+			if ack.Duplicate {
+				p.stats.Stored--
+				p.stats.Duplicates++
+			}
+			p.mu.Unlock()
+		case err := <-f.Err():
+			p.mu.Lock()
+			p.stats.Errors++
+			if p.err == nil {
+				p.err = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// snapshot returns the counts so far.
+func (p *streamPublisher) snapshot() pubStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}
+
+// close waits up to timeout for the outstanding acknowledgements and
+// returns the counts, with the first error JetStream answered.
+func (p *streamPublisher) close(ctx context.Context, timeout time.Duration) (pubStats, error) {
+	close(p.window)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		return p.snapshot(), fmt.Errorf("no acknowledgement from JetStream within %s", timeout)
+	case <-ctx.Done():
+		return p.snapshot(), ctx.Err()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats, p.err
+}
+
+// natsMsg is m as published under prefix, with the event id as Nats-Msg-Id
+// so that JetStream drops a duplicate within its window.
+func natsMsg(m simulate.Message, prefix string) *nats.Msg {
+	subject := m.Subject
+	if rest, ok := strings.CutPrefix(subject, schema.SubjectPrefix+"."); ok {
+		subject = prefix + "." + rest
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = m.Data
+	msg.Header.Set(jetstream.MsgIDHeader, m.ID)
+	return msg
+}
