@@ -22,13 +22,19 @@ import (
 	"github.com/callreport/callreport/schema"
 )
 
+// DefaultBatchSize is the most messages one transaction applies. In a
+// catch-up, larger batches touch each call fewer times (5,000 doubled the
+// rate of 1,000 in the benchmark); live, batches hold what arrived meanwhile.
+const DefaultBatchSize = 5000
+
 // prefetchBytes bounds the bytes of one batch.
 const prefetchBytes = 64 << 20
 
 // Config tunes a Projector. Zero values take the defaults.
 type Config struct {
 	Streams
-	// BatchSize is the most messages one transaction applies.
+	// BatchSize is the most messages one transaction applies
+	// (DefaultBatchSize).
 	BatchSize int
 	// BatchWait is how long a batch keeps gathering after its first message.
 	BatchWait time.Duration
@@ -57,7 +63,7 @@ func (c *Config) setDefaults() {
 		c.Streams = DefaultStreams()
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 1000
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.BatchWait <= 0 {
 		c.BatchWait = 5 * time.Millisecond

@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, listening func(ne
 	fs := flag.NewFlagSet("projector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := config.Register(fs)
-	batch := fs.Int("batch-size", envInt("CALLREPORT_BATCH_SIZE", 1000), "most events applied in one transaction (env CALLREPORT_BATCH_SIZE)")
+	batch := fs.Int("batch-size", envInt("CALLREPORT_BATCH_SIZE", projector.DefaultBatchSize), "most events applied in one transaction (env CALLREPORT_BATCH_SIZE)")
 	rebuild := fs.Bool("rebuild-on-mismatch", os.Getenv("CALLREPORT_REBUILD_ON_MISMATCH") == "true",
 		"when the live reports were built by another fold version, rebuild them before running live instead of refusing to start (env CALLREPORT_REBUILD_ON_MISMATCH=true)")
 	if err := fs.Parse(args); err != nil {

@@ -27,9 +27,10 @@ WHERE call_id = ANY(@call_ids::text[]);
 
 -- name: JobStatesGet :many
 -- The jobs the batch's events name, and the jobs of the calls it touches.
+-- One array, so that the primary key serves the lookup (an OR would not).
 SELECT job_id, org_id, state FROM job_states
-WHERE job_id = ANY(@job_ids::text[])
-   OR job_id IN (SELECT cs.job_id FROM call_states cs WHERE cs.call_id = ANY(@call_ids::text[]));
+WHERE job_id = ANY(@job_ids::text[] || ARRAY(
+    SELECT cs.job_id FROM call_states cs WHERE cs.call_id = ANY(@call_ids::text[]) AND cs.job_id IS NOT NULL));
 
 -- name: JobAttemptsGet :many
 SELECT job_id, call_id, attempt, created_at, outcome, last_event_at, report FROM call_attempts

@@ -464,8 +464,8 @@ func (q *Queries) JobAttemptsGet(ctx context.Context, db DBTX, jobIds []string) 
 
 const jobStatesGet = `-- name: JobStatesGet :many
 SELECT job_id, org_id, state FROM job_states
-WHERE job_id = ANY($1::text[])
-   OR job_id IN (SELECT cs.job_id FROM call_states cs WHERE cs.call_id = ANY($2::text[]))
+WHERE job_id = ANY($1::text[] || ARRAY(
+    SELECT cs.job_id FROM call_states cs WHERE cs.call_id = ANY($2::text[]) AND cs.job_id IS NOT NULL))
 `
 
 type JobStatesGetParams struct {
@@ -480,6 +480,7 @@ type JobStatesGetRow struct {
 }
 
 // The jobs the batch's events name, and the jobs of the calls it touches.
+// One array, so that the primary key serves the lookup (an OR would not).
 func (q *Queries) JobStatesGet(ctx context.Context, db DBTX, arg JobStatesGetParams) ([]JobStatesGetRow, error) {
 	rows, err := db.Query(ctx, jobStatesGet, arg.JobIds, arg.CallIds)
 	if err != nil {

@@ -101,6 +101,12 @@ func (c *Config) OpenDB(ctx context.Context, maxConns int32) (*pgxpool.Pool, err
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	// pgx prepares every statement; a generic plan Postgres settles on
+	// while the report tables are small (a sequential scan for
+	// call_id = ANY($1)) would be kept as they grow. Plan each execution.
+	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
