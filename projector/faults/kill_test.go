@@ -20,7 +20,9 @@ import (
 func TestSIGKILL(t *testing.T) {
 	calls, over, minKills := 2800, 40*time.Second, 10 // ~50k events
 	if small() {
-		calls, over = 500, 10*time.Second
+		// Fewer events, spread over long enough for at least minKills
+		// kills and restarts while they come in, even on a loaded machine.
+		calls, over = 500, 30*time.Second
 	}
 	seed := rand.Uint64()
 	t.Logf("kill moments drawn with seed %d", seed)
@@ -44,8 +46,8 @@ func TestSIGKILL(t *testing.T) {
 	during := 0 // kills while the stream was coming in
 	for len(killed) < minKills || !pub.finished() {
 		// Anywhere from during start-up to deep into a run of batches:
-		// some 3 × minKills kills while the stream comes in.
-		time.Sleep(100*time.Millisecond + time.Duration(rng.Int64N(int64(over/time.Duration(2*minKills)))))
+		// several times minKills kills while the stream comes in.
+		time.Sleep(100*time.Millisecond + time.Duration(rng.Int64N(int64(over/time.Duration(4*minKills)))))
 		if p.exited() {
 			t.Fatalf("the projector exited by itself (%v):\n%s", p.err, p.out.tail(4000))
 		}
