@@ -63,7 +63,7 @@ bench-linear: ## catch-up at 10k, 100k and 300k calls (three results), and how m
 	go build -o $(BIN)/reportctl ./cmd/reportctl
 	set -e; stamp=$$(date -u +%Y%m%d-%H%M%S); \
 	for n in 10000 100000 300000; do \
-		$(BIN)/reportctl bench --calls $$n --skip lag,query --label linear-$$stamp $(BENCH_FLAGS); \
+		$(BIN)/reportctl bench $(BENCH_FLAGS) --calls $$n --skip lag,query --label linear-$$stamp; \
 	done; \
 	$(BIN)/reportctl bench --compare bench/results/*-linear-$$stamp.json
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/schema/simulate"
 )
 
@@ -101,7 +102,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := config.Register(fs)
 	var o benchOptions
 	o.sim = simulateFlags(fs, 100000)
-	fs.IntVar(&o.batchSize, "batch-size", 1000, "the projector's batch size")
+	fs.IntVar(&o.batchSize, "batch-size", projector.DefaultBatchSize, "the projector's batch size")
 	fs.Float64Var(&o.rate, "rate", 2000, "live lag: events per second published while the projector runs")
 	fs.DurationVar(&o.lagDuration, "lag-duration", 20*time.Second, "live lag: how long to publish")
 	fs.DurationVar(&o.httpDuration, "http-duration", 10*time.Second, "query: measured time per target")
@@ -191,7 +192,7 @@ func bench(ctx context.Context, cfg *config.Config, o benchOptions, stdout, stde
 		pub.Sent, pub.Duplicates, pub.Seconds, pub.EventsPerSec)
 
 	if !o.skips("ceiling") {
-		c, err := measureCeiling(ctx, env, pub.LastSeq, stderr)
+		c, err := measureCeiling(ctx, env, pub.LastSeq, o.batchSize, stderr)
 		if err != nil {
 			return res, fmt.Errorf("raw ceiling: %w", err)
 		}

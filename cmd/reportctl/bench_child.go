@@ -183,7 +183,7 @@ func runBenchProjector(ctx context.Context, args []string, _, stderr io.Writer) 
 	fs := flag.NewFlagSet("reportctl bench-projector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := config.Register(fs)
-	batch := fs.Int("batch-size", 1000, "most events applied in one transaction")
+	batch := fs.Int("batch-size", projector.DefaultBatchSize, "most events applied in one transaction")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err

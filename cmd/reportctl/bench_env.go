@@ -79,7 +79,9 @@ func newBenchEnv(ctx context.Context, baseURL, natsURL string, embedded bool, lo
 		env.close(log, false)
 		return nil, err
 	}
-	if err := projector.EnsureStreams(ctx, env.js, env.streams); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, jsAPITimeout)
+	defer cancel()
+	if err := projector.EnsureStreams(sctx, env.js, env.streams); err != nil {
 		env.close(log, false)
 		return nil, err
 	}

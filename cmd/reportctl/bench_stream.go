@@ -57,7 +57,12 @@ func publishStream(ctx context.Context, env *benchEnv, opts simulate.Options, st
 	return res, nil
 }
 
+// jsAPITimeout bounds the bench's JetStream API calls.
+const jsAPITimeout = 30 * time.Second
+
 func benchStreamInfo(ctx context.Context, env *benchEnv) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, jsAPITimeout)
+	defer cancel()
 	s, err := env.js.Stream(ctx, env.streams.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", env.streams.Stream, err)
@@ -74,28 +79,27 @@ type ceilingResult struct {
 	EventsPerSec float64 `json:"events_per_sec"`
 }
 
-// ceilingBatch is how many messages the ceiling consumer acknowledges at
-// once, as the projector commits batches of 1000.
-const ceilingBatch = 1000
-
 // measureCeiling reads the stream from the start to lastSeq with a durable
 // pull consumer of its own, decoding each event as generic JSON and
-// acknowledging every ceilingBatch messages (ack-all). The clock starts at
-// the first message.
-func measureCeiling(ctx context.Context, env *benchEnv, lastSeq uint64, stderr io.Writer) (ceilingResult, error) {
+// acknowledging every batch messages (ack-all), pulling as the projector
+// does for batches of that size. The clock starts at the first message.
+func measureCeiling(ctx context.Context, env *benchEnv, lastSeq uint64, batch int, stderr io.Writer) (ceilingResult, error) {
 	var res ceilingResult
-	cons, err := env.js.CreateConsumer(ctx, env.streams.Stream, jetstream.ConsumerConfig{
+	// A JetStream API call waits 5 s by default, not enough on a busy machine.
+	cctx, cancel := context.WithTimeout(ctx, jsAPITimeout)
+	defer cancel()
+	cons, err := env.js.CreateConsumer(cctx, env.streams.Stream, jetstream.ConsumerConfig{
 		Durable:       "bench-ceiling",
 		AckPolicy:     jetstream.AckAllPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		FilterSubject: env.streams.SubjectPrefix + ".>",
-		MaxAckPending: 4 * ceilingBatch,
+		MaxAckPending: 4 * batch,
 	})
 	if err != nil {
 		return res, fmt.Errorf("ceiling consumer: %w", err)
 	}
 	defer func() { _ = env.js.DeleteConsumer(context.WithoutCancel(ctx), env.streams.Stream, "bench-ceiling") }()
-	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * ceilingBatch))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * batch))
 	if err != nil {
 		return res, err
 	}
@@ -133,7 +137,7 @@ func measureCeiling(ctx context.Context, env *benchEnv, lastSeq uint64, stderr i
 			return res, err
 		}
 		last := meta.Sequence.Stream >= lastSeq
-		if res.Events%ceilingBatch == 0 || last {
+		if res.Events%batch == 0 || last {
 			_ = m.Ack()
 			prog.update(meta.Sequence.Stream, lastSeq)
 		}
