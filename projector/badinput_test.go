@@ -316,12 +316,12 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("stream after the refused publish: %+v, %v; want last sequence %d", info.CachedInfo().State, err, last)
 	}
 
-	// One batch: BatchSize is exactly the lines published, so the batch is
-	// complete as soon as they arrive, and BatchWait is long.
+	// One batch: the lines are stored before the projector starts, and
+	// BatchSize is exactly their number.
 	heapBefore := heapAfterGC()
 	sampler := sampleHeap(5 * time.Millisecond)
 	cfg.BatchSize = len(lines)
-	cfg.BatchWait = 30 * time.Second
+	cfg.BatchWait = 50 * time.Millisecond
 	stats := badRun(t, h, cfg, last)
 	peak := sampler.Peak()
 	heapAfter := heapAfterGC()
@@ -470,7 +470,7 @@ func TestOversizedEventDeadLettered(t *testing.T) {
 	last := h.publish(lines)
 	cfg := h.cfg
 	cfg.BatchSize = len(lines)
-	cfg.BatchWait = 30 * time.Second
+	cfg.BatchWait = 50 * time.Millisecond
 	stats := badRun(t, h, cfg, last)
 	if stats != (badStats{batches: 1, applied: 2, rejected: 1}) {
 		t.Errorf("stats %+v, want 1 batch, 2 applied, 1 rejected", stats)

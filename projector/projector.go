@@ -83,6 +83,8 @@ type Projector struct {
 	js   jetstream.JetStream
 	q    *store.Queries
 	log  *slog.Logger
+	// meanSize is a moving mean of the message sizes, in bytes.
+	meanSize float64
 }
 
 // New returns a projector reading through nc and writing to pool.
@@ -249,8 +251,18 @@ func (p *Projector) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetst
 		}
 		return nil, nil // nothing within the wait
 	}
-	if p.cfg.BatchSize > 1 {
-		rest, err := cons.Fetch(p.cfg.BatchSize-1, jetstream.FetchMaxWait(p.cfg.BatchWait), jetstream.FetchMaxBytes(prefetchBytes))
+	if p.cfg.BatchWait > 0 { // live, let a few more arrive to share the commit
+		select {
+		case <-ctx.Done():
+		case <-time.After(p.cfg.BatchWait):
+		}
+	}
+	if n := p.restSize(); n > 0 {
+		// What is stored already, without waiting: in a catch-up a full
+		// batch, live what arrived during the previous commit. (A pull
+		// request that waits, even a few milliseconds, made batches small
+		// and cost nats-server 2.9 dearly on a long stream.)
+		rest, err := cons.FetchNoWait(n)
 		if err != nil {
 			return batch, nil // apply what is in hand
 		}
@@ -258,7 +270,25 @@ func (p *Projector) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetst
 			batch = append(batch, m)
 		}
 	}
+	for _, m := range batch {
+		if size := float64(len(m.Data())); p.meanSize == 0 {
+			p.meanSize = size
+		} else {
+			p.meanSize = 0.9*p.meanSize + 0.1*size
+		}
+	}
 	return batch, nil
+}
+
+// restSize is how many messages to fetch after the first: up to BatchSize,
+// and about prefetchBytes at the mean size of the messages seen so far, so
+// that a stream of large events does not fill memory.
+func (p *Projector) restSize() int {
+	n := p.cfg.BatchSize - 1
+	if p.meanSize > 0 {
+		n = min(n, int(prefetchBytes/p.meanSize))
+	}
+	return max(n, 0)
 }
 
 // recover takes over a consumer left by a process that stopped without
