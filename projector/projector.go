@@ -235,7 +235,9 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 // in-progress acknowledgements of handle keep it from being redelivered
 // however long the batch takes.
 func (p *Projector) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
-	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// A short pull (under 10 s it needs no heartbeats, which a loaded
+	// machine misses) bounds what a lost pull request can stall.
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	first, err := cons.Fetch(1, jetstream.FetchContext(wait))
 	if err != nil {
