@@ -1,7 +1,6 @@
 package projector
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -188,7 +187,7 @@ func (p *Projector) write(ctx context.Context, tx pgx.Tx, set *fold.Set) error {
 
 	for id := range set.ChangedCalls {
 		c := set.Calls[id]
-		state, err := marshal(c)
+		state, err := fold.Encode(c)
 		if err != nil {
 			return fmt.Errorf("encode state of call %s: %w", id, err)
 		}
@@ -235,7 +234,7 @@ func (p *Projector) write(ctx context.Context, tx pgx.Tx, set *fold.Set) error {
 		}
 		for _, id := range jobIDs {
 			j := set.Jobs[id]
-			state, err := marshal(j)
+			state, err := fold.Encode(j)
 			if err != nil {
 				return fmt.Errorf("encode state of job %s: %w", id, err)
 			}
@@ -286,22 +285,10 @@ func (p *Projector) write(ctx context.Context, tx pgx.Tx, set *fold.Set) error {
 	return nil
 }
 
-// marshal encodes v without HTML escaping: state read back must render the
-// very bytes the first rendering gave, and reports keep their text.
-func marshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
-
 // writeRows sends rows, a slice, as one JSON array to a statement built on
 // json_populate_recordset; an empty slice sends nothing.
 func writeRows(ctx context.Context, tx pgx.Tx, what string, rows any, exec func(context.Context, store.DBTX, []byte) error) error {
-	b, err := marshal(rows)
+	b, err := fold.Encode(rows)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", what, err)
 	}

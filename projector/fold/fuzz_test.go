@@ -361,22 +361,13 @@ func foldFuzz(t *testing.T, evs []fuzzEvent, order []int, cut int) fuzzResult {
 	return res
 }
 
-// marshalState encodes state as the projector does: without HTML escaping.
-func marshalState(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	err := enc.Encode(v)
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), err
-}
-
 // throughJSON writes the state of every call and job to JSON and reads it
 // back, as the projector's batches do (projector/batch.go write and load).
 func throughJSON(t *testing.T, set *fold.Set) *fold.Set {
 	t.Helper()
 	out := fold.NewSet()
 	for id, c := range set.Calls {
-		b, err := marshalState(c)
+		b, err := fold.Encode(c)
 		if err != nil {
 			t.Fatalf("encode state of call %s: %v", id, err)
 		}
@@ -387,7 +378,7 @@ func throughJSON(t *testing.T, set *fold.Set) *fold.Set {
 		out.Calls[id] = back
 	}
 	for id, j := range set.Jobs {
-		b, err := marshalState(j)
+		b, err := fold.Encode(j)
 		if err != nil {
 			t.Fatalf("encode state of job %s: %v", id, err)
 		}

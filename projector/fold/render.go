@@ -225,7 +225,7 @@ func (vs variables) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		name, err := marshal(v.name)
+		name, err := Encode(v.name)
 		if err != nil {
 			return nil, err
 		}
@@ -258,8 +258,10 @@ type callEvent struct {
 	Data      json.RawMessage `json:"data"`
 }
 
-// marshal encodes v as compact JSON without HTML escaping.
-func marshal(v any) ([]byte, error) {
+// Encode encodes v as compact JSON without HTML escaping: reports keep their
+// text, and fold state read back renders the very bytes it rendered before.
+// The projector writes states and rows with it too.
+func Encode(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -404,7 +406,7 @@ func RenderCall(callID string, c *Call) (v *CallView, ok bool, err error) {
 	}
 	v.TimelineCount = len(doc.Events)
 
-	if v.Report, err = marshal(doc); err != nil {
+	if v.Report, err = Encode(doc); err != nil {
 		return nil, false, fmt.Errorf("render call %s: %w", callID, err)
 	}
 	v.ETag = ETag(v.Report)
@@ -458,7 +460,7 @@ func RenderJob(jobID string, j *Job, attempts []Attempt) (v *JobView, ok bool, e
 	}
 
 	var b bytes.Buffer
-	head, err := marshal(struct {
+	head, err := Encode(struct {
 		JobID        string  `json:"jobId"`
 		Status       string  `json:"status"`
 		FinalOutcome *string `json:"finalOutcome,omitempty"`
