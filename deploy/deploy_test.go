@@ -23,12 +23,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
@@ -155,17 +155,8 @@ func exported(t *testing.T) map[string]*dto.MetricFamily {
 
 	pool := pgtest.Pool(t)
 	env := natstest.New(t)
-	streams := projector.Streams{Stream: env.Stream, DLQStream: env.DLQStream, Consumer: env.Consumer,
-		SubjectPrefix: env.SubjectPrefix, DLQPrefix: env.DLQPrefix}
-	nc, err := nats.Connect(env.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	p, err := projector.New(pool, nc, projector.Config{Streams: streams, BatchSize: 50, Logger: discard, Metrics: projector.NewMetrics(reg)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	streams := env.Streams(t)
+	p := projector.New(pool, streams, projector.Config{Consumer: env.Consumer, BatchSize: 50, Logger: discard, Metrics: projector.NewMetrics(reg)})
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
 	go func() { stopped <- p.Run(ctx) }()
@@ -180,7 +171,7 @@ func exported(t *testing.T) map[string]*dto.MetricFamily {
 			t.Error("projector did not stop")
 		}
 	})
-	publish(t, nc, streams)
+	publish(t, streams)
 
 	h := query.New(pool, query.Config{Logger: discard, Registerer: reg, Gatherer: reg}).Handler()
 	for _, target := range []string{"/healthz", "/readyz", "/call-report/jobs/" + "550e8400-e29b-41d4-a716-446655440000", "/nope", "/metrics"} {
@@ -226,17 +217,11 @@ func exported(t *testing.T) map[string]*dto.MetricFamily {
 
 // publish sends the first contract example and a message the decoder
 // rejects.
-func publish(t *testing.T, nc *nats.Conn, s projector.Streams) {
+func publish(t *testing.T, s *stream.Streams) {
 	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := s.JetStream()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := projector.EnsureStreams(ctx, js, s); err != nil {
-		t.Fatal(err)
-	}
 	lines := schematest.Examples(t)[0].Lines
 	lines = append(lines, schematest.Line{Subject: lines[0].Subject, Body: []byte(`{"not":"an event"}`)})
 	for _, l := range lines {

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema"
@@ -90,10 +91,7 @@ func badRun(t *testing.T, h *harness, cfg Config, last uint64) badStats {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Metrics = NewMetrics(reg)
-	p, err := New(h.pool, h.nc, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := New(h.pool, h.s, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -111,7 +109,7 @@ func badRun(t *testing.T, h *harness, cfg Config, last uint64) badStats {
 	// next projector starts cleanly above them.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		cons, err := h.js.Consumer(context.Background(), cfg.Stream, cfg.Consumer)
+		cons, err := h.js.Consumer(context.Background(), h.s.Stream, cfg.Consumer)
 		if err == nil {
 			if info, err := cons.Info(context.Background()); err == nil && info.NumAckPending == 0 && info.AckFloor.Stream >= last {
 				break
@@ -385,21 +383,21 @@ func TestBadInput(t *testing.T) {
 		} else if err != nil {
 			t.Fatalf("dead letter %d: %v", seq, err)
 		}
-		orig, _ := strconv.ParseUint(dm.Header.Get(HeaderStreamSeq), 10, 64)
+		orig, _ := strconv.ParseUint(dm.Header.Get(stream.HeaderStreamSeq), 10, 64)
 		i := int(orig - first)
 		if orig < first || i >= len(lines) {
 			t.Errorf("dead letter of sequence %d, which is not in the batch", orig)
 			continue
 		}
-		reason := schema.Reason(dm.Header.Get(HeaderReason))
+		reason := schema.Reason(dm.Header.Get(stream.HeaderReason))
 		got[i] = reason
 		if dm.Subject != h.env.DLQPrefix+"."+string(reason) || !bytes.Equal(dm.Data, lines[i].Body) {
 			t.Errorf("line %d: dead letter on %q, body %q; want the original bytes on %s.%s", i, dm.Subject, dm.Data, h.env.DLQPrefix, reason)
 		}
-		if dm.Header.Get(HeaderDetail) == "" || len(dm.Header[HeaderReason]) != 1 {
+		if dm.Header.Get(stream.HeaderDetail) == "" || len(dm.Header[stream.HeaderReason]) != 1 {
 			t.Errorf("line %d: headers %q", i, dm.Header)
 		}
-		t.Logf("line %2d → %-16s field %q: %s", i, reason, dm.Header.Get(HeaderField), dm.Header.Get(HeaderDetail))
+		t.Logf("line %2d → %-16s field %q: %s", i, reason, dm.Header.Get(stream.HeaderField), dm.Header.Get(stream.HeaderDetail))
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("dead letters by line %v, want %v", got, want)
@@ -452,13 +450,13 @@ func TestOversizedEventDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.nc.Close)
-	if h.js, err = jetstream.New(h.nc); err != nil {
+	if h.s, err = stream.New(h.nc, h.env.Names()); err != nil {
 		t.Fatal(err)
 	}
-	h.cfg = Config{Streams: Streams{Stream: h.env.Stream, DLQStream: h.env.DLQStream, Consumer: h.env.Consumer,
-		SubjectPrefix: h.env.SubjectPrefix, DLQPrefix: h.env.DLQPrefix}, AckWait: 5 * time.Second,
+	h.js = h.s.JetStream()
+	h.cfg = Config{Consumer: h.env.Consumer, AckWait: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	if err := EnsureStreams(context.Background(), h.js, h.cfg.Streams); err != nil {
+	if err := h.s.Ensure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -483,11 +481,11 @@ func TestOversizedEventDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dead letter: %v", err)
 	}
-	if dm.Header.Get(HeaderReason) != string(schema.ReasonInvalidJSON) || dm.Header.Get(HeaderStreamSeq) != "2" || !bytes.Equal(dm.Data, lines[1].Body) {
+	if dm.Header.Get(stream.HeaderReason) != string(schema.ReasonInvalidJSON) || dm.Header.Get(stream.HeaderStreamSeq) != "2" || !bytes.Equal(dm.Data, lines[1].Body) {
 		t.Errorf("dead letter %s seq %s, %d bytes; want invalid_json, seq 2, the %d original bytes",
-			dm.Header.Get(HeaderReason), dm.Header.Get(HeaderStreamSeq), len(dm.Data), len(lines[1].Body))
+			dm.Header.Get(stream.HeaderReason), dm.Header.Get(stream.HeaderStreamSeq), len(dm.Data), len(lines[1].Body))
 	}
-	t.Logf("%d bytes → %s: %s", len(lines[1].Body), dm.Header.Get(HeaderReason), dm.Header.Get(HeaderDetail))
+	t.Logf("%d bytes → %s: %s", len(lines[1].Body), dm.Header.Get(stream.HeaderReason), dm.Header.Get(stream.HeaderDetail))
 	var status string
 	if err := h.pool.QueryRow(context.Background(), `SELECT status FROM call_attempts WHERE call_id = $1`, badCall).Scan(&status); err != nil || status != "completed" {
 		t.Errorf("call status %q (%v), want completed", status, err)
@@ -519,15 +517,15 @@ func TestDeadLetterNearPayloadLimit(t *testing.T) {
 		if err != nil {
 			t.Fatalf("dead letter %d: %v", seq, err)
 		}
-		orig := lineBySeq(t, m.Header.Get(HeaderStreamSeq), bad, badVar)
-		if n := m.Header.Get(HeaderTruncated); len(orig.Body) > int(h.nc.MaxPayload())-4096 {
+		orig := lineBySeq(t, m.Header.Get(stream.HeaderStreamSeq), bad, badVar)
+		if n := m.Header.Get(stream.HeaderTruncated); len(orig.Body) > int(h.nc.MaxPayload())-4096 {
 			if n != strconv.Itoa(len(orig.Body)) || !bytes.HasPrefix(orig.Body, m.Data) {
 				t.Errorf("dead letter %d: truncated %q, %d bytes kept of %d", seq, n, len(m.Data), len(orig.Body))
 			}
 		} else if !bytes.Equal(m.Data, orig.Body) {
 			t.Errorf("dead letter %d: body changed", seq)
 		}
-		if len(m.Header.Get(HeaderField)) > maxHeaderText+8 || len(m.Header.Get(HeaderDetail)) > maxHeaderText+8 {
+		if len(m.Header.Get(stream.HeaderField)) > stream.MaxHeaderText+8 || len(m.Header.Get(stream.HeaderDetail)) > stream.MaxHeaderText+8 {
 			t.Errorf("dead letter %d: headers not clipped", seq)
 		}
 	}

@@ -4,45 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector/fold"
 	"github.com/callreport/callreport/projector/store"
 )
-
-// Headers of a dead-lettered message; its body is the original bytes.
-const (
-	HeaderReason    = "Callreport-Reason"
-	HeaderField     = "Callreport-Field"
-	HeaderDetail    = "Callreport-Detail"
-	HeaderSubject   = "Callreport-Subject"
-	HeaderStream    = "Callreport-Stream"
-	HeaderStreamSeq = "Callreport-Stream-Seq"
-	// HeaderTruncated, on a dead letter whose body is cut to fit the
-	// server's payload limit, holds the original length.
-	HeaderTruncated = "Callreport-Truncated"
-)
-
-// maxHeaderText bounds the field and detail headers of a dead letter, which
-// may quote the event (a 600 KiB variable name, say).
-const maxHeaderText = 512
-
-func clip(s string) string {
-	if len(s) <= maxHeaderText {
-		return s
-	}
-	s = s[:maxHeaderText]
-	for len(s) > 0 && !utf8.ValidString(s) { // do not cut a character in two
-		s = s[:len(s)-1]
-	}
-	return s + "…"
-}
 
 type result struct {
 	applied, rejected, skipped int
@@ -99,7 +67,7 @@ func (p *Projector) apply(ctx context.Context, items []item, published map[uint6
 		res.counts[countKey{typ, "rejected", string(it.reject.Reason)}]++
 	}
 	if p.cfg.build == nil { // a rebuild meets the rejects the live projector dead-lettered
-		if err := p.deadLetter(ctx, rejects, published); err != nil {
+		if err := p.streams.DeadLetter(ctx, deadLetters(rejects), published, p.log); err != nil {
 			return res, err
 		}
 	}
@@ -107,7 +75,7 @@ func (p *Projector) apply(ctx context.Context, items []item, published map[uint6
 		return res, err
 	}
 	err = p.q.PositionSave(ctx, tx, store.PositionSaveParams{
-		Consumer: p.cfg.Consumer, Stream: p.cfg.Stream, StreamSeq: int64(res.lastSeq), FoldVersion: fold.Version,
+		Consumer: p.cfg.Consumer, Stream: p.streams.Stream, StreamSeq: int64(res.lastSeq), FoldVersion: fold.Version,
 		Applied: int64(res.applied), Rejected: int64(res.rejected), Skipped: int64(res.skipped),
 	})
 	if err != nil {
@@ -117,6 +85,16 @@ func (p *Projector) apply(ctx context.Context, items []item, published map[uint6
 		return res, fmt.Errorf("commit: %w", err)
 	}
 	return res, nil
+}
+
+// deadLetters are the rejected items as the dead-letter stream takes them.
+func deadLetters(rejects []item) []stream.Reject {
+	out := make([]stream.Reject, len(rejects))
+	for i, it := range rejects {
+		out[i] = stream.Reject{Seq: it.seq, Subject: it.msg.Subject(), Data: it.msg.Data(),
+			Reason: string(it.reject.Reason), Field: it.reject.Field, Detail: it.reject.Msg}
+	}
+	return out
 }
 
 // touched lists the calls and jobs the valid events of a batch name.
@@ -297,58 +275,6 @@ func writeRows(ctx context.Context, tx pgx.Tx, what string, rows any, exec func(
 	}
 	if err := exec(ctx, tx, b); err != nil {
 		return fmt.Errorf("write %s: %w", what, err)
-	}
-	return nil
-}
-
-// deadLetter publishes the rejected messages to the dead-letter stream and
-// waits for JetStream to store them. Each carries a Nats-Msg-Id derived from
-// its stream sequence, so a batch retried after a crash does not
-// dead-letter twice.
-func (p *Projector) deadLetter(ctx context.Context, rejects []item, published map[uint64]bool) error {
-	var futures []jetstream.PubAckFuture
-	var seqs []uint64
-	for _, it := range rejects {
-		if published[it.seq] {
-			continue
-		}
-		m := nats.NewMsg(p.cfg.DLQPrefix + "." + string(it.reject.Reason))
-		m.Data = it.msg.Data()
-		m.Header.Set(jetstream.MsgIDHeader, "dlq-"+p.cfg.Stream+"-"+strconv.FormatUint(it.seq, 10))
-		m.Header.Set(HeaderReason, string(it.reject.Reason))
-		m.Header.Set(HeaderField, clip(it.reject.Field))
-		m.Header.Set(HeaderDetail, clip(it.reject.Msg))
-		m.Header.Set(HeaderSubject, it.msg.Subject())
-		m.Header.Set(HeaderStream, p.cfg.Stream)
-		m.Header.Set(HeaderStreamSeq, strconv.FormatUint(it.seq, 10))
-		if limit := p.js.Conn().MaxPayload() - 4096; int64(len(m.Data)) > limit {
-			// The dead letter must fit where the event fitted; the whole
-			// original stays in the event stream at its sequence.
-			m.Header.Set(HeaderTruncated, strconv.Itoa(len(m.Data)))
-			m.Data = m.Data[:limit]
-		}
-		f, err := p.js.PublishMsgAsync(m)
-		if err != nil {
-			return fmt.Errorf("dead-letter seq %d: %w", it.seq, err)
-		}
-		futures = append(futures, f)
-		seqs = append(seqs, it.seq)
-		p.log.WarnContext(ctx, "event rejected", "seq", it.seq, "subject", it.msg.Subject(),
-			"reason", it.reject.Reason, "field", clip(it.reject.Field), "detail", clip(it.reject.Msg))
-	}
-	timeout := time.NewTimer(10 * time.Second)
-	defer timeout.Stop()
-	for i, f := range futures {
-		select {
-		case <-f.Ok():
-			published[seqs[i]] = true
-		case err := <-f.Err():
-			return fmt.Errorf("dead-letter seq %d: %w", seqs[i], err)
-		case <-timeout.C:
-			return fmt.Errorf("dead-letter: no acknowledgement from %s", p.cfg.DLQStream)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
 	}
 	return nil
 }

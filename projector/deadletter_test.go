@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/schematest"
 )
 
@@ -102,8 +103,8 @@ func TestDeadLetters(t *testing.T) {
 		if err != nil {
 			break
 		}
-		orig, _ := strconv.ParseUint(m.Header.Get(HeaderStreamSeq), 10, 64)
-		reason := m.Header.Get(HeaderReason)
+		orig, _ := strconv.ParseUint(m.Header.Get(stream.HeaderStreamSeq), 10, 64)
+		reason := m.Header.Get(stream.HeaderReason)
 		got[orig] = reason
 		if m.Subject != h.env.DLQPrefix+"."+reason {
 			t.Errorf("seq %d: DLQ subject %q", orig, m.Subject)
@@ -111,7 +112,7 @@ func TestDeadLetters(t *testing.T) {
 		if string(m.Data) != string(lines[orig-1].Body) {
 			t.Errorf("seq %d: DLQ body %q, want the original bytes", orig, m.Data)
 		}
-		if m.Header.Get(HeaderSubject) == "" || m.Header.Get(HeaderDetail) == "" || m.Header.Get(jetstream.MsgIDHeader) == "" {
+		if m.Header.Get(stream.HeaderSubject) == "" || m.Header.Get(stream.HeaderDetail) == "" || m.Header.Get(jetstream.MsgIDHeader) == "" {
 			t.Errorf("seq %d: headers %v", orig, m.Header)
 		}
 	}

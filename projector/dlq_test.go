@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/schematest"
 )
 
@@ -25,12 +26,12 @@ func (h *harness) deadLetter(reason, subject string, body []byte, origSeq uint64
 	}
 	m := nats.NewMsg(h.env.DLQPrefix + "." + reason)
 	m.Data = body
-	m.Header.Set(HeaderReason, reason)
-	m.Header.Set(HeaderField, "orgid")
-	m.Header.Set(HeaderDetail, "stored by the test")
-	m.Header.Set(HeaderSubject, subject)
-	m.Header.Set(HeaderStream, h.env.Stream)
-	m.Header.Set(HeaderStreamSeq, strconv.FormatUint(origSeq, 10))
+	m.Header.Set(stream.HeaderReason, reason)
+	m.Header.Set(stream.HeaderField, "orgid")
+	m.Header.Set(stream.HeaderDetail, "stored by the test")
+	m.Header.Set(stream.HeaderSubject, subject)
+	m.Header.Set(stream.HeaderStream, h.env.Stream)
+	m.Header.Set(stream.HeaderStreamSeq, strconv.FormatUint(origSeq, 10))
 	ack, err := h.js.PublishMsg(context.Background(), m)
 	if err != nil {
 		h.t.Fatal(err)
@@ -39,11 +40,11 @@ func (h *harness) deadLetter(reason, subject string, body []byte, origSeq uint64
 }
 
 // waitDeadLetters waits until the dead-letter stream holds n messages.
-func (h *harness) waitDeadLetters(n uint64) DeadLetterCounts {
+func (h *harness) waitDeadLetters(n uint64) stream.DeadLetterCounts {
 	h.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := CountDeadLetters(context.Background(), h.js, h.cfg.Streams)
+		c, err := h.s.CountDeadLetters(context.Background())
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -66,7 +67,7 @@ func TestListDeadLetters(t *testing.T) {
 	h.waitPosition(h.publish(lines))
 	h.waitDeadLetters(7)
 
-	all, err := ListDeadLetters(ctx, h.js, h.cfg.Streams, "", 0)
+	all, err := h.s.ListDeadLetters(ctx, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,37 +90,37 @@ func TestListDeadLetters(t *testing.T) {
 		}
 	}
 
-	tenant, err := ListDeadLetters(ctx, h.js, h.cfg.Streams, "tenant_mismatch", 0)
+	tenant, err := h.s.ListDeadLetters(ctx, "tenant_mismatch", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(tenant) != 2 || tenant[0].Reason != "tenant_mismatch" || tenant[1].Reason != "tenant_mismatch" {
 		t.Errorf("tenant_mismatch: %+v", tenant)
 	}
-	firstThree, err := ListDeadLetters(ctx, h.js, h.cfg.Streams, "", 3)
+	firstThree, err := h.s.ListDeadLetters(ctx, "", 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(firstThree) != 3 || firstThree[2].Seq != all[2].Seq {
 		t.Errorf("limit 3: %d dead letters", len(firstThree))
 	}
-	none, err := ListDeadLetters(ctx, h.js, h.cfg.Streams, "no_such_reason", 0)
+	none, err := h.s.ListDeadLetters(ctx, "no_such_reason", 0)
 	if err != nil || len(none) != 0 {
 		t.Errorf("unknown reason: %v %v", none, err)
 	}
-	if _, err := ListDeadLetters(ctx, h.js, h.cfg.Streams, "a.>", 0); err == nil {
+	if _, err := h.s.ListDeadLetters(ctx, "a.>", 0); err == nil {
 		t.Error("a reason with subject wildcards was accepted")
 	}
 
-	one, err := GetDeadLetter(ctx, h.js, h.cfg.Streams, all[3].Seq)
+	one, err := h.s.GetDeadLetter(ctx, all[3].Seq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if one.Seq != all[3].Seq || string(one.Data) != string(all[3].Data) || one.Header.Get(HeaderReason) != all[3].Reason ||
+	if one.Seq != all[3].Seq || string(one.Data) != string(all[3].Data) || one.Header.Get(stream.HeaderReason) != all[3].Reason ||
 		one.Header.Get(jetstream.MsgIDHeader) == "" {
 		t.Errorf("get %d: %+v", all[3].Seq, one)
 	}
-	if _, err := GetDeadLetter(ctx, h.js, h.cfg.Streams, 999); !errors.Is(err, ErrDeadLetterNotFound) {
+	if _, err := h.s.GetDeadLetter(ctx, 999); !errors.Is(err, stream.ErrDeadLetterNotFound) {
 		t.Errorf("get 999: %v", err)
 	}
 }
@@ -136,7 +137,7 @@ func TestRetryDeadLetter(t *testing.T) {
 	bad := schematest.Line{Subject: "callevents.org-a.call.call-y.status", Body: []byte(`{"broken"`)}
 	badSeq := h.deadLetter("invalid_json", bad.Subject, bad.Body, 42)
 
-	r, err := RetryDeadLetter(ctx, h.js, h.cfg.Streams, goodSeq)
+	r, err := h.s.RetryDeadLetter(ctx, goodSeq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,18 +145,18 @@ func TestRetryDeadLetter(t *testing.T) {
 		r.Subject != h.env.SubjectPrefix+".org-a.call.call-y.created" {
 		t.Errorf("retried %+v", r)
 	}
-	if _, err := GetDeadLetter(ctx, h.js, h.cfg.Streams, goodSeq); !errors.Is(err, ErrDeadLetterNotFound) {
+	if _, err := h.s.GetDeadLetter(ctx, goodSeq); !errors.Is(err, stream.ErrDeadLetterNotFound) {
 		t.Errorf("the retried dead letter is still there: %v", err)
 	}
 	h.waitPosition(r.StreamSeq)
 	if doc := h.report("calls", "call-y"); !strings.Contains(string(doc), `"call-y"`) {
 		t.Errorf("report of the retried event: %s", doc)
 	}
-	if _, err := RetryDeadLetter(ctx, h.js, h.cfg.Streams, goodSeq); !errors.Is(err, ErrDeadLetterNotFound) {
+	if _, err := h.s.RetryDeadLetter(ctx, goodSeq); !errors.Is(err, stream.ErrDeadLetterNotFound) {
 		t.Errorf("second retry of %d: %v", goodSeq, err)
 	}
 
-	r, err = RetryDeadLetter(ctx, h.js, h.cfg.Streams, badSeq)
+	r, err = h.s.RetryDeadLetter(ctx, badSeq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestRetryDeadLetter(t *testing.T) {
 	}
 	h.waitPosition(r.StreamSeq)
 	again := h.waitDeadLetters(1)
-	list, err := ListDeadLetters(ctx, h.js, h.cfg.Streams, "", 0)
+	list, err := h.s.ListDeadLetters(ctx, "", 0)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("%v %v", list, err)
 	}
@@ -189,7 +190,7 @@ func TestRetryDeadLetters(t *testing.T) {
 	loop := h.deadLetter("invalid_json", h.env.DLQPrefix+".invalid_json", []byte(`{}`), 1)
 
 	var calls, lastTotal uint64
-	sum, err := RetryDeadLetters(ctx, h.js, h.cfg.Streams, "", func(done, total uint64) { calls, lastTotal = done, total })
+	sum, err := h.s.RetryDeadLetters(ctx, "", func(done, total uint64) { calls, lastTotal = done, total })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +207,7 @@ func TestRetryDeadLetters(t *testing.T) {
 	}
 
 	// One reason only.
-	sum, err = RetryDeadLetters(ctx, h.js, h.cfg.Streams, "tenant_mismatch", nil)
+	sum, err = h.s.RetryDeadLetters(ctx, "tenant_mismatch", nil)
 	if err != nil || sum.Total != 2 || sum.Retried != 2 || len(sum.Failed) != 0 {
 		t.Fatalf("tenant_mismatch: %+v %v", sum, err)
 	}
@@ -220,18 +221,18 @@ func TestPurgeDeadLetters(t *testing.T) {
 	h.waitPosition(h.publish(mixedLines()))
 	h.waitDeadLetters(7)
 
-	n, err := PurgeDeadLetters(ctx, h.js, h.cfg.Streams, "tenant_mismatch")
+	n, err := h.s.PurgeDeadLetters(ctx, "tenant_mismatch")
 	if err != nil || n != 2 {
 		t.Fatalf("purge tenant_mismatch: %d %v", n, err)
 	}
 	if c := h.waitDeadLetters(5); c.ByReason["tenant_mismatch"] != 0 {
 		t.Errorf("after purging tenant_mismatch: %v", c.ByReason)
 	}
-	if n, err = PurgeDeadLetters(ctx, h.js, h.cfg.Streams, ""); err != nil || n != 5 {
+	if n, err = h.s.PurgeDeadLetters(ctx, ""); err != nil || n != 5 {
 		t.Fatalf("purge: %d %v", n, err)
 	}
 	h.waitDeadLetters(0)
-	if n, err = PurgeDeadLetters(ctx, h.js, h.cfg.Streams, ""); err != nil || n != 0 {
+	if n, err = h.s.PurgeDeadLetters(ctx, ""); err != nil || n != 0 {
 		t.Fatalf("purge of nothing: %d %v", n, err)
 	}
 }
@@ -245,7 +246,7 @@ func TestRetryMsgID(t *testing.T) {
 		{`{"id":"a\nb"}`, "dlq-retry-7"},
 		{`{"type":"call.created"}`, "dlq-retry-7"},
 	} {
-		if got := RetryMsgID(DeadLetter{Seq: 7, Data: []byte(tc.body)}); got != tc.want {
+		if got := stream.RetryMsgID(stream.DeadLetter{Seq: 7, Data: []byte(tc.body)}); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.body, got, tc.want)
 		}
 	}

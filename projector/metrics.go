@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector/fold"
 )
 
@@ -92,14 +93,14 @@ func (m *Metrics) retried() {
 }
 
 // watchLag refreshes the lag gauges every interval until ctx ends.
-func (m *Metrics) watchLag(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer, every time.Duration) {
+func (m *Metrics) watchLag(ctx context.Context, streams *stream.Streams, cons jetstream.Consumer, every time.Duration) {
 	if m == nil {
 		return
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		lag, err := LagOf(ctx, js, stream, cons)
+		lag, err := streams.LagOf(ctx, cons)
 		if err == nil {
 			m.lagEvents.Set(float64(lag.Events))
 			m.lagSeconds.Set(lag.Age.Seconds())
@@ -113,40 +114,8 @@ func (m *Metrics) watchLag(ctx context.Context, js jetstream.JetStream, stream s
 	}
 }
 
-func (m *Metrics) running(cfg Config) {
+func (m *Metrics) running(consumer, streamName string) {
 	if m != nil {
-		m.info.WithLabelValues(strconv.Itoa(fold.Version), cfg.Consumer, cfg.Stream).Set(1)
+		m.info.WithLabelValues(strconv.Itoa(fold.Version), consumer, streamName).Set(1)
 	}
-}
-
-// Lag is how far a consumer is behind its stream.
-type Lag struct {
-	Events      uint64        // not yet acknowledged: pending plus delivered-unacknowledged
-	Age         time.Duration // age of the oldest of them, 0 when none
-	Redelivered int
-	AckFloor    uint64 // stream sequence everything up to which is acknowledged
-}
-
-// LagOf measures the lag of cons.
-func LagOf(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer) (Lag, error) {
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return Lag{}, err
-	}
-	l := Lag{Events: info.NumPending + uint64(info.NumAckPending), Redelivered: info.NumRedelivered, AckFloor: info.AckFloor.Stream}
-	if l.Events == 0 {
-		return l, nil
-	}
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return l, err
-	}
-	// The oldest unacknowledged message is the first stored above the ack
-	// floor that the consumer's filter takes.
-	msg, err := s.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(info.Config.FilterSubject))
-	if err != nil {
-		return l, err
-	}
-	l.Age = max(time.Since(msg.Time), 0)
-	return l, nil
 }

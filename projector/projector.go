@@ -10,13 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector/fold"
 	"github.com/callreport/callreport/projector/store"
 	"github.com/callreport/callreport/schema"
@@ -25,14 +25,15 @@ import (
 // DefaultBatchSize is the most messages one transaction applies. In a
 // catch-up, larger batches touch each call fewer times (5,000 doubled the
 // rate of 1,000 in the benchmark); live, batches hold what arrived meanwhile.
-const DefaultBatchSize = 5000
+const DefaultBatchSize = config.DefaultBatchSize
 
 // prefetchBytes bounds the bytes of one batch.
 const prefetchBytes = 64 << 20
 
 // Config tunes a Projector. Zero values take the defaults.
 type Config struct {
-	Streams
+	// Consumer is the durable consumer that keeps the live generation.
+	Consumer string
 	// BatchSize is the most messages one transaction applies
 	// (DefaultBatchSize).
 	BatchSize int
@@ -59,8 +60,8 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Stream == "" {
-		c.Streams = DefaultStreams()
+	if c.Consumer == "" {
+		c.Consumer = config.DefaultConsumer
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
@@ -78,23 +79,20 @@ func (c *Config) setDefaults() {
 
 // Projector is the consume loop. Create it with New and start it with Run.
 type Projector struct {
-	cfg  Config
-	pool *pgxpool.Pool
-	js   jetstream.JetStream
-	q    *store.Queries
-	log  *slog.Logger
+	cfg     Config
+	pool    *pgxpool.Pool
+	streams *stream.Streams
+	js      jetstream.JetStream
+	q       *store.Queries
+	log     *slog.Logger
 	// meanSize is a moving mean of the message sizes, in bytes.
 	meanSize float64
 }
 
-// New returns a projector reading through nc and writing to pool.
-func New(pool *pgxpool.Pool, nc *nats.Conn, cfg Config) (*Projector, error) {
+// New returns a projector reading streams and writing to pool.
+func New(pool *pgxpool.Pool, streams *stream.Streams, cfg Config) *Projector {
 	cfg.setDefaults()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	return &Projector{cfg: cfg, pool: pool, js: js, q: store.New(), log: cfg.Logger}, nil
+	return &Projector{cfg: cfg, pool: pool, streams: streams, js: streams.JetStream(), q: store.New(), log: cfg.Logger}
 }
 
 // ErrFoldVersion is returned by Run when the live reports were built by
@@ -106,7 +104,7 @@ var ErrFoldVersion = errors.New("the live reports were built by another fold ver
 // consumer at a time: another one started by mistake stands by until the
 // first stops.
 func (p *Projector) Run(ctx context.Context) error {
-	if err := EnsureStreams(ctx, p.js, p.cfg.Streams); err != nil {
+	if err := p.streams.Ensure(ctx); err != nil {
 		return err
 	}
 	release, err := p.standby(ctx)
@@ -125,7 +123,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		}
 		p.log.WarnContext(ctx, "live reports built by another fold version; rebuilding before running live",
 			"generation", live.Generation, "built_by", live.FoldVersion, "fold_version", fold.Version)
-		if err := Rebuild(ctx, p.pool, p.js.Conn(), RebuildConfig{Config: p.cfg}); err != nil {
+		if err := Rebuild(ctx, p.pool, p.streams, RebuildConfig{Config: p.cfg}); err != nil {
 			return fmt.Errorf("rebuild on fold version mismatch: %w", err)
 		}
 	}
@@ -180,15 +178,15 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 	cc.Description = "callreport projector"
 	cc.AckPolicy = jetstream.AckExplicitPolicy
 	cc.AckWait = p.cfg.AckWait
-	cc.FilterSubject = p.cfg.SubjectPrefix + ".>"
+	cc.FilterSubject = p.streams.Filter()
 	cc.MaxAckPending = 4 * p.cfg.BatchSize
 	cc.MaxDeliver = -1
-	cons, err := p.js.Consumer(ctx, p.cfg.Stream, p.cfg.Consumer)
+	cons, err := p.js.Consumer(ctx, p.streams.Stream, p.cfg.Consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = p.js.CreateConsumer(ctx, p.cfg.Stream, cc)
+		cons, err = p.js.CreateConsumer(ctx, p.streams.Stream, cc)
 		if err != nil {
 			// Created meanwhile, by a process stopping in recover: use it.
-			cons, err = p.js.Consumer(ctx, p.cfg.Stream, p.cfg.Consumer)
+			cons, err = p.js.Consumer(ctx, p.streams.Stream, p.cfg.Consumer)
 		}
 	}
 	if err == nil {
@@ -197,11 +195,11 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", p.cfg.Consumer, err)
 	}
-	p.cfg.Metrics.running(p.cfg)
+	p.cfg.Metrics.running(p.cfg.Consumer, p.streams.Stream)
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
-	go p.cfg.Metrics.watchLag(lagCtx, p.js, p.cfg.Stream, cons, 5*time.Second)
-	p.log.InfoContext(ctx, "projector running", "stream", p.cfg.Stream, "consumer", p.cfg.Consumer, "fold_version", fold.Version)
+	go p.cfg.Metrics.watchLag(lagCtx, p.streams, cons, 5*time.Second)
+	p.log.InfoContext(ctx, "projector running", "stream", p.streams.Stream, "consumer", p.cfg.Consumer, "fold_version", fold.Version)
 
 	for ctx.Err() == nil {
 		batch, err := p.fetch(ctx, cons)
@@ -312,13 +310,13 @@ func (p *Projector) recover(ctx context.Context, cons jetstream.Consumer, cc jet
 	}
 	p.log.InfoContext(ctx, "messages of a stopped projector are unacknowledged; resuming above the ack floor",
 		"consumer", p.cfg.Consumer, "ack_pending", info.NumAckPending, "ack_floor", floor)
-	if err := p.js.DeleteConsumer(ctx, p.cfg.Stream, p.cfg.Consumer); err != nil {
+	if err := p.js.DeleteConsumer(ctx, p.streams.Stream, p.cfg.Consumer); err != nil {
 		return nil, err
 	}
 	cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 	cc.OptStartSeq = floor + 1
 	cc.OptStartTime = nil
-	return p.js.CreateConsumer(ctx, p.cfg.Stream, cc)
+	return p.js.CreateConsumer(ctx, p.streams.Stream, cc)
 }
 
 // item is one message of a batch, decoded.
@@ -339,9 +337,7 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		if meta, err := m.Metadata(); err == nil {
 			it.seq = meta.Sequence.Stream
 		}
-		if rest, ok := strings.CutPrefix(it.subject, p.cfg.SubjectPrefix+"."); ok {
-			it.subject = schema.SubjectPrefix + "." + rest
-		}
+		it.subject = p.streams.ContractSubject(it.subject)
 		ev, err := schema.Decode(it.subject, m.Data())
 		if err != nil {
 			it.reject = err.(*schema.Error)

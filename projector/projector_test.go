@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema"
@@ -26,6 +27,7 @@ type harness struct {
 	env  *natstest.Env
 	nc   *nats.Conn
 	js   jetstream.JetStream
+	s    *stream.Streams
 	cfg  Config
 }
 
@@ -38,19 +40,18 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.nc.Close)
-	h.js, err = jetstream.New(h.nc)
-	if err != nil {
+	if h.s, err = stream.New(h.nc, h.env.Names()); err != nil {
 		t.Fatal(err)
 	}
+	h.js = h.s.JetStream()
 	h.cfg = Config{
-		Streams: Streams{Stream: h.env.Stream, DLQStream: h.env.DLQStream, Consumer: h.env.Consumer,
-			SubjectPrefix: h.env.SubjectPrefix, DLQPrefix: h.env.DLQPrefix},
+		Consumer:  h.env.Consumer,
 		BatchSize: 50,
 		AckWait:   2 * time.Second,
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	ctx := context.Background()
-	if err := EnsureStreams(ctx, h.js, h.cfg.Streams); err != nil {
+	if err := h.s.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -60,10 +61,7 @@ func newHarness(t *testing.T) *harness {
 // the returned channel.
 func (h *harness) start(cfg Config) <-chan error {
 	h.t.Helper()
-	p, err := New(h.pool, h.nc, cfg)
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	p := New(h.pool, h.s, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done, exited := make(chan error, 1), make(chan struct{})
 	go func() {

@@ -9,9 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector/fold"
 	"github.com/callreport/callreport/projector/store"
 )
@@ -55,7 +55,7 @@ var ErrRebuildRunning = errors.New("another rebuild is running")
 // swaps the tables in one transaction; the old generation is kept, retired,
 // until DropRetired. An interrupted rebuild leaves the live tables as they
 // were and is resumed by the next call (or discarded with Restart).
-func Rebuild(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, cfg RebuildConfig) error {
+func Rebuild(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cfg RebuildConfig) error {
 	cfg.setDefaults()
 	q := store.New()
 	log := cfg.Logger
@@ -74,11 +74,8 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, cfg Rebuild
 	}
 	defer q.RebuildUnlock(context.Background(), lock)
 
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	if err := EnsureStreams(ctx, js, cfg.Streams); err != nil {
+	js := streams.JetStream()
+	if err := streams.Ensure(ctx); err != nil {
 		return err
 	}
 
@@ -86,7 +83,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, cfg Rebuild
 	switch {
 	case err == nil && (cfg.Restart || gen.FoldVersion != fold.Version):
 		log.InfoContext(ctx, "discarding the interrupted build", "generation", gen.Generation, "built_by", gen.FoldVersion)
-		if err := discardBuild(ctx, pool, js, cfg.Stream, gen); err != nil {
+		if err := discardBuild(ctx, pool, js, streams.Stream, gen); err != nil {
 			return err
 		}
 		err = pgx.ErrNoRows
@@ -115,13 +112,10 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, cfg Rebuild
 		start = jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &gen.Since.Time}
 	}
 	bcfg.build = &buildSpec{start: start}
-	builder, err := New(buildPool, nc, bcfg)
-	if err != nil {
-		return err
-	}
+	builder := New(buildPool, streams, bcfg)
 
 	for {
-		if err := runUntilCaughtUp(ctx, builder, buildPool, pool, js, cfg, gen); err != nil {
+		if err := runUntilCaughtUp(ctx, builder, buildPool, pool, streams, cfg, gen); err != nil {
 			return err
 		}
 		switched, err := trySwitch(ctx, pool, buildPool, q, cfg, gen)
@@ -133,7 +127,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, cfg Rebuild
 		}
 		log.InfoContext(ctx, "the live projector moved ahead while stopping the build; catching up again", "generation", gen.Generation)
 	}
-	if err := js.DeleteConsumer(ctx, cfg.Stream, gen.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := js.DeleteConsumer(ctx, streams.Stream, gen.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		log.WarnContext(ctx, "delete the build consumer", "consumer", gen.Consumer, "err", err)
 	}
 	report(cfg, RebuildProgress{Generation: gen.Generation, Phase: "done"})
@@ -166,9 +160,9 @@ func startBuild(ctx context.Context, pool *pgxpool.Pool, cfg RebuildConfig) (sto
 }
 
 // discardBuild drops an unfinished generation and its consumer.
-func discardBuild(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, stream string, gen store.Generation) error {
+func discardBuild(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, streamName string, gen store.Generation) error {
 	q := store.New()
-	if err := js.DeleteConsumer(ctx, stream, gen.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := js.DeleteConsumer(ctx, streamName, gen.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("delete consumer %s: %w", gen.Consumer, err)
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -194,7 +188,7 @@ func poolOn(ctx context.Context, pool *pgxpool.Pool, schema string) (*pgxpool.Po
 
 // runUntilCaughtUp runs the builder until it holds everything the stream
 // had and at least the live position, then stops it.
-func runUntilCaughtUp(ctx context.Context, builder *Projector, buildPool, pool *pgxpool.Pool, js jetstream.JetStream, cfg RebuildConfig, gen store.Generation) error {
+func runUntilCaughtUp(ctx context.Context, builder *Projector, buildPool, pool *pgxpool.Pool, streams *stream.Streams, cfg RebuildConfig, gen store.Generation) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- builder.consume(runCtx, builder.cfg.build.start) }()
@@ -223,7 +217,7 @@ func runUntilCaughtUp(ctx context.Context, builder *Projector, buildPool, pool *
 			return stop()
 		case <-tick.C:
 		}
-		p, err := buildProgress(ctx, buildPool, pool, js, cfg, gen)
+		p, err := buildProgress(ctx, buildPool, pool, streams, cfg, gen)
 		if err != nil {
 			cfg.Logger.WarnContext(ctx, "rebuild progress", "err", err)
 			continue
@@ -235,7 +229,7 @@ func runUntilCaughtUp(ctx context.Context, builder *Projector, buildPool, pool *
 	}
 }
 
-func buildProgress(ctx context.Context, buildPool, pool *pgxpool.Pool, js jetstream.JetStream, cfg RebuildConfig, gen store.Generation) (RebuildProgress, error) {
+func buildProgress(ctx context.Context, buildPool, pool *pgxpool.Pool, streams *stream.Streams, cfg RebuildConfig, gen store.Generation) (RebuildProgress, error) {
 	q := store.New()
 	p := RebuildProgress{Generation: gen.Generation, Phase: "building"}
 	if pos, err := q.PositionGet(ctx, buildPool, gen.Consumer); err == nil {
@@ -248,16 +242,16 @@ func buildProgress(ctx context.Context, buildPool, pool *pgxpool.Pool, js jetstr
 	} else if !errors.Is(err, pgx.ErrNoRows) {
 		return p, err
 	}
-	stream, err := js.Stream(ctx, cfg.Stream)
+	events, err := streams.Events(ctx)
 	if err != nil {
 		return p, err
 	}
-	info, err := stream.Info(ctx)
+	info, err := events.Info(ctx)
 	if err != nil {
 		return p, err
 	}
 	p.Last = info.State.LastSeq
-	cons, err := js.Consumer(ctx, cfg.Stream, gen.Consumer)
+	cons, err := streams.JetStream().Consumer(ctx, streams.Stream, gen.Consumer)
 	if err != nil {
 		return p, err
 	}

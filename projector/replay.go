@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector/fold"
 	"github.com/callreport/callreport/schema"
 )
@@ -40,42 +39,46 @@ type ReplayResult struct {
 // complaint. It reads the aggregate's subjects only, then takes the live
 // projector's batch lock, reads what arrived meanwhile and writes, so a live
 // batch never interleaves with it.
-func Replay(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, cfg ReplayConfig) (ReplayResult, error) {
+func Replay(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cfg ReplayConfig) (ReplayResult, error) {
 	began := time.Now()
 	cfg.setDefaults()
 	if (cfg.CallID == "") == (cfg.JobID == "") {
 		return ReplayResult{}, errors.New("replay: name a call or a job")
 	}
-	p, err := New(pool, nc, cfg.Config)
-	if err != nil {
-		return ReplayResult{}, err
-	}
+	p := New(pool, streams, cfg.Config)
 	var res ReplayResult
+	var err error
 	calls := []string{cfg.CallID}
 	var subjects []string
 	if cfg.JobID != "" {
 		if calls, err = p.q.CallIDsOfJob(ctx, pool, &cfg.JobID); err != nil {
 			return res, fmt.Errorf("calls of job %s: %w", cfg.JobID, err)
 		}
-		subjects = append(subjects, cfg.SubjectPrefix+".*."+schema.FamilyJob+"."+cfg.JobID+".*")
+		subjects = append(subjects, streams.SubjectPrefix+".*."+schema.FamilyJob+"."+cfg.JobID+".*")
 	}
 	for _, c := range calls {
 		for _, fam := range []string{schema.FamilyCall, schema.FamilyFlow, schema.FamilyBilling} {
-			subjects = append(subjects, cfg.SubjectPrefix+".*."+fam+"."+c+".*")
+			subjects = append(subjects, streams.SubjectPrefix+".*."+fam+"."+c+".*")
 		}
 	}
 
 	// Read without the lock first (the bulk), then again under it.
 	read := map[string]uint64{} // subject filter → last sequence read
 	var msgs []jetstream.RawStreamMsg
-	if err := p.readSubjects(ctx, subjects, read, &msgs, cfg.Progress); err != nil {
+	collect := func(m *jetstream.RawStreamMsg) {
+		msgs = append(msgs, *m)
+		if cfg.Progress != nil && len(msgs)%100 == 0 {
+			cfg.Progress(len(msgs))
+		}
+	}
+	if err := streams.ReadSubjects(ctx, subjects, read, collect); err != nil {
 		return res, err
 	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := p.q.BatchLock(ctx, tx, cfg.Consumer); err != nil {
 			return fmt.Errorf("lock the live consumer: %w", err)
 		}
-		if err := p.readSubjects(ctx, subjects, read, &msgs, cfg.Progress); err != nil {
+		if err := streams.ReadSubjects(ctx, subjects, read, collect); err != nil {
 			return err
 		}
 		slices.SortFunc(msgs, func(a, b jetstream.RawStreamMsg) int { return cmp.Compare(a.Sequence, b.Sequence) })
@@ -92,11 +95,7 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, cfg ReplayCo
 			set.Jobs = stored.Jobs
 		}
 		for _, m := range msgs {
-			subject := m.Subject
-			if rest, ok := strings.CutPrefix(subject, cfg.SubjectPrefix+"."); ok {
-				subject = schema.SubjectPrefix + "." + rest
-			}
-			ev, err := schema.Decode(subject, m.Data)
+			ev, err := schema.Decode(streams.ContractSubject(m.Subject), m.Data)
 			if err != nil || ev.Data == nil {
 				continue // dead-lettered or skipped when first projected
 			}
@@ -120,32 +119,4 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, cfg ReplayCo
 			"calls", len(res.Calls), "fold_version", fold.Version, "elapsed", res.Elapsed)
 	}
 	return res, err
-}
-
-// readSubjects appends to msgs the messages of each subject filter stored
-// after the sequence already read, and advances read.
-func (p *Projector) readSubjects(ctx context.Context, subjects []string, read map[string]uint64, msgs *[]jetstream.RawStreamMsg, progress func(int)) error {
-	stream, err := p.js.Stream(ctx, p.cfg.Stream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", p.cfg.Stream, err)
-	}
-	for _, subj := range subjects {
-		seq := read[subj] + 1
-		for {
-			m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("read %s: %w", subj, err)
-			}
-			*msgs = append(*msgs, *m)
-			if progress != nil && len(*msgs)%100 == 0 {
-				progress(len(*msgs))
-			}
-			read[subj] = m.Sequence
-			seq = m.Sequence + 1
-		}
-	}
-	return nil
 }

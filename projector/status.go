@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector/fold"
 	"github.com/callreport/callreport/projector/store"
 )
@@ -31,8 +32,8 @@ type StatusReport struct {
 	Lag         LagStatus    `json:"lag"`
 	// Consumer is the live durable consumer; null when it does not exist
 	// (no projector has run on this stream yet).
-	Consumer    *ConsumerStatus  `json:"consumer"`
-	DeadLetters DeadLetterCounts `json:"dead_letters"`
+	Consumer    *ConsumerStatus         `json:"consumer"`
+	DeadLetters stream.DeadLetterCounts `json:"dead_letters"`
 	// Rebuild is the generation being built; null when none is.
 	Rebuild *RebuildStatus `json:"rebuild"`
 	// Retired lists the generations replaced by a rebuild whose tables are
@@ -119,15 +120,15 @@ type RetiredStatus struct {
 
 // Status gathers the StatusReport. The live consumer is the one the
 // generations table names (the consumer of the projector that last
-// claimed the live generation); s.Consumer only serves to warn when they
-// differ. A missing stream or consumer is a warning, not an error.
-func Status(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, s Streams) (StatusReport, error) {
+// claimed the live generation); consumer, the configured one, only serves
+// to warn when they differ. A missing stream or consumer is a warning, not an error.
+func Status(ctx context.Context, pool *pgxpool.Pool, s *stream.Streams, consumer string) (StatusReport, error) {
 	q := store.New()
 	r := StatusReport{
 		CheckedAt:   time.Now().UTC().Truncate(time.Millisecond),
 		FoldVersion: fold.Version,
 		Stream:      StreamStatus{Name: s.Stream},
-		DeadLetters: DeadLetterCounts{Stream: s.DLQStream, ByReason: map[string]uint64{}},
+		DeadLetters: stream.DeadLetterCounts{Stream: s.DLQStream, ByReason: map[string]uint64{}},
 		Retired:     []RetiredStatus{},
 		Warnings:    []string{},
 	}
@@ -149,35 +150,35 @@ func Status(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, s S
 		warn("generation %d was built by fold version %d, this binary folds with version %d: the projector will not run it until `reportctl rebuild`",
 			live.Generation, live.FoldVersion, fold.Version)
 	}
-	if s.Consumer != "" && live.Consumer != s.Consumer {
-		warn("the live generation is kept by consumer %s, not %s (--consumer)", live.Consumer, s.Consumer)
+	if consumer != "" && live.Consumer != consumer {
+		warn("the live generation is kept by consumer %s, not %s (--consumer)", live.Consumer, consumer)
 	}
 	gens, err := q.StatusGenerations(ctx, pool)
 	if err != nil {
 		return r, fmt.Errorf("read the generations: %w", err)
 	}
 
-	stream, err := js.Stream(ctx, s.Stream)
+	events, err := s.Events(ctx)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		warn("stream %s does not exist: nothing was published yet", s.Stream)
 	case err != nil:
 		return r, fmt.Errorf("stream %s: %w", s.Stream, err)
 	default:
-		st := stream.CachedInfo().State
+		st := events.CachedInfo().State
 		r.Stream.Messages, r.Stream.Bytes, r.Stream.FirstSeq, r.Stream.LastSeq = st.Msgs, st.Bytes, st.FirstSeq, st.LastSeq
 		if st.LastSeq > 0 {
 			t := st.LastTime.UTC()
 			r.Stream.LastTime = &t
 		}
-		if err := r.lag(ctx, js, stream, s, warn); err != nil {
+		if err := r.lag(ctx, s, events, warn); err != nil {
 			return r, err
 		}
 	}
 
-	r.DeadLetters, err = CountDeadLetters(ctx, js, s)
+	r.DeadLetters, err = s.CountDeadLetters(ctx)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		r.DeadLetters = DeadLetterCounts{Stream: s.DLQStream, ByReason: map[string]uint64{}}
+		r.DeadLetters = stream.DeadLetterCounts{Stream: s.DLQStream, ByReason: map[string]uint64{}}
 		warn("dead-letter stream %s does not exist", s.DLQStream)
 	} else if err != nil {
 		return r, err
@@ -209,8 +210,8 @@ func Status(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, s S
 
 // lag measures the live consumer's lag with LagOf, or, when the consumer
 // does not exist, estimates it from the committed position.
-func (r *StatusReport) lag(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, s Streams, warn func(string, ...any)) error {
-	cons, err := stream.Consumer(ctx, r.Live.Consumer)
+func (r *StatusReport) lag(ctx context.Context, s *stream.Streams, events jetstream.Stream, warn func(string, ...any)) error {
+	cons, err := events.Consumer(ctx, r.Live.Consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		warn("consumer %s does not exist on %s: no projector has run on this stream yet", r.Live.Consumer, s.Stream)
 		r.Lag.Estimated = true
@@ -218,7 +219,7 @@ func (r *StatusReport) lag(ctx context.Context, js jetstream.JetStream, stream j
 			return nil
 		}
 		r.Lag.Events = r.Stream.LastSeq - r.Live.Position
-		m, err := stream.GetMsg(ctx, r.Live.Position+1, jetstream.WithGetMsgSubject(s.SubjectPrefix+".>"))
+		m, err := events.GetMsg(ctx, r.Live.Position+1, jetstream.WithGetMsgSubject(s.Filter()))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			r.Lag.Events = 0
 			return nil
@@ -232,13 +233,13 @@ func (r *StatusReport) lag(ctx context.Context, js jetstream.JetStream, stream j
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", r.Live.Consumer, err)
 	}
-	lag, err := LagOf(ctx, js, s.Stream, cons)
+	lag, err := s.LagOf(ctx, cons)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		// Pending messages deleted from the stream meanwhile: the counts
 		// stand, the age is not known.
 		warn("lag of consumer %s: the oldest pending message is gone from %s; its age is not known", r.Live.Consumer, s.Stream)
 		info := cons.CachedInfo()
-		lag, err = Lag{Events: info.NumPending + uint64(info.NumAckPending)}, nil
+		lag, err = stream.Lag{Events: info.NumPending + uint64(info.NumAckPending)}, nil
 	}
 	if err != nil {
 		return fmt.Errorf("lag of consumer %s: %w", r.Live.Consumer, err)

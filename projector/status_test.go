@@ -45,7 +45,7 @@ func (h *harness) waitStatus(what string, ok func(StatusReport) bool) StatusRepo
 	h.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		r, err := Status(context.Background(), h.pool, h.js, h.cfg.Streams)
+		r, err := Status(context.Background(), h.pool, h.s, h.cfg.Consumer)
 		if err != nil {
 			h.t.Fatalf("status: %v", err)
 		}
@@ -66,7 +66,7 @@ func TestStatus(t *testing.T) {
 	last := h.publish(lines)
 
 	// Before any projector ran: no consumer, the lag counted from position 0.
-	r, err := Status(ctx, h.pool, h.js, h.cfg.Streams)
+	r, err := Status(ctx, h.pool, h.s, h.cfg.Consumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestStatus(t *testing.T) {
 	if _, err := h.pool.Exec(ctx, `UPDATE generations SET fold_version = $1 WHERE state = 'live'`, fold.Version+1); err != nil {
 		t.Fatal(err)
 	}
-	r, err = Status(ctx, h.pool, h.js, h.cfg.Streams)
+	r, err = Status(ctx, h.pool, h.s, h.cfg.Consumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestStatusGenerations(t *testing.T) {
 	last := h.publish(ex.Lines)
 	h.start(h.cfg)
 	h.waitPosition(last)
-	if err := Rebuild(ctx, h.pool, h.nc, RebuildConfig{Config: h.cfg}); err != nil {
+	if err := Rebuild(ctx, h.pool, h.s, RebuildConfig{Config: h.cfg}); err != nil {
 		t.Fatal(err)
 	}
 	// A build that has folded up to sequence 3, as if interrupted there.

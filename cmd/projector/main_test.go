@@ -13,13 +13,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations/pgtest"
-	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema"
 	"github.com/callreport/callreport/schema/schematest"
@@ -54,8 +53,7 @@ func TestRun(t *testing.T) {
 		env.Server = natstest.Start(t, t.TempDir())
 		env.URL = env.Server.ClientURL()
 	}
-	streams := projector.Streams{Stream: env.Stream, DLQStream: env.DLQStream, Consumer: env.Consumer,
-		SubjectPrefix: env.SubjectPrefix, DLQPrefix: env.DLQPrefix}
+	streams := env.Names()
 
 	var logs syncBuffer
 	t.Cleanup(func() {
@@ -160,20 +158,21 @@ func TestRunRefusesBadFlags(t *testing.T) {
 
 // publish sends the first contract example and one undecodable message
 // with the test's subject prefix, and returns the last stream sequence.
-func publish(t *testing.T, url string, s projector.Streams) uint64 {
+func publish(t *testing.T, url string, s stream.Names) uint64 {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	streams, err := stream.New(nc, s)
 	if err != nil {
 		t.Fatal(err)
 	}
+	js := streams.JetStream()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := projector.EnsureStreams(ctx, js, s); err != nil {
+	if err := streams.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	lines := schematest.Examples(t)[0].Lines

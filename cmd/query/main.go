@@ -1,6 +1,6 @@
-// Command query serves the call reports over HTTP: flags/env → Config →
-// query.New(...).Serve(ctx) until SIGINT or SIGTERM. The same listener
-// serves /healthz, /readyz and the Prometheus metrics on /metrics.
+// Command query serves the call reports over HTTP until SIGINT or SIGTERM.
+// The same listener serves /healthz, /readyz and the Prometheus metrics on
+// /metrics. The process is query.Main; this file parses its configuration.
 package main
 
 import (
@@ -14,10 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/query"
 )
 
@@ -40,37 +37,23 @@ func main() {
 func run(ctx context.Context, args []string, stderr io.Writer, listening func(net.Addr)) error {
 	fs := flag.NewFlagSet("query", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionDatabase, config.SectionHTTP)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	log, err := cfg.Logger(stderr)
+	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
 		return err
 	}
-	pool, err := cfg.OpenDB(ctx, 0)
-	if err != nil {
+	m := &query.Main{Config: *cfg, Logger: log}
+	if err := m.Start(ctx); err != nil {
 		return err
 	}
-	defer pool.Close()
-
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	}
-	log.InfoContext(ctx, "query API listening", "addr", ln.Addr().String())
 	if listening != nil {
-		listening(ln.Addr())
+		listening(m.Addr())
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := query.New(pool, query.Config{Logger: log, Registerer: reg, Gatherer: reg})
-	if err := srv.Serve(ctx, ln); err != nil {
-		return err
-	}
-	log.InfoContext(ctx, "query API stopped")
-	return nil
+	return m.Wait()
 }

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/schema/simulate"
 )
@@ -99,7 +99,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"(the linear-cost check).\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	var o benchOptions
 	o.sim = simulateFlags(fs, 100000)
 	fs.IntVar(&o.batchSize, "batch-size", projector.DefaultBatchSize, "the projector's batch size")
@@ -128,7 +128,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.Usage()
 		return errUsage
 	}
-	log, err := cfg.Logger(stderr)
+	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func bench(ctx context.Context, cfg *config.Config, o benchOptions, stdout, stde
 	if load := loadAvg1(res.Machine.LoadAvgBefore); load >= 1 {
 		fmt.Fprintf(stderr, "warning: load average %s before the run: the machine is busy and the figures are noisy\n", res.Machine.LoadAvgBefore)
 	}
-	env, err := newBenchEnv(ctx, cfg.DatabaseURL, cfg.NATSURL, o.embedded, log)
+	env, err := newBenchEnv(ctx, cfg.Database.URL.Value(), cfg.NATS.URL.Value(), o.embedded, log)
 	if err != nil {
 		return nil, err
 	}

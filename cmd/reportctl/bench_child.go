@@ -20,9 +20,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/pg"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/query"
 )
@@ -157,7 +157,7 @@ func logTail(path string, n int) string {
 func (env *benchEnv) childArgs() []string {
 	s := env.streams
 	return []string{"--database-url", env.dbURL, "--nats-url", env.natsURL,
-		"--stream", s.Stream, "--dlq-stream", s.DLQStream, "--consumer", s.Consumer,
+		"--stream", s.Stream, "--dlq-stream", s.DLQStream, "--consumer", env.consumer,
 		"--subject-prefix", s.SubjectPrefix, "--dlq-prefix", s.DLQPrefix}
 }
 
@@ -182,8 +182,7 @@ func profileTo(path string) (stop func(), err error) {
 func runBenchProjector(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reportctl bench-projector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := config.Register(fs)
-	batch := fs.Int("batch-size", projector.DefaultBatchSize, "most events applied in one transaction")
+	cfg := config.Register(fs, config.SectionAll)
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -193,26 +192,12 @@ func runBenchProjector(ctx context.Context, args []string, _, stderr io.Writer) 
 		return err
 	}
 	defer stop()
-	log, err := cfg.Logger(stderr)
+	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
 		return err
 	}
-	pool, err := cfg.OpenDB(ctx, 4)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	nc, err := cfg.ConnectNATS("callreport-bench-projector", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	p, err := projector.New(pool, nc, projector.Config{Streams: cfg.Streams(), BatchSize: *batch, Logger: log,
-		Metrics: projector.NewMetrics(prometheus.NewRegistry())})
-	if err != nil {
-		return err
-	}
-	return p.Run(ctx)
+	cfg.Projector.MetricsAddr = "127.0.0.1:0"
+	return (&projector.Main{Config: *cfg, Logger: log}).Run(ctx)
 }
 
 // runBenchServe serves, on the inherited listener, either the query API as
@@ -221,7 +206,7 @@ func runBenchProjector(ctx context.Context, args []string, _, stderr io.Writer) 
 func runBenchServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reportctl bench-serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	mode := fs.String("mode", "query", "query or baseline")
 	callBytes := fs.Int("call-bytes", 2000, "baseline: size of the constant call body")
 	jobBytes := fs.Int("job-bytes", 4000, "baseline: size of the constant job body")
@@ -234,7 +219,7 @@ func runBenchServe(ctx context.Context, args []string, _, stderr io.Writer) erro
 		return err
 	}
 	defer stop()
-	log, err := cfg.Logger(stderr)
+	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
 		return err
 	}
@@ -242,16 +227,15 @@ func runBenchServe(ctx context.Context, args []string, _, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("inherited listener: %w", err)
 	}
-	pool, err := cfg.OpenDB(ctx, 0) // the pool size of cmd/query
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
 	switch *mode {
 	case "query":
-		reg := prometheus.NewRegistry()
-		return query.New(pool, query.Config{Logger: log, Registerer: reg, Gatherer: reg}).Serve(ctx, ln)
+		return (&query.Main{Config: *cfg, Logger: log, Listener: ln}).Run(ctx)
 	case "baseline":
+		pool, err := pg.Open(ctx, cfg.Database, pg.Options{}) // the pool size of cmd/query
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
 		return serveBaseline(ctx, ln, baselineEcho(pool, *callBytes, *jobBytes))
 	}
 	return fmt.Errorf("--mode %q: want query or baseline", *mode)

@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations"
-	"github.com/callreport/callreport/projector"
 )
 
 // benchEnv is the bench's own world: a fresh database and fresh streams,
@@ -28,11 +28,13 @@ type benchEnv struct {
 	dbName   string
 	natsURL  string
 	natsDesc string // which NATS server, for the output
-	streams  projector.Streams
+	streams  stream.Names
+	consumer string
 	tmp      string // children's logs and the embedded NATS store
 
 	pool     *pgxpool.Pool
 	nc       *nats.Conn
+	s        *stream.Streams
 	js       jetstream.JetStream
 	embedded *server.Server
 }
@@ -43,13 +45,13 @@ type benchEnv struct {
 func newBenchEnv(ctx context.Context, baseURL, natsURL string, embedded bool, log *slog.Logger) (*benchEnv, error) {
 	id := time.Now().UTC().Format("20060102_150405")
 	env := &benchEnv{id: id, dbName: "callreport_bench_" + id}
-	env.streams = projector.Streams{
+	env.streams = stream.Names{
 		Stream:        "CALL_EVENTS_BENCH_" + id,
 		DLQStream:     "CALL_EVENTS_DLQ_BENCH_" + id,
-		Consumer:      "bench-projector",
 		SubjectPrefix: "bench_" + id + "_callevents",
 		DLQPrefix:     "bench_" + id + "_callevents_dlq",
 	}
+	env.consumer = "bench-projector"
 	var err error
 	if env.tmp, err = os.MkdirTemp("", "callreport-bench-"); err != nil {
 		return nil, err
@@ -74,14 +76,15 @@ func newBenchEnv(ctx context.Context, baseURL, natsURL string, embedded bool, lo
 		env.close(log, false)
 		return nil, fmt.Errorf("connect to NATS at %s: %w", env.natsURL, err)
 	}
-	if env.js, err = jetstream.New(env.nc, jetstream.WithPublishAsyncTimeout(30*time.Second),
+	if env.s, err = stream.New(env.nc, env.streams, jetstream.WithPublishAsyncTimeout(30*time.Second),
 		jetstream.WithPublishAsyncMaxPending(2*publishWindow)); err != nil {
 		env.close(log, false)
 		return nil, err
 	}
+	env.js = env.s.JetStream()
 	sctx, cancel := context.WithTimeout(ctx, jsAPITimeout)
 	defer cancel()
-	if err := projector.EnsureStreams(sctx, env.js, env.streams); err != nil {
+	if err := env.s.Ensure(sctx); err != nil {
 		env.close(log, false)
 		return nil, err
 	}

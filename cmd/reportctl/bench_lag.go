@@ -70,7 +70,7 @@ func measureLag(ctx context.Context, env *benchEnv, opts simulate.Options, rate 
 		}
 	}
 
-	pub := newStreamPublisher(env.js, env.streams.SubjectPrefix, 1024)
+	pub := env.s.NewPublisher(1024, nil)
 	prog := newProgress(stderr, "live lag")
 	pctx, cancel := context.WithTimeout(ctx, duration)
 	defer cancel()
@@ -96,7 +96,7 @@ func measureLag(ctx context.Context, env *benchEnv, opts simulate.Options, rate 
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		err = nil // the duration is over
 	}
-	_, cerr := pub.close(ctx, time.Minute)
+	_, cerr := pub.Close(ctx, time.Minute)
 	wg.Wait()
 	prog.finish(uint64(n), total)
 	if err = errors.Join(err, cerr); err != nil {

@@ -14,12 +14,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/simulate"
 )
 
 // publishResult is phase 1: the generated stream, published once.
 type publishResult struct {
-	pubStats
+	stream.PublishStats
 	LastSeq      uint64  `json:"last_seq"`
 	Seconds      float64 `json:"seconds"`
 	EventsPerSec float64 `json:"events_per_sec"`
@@ -33,7 +34,7 @@ const publishWindow = 4096
 // acknowledges, a window of messages in flight.
 func publishStream(ctx context.Context, env *benchEnv, opts simulate.Options, stderr io.Writer) (publishResult, error) {
 	var res publishResult
-	pub := newStreamPublisher(env.js, env.streams.SubjectPrefix, publishWindow)
+	pub := env.s.NewPublisher(publishWindow, nil)
 	prog := newProgress(stderr, "publish")
 	start := time.Now()
 	var sent uint64
@@ -42,7 +43,7 @@ func publishStream(ctx context.Context, env *benchEnv, opts simulate.Options, st
 		sent = uint64(i)
 		show()
 	})
-	st, cerr := pub.close(ctx, time.Minute)
+	st, cerr := pub.Close(ctx, time.Minute)
 	elapsed := time.Since(start)
 	prog.finish(uint64(n), 0)
 	if err = errors.Join(err, cerr); err != nil {
@@ -52,7 +53,7 @@ func publishStream(ctx context.Context, env *benchEnv, opts simulate.Options, st
 	if err != nil {
 		return res, err
 	}
-	res.pubStats, res.LastSeq = st, info.State.LastSeq
+	res.PublishStats, res.LastSeq = st, info.State.LastSeq
 	res.Seconds, res.EventsPerSec = elapsed.Seconds(), perSecond(st.Sent, elapsed)
 	return res, nil
 }
@@ -242,7 +243,7 @@ type position struct{ seq, applied, rejected, skipped int64 }
 func readPosition(ctx context.Context, env *benchEnv) (position, error) {
 	var p position
 	err := env.pool.QueryRow(ctx, `SELECT stream_seq, applied, rejected, skipped FROM projector_positions WHERE consumer = $1`,
-		env.streams.Consumer).Scan(&p.seq, &p.applied, &p.rejected, &p.skipped)
+		env.consumer).Scan(&p.seq, &p.applied, &p.rejected, &p.skipped)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return position{}, nil
 	}

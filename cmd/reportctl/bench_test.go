@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/callreport/callreport/projector/fold"
 	"github.com/callreport/callreport/schema"
 	"github.com/callreport/callreport/schema/simulate"
@@ -258,16 +256,6 @@ func TestWithDatabase(t *testing.T) {
 	}
 	if _, err := withDatabase("host=db dbname=x", "y"); err == nil {
 		t.Error("a keyword/value DSN is accepted")
-	}
-}
-
-func TestNatsMsgFollowsTheContract(t *testing.T) {
-	m := natsMsg(simulate.Message{Subject: "callevents.o.call.c.created", Data: []byte(`{}`), ID: "evt-1"}, "bench_x_callevents")
-	if m.Subject != "bench_x_callevents.o.call.c.created" {
-		t.Errorf("subject %q", m.Subject)
-	}
-	if got := m.Header.Get(jetstream.MsgIDHeader); got != "evt-1" {
-		t.Errorf("Nats-Msg-Id %q, want the event id", got)
 	}
 }
 

@@ -8,22 +8,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/natsserver"
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/query"
 )
@@ -33,61 +29,54 @@ func init() {
 }
 
 // runDev is the quick start: one process runs the projector and the query
-// API on the local defaults, starting an embedded JetStream server when none
-// answers, loads the contract's example streams and prints a curl command
-// for each example report.
+// API (their Main types, as cmd/projector and cmd/query run them) on the
+// local defaults, starting an embedded JetStream server when none answers,
+// loads the example streams and prints a curl command for each example
+// report.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reportctl dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	dataDir := fs.String("data-dir", "data", "where an embedded NATS server keeps its store")
 	examples := fs.String("examples", "", "folder of *.events.ndjson files to load (default: the contract's examples in ../shared/contract/examples)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg.Migrate = true
-	log, err := cfg.Logger(stderr)
+	cfg.Database.Migrate = true
+	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
 		return err
 	}
 
-	if !natsAnswers(cfg.NATSURL) {
-		ns, url, err := startEmbeddedNATS(filepath.Join(*dataDir, "nats"), cfg.NATSURL)
+	if !natsserver.Answers(cfg.NATS.URL.Value()) {
+		ns, err := natsserver.StartAt(cfg.NATS.URL.Value(), filepath.Join(*dataDir, "nats"))
 		if err != nil {
-			return fmt.Errorf("no NATS server at %s, and starting an embedded one failed: %w", cfg.NATSURL, err)
+			return fmt.Errorf("no NATS server at %s, and starting an embedded one failed: %w", cfg.NATS.URL, err)
 		}
 		defer ns.Shutdown()
-		log.Info("no NATS server answered; started an embedded JetStream server", "url", url, "store", ns.StoreDir())
-		cfg.NATSURL = url
+		log.Info("no NATS server answered; started an embedded JetStream server", "url", ns.ClientURL(), "store", ns.StoreDir())
+		cfg.NATS.URL = config.Secret(ns.ClientURL())
 	}
-
-	pool, err := cfg.OpenDB(ctx, 8)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	nc, err := cfg.ConnectNATS("callreport-dev", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	p, err := projector.New(pool, nc, projector.Config{Streams: cfg.Streams(), Logger: log})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	}
-	base := "http://" + ln.Addr().String() + "/call-report"
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.Run(ctx) })
-	g.Go(func() error { return query.New(pool, query.Config{Logger: log}).Serve(ctx, ln) })
+	// The projector migrates the database before the query process checks it.
+	proj := &projector.Main{Config: *cfg, Logger: log}
+	if err := proj.Start(ctx); err != nil {
+		return err
+	}
+	api := &query.Main{Config: *cfg, Logger: log}
+	if err := api.Start(ctx); err != nil {
+		cancel()
+		return errors.Join(err, proj.Wait())
+	}
+	base := "http://" + api.Addr().String() + "/call-report"
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { defer cancel(); return proj.Wait() })
+	g.Go(func() error { defer cancel(); return api.Wait() })
 	g.Go(func() error {
-		if err := loadExamples(ctx, cfg, nc, *examples, base, stdout, stderr); err != nil {
+		if err := loadExamples(gctx, cfg, *examples, base, stdout, stderr); err != nil && gctx.Err() == nil {
 			log.Error("loading the examples failed", "err", err)
 		}
 		return nil
@@ -97,43 +86,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	return err
-}
-
-// natsAnswers reports whether something accepts connections at url.
-func natsAnswers(natsURL string) bool {
-	nc, err := nats.Connect(natsURL, nats.Timeout(time.Second))
-	if err != nil {
-		return false
-	}
-	nc.Close()
-	return true
-}
-
-// startEmbeddedNATS runs a JetStream server on the address of wantURL (so
-// that other tools with the same NATS_URL reach it) with its store in dir.
-func startEmbeddedNATS(dir, wantURL string) (*server.Server, string, error) {
-	opts := &server.Options{Host: "127.0.0.1", Port: 4222, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true}
-	if u, err := url.Parse(wantURL); err == nil && u.Host != "" {
-		if h := u.Hostname(); h != "" {
-			opts.Host = h
-		}
-		if p, err := strconv.Atoi(u.Port()); err == nil {
-			opts.Port = p
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, "", err
-	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		return nil, "", err
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, "", errors.New("embedded NATS server not ready after 10s")
-	}
-	return ns, ns.ClientURL(), nil
 }
 
 // contractExamples finds the contract's examples folder.
@@ -153,7 +105,7 @@ func contractExamples() (string, error) {
 
 // loadExamples publishes every example stream, issues a dev key per
 // organization, waits for each example's report and prints how to get it.
-func loadExamples(ctx context.Context, cfg *config.Config, nc *nats.Conn, dir, base string, stdout, stderr io.Writer) error {
+func loadExamples(ctx context.Context, cfg *config.Config, dir, base string, stdout, stderr io.Writer) error {
 	if dir == "" {
 		var err error
 		if dir, err = contractExamples(); err != nil {
@@ -165,15 +117,16 @@ func loadExamples(ctx context.Context, cfg *config.Config, nc *nats.Conn, dir, b
 		return fmt.Errorf("no *.events.ndjson in %s", dir)
 	}
 	sort.Strings(files)
-	js, err := jetstream.New(nc)
+	s, closeNATS, err := openStreams(cfg, "callreport-dev", stderr)
 	if err != nil {
 		return err
 	}
-	if err := projector.EnsureStreams(ctx, js, cfg.Streams()); err != nil {
+	defer closeNATS()
+	if err := s.Ensure(ctx); err != nil {
 		return err
 	}
 
-	pool, err := cfg.OpenDB(ctx, 2)
+	pool, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -182,7 +135,7 @@ func loadExamples(ctx context.Context, cfg *config.Config, nc *nats.Conn, dir, b
 	type report struct{ name, url, org string }
 	var reports []report
 	for _, f := range files {
-		st, err := publishFile(ctx, js, cfg.SubjectPrefix, f, stderr)
+		st, err := publishFile(ctx, s, f, stderr)
 		if err != nil {
 			return err
 		}
@@ -203,7 +156,7 @@ func loadExamples(ctx context.Context, cfg *config.Config, nc *nats.Conn, dir, b
 		reports = append(reports, report{name: name, url: base + "/" + kind + "/" + id, org: org})
 	}
 
-	if err := waitProjected(ctx, js, pool, cfg); err != nil {
+	if err := waitProjected(ctx, s, pool, cfg.Projector.Consumer); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "\nThe example reports (dev keys were created for their organizations):")
@@ -245,9 +198,9 @@ func exampleTarget(expectedPath, streamPath string) (kind, id, org string, err e
 }
 
 // waitProjected waits until the projector has committed the whole stream.
-func waitProjected(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, cfg *config.Config) error {
+func waitProjected(ctx context.Context, s *stream.Streams, pool *pgxpool.Pool, consumer string) error {
 	for {
-		st, err := projector.Status(ctx, pool, js, cfg.Streams())
+		st, err := projector.Status(ctx, pool, s, consumer)
 		if err == nil && st.Live.Position >= st.Stream.LastSeq {
 			return nil
 		}

@@ -18,10 +18,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/callreport/callreport/cmd/internal/config"
-	"github.com/callreport/callreport/projector"
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/stream"
 )
 
 func init() {
@@ -65,7 +63,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprint(stderr, dlqUsage)
 		fs.PrintDefaults()
 	}
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	shared := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) { shared[f.Name] = true })
 	reason := fs.String("reason", "", "only the dead letters of this reason (list, retry --all, purge)")
@@ -117,25 +115,16 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageErr(stderr, "reportctl dlq %s takes no SEQ", sub)
 	}
 
-	log, err := cfg.Logger(stderr)
+	s, closeNATS, err := openStreams(cfg, "reportctl-dlq", stderr)
 	if err != nil {
 		return err
 	}
-	nc, err := cfg.ConnectNATS("reportctl-dlq", log)
-	if err != nil {
-		return err
-	}
-	defer closeQuietly(nc)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	s := cfg.Streams()
+	defer closeNATS()
 	switch sub {
 	case "list":
-		return dlqList(ctx, js, s, *reason, *limit, *asJSON, stdout)
+		return dlqList(ctx, s, *reason, *limit, *asJSON, stdout)
 	case "show":
-		d, err := projector.GetDeadLetter(ctx, js, s, seqs[0])
+		d, err := s.GetDeadLetter(ctx, seqs[0])
 		if err != nil {
 			return err
 		}
@@ -143,11 +132,11 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	case "retry":
 		if *all {
-			return dlqRetryAll(ctx, js, s, *reason, stdout, stderr)
+			return dlqRetryAll(ctx, s, *reason, stdout, stderr)
 		}
-		return dlqRetry(ctx, js, s, seqs, stdout, stderr)
+		return dlqRetry(ctx, s, seqs, stdout, stderr)
 	default: // purge
-		return dlqPurge(ctx, js, s, *reason, *yes, stdout)
+		return dlqPurge(ctx, s, *reason, *yes, stdout)
 	}
 }
 
@@ -158,18 +147,18 @@ func usageErr(stderr io.Writer, format string, args ...any) error {
 
 // dlqListing is what dlq list --json prints.
 type dlqListing struct {
-	Stream      string                 `json:"stream"`
-	Reason      string                 `json:"reason,omitempty"`
-	Total       uint64                 `json:"total"` // of the reason, if any; the list may be shorter (--limit)
-	DeadLetters []projector.DeadLetter `json:"dead_letters"`
+	Stream      string              `json:"stream"`
+	Reason      string              `json:"reason,omitempty"`
+	Total       uint64              `json:"total"` // of the reason, if any; the list may be shorter (--limit)
+	DeadLetters []stream.DeadLetter `json:"dead_letters"`
 }
 
-func dlqList(ctx context.Context, js jetstream.JetStream, s projector.Streams, reason string, limit int, asJSON bool, stdout io.Writer) error {
-	list, err := projector.ListDeadLetters(ctx, js, s, reason, limit)
+func dlqList(ctx context.Context, s *stream.Streams, reason string, limit int, asJSON bool, stdout io.Writer) error {
+	list, err := s.ListDeadLetters(ctx, reason, limit)
 	if err != nil {
 		return err
 	}
-	counts, err := projector.CountDeadLetters(ctx, js, s)
+	counts, err := s.CountDeadLetters(ctx)
 	if err != nil {
 		return err
 	}
@@ -214,11 +203,11 @@ func dash(s string) string {
 // writeDeadLetter prints a dead letter's headers, then its original bytes:
 // indented when they are JSON, as they are when they are text, as a hex
 // dump otherwise.
-func writeDeadLetter(w io.Writer, d projector.DeadLetter) {
+func writeDeadLetter(w io.Writer, d stream.DeadLetter) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Seq:\t%d\n", d.Seq)
 	fmt.Fprintf(tw, "Time:\t%s\n", d.Time.Format(time.RFC3339Nano))
-	fmt.Fprintf(tw, "Retry id:\t%s\n", projector.RetryMsgID(d))
+	fmt.Fprintf(tw, "Retry id:\t%s\n", stream.RetryMsgID(d))
 	fmt.Fprintln(tw, "Headers:")
 	names := make([]string, 0, len(d.Header))
 	for k := range d.Header {
@@ -254,10 +243,10 @@ func isText(b []byte) bool {
 	})
 }
 
-func dlqRetry(ctx context.Context, js jetstream.JetStream, s projector.Streams, seqs []uint64, stdout, stderr io.Writer) error {
+func dlqRetry(ctx context.Context, s *stream.Streams, seqs []uint64, stdout, stderr io.Writer) error {
 	failed := 0
 	for _, seq := range seqs {
-		r, err := projector.RetryDeadLetter(ctx, js, s, seq)
+		r, err := s.RetryDeadLetter(ctx, seq)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -281,14 +270,14 @@ func dupNote(dup bool) string {
 	return ""
 }
 
-func dlqRetryAll(ctx context.Context, js jetstream.JetStream, s projector.Streams, reason string, stdout, stderr io.Writer) error {
+func dlqRetryAll(ctx context.Context, s *stream.Streams, reason string, stdout, stderr io.Writer) error {
 	what := "retry"
 	if reason != "" {
 		what += " " + reason
 	}
 	bar := newProgress(stderr, what)
 	var last, total uint64
-	sum, err := projector.RetryDeadLetters(ctx, js, s, reason, func(done, of uint64) {
+	sum, err := s.RetryDeadLetters(ctx, reason, func(done, of uint64) {
 		last, total = done, of
 		bar.update(done, of)
 	})
@@ -316,13 +305,13 @@ func dlqRetryAll(ctx context.Context, js jetstream.JetStream, s projector.Stream
 	return nil
 }
 
-func dlqPurge(ctx context.Context, js jetstream.JetStream, s projector.Streams, reason string, yes bool, stdout io.Writer) error {
+func dlqPurge(ctx context.Context, s *stream.Streams, reason string, yes bool, stdout io.Writer) error {
 	of := ""
 	if reason != "" {
 		of = " of reason " + reason
 	}
 	if !yes {
-		counts, err := projector.CountDeadLetters(ctx, js, s)
+		counts, err := s.CountDeadLetters(ctx)
 		if err != nil {
 			return err
 		}
@@ -332,7 +321,7 @@ func dlqPurge(ctx context.Context, js jetstream.JetStream, s projector.Streams, 
 		}
 		return fmt.Errorf("purge %s dead letters%s from %s: %w", count(n), of, s.DLQStream, errNotConfirmed)
 	}
-	n, err := projector.PurgeDeadLetters(ctx, js, s, reason)
+	n, err := s.PurgeDeadLetters(ctx, reason)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/callreport/callreport/projector"
+	"github.com/callreport/callreport/internal/stream"
 )
 
 // reportctlOutErr runs a reportctl command and returns stderr too.
@@ -75,12 +75,12 @@ func (s *service) rawDeadLetter(reason, subject string, body []byte) uint64 {
 	s.t.Helper()
 	m := nats.NewMsg(s.env.DLQPrefix + "." + reason)
 	m.Data = body
-	m.Header.Set(projector.HeaderReason, reason)
-	m.Header.Set(projector.HeaderField, "orgid")
-	m.Header.Set(projector.HeaderDetail, "call owned by another organization")
-	m.Header.Set(projector.HeaderSubject, s.env.SubjectPrefix+strings.TrimPrefix(subject, "callevents"))
-	m.Header.Set(projector.HeaderStream, s.env.Stream)
-	m.Header.Set(projector.HeaderStreamSeq, "999")
+	m.Header.Set(stream.HeaderReason, reason)
+	m.Header.Set(stream.HeaderField, "orgid")
+	m.Header.Set(stream.HeaderDetail, "call owned by another organization")
+	m.Header.Set(stream.HeaderSubject, s.env.SubjectPrefix+strings.TrimPrefix(subject, "callevents"))
+	m.Header.Set(stream.HeaderStream, s.env.Stream)
+	m.Header.Set(stream.HeaderStreamSeq, "999")
 	ack, err := s.js.PublishMsg(context.Background(), m)
 	if err != nil {
 		s.t.Fatal(err)
@@ -150,7 +150,7 @@ func TestDLQCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Original bytes (8, not JSON):\nnot json\n") {
 		t.Errorf("dlq show of invalid_json: %v\n%s", err, out)
 	}
-	if _, err := s.reportctl(ctx, "dlq", "show", "999"); !errors.Is(err, projector.ErrDeadLetterNotFound) {
+	if _, err := s.reportctl(ctx, "dlq", "show", "999"); !errors.Is(err, stream.ErrDeadLetterNotFound) {
 		t.Errorf("dlq show 999: %v", err)
 	}
 
@@ -172,7 +172,7 @@ func TestDLQCommands(t *testing.T) {
 	if report := s.get("/calls/"+call2, key, http.StatusOK); !bytes.Contains(report, []byte(call2)) {
 		t.Errorf("report of the retried event: %s", report)
 	}
-	if _, err := s.reportctl(ctx, "dlq", "show", strconv.FormatUint(raw, 10)); !errors.Is(err, projector.ErrDeadLetterNotFound) {
+	if _, err := s.reportctl(ctx, "dlq", "show", strconv.FormatUint(raw, 10)); !errors.Is(err, stream.ErrDeadLetterNotFound) {
 		t.Errorf("the retried dead letter is still there: %v", err)
 	}
 

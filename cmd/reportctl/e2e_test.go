@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
@@ -30,6 +30,7 @@ type service struct {
 	dbURL string
 	pool  *pgxpool.Pool
 	env   *natstest.Env
+	st    *stream.Streams
 	js    jetstream.JetStream
 	base  string // http://127.0.0.1:port/call-report
 }
@@ -43,20 +44,13 @@ func startService(t *testing.T) *service {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.pool.Close)
-	nc, err := nats.Connect(s.env.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	s.js, _ = jetstream.New(nc)
+	s.st = s.env.Streams(t)
+	s.js = s.st.JetStream()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	p, err := projector.New(s.pool, nc, projector.Config{Streams: s.streams(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := projector.New(s.pool, s.st, projector.Config{Consumer: s.env.Consumer, Logger: log})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -74,18 +68,10 @@ func startService(t *testing.T) *service {
 	return s
 }
 
-func (s *service) streams() projector.Streams {
-	return projector.Streams{Stream: s.env.Stream, DLQStream: s.env.DLQStream, Consumer: s.env.Consumer,
-		SubjectPrefix: s.env.SubjectPrefix, DLQPrefix: s.env.DLQPrefix}
-}
-
 func (s *service) publish(path string) publishStats {
 	s.t.Helper()
-	if err := projector.EnsureStreams(context.Background(), s.js, s.streams()); err != nil {
-		s.t.Fatal(err)
-	}
 	var errs bytes.Buffer
-	st, err := publishFile(context.Background(), s.js, s.env.SubjectPrefix, path, &errs)
+	st, err := publishFile(context.Background(), s.st, path, &errs)
 	if err != nil || st.errors > 0 {
 		s.t.Fatalf("publish %s: %v %s", path, err, errs.String())
 	}

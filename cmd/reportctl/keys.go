@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/query"
 )
 
@@ -37,7 +37,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("reportctl keys "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	var org, name string
 	wantArgs := 0
 	switch sub {
@@ -64,7 +64,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return errUsage
 	}
 
-	pool, err := cfg.OpenDB(ctx, 2)
+	pool, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/migrations"
 )
 
@@ -17,12 +17,12 @@ func init() {
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reportctl migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg.Migrate = true
-	pool, err := cfg.OpenDB(ctx, 2)
+	cfg.Database.Migrate = true
+	pool, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}

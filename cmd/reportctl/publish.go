@@ -13,11 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/callreport/callreport/cmd/internal/config"
-	"github.com/callreport/callreport/projector"
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema"
 )
 
@@ -34,7 +31,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			"Nats-Msg-Id is the event id, so JetStream drops a line published twice.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,25 +39,17 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Usage()
 		return errUsage
 	}
-	log, err := cfg.Logger(stderr)
+	s, closeNATS, err := openStreams(cfg, "reportctl", stderr)
 	if err != nil {
 		return err
 	}
-	nc, err := cfg.ConnectNATS("reportctl", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	if err := projector.EnsureStreams(ctx, js, cfg.Streams()); err != nil {
+	defer closeNATS()
+	if err := s.Ensure(ctx); err != nil {
 		return err
 	}
 	var total publishStats
 	for _, path := range fs.Args() {
-		st, err := publishFile(ctx, js, cfg.SubjectPrefix, path, stderr)
+		st, err := publishFile(ctx, s, path, stderr)
 		if err != nil {
 			return err
 		}
@@ -105,7 +94,7 @@ type publishStats struct{ published, duplicates, errors int }
 
 // publishFile publishes every line of path, a window of them in flight at a
 // time, and reports each line it could not publish on errw.
-func publishFile(ctx context.Context, js jetstream.JetStream, prefix, path string, errw io.Writer) (publishStats, error) {
+func publishFile(ctx context.Context, s *stream.Streams, path string, errw io.Writer) (publishStats, error) {
 	var st publishStats
 	f, err := os.Open(path)
 	if err != nil {
@@ -119,55 +108,26 @@ func publishFile(ctx context.Context, js jetstream.JetStream, prefix, path strin
 		size = uint64(fi.Size())
 		bar = newProgress(errw, filepath.Base(path)+" bytes")
 	}
-
-	type pending struct {
-		line int
-		ack  jetstream.PubAckFuture
-	}
-	var inflight []pending
-	settle := func(all bool) error {
-		for len(inflight) > 0 && (all || len(inflight) >= 256) {
-			p := inflight[0]
-			inflight = inflight[1:]
-			select {
-			case ack := <-p.ack.Ok():
-				st.published++
-				if ack.Duplicate {
-					st.duplicates++
-				}
-			case err := <-p.ack.Err():
-				st.errors++
-				fmt.Fprintf(errw, "%s:%d: %v\n", path, p.line, err)
-			case <-time.After(30 * time.Second):
-				return errors.New("no acknowledgement from JetStream within 30s")
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	}
-
+	pub := s.NewPublisher(256, func(line int, err error) {
+		fmt.Fprintf(errw, "%s:%d: %v\n", path, line, err)
+	})
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), 2*schema.MaxEventBytes)
 	for n := 1; sc.Scan(); n++ {
 		if len(strings.TrimSpace(sc.Text())) == 0 {
 			continue
 		}
-		m, err := fixtureMsg(sc.Bytes(), prefix)
+		m, err := fixtureMsg(sc.Bytes())
+		if err == nil {
+			err = pub.Publish(ctx, m, n)
+		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return st, ctx.Err()
+			}
 			st.errors++
 			fmt.Fprintf(errw, "%s:%d: %v\n", path, n, err)
 			continue
-		}
-		ack, err := js.PublishMsgAsync(m)
-		if err != nil {
-			st.errors++
-			fmt.Fprintf(errw, "%s:%d: %v\n", path, n, err)
-			continue
-		}
-		inflight = append(inflight, pending{line: n, ack: ack})
-		if err := settle(false); err != nil {
-			return st, err
 		}
 		if bar != nil {
 			bar.update(in.n, size)
@@ -176,7 +136,11 @@ func publishFile(ctx context.Context, js jetstream.JetStream, prefix, path strin
 	if err := sc.Err(); err != nil {
 		return st, fmt.Errorf("read %s: %w", path, err)
 	}
-	if err := settle(true); err != nil {
+	ps, err := pub.Close(ctx, 30*time.Second)
+	st.published += ps.Stored + ps.Duplicates
+	st.duplicates += ps.Duplicates
+	st.errors += ps.Errors
+	if err != nil && ps.Errors == 0 { // refusals are counted, the rest stops here
 		return st, err
 	}
 	if bar != nil {
@@ -185,38 +149,32 @@ func publishFile(ctx context.Context, js jetstream.JetStream, prefix, path strin
 	return st, nil
 }
 
-// fixtureMsg turns one fixture line into the message to publish: the
-// subject with the configured prefix, the event bytes as they are, and
-// Nats-Msg-Id set from the event id when the event has one.
-func fixtureMsg(line []byte, prefix string) (*nats.Msg, error) {
+// fixtureMsg turns one fixture line into the message to publish: the event
+// bytes as they are, and Nats-Msg-Id set from the event id when the event
+// has one.
+func fixtureMsg(line []byte) (stream.Message, error) {
 	var l fixtureLine
 	if err := json.Unmarshal(line, &l); err != nil {
-		return nil, fmt.Errorf("not a fixture line: %w", err)
+		return stream.Message{}, fmt.Errorf("not a fixture line: %w", err)
 	}
 	if l.Subject == "" {
-		return nil, errors.New(`no "subject"`)
+		return stream.Message{}, errors.New(`no "subject"`)
 	}
-	var body []byte
+	m := stream.Message{Subject: l.Subject}
 	switch {
 	case l.Raw != nil:
-		body = []byte(*l.Raw)
+		m.Data = []byte(*l.Raw)
 	case len(l.Event) > 0:
-		body = l.Event
+		m.Data = l.Event
 	default:
-		return nil, errors.New(`neither "event" nor "raw"`)
+		return stream.Message{}, errors.New(`neither "event" nor "raw"`)
 	}
-	subject := l.Subject
-	if rest, ok := strings.CutPrefix(subject, schema.SubjectPrefix+"."); ok {
-		subject = prefix + "." + rest
-	}
-	m := nats.NewMsg(subject)
-	m.Data = body
 	var head struct {
 		ID any `json:"id"`
 	}
-	if json.Unmarshal(body, &head) == nil {
+	if json.Unmarshal(m.Data, &head) == nil {
 		if id, ok := head.ID.(string); ok && id != "" {
-			m.Header.Set(jetstream.MsgIDHeader, id)
+			m.ID = id
 		}
 	}
 	return m, nil

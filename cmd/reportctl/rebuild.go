@@ -8,7 +8,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/projector"
 )
 
@@ -29,7 +29,7 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			"resumed by the next one (or discarded with --restart).\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	fromSeq := fs.Uint64("from-seq", 1, "first stream sequence to fold")
 	since := fs.String("since", "", "fold the events stored since this RFC 3339 time instead of --from-seq")
 	restart := fs.Bool("restart", false, "discard an interrupted rebuild instead of resuming it")
@@ -37,11 +37,11 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log, err := cfg.Logger(stderr)
+	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
 		return err
 	}
-	pool, err := cfg.OpenDB(ctx, 4)
+	pool, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -56,17 +56,17 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return err
 	}
-	rc := projector.RebuildConfig{Config: projector.Config{Streams: cfg.Streams(), Logger: log}, FromSeq: *fromSeq, Restart: *restart}
+	rc := projector.RebuildConfig{Config: projector.Config{Consumer: cfg.Projector.Consumer, Logger: log}, FromSeq: *fromSeq, Restart: *restart}
 	if *since != "" {
 		if rc.Since, err = time.Parse(time.RFC3339Nano, *since); err != nil {
 			return fmt.Errorf("--since: %w", err)
 		}
 	}
-	nc, err := cfg.ConnectNATS("reportctl-rebuild", log)
+	s, closeNATS, err := openStreams(cfg, "reportctl-rebuild", stderr)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer closeNATS()
 	bar := newProgress(stderr, "rebuild")
 	var last projector.RebuildProgress
 	rc.Progress = func(p projector.RebuildProgress) {
@@ -75,7 +75,7 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			bar.update(p.Position, p.Last)
 		}
 	}
-	if err := projector.Rebuild(ctx, pool, nc, rc); err != nil {
+	if err := projector.Rebuild(ctx, pool, s, rc); err != nil {
 		return err
 	}
 	bar.finish(last.Position, last.Last)
@@ -86,13 +86,13 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func runChecksum(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reportctl checksum", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	generation := fs.Int("generation", 0, "digest this generation instead of the live one")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	pool, err := cfg.OpenDB(ctx, 2)
+	pool, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -43,9 +43,6 @@ func (s *service) reportctl(ctx context.Context, args ...string) (string, error)
 // simulate publishes a generated stream and returns its last sequence.
 func (s *service) simulate(calls int, seed uint64) uint64 {
 	s.t.Helper()
-	if err := projector.EnsureStreams(context.Background(), s.js, s.streams()); err != nil {
-		s.t.Fatal(err)
-	}
 	g := simulate.New(simulate.Options{Calls: calls, Seed: seed})
 	var last uint64
 	for m, ok := g.Next(); ok; m, ok = g.Next() {

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/projector"
 )
 
@@ -25,7 +25,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"live projector keeps running.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	call := fs.String("call", "", "call id to replay")
 	job := fs.String("job", "", "job id to replay, with all its calls")
 	if err := fs.Parse(args); err != nil {
@@ -35,23 +35,23 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return errUsage
 	}
-	log, err := cfg.Logger(stderr)
+	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
 		return err
 	}
-	pool, err := cfg.OpenDB(ctx, 2)
+	pool, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	nc, err := cfg.ConnectNATS("reportctl-replay", log)
+	s, closeNATS, err := openStreams(cfg, "reportctl-replay", stderr)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer closeNATS()
 	bar := newProgress(stderr, "replay")
-	res, err := projector.Replay(ctx, pool, nc, projector.ReplayConfig{
-		Config: projector.Config{Streams: cfg.Streams(), Logger: log},
+	res, err := projector.Replay(ctx, pool, s, projector.ReplayConfig{
+		Config: projector.Config{Consumer: cfg.Projector.Consumer, Logger: log},
 		CallID: *call, JobID: *job,
 		Progress: func(n int) { bar.update(uint64(n), 0) },
 	})

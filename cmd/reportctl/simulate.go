@@ -6,16 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/callreport/callreport/cmd/internal/config"
-	"github.com/callreport/callreport/projector"
-	"github.com/callreport/callreport/schema"
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/simulate"
 )
 
@@ -33,7 +29,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			"at R events per second, until the N calls are published or Ctrl-C.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	rate := fs.Float64("rate", 2000, "events per second; 0 publishes as fast as JetStream acknowledges")
 	opts := simulateFlags(fs, 1000)
 	if err := fs.Parse(args); err != nil {
@@ -42,25 +38,25 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *rate < 0 {
 		return fmt.Errorf("--rate %v: want 0 or more", *rate)
 	}
-	log, err := cfg.Logger(stderr)
+	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
 		return err
 	}
-	nc, err := cfg.ConnectNATS("reportctl-simulate", log)
+	nc, err := stream.Connect(cfg.NATS, "reportctl-simulate", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(30*time.Second),
+	s, err := stream.New(nc, stream.NamesOf(cfg.NATS), jetstream.WithPublishAsyncTimeout(30*time.Second),
 		jetstream.WithPublishAsyncMaxPending(2048))
 	if err != nil {
 		return err
 	}
-	if err := projector.EnsureStreams(ctx, js, cfg.Streams()); err != nil {
+	if err := s.Ensure(ctx); err != nil {
 		return err
 	}
 
-	pub := newStreamPublisher(js, cfg.SubjectPrefix, 1024)
+	pub := s.NewPublisher(1024, nil)
 	prog := newProgress(stderr, "simulate")
 	gen := simulate.New(*opts)
 	var n uint64
@@ -69,10 +65,10 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		n = uint64(i)
 		show()
 	})
-	st, cerr := pub.close(context.WithoutCancel(ctx), 30*time.Second)
+	st, cerr := pub.Close(context.WithoutCancel(ctx), 30*time.Second)
 	prog.finish(uint64(sent), 0)
 	fmt.Fprintf(stdout, "published %d events to %s: %d stored, %d dropped by JetStream as duplicates, %d failed\n",
-		st.Sent, cfg.Stream, st.Stored, st.Duplicates, st.Errors)
+		st.Sent, s.Stream, st.Stored, st.Duplicates, st.Errors)
 	if errors.Is(err, context.Canceled) {
 		err = nil // Ctrl-C is how a demo ends
 	}
@@ -94,7 +90,7 @@ func simulateFlags(fs *flag.FlagSet, calls int) *simulate.Options {
 // stream, after limit messages when limit > 0, or when ctx ends. sent is
 // called after each message is handed to JetStream, with its number
 // (from 1) and the time it was sent. It returns how many were sent.
-func publishPaced(ctx context.Context, gen *simulate.Generator, pub *streamPublisher, rate float64, limit int,
+func publishPaced(ctx context.Context, gen *simulate.Generator, pub *stream.Publisher, rate float64, limit int,
 	sent func(n int, m simulate.Message, at time.Time)) (int, error) {
 	start := time.Now()
 	timer := time.NewTimer(0)
@@ -119,7 +115,7 @@ func publishPaced(ctx context.Context, gen *simulate.Generator, pub *streamPubli
 			break
 		}
 		at := time.Now()
-		if err := pub.publish(ctx, m); err != nil {
+		if err := pub.Publish(ctx, streamMessage(m), n+1); err != nil {
 			return n, err
 		}
 		n++
@@ -136,109 +132,9 @@ func dueAt(start time.Time, n int, rate float64) time.Time {
 	return start.Add(time.Duration(float64(n) / rate * float64(time.Second)))
 }
 
-// pubStats counts what a streamPublisher did.
-type pubStats struct {
-	Sent       int   `json:"sent"`
-	Stored     int   `json:"stored"`
-	Duplicates int   `json:"duplicates_dropped"`
-	Errors     int   `json:"errors"`
-	Bytes      int64 `json:"bytes"`
-}
-
-// streamPublisher publishes generated messages as the contract says
-// (subject under the configured prefix, Nats-Msg-Id the event id), with a
-// window of them awaiting JetStream's acknowledgement at a time.
-type streamPublisher struct {
-	js     jetstream.JetStream
-	prefix string
-	window chan jetstream.PubAckFuture
-	done   chan struct{}
-
-	mu    sync.Mutex
-	stats pubStats
-	err   error // the first publish error JetStream answered
-}
-
-func newStreamPublisher(js jetstream.JetStream, prefix string, window int) *streamPublisher {
-	p := &streamPublisher{js: js, prefix: prefix, window: make(chan jetstream.PubAckFuture, window), done: make(chan struct{})}
-	go p.settle()
-	return p
-}
-
-// publish sends m, waiting while the window is full.
-func (p *streamPublisher) publish(ctx context.Context, m simulate.Message) error {
-	f, err := p.js.PublishMsgAsync(natsMsg(m, p.prefix))
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", m.Subject, err)
-	}
-	p.mu.Lock()
-	p.stats.Sent++
-	p.stats.Bytes += int64(len(m.Data))
-	p.mu.Unlock()
-	select {
-	case p.window <- f:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// settle collects the acknowledgements in publishing order.
-func (p *streamPublisher) settle() {
-	defer close(p.done)
-	for f := range p.window {
-		select {
-		case ack := <-f.Ok():
-			p.mu.Lock()
-			p.stats.Stored++
-			if ack.Duplicate {
-				p.stats.Stored--
-				p.stats.Duplicates++
-			}
-			p.mu.Unlock()
-		case err := <-f.Err():
-			p.mu.Lock()
-			p.stats.Errors++
-			if p.err == nil {
-				p.err = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
-			}
-			p.mu.Unlock()
-		}
-	}
-}
-
-// snapshot returns the counts so far.
-func (p *streamPublisher) snapshot() pubStats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stats
-}
-
-// close waits up to timeout for the outstanding acknowledgements and
-// returns the counts, with the first error JetStream answered.
-func (p *streamPublisher) close(ctx context.Context, timeout time.Duration) (pubStats, error) {
-	close(p.window)
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		return p.snapshot(), fmt.Errorf("no acknowledgement from JetStream within %s", timeout)
-	case <-ctx.Done():
-		return p.snapshot(), ctx.Err()
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stats, p.err
-}
-
-// natsMsg is m as published under prefix, with the event id as Nats-Msg-Id
-// so that JetStream drops a duplicate within its window.
-func natsMsg(m simulate.Message, prefix string) *nats.Msg {
-	subject := m.Subject
-	if rest, ok := strings.CutPrefix(subject, schema.SubjectPrefix+"."); ok {
-		subject = prefix + "." + rest
-	}
-	msg := nats.NewMsg(subject)
-	msg.Data = m.Data
-	msg.Header.Set(jetstream.MsgIDHeader, m.ID)
-	return msg
+// streamMessage is a generated message as the publisher takes it, with the
+// event id as Nats-Msg-Id so that JetStream drops a duplicate within its
+// window.
+func streamMessage(m simulate.Message) stream.Message {
+	return stream.Message{Subject: m.Subject, Data: m.Data, ID: m.ID}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/query"
 	"github.com/callreport/callreport/schema/simulate"
@@ -120,22 +121,19 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(30*time.Second))
+	st, err := stream.New(nc, s.env.Names(), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := projector.EnsureStreams(ctx, js, s.streams()); err != nil {
 		t.Fatal(err)
 	}
 	// About 18 events a call: enough calls that the stream outlasts the run.
 	gen := simulate.New(simulate.Options{Calls: limit/18*3/2 + 100, Seed: 20251218})
 
 	// Warm-up, unmeasured.
-	warm := newStreamPublisher(js, s.env.SubjectPrefix, 1024)
+	warm := st.NewPublisher(1024, nil)
 	if _, err := publishPaced(ctx, gen, warm, 0, soakWarmupEvents, nil); err != nil {
 		t.Fatal(err)
 	}
-	warmStats, err := warm.close(ctx, time.Minute)
+	warmStats, err := warm.Close(ctx, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +288,7 @@ func TestSoak(t *testing.T) {
 	}()
 
 	// The run: a steady rate for the duration (or until the bounded stream ends).
-	pub := newStreamPublisher(js, s.env.SubjectPrefix, 1024)
+	pub := st.NewPublisher(1024, nil)
 	runCtx, cancelRun := context.WithTimeout(ctx, duration)
 	began := time.Now()
 	sent, perr := publishPaced(runCtx, gen, pub, rate, limit-soakWarmupEvents, nil)
@@ -298,7 +296,7 @@ func TestSoak(t *testing.T) {
 	elapsed := time.Since(began)
 	stopSampling()
 	<-sampled
-	pubStats, cerr := pub.close(ctx, time.Minute)
+	pubStats, cerr := pub.Close(ctx, time.Minute)
 	if perr != nil && runCtx.Err() == nil {
 		t.Errorf("publish: %v", perr)
 	}
@@ -326,7 +324,7 @@ func TestSoak(t *testing.T) {
 	if err != nil || uint64(pos) != last || rejected != 0 || applied+skipped < int64(last) {
 		t.Errorf("position %d (applied %d, rejected %d, skipped %d, %v), want %d, all applied", pos, applied, rejected, skipped, err, last)
 	}
-	if dlq, err := js.Stream(ctx, s.env.DLQStream); err != nil {
+	if dlq, err := st.JetStream().Stream(ctx, s.env.DLQStream); err != nil {
 		t.Error(err)
 	} else if n := dlq.CachedInfo().State.Msgs; n != 0 {
 		t.Errorf("%d messages in the dead-letter stream, want none", n)

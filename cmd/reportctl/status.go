@@ -10,10 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/callreport/callreport/cmd/internal/config"
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/projector"
 )
 
@@ -55,7 +52,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprint(stderr, statusUsage)
 		fs.PrintDefaults()
 	}
-	cfg := config.Register(fs)
+	cfg := config.Register(fs, config.SectionAll)
 	asJSON := fs.Bool("json", false, "print the status as one JSON object")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -64,25 +61,17 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return errUsage
 	}
-	log, err := cfg.Logger(stderr)
-	if err != nil {
-		return err
-	}
-	pool, err := cfg.OpenDB(ctx, 2)
+	pool, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	nc, err := cfg.ConnectNATS("reportctl-status", log)
+	s, closeNATS, err := openStreams(cfg, "reportctl-status", stderr)
 	if err != nil {
 		return err
 	}
-	defer closeQuietly(nc)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	r, err := projector.Status(ctx, pool, js, cfg.Streams())
+	defer closeNATS()
+	r, err := projector.Status(ctx, pool, s, cfg.Projector.Consumer)
 	if err != nil {
 		return err
 	}
@@ -176,15 +165,6 @@ func writeStatus(w io.Writer, r projector.StatusReport) {
 		}
 	}
 	tw.Flush()
-}
-
-// closeQuietly closes nc without the "NATS disconnected" warning that
-// config.ConnectNATS logs, from another goroutine, for a deliberate close
-// too: it would come after the command's output, or even after the command
-// returned.
-func closeQuietly(nc *nats.Conn) {
-	nc.SetDisconnectErrHandler(nil)
-	nc.Close()
 }
 
 // stamp shows a time and how long before now it was.

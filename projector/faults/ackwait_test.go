@@ -44,7 +44,7 @@ func TestSlowBatch(t *testing.T) {
 			// Published before the projector starts, so that its first
 			// batch is full.
 			last := b.publishAll(ev.msgs)
-			startInProcess(t, pool, b.nc, projector.Config{Streams: b.streams(""), BatchSize: batch, AckWait: ackWait})
+			startInProcess(t, pool, b.nc, b.env.Names(), projector.Config{Consumer: b.env.Consumer, BatchSize: batch, AckWait: ackWait})
 			cons := waitConsumer(t, b, b.env.Consumer)
 			began := time.Now()
 			for time.Since(began) < hold {

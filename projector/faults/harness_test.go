@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
@@ -90,7 +91,11 @@ func busOn(t testing.TB, env *natstest.Env) *bus {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := projector.EnsureStreams(ctx, b.js, b.streams("")); err != nil {
+	s, err := stream.New(b.nc, env.Names())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -114,21 +119,11 @@ func connect(t testing.TB, url, name string, dropped *atomic.Int64) *nats.Conn {
 	return nc
 }
 
-// streams are the test's names, with consumer as the durable consumer
-// (the test's own when empty).
-func (b *bus) streams(consumer string) projector.Streams {
-	if consumer == "" {
-		consumer = b.env.Consumer
-	}
-	return projector.Streams{Stream: b.env.Stream, DLQStream: b.env.DLQStream, Consumer: consumer,
-		SubjectPrefix: b.env.SubjectPrefix, DLQPrefix: b.env.DLQPrefix}
-}
-
 // flags point a projector binary at the test's JetStream and consumer.
 func (b *bus) flags() []string {
-	s := b.streams("")
+	s := b.env.Names()
 	return []string{"--nats-url", b.env.URL, "--stream", s.Stream, "--dlq-stream", s.DLQStream,
-		"--consumer", s.Consumer, "--subject-prefix", s.SubjectPrefix, "--dlq-prefix", s.DLQPrefix}
+		"--consumer", b.env.Consumer, "--subject-prefix", s.SubjectPrefix, "--dlq-prefix", s.DLQPrefix}
 }
 
 func (b *bus) msg(m simulate.Message) *nats.Msg {
@@ -270,17 +265,18 @@ type inProcess struct {
 
 // startInProcess runs a projector on pool and nc until stop or the end of
 // the test.
-func startInProcess(t testing.TB, pool *pgxpool.Pool, nc *nats.Conn, cfg projector.Config) *inProcess {
+func startInProcess(t testing.TB, pool *pgxpool.Pool, nc *nats.Conn, names stream.Names, cfg projector.Config) *inProcess {
 	t.Helper()
 	ip := &inProcess{done: make(chan error, 1), reg: prometheus.NewRegistry()}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
 	cfg.Metrics = projector.NewMetrics(ip.reg)
-	p, err := projector.New(pool, nc, cfg)
+	s, err := stream.New(nc, names)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := projector.New(pool, s, cfg)
 	var ctx context.Context
 	ctx, ip.cancel = context.WithCancel(context.Background())
 	go func() { ip.done <- p.Run(ctx) }()
@@ -341,7 +337,7 @@ type baseline struct {
 func startBaseline(t testing.TB, b *bus) *baseline {
 	t.Helper()
 	base := &baseline{pool: pgtest.Pool(t), consumer: b.env.Consumer + "_baseline"}
-	startInProcess(t, base.pool, b.nc, projector.Config{Streams: b.streams(base.consumer), BatchSize: 1000})
+	startInProcess(t, base.pool, b.nc, b.env.Names(), projector.Config{Consumer: base.consumer, BatchSize: 1000})
 	return base
 }
 

@@ -38,8 +38,8 @@ func TestNATSRestart(t *testing.T) {
 	var dropped atomic.Int64
 	// AckWait is short so that a batch whose acknowledgements were lost
 	// with the server comes again within seconds.
-	proj := startInProcess(t, pool, connect(t, env.URL, "faults-projector", &dropped), projector.Config{
-		Streams: b.streams(""), BatchSize: 500, AckWait: 5 * time.Second,
+	proj := startInProcess(t, pool, connect(t, env.URL, "faults-projector", &dropped), b.env.Names(), projector.Config{
+		Consumer: b.env.Consumer, BatchSize: 500, AckWait: 5 * time.Second,
 	})
 	watch := watchAcks(b, pool, env.Consumer)
 	pub := b.publish(context.Background(), ev.msgs, 20*time.Second)

@@ -60,8 +60,8 @@ func newPGRig(t *testing.T, calls int, seed uint64) *pgRig {
 	t.Cleanup(pool.Close)
 	r.base = startBaseline(t, r.b)
 	r.watch = watchAcks(r.b, r.direct, r.b.env.Consumer)
-	r.proj = startInProcess(t, pool, r.b.nc, projector.Config{
-		Streams: r.b.streams(""), BatchSize: 500,
+	r.proj = startInProcess(t, pool, r.b.nc, r.b.env.Names(), projector.Config{
+		Consumer: r.b.env.Consumer, BatchSize: 500,
 		Logger: slog.New(r.log.handler(testLogger(t).Handler())),
 	})
 	return r

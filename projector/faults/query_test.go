@@ -39,7 +39,7 @@ func TestQueryThroughOutages(t *testing.T) {
 	ctx := context.Background()
 
 	// Reports written, then the projector stops; events keep coming.
-	proj := startInProcess(t, direct, b.nc, projector.Config{Streams: b.streams("")})
+	proj := startInProcess(t, direct, b.nc, b.env.Names(), projector.Config{Consumer: b.env.Consumer})
 	half := len(ev.msgs) / 2
 	b.publishAll(ev.msgs[:half])
 	caughtUp(t, b, direct, b.env.Consumer, time.Minute)
@@ -152,7 +152,7 @@ func TestQueryThroughOutages(t *testing.T) {
 	}
 
 	// The projector comes back and catches up with what it missed.
-	startInProcess(t, direct, b.nc, projector.Config{Streams: b.streams("")})
+	startInProcess(t, direct, b.nc, b.env.Names(), projector.Config{Consumer: b.env.Consumer})
 	took := caughtUp(t, b, direct, b.env.Consumer, time.Minute)
 	t.Logf("projector down: %d reports served unchanged while %d events came in; back, it caught up in %s",
 		served200, len(ev.msgs)-half, took.Round(100*time.Millisecond))

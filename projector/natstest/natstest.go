@@ -5,6 +5,7 @@
 package natstest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/callreport/callreport/internal/stream"
 )
 
 // Env is one test's JetStream: where it is and the names to use there.
@@ -101,4 +104,28 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Names are the test's stream names.
+func (e *Env) Names() stream.Names {
+	return stream.Names{Stream: e.Stream, DLQStream: e.DLQStream, SubjectPrefix: e.SubjectPrefix, DLQPrefix: e.DLQPrefix}
+}
+
+// Streams connects to the test's JetStream and returns its streams,
+// created, with the connection closed when the test ends.
+func (e *Env) Streams(t testing.TB) *stream.Streams {
+	t.Helper()
+	nc, err := nats.Connect(e.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s, err := stream.New(nc, e.Names())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

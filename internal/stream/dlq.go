@@ -1,4 +1,4 @@
-package projector
+package stream
 
 import (
 	"context"
@@ -58,9 +58,9 @@ func (c DeadLetterCounts) Reasons() []string {
 
 // CountDeadLetters counts the dead letters by reason, from the stream's
 // subject counts (subjects <dlqprefix>.<reason>).
-func CountDeadLetters(ctx context.Context, js jetstream.JetStream, s Streams) (DeadLetterCounts, error) {
+func (s *Streams) CountDeadLetters(ctx context.Context) (DeadLetterCounts, error) {
 	c := DeadLetterCounts{Stream: s.DLQStream, ByReason: map[string]uint64{}}
-	dlq, err := js.Stream(ctx, s.DLQStream)
+	dlq, err := s.js.Stream(ctx, s.DLQStream)
 	if err != nil {
 		return c, fmt.Errorf("dead-letter stream %s: %w", s.DLQStream, err)
 	}
@@ -82,12 +82,12 @@ func CountDeadLetters(ctx context.Context, js jetstream.JetStream, s Streams) (D
 
 // ListDeadLetters returns the dead letters, oldest first, of one reason
 // ("" for all), at most limit of them (0: all).
-func ListDeadLetters(ctx context.Context, js jetstream.JetStream, s Streams, reason string, limit int) ([]DeadLetter, error) {
-	filter, err := dlqFilter(s, reason)
+func (s *Streams) ListDeadLetters(ctx context.Context, reason string, limit int) ([]DeadLetter, error) {
+	filter, err := s.dlqFilter(reason)
 	if err != nil {
 		return nil, err
 	}
-	dlq, err := js.Stream(ctx, s.DLQStream)
+	dlq, err := s.js.Stream(ctx, s.DLQStream)
 	if err != nil {
 		return nil, fmt.Errorf("dead-letter stream %s: %w", s.DLQStream, err)
 	}
@@ -100,8 +100,8 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, s Streams, rea
 }
 
 // GetDeadLetter returns the dead letter at seq, with its headers and bytes.
-func GetDeadLetter(ctx context.Context, js jetstream.JetStream, s Streams, seq uint64) (DeadLetter, error) {
-	dlq, err := js.Stream(ctx, s.DLQStream)
+func (s *Streams) GetDeadLetter(ctx context.Context, seq uint64) (DeadLetter, error) {
+	dlq, err := s.js.Stream(ctx, s.DLQStream)
 	if err != nil {
 		return DeadLetter{}, fmt.Errorf("dead-letter stream %s: %w", s.DLQStream, err)
 	}
@@ -174,7 +174,7 @@ func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
 }
 
 // dlqFilter is the subject of the dead letters of reason, or of all.
-func dlqFilter(s Streams, reason string) (string, error) {
+func (s *Streams) dlqFilter(reason string) (string, error) {
 	if reason == "" {
 		return s.DLQPrefix + ".>", nil
 	}
@@ -202,8 +202,8 @@ type Retried struct {
 // its original subject on the event stream and, once JetStream has stored
 // them, deletes the dead letter. The projector folds the event again; if it
 // is still bad, it is dead-lettered again, under a new sequence.
-func RetryDeadLetter(ctx context.Context, js jetstream.JetStream, s Streams, seq uint64) (Retried, error) {
-	dlq, err := js.Stream(ctx, s.DLQStream)
+func (s *Streams) RetryDeadLetter(ctx context.Context, seq uint64) (Retried, error) {
+	dlq, err := s.js.Stream(ctx, s.DLQStream)
 	if err != nil {
 		return Retried{}, fmt.Errorf("dead-letter stream %s: %w", s.DLQStream, err)
 	}
@@ -211,7 +211,7 @@ func RetryDeadLetter(ctx context.Context, js jetstream.JetStream, s Streams, seq
 	if err != nil {
 		return Retried{}, err
 	}
-	return retry(ctx, js, dlq, s, d)
+	return s.retry(ctx, dlq, d)
 }
 
 // RetryMsgID is the Nats-Msg-Id of the retry of a dead letter: the event id
@@ -232,7 +232,7 @@ func RetryMsgID(d DeadLetter) string {
 	return id + "-retry-" + strconv.FormatUint(d.Seq, 10)
 }
 
-func retry(ctx context.Context, js jetstream.JetStream, dlq jetstream.Stream, s Streams, d DeadLetter) (Retried, error) {
+func (s *Streams) retry(ctx context.Context, dlq jetstream.Stream, d DeadLetter) (Retried, error) {
 	r := Retried{DLQSeq: d.Seq, Subject: d.Subject, MsgID: RetryMsgID(d)}
 	if d.Subject == "" {
 		return r, fmt.Errorf("dead letter %d: no %s header: the original subject is unknown", d.Seq, HeaderSubject)
@@ -242,7 +242,7 @@ func retry(ctx context.Context, js jetstream.JetStream, dlq jetstream.Stream, s 
 	m.Header.Set(jetstream.MsgIDHeader, r.MsgID)
 	// The stream check keeps a dead letter whose subject no longer belongs
 	// to the event stream from landing in some other stream.
-	ack, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(s.Stream))
+	ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(s.Stream))
 	if err != nil {
 		return r, fmt.Errorf("dead letter %d: publish to %s on %s: %w", d.Seq, d.Subject, s.Stream, err)
 	}
@@ -276,13 +276,13 @@ type RetryFailure struct {
 // go round forever. A dead letter that cannot be retried is reported in
 // the summary and the others go on; a timeout or the end of ctx stops it.
 // progress, when set, is called after each dead letter.
-func RetryDeadLetters(ctx context.Context, js jetstream.JetStream, s Streams, reason string, progress func(done, total uint64)) (RetrySummary, error) {
+func (s *Streams) RetryDeadLetters(ctx context.Context, reason string, progress func(done, total uint64)) (RetrySummary, error) {
 	sum := RetrySummary{Failed: []RetryFailure{}}
-	filter, err := dlqFilter(s, reason)
+	filter, err := s.dlqFilter(reason)
 	if err != nil {
 		return sum, err
 	}
-	dlq, err := js.Stream(ctx, s.DLQStream)
+	dlq, err := s.js.Stream(ctx, s.DLQStream)
 	if err != nil {
 		return sum, fmt.Errorf("dead-letter stream %s: %w", s.DLQStream, err)
 	}
@@ -298,7 +298,7 @@ func RetryDeadLetters(ctx context.Context, js jetstream.JetStream, s Streams, re
 	}
 	var done uint64
 	err = eachDeadLetter(ctx, dlq, filter, info.State.LastSeq, func(d DeadLetter) (bool, error) {
-		r, err := retry(ctx, js, dlq, s, d)
+		r, err := s.retry(ctx, dlq, d)
 		switch {
 		case ctx.Err() != nil:
 			return false, ctx.Err()
@@ -323,12 +323,12 @@ func RetryDeadLetters(ctx context.Context, js jetstream.JetStream, s Streams, re
 
 // PurgeDeadLetters deletes the dead letters of reason ("" for all) that the
 // stream holds when it starts, and returns how many there were.
-func PurgeDeadLetters(ctx context.Context, js jetstream.JetStream, s Streams, reason string) (uint64, error) {
-	filter, err := dlqFilter(s, reason)
+func (s *Streams) PurgeDeadLetters(ctx context.Context, reason string) (uint64, error) {
+	filter, err := s.dlqFilter(reason)
 	if err != nil {
 		return 0, err
 	}
-	dlq, err := js.Stream(ctx, s.DLQStream)
+	dlq, err := s.js.Stream(ctx, s.DLQStream)
 	if err != nil {
 		return 0, fmt.Errorf("dead-letter stream %s: %w", s.DLQStream, err)
 	}

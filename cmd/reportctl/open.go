@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/pg"
+	"github.com/callreport/callreport/internal/stream"
+)
+
+// openDB opens the configured database for a command.
+func openDB(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
+	return pg.Open(ctx, cfg.Database, pg.Options{MaxConns: 4, Create: true})
+}
+
+// openStreams connects to the configured NATS as client name, with logs on
+// stderr. close closes the connection without the "NATS disconnected"
+// warning a deliberate close would log.
+func openStreams(cfg *config.Config, name string, stderr io.Writer) (s *stream.Streams, close func(), err error) {
+	log, err := cfg.Log.Logger(stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := stream.Connect(cfg.NATS, name, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	close = func() {
+		nc.SetDisconnectErrHandler(nil)
+		nc.Close()
+	}
+	if s, err = stream.New(nc, stream.NamesOf(cfg.NATS)); err != nil {
+		close()
+		return nil, nil, err
+	}
+	return s, close, nil
+}

@@ -1,0 +1,241 @@
+// Package config is the configuration of every callreport process, in
+// sections (log, database, NATS, HTTP, projector) that each binary takes as
+// it needs them. Every setting is read the same way everywhere: an
+// environment variable gives its default, a flag of the same name overrides
+// it. Secrets are redacted wherever a value is shown: in -h output, in
+// errors and in logs.
+//
+// The package holds values only: it opens no connection and imports neither
+// the NATS client nor the projector, so that the query binary links neither.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Config is every section. A binary registers the sections it uses; the
+// others keep their zero values.
+type Config struct {
+	Log       Log
+	Database  Database
+	NATS      NATS
+	HTTP      HTTP
+	Projector Projector
+}
+
+// Log says how a process logs.
+type Log struct {
+	Format string // text or json
+	Level  string // debug, info, warn, error
+}
+
+// Database is the Postgres the process works on.
+type Database struct {
+	// URL is a pgx connection string; its password is a secret.
+	URL Secret
+	// Migrate applies pending migrations at start instead of refusing to
+	// run on a database that is behind.
+	Migrate bool
+}
+
+// NATS is the JetStream server and the names of the projection's streams.
+type NATS struct {
+	// URL is one server URL or a comma-separated list; passwords and
+	// tokens in it are secrets.
+	URL           Secret
+	Stream        string // events, CALL_EVENTS by default
+	DLQStream     string // dead letters, CALL_EVENTS_DLQ
+	SubjectPrefix string // first token of event subjects, callevents
+	DLQPrefix     string // first token of dead-letter subjects, callevents_dlq
+}
+
+// HTTP is the query process's listener.
+type HTTP struct {
+	Addr string
+}
+
+// Projector tunes the projector process.
+type Projector struct {
+	Consumer    string // durable JetStream consumer
+	MetricsAddr string // /metrics, /healthz and /readyz
+	BatchSize   int    // most events one transaction applies
+	// RebuildOnMismatch rebuilds the reports before running live when they
+	// were built by another fold version, instead of refusing to start.
+	RebuildOnMismatch bool
+}
+
+// Defaults for a local machine, as the README's quick start runs it.
+const (
+	DefaultDatabaseURL   = "postgres://postgres@127.0.0.1:5432/callreport?sslmode=disable"
+	DefaultNATSURL       = "nats://127.0.0.1:4222"
+	DefaultHTTPAddr      = "127.0.0.1:8080"
+	DefaultMetricsAddr   = "127.0.0.1:9091"
+	DefaultStream        = "CALL_EVENTS"
+	DefaultDLQStream     = "CALL_EVENTS_DLQ"
+	DefaultSubjectPrefix = "callevents"
+	DefaultDLQPrefix     = "callevents_dlq"
+	DefaultConsumer      = "callreport-projector"
+	DefaultBatchSize     = 5000
+)
+
+// Section names a part of Config for Register.
+type Section int
+
+// The sections.
+const (
+	SectionLog Section = 1 << iota
+	SectionDatabase
+	SectionNATS
+	SectionHTTP
+	SectionProjector
+	// SectionAll is every section: reportctl's commands take every flag,
+	// so that one set of flags (or one environment) serves them all.
+	SectionAll = SectionLog | SectionDatabase | SectionNATS | SectionHTTP | SectionProjector
+)
+
+// Default is the configuration with every default and no environment.
+func Default() Config {
+	return Config{
+		Log:      Log{Format: "text", Level: "info"},
+		Database: Database{URL: DefaultDatabaseURL},
+		NATS: NATS{URL: DefaultNATSURL, Stream: DefaultStream, DLQStream: DefaultDLQStream,
+			SubjectPrefix: DefaultSubjectPrefix, DLQPrefix: DefaultDLQPrefix},
+		HTTP:      HTTP{Addr: DefaultHTTPAddr},
+		Projector: Projector{Consumer: DefaultConsumer, MetricsAddr: DefaultMetricsAddr, BatchSize: DefaultBatchSize},
+	}
+}
+
+// Register adds the flags of the given sections to fs, each defaulting to
+// its environment variable or else to Default, and returns the Config they
+// fill once fs is parsed. The log section is always registered.
+func Register(fs *flag.FlagSet, sections ...Section) *Config {
+	c := Default()
+	var want Section = SectionLog
+	for _, s := range sections {
+		want |= s
+	}
+	r := registrar{fs: fs}
+	if want&SectionLog != 0 {
+		r.str(&c.Log.Format, "log-format", "LOG_FORMAT", "log format: text or json")
+		r.str(&c.Log.Level, "log-level", "LOG_LEVEL", "log level: debug, info, warn, error")
+	}
+	if want&SectionDatabase != 0 {
+		r.secret(&c.Database.URL, "database-url", "DATABASE_URL", "Postgres URL")
+		r.boolean(&c.Database.Migrate, "migrate", "CALLREPORT_MIGRATE", "apply pending migrations at start instead of refusing to run")
+	}
+	if want&SectionNATS != 0 {
+		r.secret(&c.NATS.URL, "nats-url", "NATS_URL", "NATS server URL, or a comma-separated list")
+		r.str(&c.NATS.Stream, "stream", "CALLREPORT_STREAM", "JetStream stream of the events")
+		r.str(&c.NATS.DLQStream, "dlq-stream", "CALLREPORT_DLQ_STREAM", "dead-letter stream")
+		r.str(&c.NATS.SubjectPrefix, "subject-prefix", "CALLREPORT_SUBJECT_PREFIX", "first token of event subjects")
+		r.str(&c.NATS.DLQPrefix, "dlq-prefix", "CALLREPORT_DLQ_PREFIX", "first token of dead-letter subjects")
+	}
+	if want&SectionHTTP != 0 {
+		r.str(&c.HTTP.Addr, "http-addr", "HTTP_ADDR", "HTTP listen address of the query API")
+	}
+	if want&SectionProjector != 0 {
+		r.str(&c.Projector.Consumer, "consumer", "CALLREPORT_CONSUMER", "durable consumer of the projector")
+		r.str(&c.Projector.MetricsAddr, "metrics-addr", "METRICS_ADDR", "listen address of the projector's /metrics, /healthz and /readyz")
+		r.integer(&c.Projector.BatchSize, "batch-size", "CALLREPORT_BATCH_SIZE", "most events applied in one transaction")
+		r.boolean(&c.Projector.RebuildOnMismatch, "rebuild-on-mismatch", "CALLREPORT_REBUILD_ON_MISMATCH",
+			"when the live reports were built by another fold version, rebuild them before running live instead of refusing to start")
+	}
+	return &c
+}
+
+// registrar registers flags whose defaults come from the environment. A
+// malformed environment value is kept for Validate to report, rather than
+// silently replaced by the default.
+type registrar struct {
+	fs *flag.FlagSet
+}
+
+func help(text, env string) string { return text + " (env " + env + ")" }
+
+func (r registrar) str(p *string, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		*p = v
+	}
+	r.fs.StringVar(p, name, *p, help(usage, env))
+}
+
+func (r registrar) secret(p *Secret, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		*p = Secret(v)
+	}
+	r.fs.Var(p, name, help(usage, env))
+}
+
+func (r registrar) boolean(p *bool, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		*p = v == "true" || v == "1"
+	}
+	r.fs.BoolVar(p, name, *p, help(usage, env+"=true"))
+}
+
+func (r registrar) integer(p *int, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			*p = n
+		}
+	}
+	r.fs.IntVar(p, name, *p, help(usage, env))
+}
+
+// Validate checks what a flag type cannot: the choices of the log section
+// and the bounds of the projector's.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, err := c.Log.level(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.Log.Format))
+	}
+	if c.Projector.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("batch size %d: want a positive number", c.Projector.BatchSize))
+	}
+	return errors.Join(errs...)
+}
+
+func (l Log) level() (slog.Level, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+		return 0, fmt.Errorf("log level %q: want debug, info, warn or error", l.Level)
+	}
+	return level, nil
+}
+
+// Logger builds the logger the log section asks for, writing to w.
+func (l Log) Logger(w io.Writer) (*slog.Logger, error) {
+	level, err := l.level()
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch l.Format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", l.Format)
+}
+
+// URLs splits the NATS URL list.
+func (n NATS) URLs() []string {
+	var urls []string
+	for _, u := range strings.Split(n.URL.Value(), ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	return urls
+}

@@ -1,0 +1,59 @@
+// Package pg opens the Postgres pool of a callreport process: it creates the
+// database when asked to, plans every statement afresh, and checks (or
+// brings) the schema to the version this binary was built for.
+package pg
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/migrations"
+)
+
+// Options tune Open.
+type Options struct {
+	// MaxConns bounds the pool; 0 keeps pgx's default (or the URL's
+	// pool_max_conns).
+	MaxConns int32
+	// Create creates the database when it does not exist.
+	Create bool
+}
+
+// Open opens a pool on the configured database and checks its schema
+// version, migrating first when the configuration says so.
+func Open(ctx context.Context, db config.Database, o Options) (*pgxpool.Pool, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if o.Create {
+		if err := migrations.CreateDatabase(ctx, db.URL.Value()); err != nil {
+			return nil, err
+		}
+	}
+	// pgx redacts the password in its own errors.
+	cfg, err := pgxpool.ParseConfig(db.URL.Value())
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_URL %s: %w", db.URL, err)
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	// pgx prepares every statement; a generic plan Postgres settles on
+	// while the report tables are small (a sequential scan for
+	// call_id = ANY($1)) would be kept as they grow. Plan each execution.
+	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", db.URL, err)
+	}
+	if err := migrations.Ensure(ctx, pool, db.Migrate); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}

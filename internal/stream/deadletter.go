@@ -1,0 +1,106 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Headers of a dead-lettered message; its body is the original bytes.
+const (
+	HeaderReason    = "Callreport-Reason"
+	HeaderField     = "Callreport-Field"
+	HeaderDetail    = "Callreport-Detail"
+	HeaderSubject   = "Callreport-Subject"
+	HeaderStream    = "Callreport-Stream"
+	HeaderStreamSeq = "Callreport-Stream-Seq"
+	// HeaderTruncated, on a dead letter whose body is cut to fit the
+	// server's payload limit, holds the original length.
+	HeaderTruncated = "Callreport-Truncated"
+)
+
+// MaxHeaderText bounds the field and detail headers of a dead letter, which
+// may quote the event (a 600 KiB variable name, say).
+const MaxHeaderText = 512
+
+// Clip bounds a text quoted from an event in a header or a log line,
+// without cutting a character in two.
+func Clip(s string) string {
+	if len(s) <= MaxHeaderText {
+		return s
+	}
+	s = s[:MaxHeaderText]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}
+
+// Reject is an event the projector rejected, with where it was stored.
+type Reject struct {
+	Seq     uint64 // its sequence in the event stream
+	Subject string // the subject it was stored on
+	Data    []byte // its bytes
+	Reason  string // schema.Reason
+	Field   string // the attribute or field at fault, "" for the whole event
+	Detail  string // what is wrong with it
+}
+
+// DeadLetter publishes rejects to the dead-letter stream and waits for
+// JetStream to store them. Each carries a Nats-Msg-Id derived from its
+// stream sequence, so that a batch retried after a crash does not dead-letter
+// twice; published holds the sequences already dead-lettered by earlier
+// attempts of the same batch, and gains the ones this call stores.
+func (s *Streams) DeadLetter(ctx context.Context, rejects []Reject, published map[uint64]bool, log *slog.Logger) error {
+	var futures []jetstream.PubAckFuture
+	var seqs []uint64
+	for _, r := range rejects {
+		if published[r.Seq] {
+			continue
+		}
+		m := nats.NewMsg(s.DLQPrefix + "." + r.Reason)
+		m.Data = r.Data
+		m.Header.Set(jetstream.MsgIDHeader, "dlq-"+s.Stream+"-"+strconv.FormatUint(r.Seq, 10))
+		m.Header.Set(HeaderReason, r.Reason)
+		m.Header.Set(HeaderField, Clip(r.Field))
+		m.Header.Set(HeaderDetail, Clip(r.Detail))
+		m.Header.Set(HeaderSubject, r.Subject)
+		m.Header.Set(HeaderStream, s.Stream)
+		m.Header.Set(HeaderStreamSeq, strconv.FormatUint(r.Seq, 10))
+		if limit := s.js.Conn().MaxPayload() - 4096; int64(len(m.Data)) > limit {
+			// The dead letter must fit where the event fitted; the whole
+			// original stays in the event stream at its sequence.
+			m.Header.Set(HeaderTruncated, strconv.Itoa(len(m.Data)))
+			m.Data = m.Data[:limit]
+		}
+		f, err := s.js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("dead-letter seq %d: %w", r.Seq, err)
+		}
+		futures = append(futures, f)
+		seqs = append(seqs, r.Seq)
+		log.WarnContext(ctx, "event rejected", "seq", r.Seq, "subject", r.Subject,
+			"reason", r.Reason, "field", Clip(r.Field), "detail", Clip(r.Detail))
+	}
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			published[seqs[i]] = true
+		case err := <-f.Err():
+			return fmt.Errorf("dead-letter seq %d: %w", seqs[i], err)
+		case <-timeout.C:
+			return fmt.Errorf("dead-letter: no acknowledgement from %s", s.DLQStream)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/pg"
+)
+
+// Main is a query process, wired in this one place: configuration →
+// Postgres pool → the HTTP server → shutdown. cmd/query runs it, and so do
+// `reportctl dev`, the benchmark and the end-to-end tests.
+type Main struct {
+	// Config is read from the environment and flags by the caller.
+	Config config.Config
+	// Logger receives the access log and the errors; default: Config.Log
+	// on stderr.
+	Logger *slog.Logger
+	// Registry receives the metrics and is served on /metrics; default: a
+	// new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// Listener, when set, is served instead of listening on
+	// Config.HTTP.Addr (a listener inherited from a parent process).
+	Listener net.Listener
+
+	pool *pgxpool.Pool
+	ln   net.Listener
+	done chan error
+}
+
+// Run starts the process and waits until ctx is done.
+func (m *Main) Run(ctx context.Context) error {
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	return m.Wait()
+}
+
+// Start opens the database and listens; it returns once the server
+// accepts connections. Cancelling ctx shuts the server down gracefully.
+func (m *Main) Start(ctx context.Context) (err error) {
+	if err := m.Config.Validate(); err != nil {
+		return err
+	}
+	log := m.Logger
+	if log == nil {
+		if log, err = m.Config.Log.Logger(os.Stderr); err != nil {
+			return err
+		}
+		m.Logger = log
+	}
+	if m.Registry == nil {
+		m.Registry = prometheus.NewRegistry()
+		m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if m.pool, err = pg.Open(ctx, m.Config.Database, pg.Options{Create: true}); err != nil {
+		return err
+	}
+	if m.ln = m.Listener; m.ln == nil {
+		if m.ln, err = net.Listen("tcp", m.Config.HTTP.Addr); err != nil {
+			m.pool.Close()
+			return fmt.Errorf("listen on %s: %w", m.Config.HTTP.Addr, err)
+		}
+	}
+	log.InfoContext(ctx, "query API listening", "addr", m.ln.Addr().String())
+	srv := New(m.pool, Config{Logger: log, Registerer: m.Registry, Gatherer: m.Registry})
+	m.done = make(chan error, 1)
+	go func() {
+		err := srv.Serve(ctx, m.ln)
+		m.pool.Close()
+		if err == nil {
+			log.InfoContext(ctx, "query API stopped")
+		}
+		m.done <- err
+	}()
+	return nil
+}
+
+// Wait waits until the server has shut down and returns why: nil after a
+// clean shutdown.
+func (m *Main) Wait() error {
+	err := <-m.done
+	m.done <- err
+	return err
+}
+
+// Addr is where the server listens, once started.
+func (m *Main) Addr() net.Addr { return m.ln.Addr() }
