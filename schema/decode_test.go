@@ -429,7 +429,7 @@ func decodeCases() []decodeCase {
 			{"a space", `"a b"`, ""}, {"a tab", `"a\tb"`, ""}, {"a new line", `"a\nb"`, ""}, {"a carriage return", `"a\r"`, ""},
 			{"a leading space", `" a"`, ""}, {"a no-break space", `"a\u00a0b"`, ""}, {"an ideographic space", `"a\u3000b"`, ""},
 			{"a line separator", `"a\u2028b"`, ""}, {"an em space", `"a\u2003b"`, ""},
-			{"a next line", `"a\u0085b"`, "U+0085 is Unicode white space but not in ECMA-262's \\s"},
+			{"a next line", `"a\u0085b"`, ""},
 			{"empty", `""`, ""}, {"129 characters", q(strings.Repeat("a", 129)), ""}, {"129 two-byte characters", q(strings.Repeat("é", 129)), ""},
 		} {
 			add(reject(a+" with "+v.name, cc.with(a, v.raw), schema.ReasonInvalidEnvelope, a).on(cc.subject()).differs(v.differs))
@@ -439,8 +439,7 @@ func decodeCases() []decodeCase {
 		for _, r := range []rune{'\u1680', '\u202f', '\u205f'} {
 			add(reject(fmt.Sprintf("%s with white space U+%04X", a, r), cc.with(a, q("a"+string(r)+"b")), schema.ReasonInvalidEnvelope, a).on(cc.subject()))
 		}
-		add(reject(a+" with DEL", cc.with(a, `"a\u007fb"`), schema.ReasonInvalidEnvelope, a).on(cc.subject()).
-			differs("Decode also refuses control characters, the document only white space"))
+		add(reject(a+" with DEL", cc.with(a, `"a\u007fb"`), schema.ReasonInvalidEnvelope, a).on(cc.subject()))
 		for _, v := range []string{strings.Repeat("a", 128), strings.Repeat("é", 128), "a-b_c:d/e@f|g+h#i$j%k"} {
 			add(accept(fmt.Sprintf("%s of %d bytes", a, len(v)), cc.with(a, q(v)), func(t *testing.T, e *schema.Event) {
 				got := map[string]string{"id": e.ID, "orgid": e.OrgID, "jobid": e.JobID, "callid": e.CallID}[a]
