@@ -228,9 +228,9 @@ var typeData = map[schema.Type]struct {
 		&schema.FlowNodeEnteredData{ExecutionIndex: 7, NodeID: "dial-1", NodeType: "dial", NodeLabel: ptr("Dial Contact")},
 	},
 	schema.FlowNodeExited: {
-		`{"executionIndex":1,"nodeId":"dial-1","outputPath":"onAnswer"}`, `{"executionIndex":1,"nodeId":"dial-1","outputPath":"","unknownField":1}`,
+		`{"executionIndex":1,"nodeId":"dial-1","outputPath":"onAnswer"}`, `{"executionIndex":1,"nodeId":"dial-1","outputPath":"onNoAnswer","unknownField":1}`,
 		&schema.FlowNodeExitedData{ExecutionIndex: 1, NodeID: "dial-1", OutputPath: "onAnswer"},
-		&schema.FlowNodeExitedData{ExecutionIndex: 1, NodeID: "dial-1", OutputPath: ""},
+		&schema.FlowNodeExitedData{ExecutionIndex: 1, NodeID: "dial-1", OutputPath: "onNoAnswer"},
 	},
 	schema.FlowVariables: {
 		`{"variables":{}}`, `{"variables":{"name":"Ann","big":12345678901234567890,"ratio":0.1,"neg":-2.5e-3,"ok":false,"yes":true,"none":null,"empty":""}}`,
@@ -336,9 +336,10 @@ func canonicalText(t *testing.T, b []byte) string {
 	return string(out)
 }
 
-func decodeCases() []decodeCase {
+func decodeCases(t testing.TB) []decodeCase {
 	var cs []decodeCase
 	add := func(c ...decodeCase) { cs = append(cs, c...) }
+	add(limitCases(t)...)
 
 	// Every type, with and without its optional fields and attributes.
 	for _, tt := range schema.Types {
@@ -422,7 +423,9 @@ func decodeCases() []decodeCase {
 		add(reject("type "+q(v), cc.with("type", q(v)), schema.ReasonInvalidEnvelope, "type").on(cc.subject()).noSchema())
 	}
 
-	// Ids: 1–128 characters without '.', '*', '>' or white space.
+	// Ids: 1–128 characters without '.', '*', '>', white space or control
+	// characters. An empty id or a forbidden character is invalid_envelope;
+	// the length is a limit (limitCases).
 	for _, a := range []string{"id", "orgid", "jobid", "callid"} {
 		for _, v := range []struct{ name, raw, differs string }{
 			{"a dot", `"a.b"`, ""}, {"an escaped dot", `"a\u002eb"`, ""}, {"a star", `"a*"`, ""}, {"a greater-than sign", `">"`, ""},
@@ -430,7 +433,7 @@ func decodeCases() []decodeCase {
 			{"a leading space", `" a"`, ""}, {"a no-break space", `"a\u00a0b"`, ""}, {"an ideographic space", `"a\u3000b"`, ""},
 			{"a line separator", `"a\u2028b"`, ""}, {"an em space", `"a\u2003b"`, ""},
 			{"a next line", `"a\u0085b"`, ""},
-			{"empty", `""`, ""}, {"129 characters", q(strings.Repeat("a", 129)), ""}, {"129 two-byte characters", q(strings.Repeat("é", 129)), ""},
+			{"nothing (empty)", `""`, ""},
 		} {
 			add(reject(a+" with "+v.name, cc.with(a, v.raw), schema.ReasonInvalidEnvelope, a).on(cc.subject()).differs(v.differs))
 		}
@@ -564,18 +567,18 @@ func decodeCases() []decodeCase {
 		accept("escape of U+0001", oc.withData("reason", `"\u0001"`), reasonIs("\x01")),
 	)
 
-	// Size: at most MaxEventBytes.
+	// Size: at most MaxEventBytes, a limit.
 	padded := func(n int) event {
 		e := oc.with("pad", `""`)
 		return e.with("pad", q(strings.Repeat("p", n-len(e.body()))))
 	}
 	add(
 		accept("body of MaxEventBytes", padded(schema.MaxEventBytes), nil),
-		decodeCase{name: "body over MaxEventBytes", subject: oc.subject(), body: padded(schema.MaxEventBytes + 1).body(), reason: schema.ReasonInvalidJSON},
-		decodeCase{name: "body over MaxEventBytes, not JSON", subject: oc.subject(), body: bytes.Repeat([]byte{'x'}, schema.MaxEventBytes+1), reason: schema.ReasonInvalidJSON},
+		decodeCase{name: "body over MaxEventBytes is limit_exceeded", subject: oc.subject(), body: padded(schema.MaxEventBytes + 1).body(), reason: schema.ReasonLimitExceeded},
+		decodeCase{name: "body over MaxEventBytes, not JSON, is limit_exceeded", subject: oc.subject(), body: bytes.Repeat([]byte{'x'}, schema.MaxEventBytes+1), reason: schema.ReasonLimitExceeded},
 	)
 
-	// Nesting: at most MaxDataDepth levels inside data.
+	// Nesting: at most MaxDataDepth levels inside data, a limit.
 	ce := newEvent(schema.CallEvent, `{"type":"t","data":{}}`)
 	objects := func(levels int) string { // {"a":{"a":…{}}}
 		return strings.Repeat(`{"a":`, levels-1) + "{}" + strings.Repeat("}", levels-1)
@@ -585,13 +588,14 @@ func decodeCases() []decodeCase {
 		// are levels 2 and up.
 		accept("data nested MaxDataDepth levels in arrays", ce.withData("data", `{"a":`+strings.Repeat("[", schema.MaxDataDepth-1)+strings.Repeat("]", schema.MaxDataDepth-1)+"}"), nil),
 		reject("data nested MaxDataDepth+1 levels in arrays", ce.withData("data", `{"a":`+strings.Repeat("[", schema.MaxDataDepth)+strings.Repeat("]", schema.MaxDataDepth)+"}"),
-			schema.ReasonInvalidData, "data").differs("JSON Schema has no depth limit"),
+			schema.ReasonLimitExceeded, "data.data").differs("JSON Schema has no depth limit"),
 		accept("data nested MaxDataDepth levels in objects", ce.withData("data", objects(schema.MaxDataDepth)), nil),
 		reject("data nested MaxDataDepth+1 levels in objects", ce.withData("data", objects(schema.MaxDataDepth+1)),
-			schema.ReasonInvalidData, "data").differs("JSON Schema has no depth limit"),
+			schema.ReasonLimitExceeded, "data.data").differs("JSON Schema has no depth limit"),
 		accept("brackets in strings do not nest", ce.withData("data", `{"s":"`+strings.Repeat("[{", 100)+`\"`+strings.Repeat("[{", 100)+`"}`), nil),
+		accept("nesting in an unknown data field of MaxDataDepth levels", ce.withData("x", strings.Repeat("[", schema.MaxDataDepth)+strings.Repeat("]", schema.MaxDataDepth)), nil),
 		reject("nesting in an unknown data field counts", ce.withData("x", strings.Repeat("[", schema.MaxDataDepth+1)+strings.Repeat("]", schema.MaxDataDepth+1)),
-			schema.ReasonInvalidData, "data").differs("JSON Schema has no depth limit"),
+			schema.ReasonLimitExceeded, "data").differs("JSON Schema has no depth limit"),
 	)
 
 	// Unknown types are skipped, not rejected, once the envelope is valid.
@@ -628,7 +632,7 @@ func decodeCases() []decodeCase {
 			on(call(orgID, "call", "other-call", "transferred")),
 		reject("unknown type with a NUL escape", unknown("call.transferred").withData("x", `"\u0000"`), schema.ReasonInvalidData, ""),
 		reject("unknown type nested too deep", unknown("call.transferred").withData("x", strings.Repeat("[", schema.MaxDataDepth+1)+strings.Repeat("]", schema.MaxDataDepth+1)),
-			schema.ReasonInvalidData, "data"),
+			schema.ReasonLimitExceeded, "data"),
 	)
 
 	// Integers: JSON integers without fraction or exponent, in int64.
@@ -843,7 +847,7 @@ func checkEnvelope(t *testing.T, e *schema.Event, typ schema.Type, job string) {
 
 func TestDecode(t *testing.T) {
 	names := map[string]bool{}
-	for _, c := range decodeCases() {
+	for _, c := range decodeCases(t) {
 		if names[c.name] {
 			t.Fatalf("two cases named %q", c.name)
 		}
@@ -937,6 +941,8 @@ func TestDecodeFollowsTags(t *testing.T) {
 						accepted(t, base.withData(f.name, q(v)))
 					}
 					rejected(t, base.withData(f.name, q("not-"+f.enum[0])), f.name)
+				case f.limit == "id":
+					accepted(t, base.withData(f.name, q("any-id")))
 				case f.jsonType == "string":
 					accepted(t, base.withData(f.name, q("any string")))
 				}

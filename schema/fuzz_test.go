@@ -20,6 +20,7 @@ import (
 var decoderReasons = map[schema.Reason]bool{
 	schema.ReasonInvalidJSON: true, schema.ReasonInvalidEnvelope: true,
 	schema.ReasonInvalidData: true, schema.ReasonSubjectMismatch: true,
+	schema.ReasonLimitExceeded: true,
 }
 
 var envelopeFields = map[string]bool{
@@ -61,6 +62,11 @@ func FuzzDecode(f *testing.F) {
 		bc.withData("cost", `1e-100`), bc.withData("costPerUnit", `1e101`), bc.withData("durationMs", `null`),
 		oc.withData("reason", `"\u0000"`), oc.withData("reason", `"C:\\u0000"`), oc.withData("reason", `"\\\u0000"`),
 		newEvent("call.transferred", `{"x":1}`), newEvent("call.transferred", `{}`).without("callid"), newEvent("job.paused", `{}`),
+		cc.with("id", q(strings.Repeat("i", schema.MaxIDLen))), cc.withData("from", q(strings.Repeat("é", schema.MaxStringBytes/2+1))),
+		oc.withData("outcome", q(strings.Repeat("o", schema.MaxCodeLen+1))), oc.withData("outcome", `""`),
+		newEvent(schema.FlowNodeExited, typeData[schema.FlowNodeExited].min).withData("nodeId", `"a.b"`),
+		fv.withData("variables", `{"`+strings.Repeat("n", schema.MaxStringBytes)+`":"`+strings.Repeat("v", schema.MaxStringBytes+1)+`"}`),
+		ce.withData("data", `{"s":"`+strings.Repeat("b", schema.MaxTimelineDataBytes-8)+`"}`),
 	} {
 		f.Add(e.subject(), e.body())
 	}
@@ -165,6 +171,51 @@ func checkEvent(t *testing.T, subject string, body []byte, e *schema.Event) {
 		t.Fatalf("data does not encode: %v", err)
 	}
 	checkStorable(t, b)
+	checkLimits(t, e)
+}
+
+// checkLimits checks that an accepted event is within the contract's limits:
+// every string of data within the bounds of its class (its limit tag), and
+// the bounds of flow.variables and call.event.
+func checkLimits(t *testing.T, e *schema.Event) {
+	t.Helper()
+	if len(e.Source) > schema.MaxStringBytes || len(e.Type) > schema.MaxStringBytes {
+		t.Fatalf("accepted source of %d bytes, type of %d", len(e.Source), len(e.Type))
+	}
+	v := reflect.ValueOf(e.Data).Elem()
+	for i, f := range dataFields(t, v.Interface()) {
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Pointer {
+			if fv.IsNil() {
+				continue
+			}
+			fv = fv.Elem()
+		}
+		if fv.Kind() != reflect.String {
+			continue
+		}
+		s, n := fv.String(), utf8.RuneCountInString(fv.String())
+		if f.limit == "id" && !schema.ValidID(s) || f.limit == "code" && (n < 1 || n > schema.MaxCodeLen) ||
+			f.limit == "text" && len(s) > schema.MaxStringBytes {
+			t.Fatalf("accepted data.%s %.80q (%d bytes), past the bounds of %s", f.name, s, len(s), f.limit)
+		}
+	}
+	switch d := e.Data.(type) {
+	case *schema.FlowVariablesData:
+		if len(d.Variables) > schema.MaxVariables {
+			t.Fatalf("accepted %d variables", len(d.Variables))
+		}
+		for k, raw := range d.Variables {
+			var s string
+			if len(k) > schema.MaxStringBytes || json.Unmarshal(raw, &s) == nil && len(s) > schema.MaxStringBytes {
+				t.Fatalf("accepted the variable %.80q of %d bytes, value of %d", k, len(k), len(s))
+			}
+		}
+	case *schema.CallEventData:
+		if len(d.Data) > schema.MaxTimelineDataBytes {
+			t.Fatalf("accepted timeline data of %d bytes", len(d.Data))
+		}
+	}
 }
 
 // checkStorable checks that Postgres can store the encoded data as jsonb:

@@ -37,13 +37,14 @@ type dataField struct {
 	variables bool     // an object whose values are strings, numbers, booleans or null
 	enum      []string // enum:"a,b"
 	minimum   *int64   // minimum:"N"
+	limit     string   // limit:"id", "code" or "text": the class of a string in the contract's limits
 }
 
 var (
 	rawMessageType = reflect.TypeFor[json.RawMessage]()
 	variablesType  = reflect.TypeFor[map[string]json.RawMessage]()
 	numberType     = reflect.TypeFor[schema.Number]()
-	knownTags      = map[string]bool{"json": true, "enum": true, "minimum": true, "nullable": true}
+	knownTags      = map[string]bool{"json": true, "enum": true, "minimum": true, "nullable": true, "limit": true}
 )
 
 // dataFields reads the fields of a data type. A Go type or tag it does not
@@ -102,6 +103,13 @@ func dataFields(t testing.TB, v any) []dataField {
 				t.Fatalf("%s.%s: enum on a %s", rt.Name(), sf.Name, f.jsonType)
 			}
 			f.enum = strings.Split(e, ",")
+		}
+		f.limit = sf.Tag.Get("limit")
+		switch {
+		case f.jsonType == "string" && f.limit != "id" && f.limit != "code" && f.limit != "text":
+			t.Fatalf("%s.%s: a string needs limit:\"id\", \"code\" or \"text\", has %q", rt.Name(), sf.Name, f.limit)
+		case f.jsonType != "string" && f.limit != "":
+			t.Fatalf("%s.%s: limit:%q on a %s", rt.Name(), sf.Name, f.limit, f.jsonType)
 		}
 		if m, ok := sf.Tag.Lookup("minimum"); ok {
 			n, err := strconv.ParseInt(m, 10, 64)
@@ -243,14 +251,16 @@ func TestJSONSchemaEnvelope(t *testing.T) {
 			eq("type", props["type"], map[string]any{"const": string(tt.Type)})
 			eq("datacontenttype", props["datacontenttype"], map[string]any{"const": "application/json"})
 			eq("time", without(props["time"], "description"), map[string]any{"type": "string", "format": "date-time"})
-			eq("source", without(props["source"], "description", "examples"), map[string]any{"type": "string", "minLength": json.Number("1")})
+			eq("source", without(props["source"], "description", "examples"), map[string]any{
+				"type": "string", "minLength": json.Number("1"), "maxLength": num(schema.MaxStringBytes),
+			})
 			for _, a := range []string{"id", "orgid", "jobid", "callid"} {
 				eq(a, without(props[a], "description"), map[string]any{"$ref": "#/$defs/id"})
 			}
 			defs, _ := d["$defs"].(map[string]any)
 			eq("$defs", sorted(keys(defs)), []string{"id"})
 			eq("$defs.id", without(defs["id"], "description"), map[string]any{
-				"type": "string", "minLength": json.Number("1"), "maxLength": json.Number(strconv.Itoa(schema.MaxIDLen)), "pattern": idPattern,
+				"type": "string", "minLength": json.Number("1"), "maxLength": num(schema.MaxIDLen), "pattern": idPattern,
 			})
 			if _, ok := props["data"].(map[string]any); !ok {
 				t.Fatalf("properties.data = %s, want a schema", js(props["data"]))
@@ -261,7 +271,7 @@ func TestJSONSchemaEnvelope(t *testing.T) {
 
 // TestJSONSchemaData checks the data schema of every document against the
 // struct tags of its Go type, both ways: every field is there with its JSON
-// type, nullability, enum and minimum, and nothing else is.
+// type, nullability, enum, minimum and limits, and nothing else is.
 func TestJSONSchemaData(t *testing.T) {
 	for _, tt := range schema.Types {
 		t.Run(string(tt.Type), func(t *testing.T) {
@@ -314,8 +324,20 @@ func TestJSONSchemaData(t *testing.T) {
 				if f.minimum != nil {
 					want["minimum"] = json.Number(strconv.FormatInt(*f.minimum, 10))
 				}
+				switch f.limit {
+				case "id":
+					want = map[string]any{"$ref": "#/$defs/id"}
+				case "code":
+					want["minLength"], want["maxLength"] = json.Number("1"), num(schema.MaxCodeLen)
+				case "text":
+					want["maxLength"] = num(schema.MaxStringBytes)
+				}
 				if f.variables {
-					want["additionalProperties"] = map[string]any{"type": []any{"string", "number", "boolean", "null"}}
+					want["maxProperties"] = num(schema.MaxVariables)
+					want["propertyNames"] = map[string]any{"maxLength": num(schema.MaxStringBytes)}
+					want["additionalProperties"] = map[string]any{
+						"type": []any{"string", "number", "boolean", "null"}, "maxLength": num(schema.MaxStringBytes),
+					}
 				}
 				if got := without(p, "description"); !reflect.DeepEqual(got, want) {
 					t.Errorf("data.%s = %s, want %s", f.name, js(got), js(want))
@@ -331,6 +353,7 @@ var keywords = map[string]bool{
 	"$schema": true, "$id": true, "$comment": true, "title": true, "description": true, "examples": true, "$defs": true,
 	"$ref": true, "type": true, "const": true, "enum": true, "required": true, "properties": true, "additionalProperties": true,
 	"minimum": true, "minLength": true, "maxLength": true, "pattern": true, "format": true,
+	"maxProperties": true, "propertyNames": true,
 }
 
 func TestJSONSchemaKeywords(t *testing.T) {
@@ -417,7 +440,7 @@ func TestJSONSchemaExamples(t *testing.T) {
 // where the case says why JSON Schema cannot tell.
 func TestJSONSchemaAgreesWithDecode(t *testing.T) {
 	checked := 0
-	for _, c := range decodeCases() {
+	for _, c := range decodeCases(t) {
 		if !c.typ.Known() || c.reason == schema.ReasonInvalidJSON || c.reason == schema.ReasonSubjectMismatch {
 			continue // not a question for the document
 		}
@@ -495,6 +518,8 @@ func validate(t testing.TB, typ schema.Type, body []byte) error {
 	}
 	return s.Validate(v)
 }
+
+func num(n int) json.Number { return json.Number(strconv.Itoa(n)) }
 
 func keys(m map[string]any) []string {
 	var out []string
