@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,9 +93,6 @@ func (l Limits) Decode(subject string, body []byte) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := fnv.New64a()
-	h.Write(body)
-	ev.Digest = h.Sum64()
 	return ev, nil
 }
 
@@ -119,6 +117,8 @@ type attrSource interface {
 	// get returns the string value of attribute name; ok is false when
 	// the attribute is absent (or null).
 	get(name string) (v string, ok bool, err *Error)
+	// checkContentType checks the media type of data, when given.
+	checkContentType() *Error
 }
 
 // jsonAttrs are the attributes of a structured event.
@@ -134,6 +134,19 @@ func (a jsonAttrs) get(name string) (string, bool, *Error) {
 		return "", false, envelopeErr(name, "must be a string")
 	}
 	return s, true, nil
+}
+
+// checkContentType checks datacontenttype, which structured mode takes
+// exactly as the JSON Schema documents have it.
+func (a jsonAttrs) checkContentType() *Error {
+	ct, ok, err := a.get("datacontenttype")
+	if err != nil {
+		return err
+	}
+	if ok && ct != ContentType {
+		return envelopeErr("datacontenttype", "must be %q, got %q", ContentType, truncate(ct))
+	}
+	return nil
 }
 
 // decode validates the envelope of attrs, the data and the subject. data is
@@ -187,12 +200,8 @@ func (l Limits) decode(subject string, attrs attrSource, data json.RawMessage) (
 	if ev.CallID, err = l.idAttr(attrs, "callid", needsCall); err != nil {
 		return nil, err
 	}
-	ct, ok, err := attrs.get("datacontenttype")
-	if err != nil {
+	if err := attrs.checkContentType(); err != nil {
 		return nil, err
-	}
-	if ok && ct != "application/json" {
-		return nil, envelopeErr("datacontenttype", "must be \"application/json\", got %q", truncate(ct))
 	}
 
 	if len(data) == 0 || isNull(data) {
@@ -217,7 +226,34 @@ func (l Limits) decode(subject string, attrs attrSource, data json.RawMessage) (
 	if err := checkSubject(subject, ev); err != nil {
 		return nil, err
 	}
+	ev.Digest = digest(ev)
 	return ev, nil
+}
+
+// digest hashes what an event says rather than the bytes that said it, so
+// that both content modes of one event give the same: FNV-1a (64 bits) over
+// the attributes the Event holds, each after its length, the time as Unix
+// nanoseconds, and Data encoded as JSON (the fields of its type in their
+// order, variables by name, strings and numbers as decoded). Two events
+// that differ only in what the decoder ignores (unknown attributes and data
+// fields, white space, key order, escapes, the time's offset) share a
+// digest, and project alike.
+func digest(ev *Event) uint64 {
+	h := fnv.New64a()
+	var n [8]byte
+	for _, s := range [...]string{ev.ID, ev.Source, string(ev.Type), ev.OrgID, ev.JobID, ev.CallID} {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	binary.BigEndian.PutUint64(n[:], uint64(ev.Time.UnixNano()))
+	h.Write(n[:])
+	if ev.Data != nil {
+		// It cannot fail: every value of Data was read from valid JSON.
+		b, _ := json.Marshal(ev.Data)
+		h.Write(b)
+	}
+	return h.Sum64()
 }
 
 // required returns an attribute the contract requires.

@@ -128,10 +128,11 @@ type Event struct {
 	JobID  string // "" when the event names no job
 	CallID string // "" for job.* events
 	Data   any
-	// Digest is a hash of the event's bytes. The fold uses it only to
-	// order two different events that share a (time, id), which the
-	// contract forbids but a stream may still hold, so that even then the
-	// result does not depend on arrival order.
+	// Digest is a hash of what the event says, the same in both content
+	// modes (see digest in decode.go). The fold uses it only to order two
+	// different events that share a (time, id), which the contract forbids
+	// but a stream may still hold, so that even then the result does not
+	// depend on arrival order.
 	Digest uint64
 }
 
