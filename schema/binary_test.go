@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/callreport/callreport/schema"
+	"github.com/callreport/callreport/schema/schematest"
 )
 
 // envelope are the attributes of the contract other than data.
@@ -41,6 +42,24 @@ func toBinary(body []byte) (header map[string][]string, data []byte, ok bool) {
 		}
 	}
 	return header, data, true
+}
+
+// toStructured turns a binary-mode message into a structured event: each
+// ce- header an attribute (the first of its values), the body its data. The
+// content-type header, a media type, is left out.
+func toStructured(t testing.TB, header map[string][]string, body []byte) []byte {
+	t.Helper()
+	attrs := map[string]any{"data": json.RawMessage(body)}
+	for k, v := range header {
+		if name, ok := strings.CutPrefix(strings.ToLower(k), "ce-"); ok && len(v) > 0 {
+			attrs[name] = v[0]
+		}
+	}
+	b, err := json.Marshal(attrs)
+	if err != nil {
+		t.Fatalf("structured form of %v: %v", header, err)
+	}
+	return b
 }
 
 // TestDecodeMessageModesAgree: every type, with and without its optional
@@ -281,6 +300,39 @@ func TestDigest(t *testing.T) {
 	} {
 		if got := d(e); got == base {
 			t.Errorf("%s: the same digest %x", name, got)
+		}
+	}
+}
+
+// TestBinaryStream: testdata/program-call.binary.ndjson is the program-call
+// example in binary mode, in the fixture format's binary lines; each line
+// decodes as its structured twin does.
+func TestBinaryStream(t *testing.T) {
+	binary := schematest.ReadStream(t, "testdata/program-call.binary.ndjson")
+	var structured []schematest.Line
+	for _, ex := range schematest.Examples(t) {
+		if ex.Name == "program-call" {
+			structured = ex.Lines
+		}
+	}
+	if len(binary) != len(structured) || len(binary) == 0 {
+		t.Fatalf("%d binary lines, %d structured", len(binary), len(structured))
+	}
+	for i, b := range binary {
+		s := structured[i]
+		if !schema.BinaryMode(b.Header) || b.Subject != s.Subject {
+			t.Fatalf("line %d: %q %v is not the binary twin of %q", i+1, b.Subject, b.Header, s.Subject)
+		}
+		eb, err := schema.DecodeMessage(b.Subject, b.Header, b.Body)
+		if err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		es, err := schema.DecodeMessage(s.Subject, s.Header, s.Body)
+		if err != nil || !reflect.DeepEqual(eb, es) {
+			t.Errorf("line %d: binary %+v, structured %+v, %v", i+1, eb, es, err)
+		}
+		if err := validate(t, eb.Type, toStructured(t, b.Header, b.Body)); err != nil {
+			t.Errorf("line %d: its structured form is not valid by the %s document: %v", i+1, eb.Type, err)
 		}
 	}
 }

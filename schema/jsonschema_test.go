@@ -413,17 +413,21 @@ func TestJSONSchemaIDPattern(t *testing.T) {
 }
 
 // TestJSONSchemaExamples checks that the contract's worked examples are
-// valid by the documents and by Decode.
+// valid by the documents and by DecodeMessage.
 func TestJSONSchemaExamples(t *testing.T) {
 	n := 0
 	for _, ex := range schematest.Examples(t) {
 		for i, l := range ex.Lines {
-			e, err := schema.Decode(l.Subject, l.Body)
+			e, err := schema.DecodeMessage(l.Subject, l.Header, l.Body)
 			if err != nil {
-				t.Errorf("%s line %d: Decode: %v", ex.Name, i+1, err)
+				t.Errorf("%s line %d: DecodeMessage: %v", ex.Name, i+1, err)
 				continue
 			}
-			if err := validate(t, e.Type, l.Body); err != nil {
+			body := l.Body
+			if schema.BinaryMode(l.Header) {
+				body = toStructured(t, l.Header, l.Body)
+			}
+			if err := validate(t, e.Type, body); err != nil {
 				t.Errorf("%s line %d (%s): %v", ex.Name, i+1, e.Type, err)
 			}
 			n++
