@@ -1,7 +1,9 @@
-// Package schema is the call events contract (contract/EVENTS.md, version 1)
-// in Go: the CloudEvents envelope, one type per event, the decoder that
-// validates an event against the contract, the JSON Schema documents, and the
-// subject and stream names. It imports the standard library only.
+// Package schema is the call events contract (contract/EVENTS.md, version
+// 1.2; docs/events.md tells it in this repository's words) in Go: the
+// CloudEvents envelope, one type per event, the limits of one event and of
+// one call, the decoder that validates an event against the contract in
+// either content mode, the reasons of rejection, the JSON Schema documents,
+// and the subject and stream names. It imports the standard library only.
 package schema
 
 import (
@@ -21,14 +23,12 @@ const (
 	DefaultDLQStream = "CALL_EVENTS_DLQ"
 	// DuplicateWindow is the shortest deduplication window the contract allows.
 	DuplicateWindow = 2 * time.Minute
-	// MaxIDLen bounds every id of the envelope.
-	MaxIDLen = 128
 )
 
 // Type is a CloudEvents type of the contract, such as "call.created".
 type Type string
 
-// The event types of contract version 1.
+// The event types of the contract (version 1.2 has the types of version 1).
 const (
 	JobQueued       Type = "job.queued"
 	JobActive       Type = "job.active"
@@ -128,10 +128,11 @@ type Event struct {
 	JobID  string // "" when the event names no job
 	CallID string // "" for job.* events
 	Data   any
-	// Digest is a hash of the event's bytes. The fold uses it only to
-	// order two different events that share a (time, id), which the
-	// contract forbids but a stream may still hold, so that even then the
-	// result does not depend on arrival order.
+	// Digest is a hash of what the event says, the same in both content
+	// modes (see digest in decode.go). The fold uses it only to order two
+	// different events that share a (time, id), which the contract forbids
+	// but a stream may still hold, so that even then the result does not
+	// depend on arrival order.
 	Digest uint64
 }
 
@@ -166,20 +167,27 @@ func (n *Number) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// The data types below are the source of the JSON Schema documents, and
+// jsonschema_test.go holds the two, and the decoder, to their struct tags:
+// json (a field is required unless omitempty), nullable (required, may be
+// null), enum, minimum, and limit, the class of a string in the contract's
+// limits: "id" (1–MaxIDLen characters, the rules for ids), "code"
+// (1–MaxCodeLen characters) or "text" (at most MaxStringBytes bytes).
+
 // Empty is the data of the types that carry no fields.
 type Empty struct{}
 
 // JobQueuedData is the data of job.queued.
 type JobQueuedData struct {
 	MaxAttempts        *int64  `json:"maxAttempts,omitempty" minimum:"0"`
-	ProgramID          *string `json:"programId,omitempty"`
-	ProgramExecutionID *string `json:"programExecutionId,omitempty"`
-	ContactID          *string `json:"contactId,omitempty"`
+	ProgramID          *string `json:"programId,omitempty" limit:"id"`
+	ProgramExecutionID *string `json:"programExecutionId,omitempty" limit:"id"`
+	ContactID          *string `json:"contactId,omitempty" limit:"id"`
 }
 
 // JobFailedData is the data of job.failed.
 type JobFailedData struct {
-	Reason *string `json:"reason,omitempty"`
+	Reason *string `json:"reason,omitempty" limit:"text"`
 }
 
 // Directions of call.created.
@@ -191,57 +199,60 @@ const (
 // CallCreatedData is the data of call.created.
 type CallCreatedData struct {
 	Attempt            int64   `json:"attempt" minimum:"1"`
-	Direction          string  `json:"direction" enum:"inbound,outbound"`
-	From               string  `json:"from"`
-	To                 string  `json:"to"`
-	ProgramID          *string `json:"programId,omitempty"`
-	ProgramExecutionID *string `json:"programExecutionId,omitempty"`
-	ContactID          *string `json:"contactId,omitempty"`
+	Direction          string  `json:"direction" enum:"inbound,outbound" limit:"code"`
+	From               string  `json:"from" limit:"text"`
+	To                 string  `json:"to" limit:"text"`
+	ProgramID          *string `json:"programId,omitempty" limit:"id"`
+	ProgramExecutionID *string `json:"programExecutionId,omitempty" limit:"id"`
+	ContactID          *string `json:"contactId,omitempty" limit:"id"`
 }
 
 // CallStatusData is the data of call.status.
 type CallStatusData struct {
-	Status     string `json:"status"`
+	Status     string `json:"status" limit:"code"`
 	DurationMs *int64 `json:"durationMs,omitempty" minimum:"0"`
 }
 
 // CallOutcomeData is the data of call.outcome.
 type CallOutcomeData struct {
-	Outcome string  `json:"outcome"`
-	Reason  *string `json:"reason,omitempty"`
+	Outcome string  `json:"outcome" limit:"code"`
+	Reason  *string `json:"reason,omitempty" limit:"text"`
 }
 
 // CallEventData is the data of call.event: one timeline entry. Data is the
-// producer's object, compacted, kept byte for byte otherwise.
+// producer's object, compacted (at most MaxTimelineDataBytes so), kept byte
+// for byte otherwise.
 type CallEventData struct {
-	Type string          `json:"type"`
+	Type string          `json:"type" limit:"code"`
 	Data json.RawMessage `json:"data"`
 }
 
 // FlowStartedData is the data of flow.started.
 type FlowStartedData struct {
-	FlowID      string `json:"flowId"`
-	FlowName    string `json:"flowName"`
+	FlowID      string `json:"flowId" limit:"id"`
+	FlowName    string `json:"flowName" limit:"text"`
 	FlowVersion int64  `json:"flowVersion"`
 }
 
 // FlowNodeEnteredData is the data of flow.node_entered.
 type FlowNodeEnteredData struct {
 	ExecutionIndex int64   `json:"executionIndex"`
-	NodeID         string  `json:"nodeId"`
-	NodeType       string  `json:"nodeType"`
-	NodeLabel      *string `json:"nodeLabel,omitempty"`
+	NodeID         string  `json:"nodeId" limit:"id"`
+	NodeType       string  `json:"nodeType" limit:"code"`
+	NodeLabel      *string `json:"nodeLabel,omitempty" limit:"text"`
 }
 
 // FlowNodeExitedData is the data of flow.node_exited.
 type FlowNodeExitedData struct {
 	ExecutionIndex int64  `json:"executionIndex"`
-	NodeID         string `json:"nodeId"`
-	OutputPath     string `json:"outputPath"`
+	NodeID         string `json:"nodeId" limit:"id"`
+	OutputPath     string `json:"outputPath" limit:"code"`
 }
 
-// FlowVariablesData is the data of flow.variables. Each value is a JSON
-// string, number, boolean or null, kept as the producer wrote it.
+// FlowVariablesData is the data of flow.variables: at most MaxVariables
+// names of at most MaxStringBytes bytes. Each value is a JSON string (of at
+// most MaxStringBytes bytes), number, boolean or null, kept as the producer
+// wrote it.
 type FlowVariablesData struct {
 	Variables map[string]json.RawMessage `json:"variables"`
 }
@@ -256,11 +267,11 @@ const (
 // BillingNodeCostData is the data of billing.node_cost. DurationMs and
 // MinDurationMs are required but may be null.
 type BillingNodeCostData struct {
-	NodeID        string `json:"nodeId"`
-	NodeType      string `json:"nodeType"`
+	NodeID        string `json:"nodeId" limit:"id"`
+	NodeType      string `json:"nodeType" limit:"code"`
 	DurationMs    *int64 `json:"durationMs" nullable:"true" minimum:"0"`
 	Cost          Number `json:"cost"`
 	CostPerUnit   Number `json:"costPerUnit"`
-	Unit          string `json:"unit" enum:"second,minute,flat"`
+	Unit          string `json:"unit" enum:"second,minute,flat" limit:"code"`
 	MinDurationMs *int64 `json:"minDurationMs" nullable:"true" minimum:"0"`
 }

@@ -20,6 +20,7 @@ import (
 var decoderReasons = map[schema.Reason]bool{
 	schema.ReasonInvalidJSON: true, schema.ReasonInvalidEnvelope: true,
 	schema.ReasonInvalidData: true, schema.ReasonSubjectMismatch: true,
+	schema.ReasonLimitExceeded: true,
 }
 
 var envelopeFields = map[string]bool{
@@ -29,12 +30,15 @@ var envelopeFields = map[string]bool{
 
 // FuzzDecode checks what must hold for any input: Decode does not panic,
 // gives the same result for the same bytes, rejects with a known reason, and
-// an event it accepts is one it accepts again once re-encoded, with values
-// Postgres can store.
+// an event it accepts has values Postgres can store within the contract's
+// limits, and is one it accepts again, Digest included, once re-encoded in
+// either content mode.
 func FuzzDecode(f *testing.F) {
 	for _, ex := range schematest.Examples(f) {
 		for _, l := range ex.Lines {
-			f.Add(l.Subject, l.Body)
+			if !schema.BinaryMode(l.Header) {
+				f.Add(l.Subject, l.Body)
+			}
 		}
 	}
 	for _, tt := range schema.Types {
@@ -61,6 +65,11 @@ func FuzzDecode(f *testing.F) {
 		bc.withData("cost", `1e-100`), bc.withData("costPerUnit", `1e101`), bc.withData("durationMs", `null`),
 		oc.withData("reason", `"\u0000"`), oc.withData("reason", `"C:\\u0000"`), oc.withData("reason", `"\\\u0000"`),
 		newEvent("call.transferred", `{"x":1}`), newEvent("call.transferred", `{}`).without("callid"), newEvent("job.paused", `{}`),
+		cc.with("id", q(strings.Repeat("i", schema.MaxIDLen))), cc.withData("from", q(strings.Repeat("é", schema.MaxStringBytes/2+1))),
+		oc.withData("outcome", q(strings.Repeat("o", schema.MaxCodeLen+1))), oc.withData("outcome", `""`),
+		newEvent(schema.FlowNodeExited, typeData[schema.FlowNodeExited].min).withData("nodeId", `"a.b"`),
+		fv.withData("variables", `{"`+strings.Repeat("n", schema.MaxStringBytes)+`":"`+strings.Repeat("v", schema.MaxStringBytes+1)+`"}`),
+		ce.withData("data", `{"s":"`+strings.Repeat("b", schema.MaxTimelineDataBytes-8)+`"}`),
 	} {
 		f.Add(e.subject(), e.body())
 	}
@@ -90,11 +99,101 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the re-encoded event is rejected: %v\n  first %q\n  again %q", err, body, again)
 		}
-		e.Digest, e3.Digest = 0, 0
 		if !reflect.DeepEqual(e, e3) {
 			t.Fatalf("the re-encoded event decodes differently:\n  first %+v data %s\n  again %+v data %s\n  body %q", e, show(e.Data), e3, show(e3.Data), again)
 		}
+		h, data := binaryOf(t, e)
+		e4, err := schema.DecodeMessage(subject, h, data)
+		if err != nil {
+			t.Fatalf("the event in binary mode is rejected: %v\n  first %q\n  headers %q\n  data %q", err, body, h, data)
+		}
+		if !reflect.DeepEqual(e, e4) {
+			t.Fatalf("the event in binary mode decodes differently:\n  first %+v data %s\n  again %+v data %s", e, show(e.Data), e4, show(e4.Data))
+		}
 	})
+}
+
+// FuzzDecodeMessage is FuzzDecode for binary mode, its attributes fuzzed
+// one by one (jobid, callid and content-type left out when empty): what is
+// accepted is accepted again, the same, once re-encoded in structured mode.
+func FuzzDecodeMessage(f *testing.F) {
+	for _, tt := range schema.Types {
+		for _, e := range []event{newEvent(tt.Type, typeData[tt.Type].full), newEvent(tt.Type, typeData[tt.Type].min).minimal()} {
+			h, data, _ := toBinary(e.body())
+			get := func(k string) string {
+				if v := h["ce-"+k]; len(v) > 0 {
+					return v[0]
+				}
+				return ""
+			}
+			f.Add(e.subject(), get("specversion"), get("id"), get("source"), get("type"), get("time"), get("orgid"), get("jobid"), get("callid"),
+				"application/json; charset=utf-8", []byte(data))
+		}
+	}
+	e := newEvent(schema.CallCreated, typeData[schema.CallCreated].min)
+	for _, b := range []string{"", "null", "[]", "{", "\xff", `{"attempt":1e3}`, ` {"attempt":1,"direction":"inbound","from":"\u0000","to":""} `} {
+		f.Add(e.subject(), "1.0", evtID, "call-engine", "call.created", evTime, orgID, "", callID, "", []byte(b))
+	}
+	f.Add(e.subject(), "1.0", "a\x00", "call-engine", "call.created", evTime, orgID, "", callID, "text/plain", []byte(`{}`))
+
+	f.Fuzz(func(t *testing.T, subject, specversion, id, source, typ, tm, orgid, jobid, callid, ct string, data []byte) {
+		h := map[string][]string{
+			"ce-specversion": {specversion}, "ce-id": {id}, "ce-source": {source}, "ce-type": {typ}, "ce-time": {tm}, "ce-orgid": {orgid},
+		}
+		for k, v := range map[string]string{"ce-jobid": jobid, "ce-callid": callid, "content-type": ct} {
+			if v != "" {
+				h[k] = []string{v}
+			}
+		}
+		e, err := schema.DecodeMessage(subject, h, data)
+		e2, err2 := schema.DecodeMessage(subject, h, data)
+		if !reflect.DeepEqual(e, e2) || !reflect.DeepEqual(err, err2) {
+			t.Fatalf("DecodeMessage is not deterministic: %+v, %v then %+v, %v", e, err, e2, err2)
+		}
+		if err != nil {
+			checkRejection(t, e, err)
+			return
+		}
+		checkEvent(t, subject, data, e)
+		again := reencode(t, e)
+		if len(again) > schema.MaxEventBytes {
+			return
+		}
+		e3, err := schema.Decode(subject, again)
+		if err != nil {
+			t.Fatalf("the event in structured mode is rejected: %v\n  headers %q\n  data %q\n  again %q", err, h, data, again)
+		}
+		if !reflect.DeepEqual(e, e3) {
+			t.Fatalf("the event in structured mode decodes differently:\n  first %+v data %s\n  again %+v data %s", e, show(e.Data), e3, show(e3.Data))
+		}
+	})
+}
+
+// binaryOf writes e back in binary mode: its attributes as ce- headers, its
+// data as the body.
+func binaryOf(t *testing.T, e *schema.Event) (map[string][]string, []byte) {
+	t.Helper()
+	h := map[string][]string{
+		"ce-specversion": {schema.SpecVersion}, "ce-id": {e.ID}, "ce-source": {e.Source}, "ce-type": {string(e.Type)},
+		"ce-time": {e.Time.Format(time.RFC3339Nano)}, "ce-orgid": {e.OrgID}, "content-type": {schema.ContentType},
+	}
+	if e.JobID != "" {
+		h["ce-jobid"] = []string{e.JobID}
+	}
+	if e.CallID != "" {
+		h["ce-callid"] = []string{e.CallID}
+	}
+	var data any = json.RawMessage(`{}`)
+	if e.Data != nil {
+		data = e.Data
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(data); err != nil {
+		t.Fatalf("re-encode %+v: %v", e, err)
+	}
+	return h, b.Bytes()
 }
 
 func checkRejection(t *testing.T, e *schema.Event, err error) {
@@ -165,6 +264,51 @@ func checkEvent(t *testing.T, subject string, body []byte, e *schema.Event) {
 		t.Fatalf("data does not encode: %v", err)
 	}
 	checkStorable(t, b)
+	checkLimits(t, e)
+}
+
+// checkLimits checks that an accepted event is within the contract's limits:
+// every string of data within the bounds of its class (its limit tag), and
+// the bounds of flow.variables and call.event.
+func checkLimits(t *testing.T, e *schema.Event) {
+	t.Helper()
+	if len(e.Source) > schema.MaxStringBytes || len(e.Type) > schema.MaxStringBytes {
+		t.Fatalf("accepted source of %d bytes, type of %d", len(e.Source), len(e.Type))
+	}
+	v := reflect.ValueOf(e.Data).Elem()
+	for i, f := range dataFields(t, v.Interface()) {
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Pointer {
+			if fv.IsNil() {
+				continue
+			}
+			fv = fv.Elem()
+		}
+		if fv.Kind() != reflect.String {
+			continue
+		}
+		s, n := fv.String(), utf8.RuneCountInString(fv.String())
+		if f.limit == "id" && !schema.ValidID(s) || f.limit == "code" && (n < 1 || n > schema.MaxCodeLen) ||
+			f.limit == "text" && len(s) > schema.MaxStringBytes {
+			t.Fatalf("accepted data.%s %.80q (%d bytes), past the bounds of %s", f.name, s, len(s), f.limit)
+		}
+	}
+	switch d := e.Data.(type) {
+	case *schema.FlowVariablesData:
+		if len(d.Variables) > schema.MaxVariables {
+			t.Fatalf("accepted %d variables", len(d.Variables))
+		}
+		for k, raw := range d.Variables {
+			var s string
+			if len(k) > schema.MaxStringBytes || json.Unmarshal(raw, &s) == nil && len(s) > schema.MaxStringBytes {
+				t.Fatalf("accepted the variable %.80q of %d bytes, value of %d", k, len(k), len(s))
+			}
+		}
+	case *schema.CallEventData:
+		if len(d.Data) > schema.MaxTimelineDataBytes {
+			t.Fatalf("accepted timeline data of %d bytes", len(d.Data))
+		}
+	}
 }
 
 // checkStorable checks that Postgres can store the encoded data as jsonb:

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
 	"os"
 	"reflect"
 	"regexp"
@@ -14,17 +13,19 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
-	"time"
-	"unicode/utf8"
 
 	"github.com/callreport/callreport/schema"
 	"github.com/callreport/callreport/schema/schematest"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 const (
 	draft2020 = "https://json-schema.org/draft/2020-12/schema"
-	idPattern = `^[^.*>\s]+$`
+	// idPattern is the contract's rule for ids: no '.', '*', '>', white
+	// space (Unicode White_Space) or control character (Cc).
+	idPattern = "^[^.*>\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
 )
 
 // dataField is what the struct tags of one data field say.
@@ -36,13 +37,14 @@ type dataField struct {
 	variables bool     // an object whose values are strings, numbers, booleans or null
 	enum      []string // enum:"a,b"
 	minimum   *int64   // minimum:"N"
+	limit     string   // limit:"id", "code" or "text": the class of a string in the contract's limits
 }
 
 var (
 	rawMessageType = reflect.TypeFor[json.RawMessage]()
 	variablesType  = reflect.TypeFor[map[string]json.RawMessage]()
 	numberType     = reflect.TypeFor[schema.Number]()
-	knownTags      = map[string]bool{"json": true, "enum": true, "minimum": true, "nullable": true}
+	knownTags      = map[string]bool{"json": true, "enum": true, "minimum": true, "nullable": true, "limit": true}
 )
 
 // dataFields reads the fields of a data type. A Go type or tag it does not
@@ -101,6 +103,13 @@ func dataFields(t testing.TB, v any) []dataField {
 				t.Fatalf("%s.%s: enum on a %s", rt.Name(), sf.Name, f.jsonType)
 			}
 			f.enum = strings.Split(e, ",")
+		}
+		f.limit = sf.Tag.Get("limit")
+		switch {
+		case f.jsonType == "string" && f.limit != "id" && f.limit != "code" && f.limit != "text":
+			t.Fatalf("%s.%s: a string needs limit:\"id\", \"code\" or \"text\", has %q", rt.Name(), sf.Name, f.limit)
+		case f.jsonType != "string" && f.limit != "":
+			t.Fatalf("%s.%s: limit:%q on a %s", rt.Name(), sf.Name, f.limit, f.jsonType)
 		}
 		if m, ok := sf.Tag.Lookup("minimum"); ok {
 			n, err := strconv.ParseInt(m, 10, 64)
@@ -242,14 +251,16 @@ func TestJSONSchemaEnvelope(t *testing.T) {
 			eq("type", props["type"], map[string]any{"const": string(tt.Type)})
 			eq("datacontenttype", props["datacontenttype"], map[string]any{"const": "application/json"})
 			eq("time", without(props["time"], "description"), map[string]any{"type": "string", "format": "date-time"})
-			eq("source", without(props["source"], "description", "examples"), map[string]any{"type": "string", "minLength": json.Number("1")})
+			eq("source", without(props["source"], "description", "examples"), map[string]any{
+				"type": "string", "minLength": json.Number("1"), "maxLength": num(schema.MaxStringBytes),
+			})
 			for _, a := range []string{"id", "orgid", "jobid", "callid"} {
 				eq(a, without(props[a], "description"), map[string]any{"$ref": "#/$defs/id"})
 			}
 			defs, _ := d["$defs"].(map[string]any)
 			eq("$defs", sorted(keys(defs)), []string{"id"})
 			eq("$defs.id", without(defs["id"], "description"), map[string]any{
-				"type": "string", "minLength": json.Number("1"), "maxLength": json.Number(strconv.Itoa(schema.MaxIDLen)), "pattern": idPattern,
+				"type": "string", "minLength": json.Number("1"), "maxLength": num(schema.MaxIDLen), "pattern": idPattern,
 			})
 			if _, ok := props["data"].(map[string]any); !ok {
 				t.Fatalf("properties.data = %s, want a schema", js(props["data"]))
@@ -260,7 +271,7 @@ func TestJSONSchemaEnvelope(t *testing.T) {
 
 // TestJSONSchemaData checks the data schema of every document against the
 // struct tags of its Go type, both ways: every field is there with its JSON
-// type, nullability, enum and minimum, and nothing else is.
+// type, nullability, enum, minimum and limits, and nothing else is.
 func TestJSONSchemaData(t *testing.T) {
 	for _, tt := range schema.Types {
 		t.Run(string(tt.Type), func(t *testing.T) {
@@ -313,8 +324,20 @@ func TestJSONSchemaData(t *testing.T) {
 				if f.minimum != nil {
 					want["minimum"] = json.Number(strconv.FormatInt(*f.minimum, 10))
 				}
+				switch f.limit {
+				case "id":
+					want = map[string]any{"$ref": "#/$defs/id"}
+				case "code":
+					want["minLength"], want["maxLength"] = json.Number("1"), num(schema.MaxCodeLen)
+				case "text":
+					want["maxLength"] = num(schema.MaxStringBytes)
+				}
 				if f.variables {
-					want["additionalProperties"] = map[string]any{"type": []any{"string", "number", "boolean", "null"}}
+					want["maxProperties"] = num(schema.MaxVariables)
+					want["propertyNames"] = map[string]any{"maxLength": num(schema.MaxStringBytes)}
+					want["additionalProperties"] = map[string]any{
+						"type": []any{"string", "number", "boolean", "null"}, "maxLength": num(schema.MaxStringBytes),
+					}
 				}
 				if got := without(p, "description"); !reflect.DeepEqual(got, want) {
 					t.Errorf("data.%s = %s, want %s", f.name, js(got), js(want))
@@ -324,12 +347,13 @@ func TestJSONSchemaData(t *testing.T) {
 	}
 }
 
-// The keywords the documents may use: those the validator below knows, and
-// annotations.
+// The keywords the documents may use: those the drift tests above read, and
+// annotations. A new keyword gets a rule in those tests first.
 var keywords = map[string]bool{
 	"$schema": true, "$id": true, "$comment": true, "title": true, "description": true, "examples": true, "$defs": true,
 	"$ref": true, "type": true, "const": true, "enum": true, "required": true, "properties": true, "additionalProperties": true,
 	"minimum": true, "minLength": true, "maxLength": true, "pattern": true, "format": true,
+	"maxProperties": true, "propertyNames": true,
 }
 
 func TestJSONSchemaKeywords(t *testing.T) {
@@ -351,12 +375,8 @@ func TestJSONSchemaKeywords(t *testing.T) {
 					for name, sub := range v.(map[string]any) {
 						walk(path+"."+k+"."+name, sub)
 					}
-				case "additionalProperties":
+				case "additionalProperties", "propertyNames":
 					walk(path+"."+k, v)
-				case "$ref":
-					if _, err := resolve(d, v.(string)); err != nil {
-						t.Errorf("%s: %s: %v", tt.Type, path, err)
-					}
 				case "format":
 					if v != "date-time" {
 						t.Errorf("%s: %s: format %v", tt.Type, path, v)
@@ -365,22 +385,50 @@ func TestJSONSchemaKeywords(t *testing.T) {
 			}
 		}
 		walk("#", d)
+		compiled(t, tt.Type) // valid by the 2020-12 meta-schema, every $ref resolved
+	}
+}
+
+// TestJSONSchemaIDPattern checks the pattern of $defs.id against the
+// decoder's rule for ids, character by character over the Basic
+// Multilingual Plane and a few beyond: the pattern lists the characters
+// itself rather than use \s, which RE2 and ECMA-262 read differently.
+func TestJSONSchemaIDPattern(t *testing.T) {
+	defs, _ := doc(t, schema.CallCreated)["$defs"].(map[string]any)
+	id, _ := defs["id"].(map[string]any)
+	p, _ := id["pattern"].(string)
+	re, err := regexp.Compile(p)
+	if err != nil {
+		t.Fatalf("pattern %q: %v", p, err)
+	}
+	for r := rune(0); r <= 0x10ffff; r++ {
+		if r > 0xffff && r&0xfff != 0 || r >= 0xd800 && r <= 0xdfff {
+			continue
+		}
+		s := "a" + string(r) + "b"
+		if got, want := re.MatchString(s), schema.ValidID(s); got != want {
+			t.Errorf("U+%04X: pattern says %v, ValidID says %v", r, got, want)
+		}
 	}
 }
 
 // TestJSONSchemaExamples checks that the contract's worked examples are
-// valid by the documents and by Decode.
+// valid by the documents and by DecodeMessage.
 func TestJSONSchemaExamples(t *testing.T) {
 	n := 0
 	for _, ex := range schematest.Examples(t) {
 		for i, l := range ex.Lines {
-			e, err := schema.Decode(l.Subject, l.Body)
+			e, err := schema.DecodeMessage(l.Subject, l.Header, l.Body)
 			if err != nil {
-				t.Errorf("%s line %d: Decode: %v", ex.Name, i+1, err)
+				t.Errorf("%s line %d: DecodeMessage: %v", ex.Name, i+1, err)
 				continue
 			}
-			if errs := validate(t, e.Type, l.Body); len(errs) > 0 {
-				t.Errorf("%s line %d (%s): %s", ex.Name, i+1, e.Type, strings.Join(errs, "; "))
+			body := l.Body
+			if schema.BinaryMode(l.Header) {
+				body = toStructured(t, l.Header, l.Body)
+			}
+			if err := validate(t, e.Type, body); err != nil {
+				t.Errorf("%s line %d (%s): %v", ex.Name, i+1, e.Type, err)
 			}
 			n++
 		}
@@ -396,16 +444,16 @@ func TestJSONSchemaExamples(t *testing.T) {
 // where the case says why JSON Schema cannot tell.
 func TestJSONSchemaAgreesWithDecode(t *testing.T) {
 	checked := 0
-	for _, c := range decodeCases() {
+	for _, c := range decodeCases(t) {
 		if !c.typ.Known() || c.reason == schema.ReasonInvalidJSON || c.reason == schema.ReasonSubjectMismatch {
 			continue // not a question for the document
 		}
 		checked++
-		errs := validate(t, c.typ, c.body)
-		valid, want := len(errs) == 0, c.reason == ""
+		err := validate(t, c.typ, c.body)
+		valid, want := err == nil, c.reason == ""
 		switch {
 		case c.schemaDiffers == "" && valid != want:
-			t.Errorf("%s: the %s document says valid=%v %v, the contract says %v", c.name, c.typ, valid, errs, want)
+			t.Errorf("%s: the %s document says valid=%v (%v), the contract says %v", c.name, c.typ, valid, err, want)
 		case c.schemaDiffers != "" && valid == want:
 			t.Errorf("%s: the %s document now agrees with the contract (valid=%v): drop %q", c.name, c.typ, valid, c.schemaDiffers)
 		}
@@ -415,155 +463,67 @@ func TestJSONSchemaAgreesWithDecode(t *testing.T) {
 	}
 }
 
-// validate checks body against the document of typ and returns what is wrong.
-func validate(t testing.TB, typ schema.Type, body []byte) []string {
+var (
+	compileOnce sync.Once
+	schemas     map[schema.Type]*jsonschema.Schema
+	compileErr  error
+)
+
+// compiled is the document of typ compiled by santhosh-tekuri/jsonschema,
+// which asserts format (date-time) as the contract does.
+func compiled(t testing.TB, typ schema.Type) *jsonschema.Schema {
 	t.Helper()
-	d := doc(t, typ)
-	v, err := decodeJSON(body)
+	compileOnce.Do(func() {
+		c := jsonschema.NewCompiler()
+		c.DefaultDraft(jsonschema.Draft2020)
+		c.AssertFormat()
+		ids := map[schema.Type]string{}
+		for _, tt := range schema.Types {
+			b, err := schema.JSONSchema(tt.Type)
+			if err != nil {
+				compileErr = err
+				return
+			}
+			d, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+			if err != nil {
+				compileErr = fmt.Errorf("%s.json: %w", tt.Type, err)
+				return
+			}
+			id, _ := d.(map[string]any)["$id"].(string)
+			if err := c.AddResource(id, d); err != nil {
+				compileErr = fmt.Errorf("%s.json: %w", tt.Type, err)
+				return
+			}
+			ids[tt.Type] = id
+		}
+		schemas = map[schema.Type]*jsonschema.Schema{}
+		for typ, id := range ids {
+			s, err := c.Compile(id)
+			if err != nil {
+				compileErr = fmt.Errorf("%s.json: %w", typ, err)
+				return
+			}
+			schemas[typ] = s
+		}
+	})
+	if compileErr != nil {
+		t.Fatal(compileErr)
+	}
+	return schemas[typ]
+}
+
+// validate checks body against the document of typ: nil when it is valid.
+func validate(t testing.TB, typ schema.Type, body []byte) error {
+	t.Helper()
+	s := compiled(t, typ)
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
-		return []string{err.Error()}
+		return err
 	}
-	return validateValue(d, d, v, "#")
+	return s.Validate(v)
 }
 
-// validateValue is a validator for the subset of JSON Schema 2020-12 that
-// TestJSONSchemaKeywords allows.
-func validateValue(root, s map[string]any, v any, path string) []string {
-	var errs []string
-	fail := func(format string, args ...any) { errs = append(errs, path+": "+fmt.Sprintf(format, args...)) }
-	if ref, ok := s["$ref"].(string); ok {
-		sub, err := resolve(root, ref)
-		if err != nil {
-			fail("%v", err)
-			return errs
-		}
-		errs = append(errs, validateValue(root, sub, v, path)...)
-	}
-	if c, ok := s["const"]; ok && !reflect.DeepEqual(c, v) {
-		fail("is %s, want %s", js(v), js(c))
-	}
-	if e, ok := s["enum"].([]any); ok && !slices.ContainsFunc(e, func(x any) bool { return reflect.DeepEqual(x, v) }) {
-		fail("%s is not one of %s", js(v), js(e))
-	}
-	if ty, ok := s["type"]; ok {
-		types, _ := ty.([]any)
-		if s, ok := ty.(string); ok {
-			types = []any{s}
-		}
-		if !slices.ContainsFunc(types, func(x any) bool { return isType(v, x.(string)) }) {
-			fail("%s is not of type %s", js(v), js(ty))
-			return errs
-		}
-	}
-	switch v := v.(type) {
-	case string:
-		n := json.Number(strconv.Itoa(utf8.RuneCountInString(v)))
-		if m, ok := s["minLength"].(json.Number); ok && cmp(n, m) < 0 {
-			fail("shorter than %s characters", m)
-		}
-		if m, ok := s["maxLength"].(json.Number); ok && cmp(n, m) > 0 {
-			fail("longer than %s characters", m)
-		}
-		if p, ok := s["pattern"].(string); ok && !ecmaRegexp(p).MatchString(v) {
-			fail("%q does not match %s", v, p)
-		}
-		if s["format"] == "date-time" && !isDateTime(v) {
-			fail("%q is not an RFC 3339 date-time", v)
-		}
-	case json.Number:
-		if m, ok := s["minimum"].(json.Number); ok && cmp(v, m) < 0 {
-			fail("%s is less than %s", v, m)
-		}
-	case map[string]any:
-		if r, ok := s["required"].([]any); ok {
-			for _, k := range r {
-				if _, ok := v[k.(string)]; !ok {
-					fail("%s is required", k)
-				}
-			}
-		}
-		props, _ := s["properties"].(map[string]any)
-		for k, x := range v {
-			if p, ok := props[k].(map[string]any); ok {
-				errs = append(errs, validateValue(root, p, x, path+"."+k)...)
-			} else if ap, ok := s["additionalProperties"].(map[string]any); ok {
-				errs = append(errs, validateValue(root, ap, x, path+"."+k)...)
-			}
-		}
-	}
-	return errs
-}
-
-func resolve(root map[string]any, ref string) (map[string]any, error) {
-	name, ok := strings.CutPrefix(ref, "#/$defs/")
-	defs, _ := root["$defs"].(map[string]any)
-	sub, found := defs[name].(map[string]any)
-	if !ok || !found {
-		return nil, fmt.Errorf("unresolvable $ref %q", ref)
-	}
-	return sub, nil
-}
-
-func isType(v any, typ string) bool {
-	switch v := v.(type) {
-	case nil:
-		return typ == "null"
-	case bool:
-		return typ == "boolean"
-	case string:
-		return typ == "string"
-	case []any:
-		return typ == "array"
-	case map[string]any:
-		return typ == "object"
-	case json.Number:
-		if typ == "number" {
-			return true
-		}
-		r, ok := new(big.Rat).SetString(string(v))
-		return typ == "integer" && ok && r.IsInt()
-	}
-	return false
-}
-
-func cmp(a, b json.Number) int {
-	x, okx := new(big.Rat).SetString(string(a))
-	y, oky := new(big.Rat).SetString(string(b))
-	if !okx || !oky {
-		panic("not numbers: " + string(a) + ", " + string(b))
-	}
-	return x.Cmp(y)
-}
-
-// ecmaSpace is what \s matches in ECMA-262, the regular expressions of JSON
-// Schema; in Go's RE2 it is ASCII only.
-const ecmaSpace = `\t\n\x0B\f\r \x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{FEFF}`
-
-func ecmaRegexp(p string) *regexp.Regexp {
-	if strings.Count(p, `\s`) != strings.Count(p, `[^.*>\s]`) {
-		panic("ecmaRegexp translates \\s only inside [^.*>\\s]: " + p)
-	}
-	return regexp.MustCompile(strings.ReplaceAll(p, `\s`, ecmaSpace))
-}
-
-var dateTimeRE = regexp.MustCompile(`^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$`)
-
-// isDateTime is RFC 3339's date-time, leap seconds left out.
-func isDateTime(s string) bool {
-	m := dateTimeRE.FindStringSubmatch(s)
-	if m == nil {
-		return false
-	}
-	n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
-	y, mo, d := n(1), n(2), n(3)
-	if mo < 1 || mo > 12 || d < 1 || time.Date(y, time.Month(mo), d, 0, 0, 0, 0, time.UTC).Day() != d {
-		return false
-	}
-	if n(4) > 23 || n(5) > 59 || n(6) > 59 {
-		return false
-	}
-	return m[8] == "" || (n(8) <= 23 && n(9) <= 59)
-}
+func num(n int) json.Number { return json.Number(strconv.Itoa(n)) }
 
 func keys(m map[string]any) []string {
 	var out []string

@@ -1,113 +1,65 @@
-// Package schematest gives tests the contract's worked examples
-// (contract/examples in the shared folder beside the repository): each event
-// stream and the report it must produce.
+// Package schematest gives tests the contract's worked examples, which the
+// repository carries in schema/examples: each event stream and the report
+// it must produce. It reads them from the embedded copy, so that no test
+// depends on its working directory or on a folder beside the repository.
 package schematest
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
+	"runtime"
 	"testing"
+
+	"github.com/callreport/callreport/schema/examples"
 )
 
-// Line is one line of a fixture stream: a subject and the event's bytes.
-type Line struct {
-	Subject string
-	Body    []byte
-}
+// Line is one line of a fixture stream: a subject, the headers (nil for
+// none) and the message's body.
+type Line = examples.Line
 
 // Example is one worked example.
-type Example struct {
-	Name     string // "job-retry"
-	Lines    []Line
-	Expected []byte // the report the stream must produce
-	// Kind and ID say which report: "jobs" or "calls", and its id.
-	Kind, ID string
-}
+type Example = examples.Example
 
-// Dir finds the contract's examples folder: $CALLREPORT_CONTRACT_DIR, or
-// shared/contract/examples in a parent of the working directory.
+// Dir is the examples folder in this repository's source tree, for tests
+// that hand a file to a command (reportctl publish FILE). It is found from
+// this file's own path, not from the working directory.
 func Dir(t testing.TB) string {
-	if d := os.Getenv("CALLREPORT_CONTRACT_DIR"); d != "" {
-		return filepath.Join(d, "examples")
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("schematest: no source path to find the examples from")
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
+	dir := filepath.Join(filepath.Dir(file), "..", "examples")
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		t.Fatalf("schematest: examples folder %s: %v", dir, err)
 	}
-	for d := wd; ; d = filepath.Dir(d) {
-		for _, c := range []string{filepath.Join(d, "shared", "contract", "examples"), filepath.Join(d, "..", "shared", "contract", "examples")} {
-			if st, err := os.Stat(c); err == nil && st.IsDir() {
-				return c
-			}
-		}
-		if filepath.Dir(d) == d {
-			t.Fatalf("contract examples not found above %s: set CALLREPORT_CONTRACT_DIR", wd)
-		}
-	}
+	return dir
 }
 
-// Examples loads every example.
+// Examples loads every example, from the copy embedded in the binary.
 func Examples(t testing.TB) []Example {
-	dir := Dir(t)
-	files, err := filepath.Glob(filepath.Join(dir, "*.events.ndjson"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no examples in %s", dir)
-	}
-	sort.Strings(files)
-	var out []Example
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".events.ndjson")
-		ex := Example{Name: name, Lines: ReadStream(t, f)}
-		ex.Expected, err = os.ReadFile(filepath.Join(dir, name+".expected.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var head struct{ JobID, CallID string }
-		if err := json.Unmarshal(ex.Expected, &head); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if head.CallID != "" {
-			ex.Kind, ex.ID = "calls", head.CallID
-		} else {
-			ex.Kind, ex.ID = "jobs", head.JobID
-		}
-		out = append(out, ex)
-	}
-	return out
-}
-
-// ReadStream reads a fixture stream: one {"subject","event"} or
-// {"subject","raw"} object per line.
-func ReadStream(t testing.TB, path string) []Line {
-	data, err := os.ReadFile(path)
+	t.Helper()
+	ex, err := examples.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lines []Line
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 1<<20), 8<<20)
-	for sc.Scan() {
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-			continue
-		}
-		var l struct {
-			Subject string          `json:"subject"`
-			Event   json.RawMessage `json:"event"`
-			Raw     *string         `json:"raw"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		body := []byte(l.Event)
-		if l.Raw != nil {
-			body = []byte(*l.Raw)
-		}
-		lines = append(lines, Line{Subject: l.Subject, Body: body})
+	return ex
+}
+
+// ReadStream reads a fixture stream from a file (the format is in package
+// examples).
+func ReadStream(t testing.TB, path string) []Line {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lines, err := examples.ReadLines(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 	return lines
 }
