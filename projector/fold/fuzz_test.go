@@ -238,7 +238,7 @@ func (g *fuzzGen) event(i int) fuzzEvent {
 func (g *fuzzGen) data(typ schema.Type) string {
 	switch typ {
 	case schema.JobQueued:
-		return fuzzPick(g, `{}`, `{"maxAttempts":3}`, `{"maxAttempts":2,"programId":"p","contactId":"c<&>"}`, `{"programExecutionId":"px","maxAttempts":0}`)
+		return fuzzPick(g, `{}`, `{"maxAttempts":3}`, `{"maxAttempts":2,"programId":"p","contactId":"c<&"}`, `{"programExecutionId":"px","maxAttempts":0}`)
 	case schema.JobFailed:
 		return fuzzPick(g, `{}`, `{"reason":"r1"}`, `{"reason":"<r2> & é"}`)
 	case schema.CallCreated:
