@@ -37,11 +37,14 @@ const (
 	badJob     = "job-good"   // its job
 	badTenCall = "call-owned" // org A's call that org B's events reuse
 	badTenJob  = "job-owned"
-	// badVariables is the number of variables of one flow.variables event.
-	badVariables = 10000
-	// badNearMax is the size of the largest event the batch holds: 1 MiB
-	// less 256 bytes, valid, to be applied.
+	// badVariables is the number of variables of one flow.variables event:
+	// the most the contract allows in one event.
+	badVariables = schema.MaxVariables
+	// badNearMax is the size of the largest event the batch holds: the
+	// contract's bound less 256 bytes, valid, to be applied.
 	badNearMax = schema.MaxEventBytes - 256
+	// badNearMaxVars is the number of 4,000-byte variables that fill it.
+	badNearMaxVars = badNearMax / 4100
 )
 
 var badBase = time.Date(2025, 12, 16, 11, 15, 0, 0, time.UTC)
@@ -261,8 +264,17 @@ func TestBadInput(t *testing.T) {
 		fmt.Fprintf(&vars, `"var%05d":%d`, i, i)
 	}
 	vars.WriteString(`}}`)
-	nearMax := badSized(t, badLine("g-big", "call.event", badOrgA, badJob, badCall, 2, `{"type":"blob","data":{"blob":"`+
-		strings.Repeat("b", badNearMax-1024)+`"}}`), badNearMax)
+	var big strings.Builder
+	big.WriteString(`{"variables":{`)
+	for i := range badNearMaxVars {
+		if i > 0 {
+			big.WriteByte(',')
+		}
+		fmt.Fprintf(&big, `"big%03d":"%s"`, i, strings.Repeat("b", 4000))
+	}
+	big.WriteString(`}}`)
+	nearMax := badSized(t, badLine("g-big", "flow.variables", badOrgA, badJob, badCall, 2, big.String()), badNearMax)
+	overMax := badSized(t, badLine("b-over", "call.event", badOrgA, badJob, badCall, 2, `{"type":"blob","data":{"blob":"x"}}`), schema.MaxEventBytes+1)
 	// Bodies a JSON encoder would never write.
 	rawStatus := func(id, status string) schematest.Line {
 		return badLine(id, "call.status", badOrgA, badJob, badCall, 5, `{"status":"`+status+`"}`)
@@ -270,7 +282,7 @@ func TestBadInput(t *testing.T) {
 	lines := []schematest.Line{
 		badLine("g-created", "call.created", badOrgA, badJob, badCall, 1, created), // 0
 		nearMax, // 1
-		badLine("b-nested", "call.event", badOrgA, badJob, badCall, 2, nested), // 2 invalid_data
+		badLine("b-nested", "call.event", badOrgA, badJob, badCall, 2, nested), // 2 limit_exceeded
 		rawStatus("b-utf8", "bad \xff\xfe bytes"),                              // 3 invalid_json
 		rawStatus("b-nul", "a\x00b"),                                           // 4 invalid_json
 		rawStatus("b-nul-escape", `a\u0000b`),                                  // 5 invalid_data
@@ -286,11 +298,13 @@ func TestBadInput(t *testing.T) {
 			`{"nodeId":"n1","nodeType":"dial","durationMs":1,"cost":99,"costPerUnit":1,"unit":"flat","minDurationMs":null}`), // 13 tenant_mismatch
 		badLine("g-status", "call.status", badOrgA, badJob, badCall, 6, `{"status":"completed","durationMs":25000}`), // 14
 		badLine("g-outcome", "call.outcome", badOrgA, badJob, badCall, 6, `{"outcome":"completed"}`),                 // 15
+		overMax, // 16 limit_exceeded: over the contract's bound, under the server's max_payload
 	}
 	want := map[int]schema.Reason{
-		2: schema.ReasonInvalidData, 3: schema.ReasonInvalidJSON, 4: schema.ReasonInvalidJSON, 5: schema.ReasonInvalidData,
+		2: schema.ReasonLimitExceeded, 3: schema.ReasonInvalidJSON, 4: schema.ReasonInvalidJSON, 5: schema.ReasonInvalidData,
 		8: schema.ReasonInvalidData, 9: schema.ReasonTenantMismatch, 10: schema.ReasonTenantMismatch,
 		11: schema.ReasonTenantMismatch, 12: schema.ReasonTenantMismatch, 13: schema.ReasonTenantMismatch,
+		16: schema.ReasonLimitExceeded,
 	}
 	if len(nearMax.Body) >= schema.MaxEventBytes || len(nearMax.Body) < schema.MaxEventBytes-1024 {
 		t.Fatalf("the near-max event is %d bytes", len(nearMax.Body))
@@ -301,10 +315,10 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("stream sequences %d..%d for %d lines", first, last, len(lines))
 	}
 
-	// Over MaxEventBytes, which is the server's default max_payload: the
+	// Over the server's default max_payload (1 MiB, headers included): the
 	// producer's publish fails and nothing reaches the stream.
 	tooBig := badSized(t, badLine("b-huge", "call.event", badOrgA, badJob, badCall, 4,
-		`{"type":"blob","data":{"blob":"x"}}`), schema.MaxEventBytes+1)
+		`{"type":"blob","data":{"blob":"x"}}`), 1<<20+1)
 	m := nats.NewMsg(h.env.SubjectPrefix + strings.TrimPrefix(tooBig.Subject, schema.SubjectPrefix))
 	m.Data = tooBig.Body
 	if _, err := h.js.PublishMsg(ctx, m); !errors.Is(err, nats.ErrMaxPayload) {
@@ -335,7 +349,7 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("heap grew from %s to %s (peak %s)", mib(heapBefore), mib(heapAfter), mib(peak))
 	}
 
-	// The good events are applied: the near-max timeline entry and the 10,000 variables are in the report.
+	// The good events are applied: the near-max variables and the 1,000 variables are in the report.
 	var report struct {
 		Call struct {
 			Status     string `json:"status"`
@@ -343,7 +357,7 @@ func TestBadInput(t *testing.T) {
 		} `json:"call"`
 		Outcome       string `json:"outcome"`
 		FlowExecution struct {
-			FinalVariables map[string]json.Number `json:"finalVariables"`
+			FinalVariables map[string]json.RawMessage `json:"finalVariables"`
 		} `json:"flowExecution"`
 		Events []struct {
 			Type string `json:"type"`
@@ -359,16 +373,17 @@ func TestBadInput(t *testing.T) {
 	if report.Call.Status != "completed" || report.Call.DurationMs != 25000 || report.Outcome != "completed" {
 		t.Errorf("call %+v outcome %q, want completed in 25000 ms", report.Call, report.Outcome)
 	}
-	if len(report.Events) != 1 || report.Events[0].Type != "blob" || len(report.Events[0].Data.Blob) != badNearMax-1024 {
-		t.Errorf("timeline: %d entries, want the blob of %d bytes", len(report.Events), badNearMax-1024)
+	if len(report.Events) != 0 {
+		t.Errorf("timeline: %d entries, want none", len(report.Events))
 	}
-	if n := len(report.FlowExecution.FinalVariables); n != badVariables || report.FlowExecution.FinalVariables["var09999"] != "9999" {
-		t.Errorf("finalVariables: %d, var09999 = %s; want %d", n, report.FlowExecution.FinalVariables["var09999"], badVariables)
+	lastVar := fmt.Sprintf("var%05d", badVariables-1)
+	if n := len(report.FlowExecution.FinalVariables); n != badVariables+badNearMaxVars || string(report.FlowExecution.FinalVariables[lastVar]) != strconv.Itoa(badVariables-1) {
+		t.Errorf("finalVariables: %d, %s = %s; want %d", n, lastVar, report.FlowExecution.FinalVariables[lastVar], badVariables+badNearMaxVars)
 	}
 	if job := h.report("jobs", badJob); !bytes.Contains(job, doc) {
 		t.Errorf("the job report does not embed the call report (%d bytes)", len(job))
 	}
-	t.Logf("call report %s, with %d variables and a timeline entry of %s", mib(uint64(len(doc))), badVariables, mib(uint64(badNearMax)))
+	t.Logf("call report %s, with %d variables, %d of them from an event of %s", mib(uint64(len(doc))), badVariables+badNearMaxVars, badNearMaxVars, mib(uint64(badNearMax)))
 
 	// Each bad event is in the dead-letter stream, with its reason and bytes.
 	got := map[int]schema.Reason{}
@@ -428,7 +443,7 @@ func totalBytes(lines []schematest.Line) int {
 
 // TestOversizedEventDeadLettered runs a server whose max_payload is raised
 // above MaxEventBytes: an event over the limit then reaches the stream, and
-// the projector dead-letters it as invalid_json without decoding it, while
+// the projector dead-letters it as limit_exceeded without decoding it, while
 // the rest of its batch is applied.
 func TestOversizedEventDeadLettered(t *testing.T) {
 	opts := server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
@@ -462,7 +477,7 @@ func TestOversizedEventDeadLettered(t *testing.T) {
 
 	lines := []schematest.Line{
 		badLine("g-created", "call.created", badOrgA, badJob, badCall, 1, `{"attempt":1,"direction":"inbound","from":"1","to":"2"}`),
-		badSized(t, badLine("b-huge", "call.event", badOrgA, badJob, badCall, 2, `{"type":"blob","data":{"blob":"x"}}`), schema.MaxEventBytes+1),
+		badSized(t, badLine("b-huge", "call.event", badOrgA, badJob, badCall, 2, `{"type":"blob","data":{"blob":"x"}}`), 2<<20),
 		badLine("g-status", "call.status", badOrgA, badJob, badCall, 3, `{"status":"completed"}`),
 	}
 	last := h.publish(lines)
@@ -481,8 +496,8 @@ func TestOversizedEventDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dead letter: %v", err)
 	}
-	if dm.Header.Get(stream.HeaderReason) != string(schema.ReasonInvalidJSON) || dm.Header.Get(stream.HeaderStreamSeq) != "2" || !bytes.Equal(dm.Data, lines[1].Body) {
-		t.Errorf("dead letter %s seq %s, %d bytes; want invalid_json, seq 2, the %d original bytes",
+	if dm.Header.Get(stream.HeaderReason) != string(schema.ReasonLimitExceeded) || dm.Header.Get(stream.HeaderStreamSeq) != "2" || !bytes.Equal(dm.Data, lines[1].Body) {
+		t.Errorf("dead letter %s seq %s, %d bytes; want limit_exceeded, seq 2, the %d original bytes",
 			dm.Header.Get(stream.HeaderReason), dm.Header.Get(stream.HeaderStreamSeq), len(dm.Data), len(lines[1].Body))
 	}
 	t.Logf("%d bytes → %s: %s", len(lines[1].Body), dm.Header.Get(stream.HeaderReason), dm.Header.Get(stream.HeaderDetail))
