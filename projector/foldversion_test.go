@@ -18,7 +18,20 @@ func TestFoldVersionMismatch(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	ex := schematest.Examples(t)[1]
-	last := h.publish(ex.Lines)
+	last := h.publish(ex.Lines[:1])
+	// Reports built by "another version": the first event, projected, with
+	// the live generation's version changed under it. (An empty
+	// generation is taken by whatever version keeps it.)
+	func() {
+		pctx, stop := context.WithCancel(ctx)
+		defer stop()
+		done := make(chan error, 1)
+		go func() { done <- New(h.pool, h.s, h.cfg).Run(pctx) }()
+		h.waitPosition(last)
+		stop()
+		<-done
+	}()
+	last = h.publish(ex.Lines[1:])
 	if _, err := h.pool.Exec(ctx, `UPDATE generations SET fold_version = $1 WHERE state = 'live'`, fold.Version+1); err != nil {
 		t.Fatal(err)
 	}

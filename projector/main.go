@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -96,9 +97,18 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	budget := int64(m.Config.Projector.MemoryBudget) << 20
+	if budget > 0 {
+		// The runtime collects harder as the heap nears the budget, rather
+		// than let it double between collections.
+		debug.SetMemoryLimit(budget)
+	}
 	p := New(m.pool, streams, Config{
 		Consumer:          m.Config.Projector.Consumer,
 		BatchSize:         m.Config.Projector.BatchSize,
+		BulkThreshold:     m.Config.Projector.BulkThreshold,
+		MemoryBudget:      budget,
+		StallAfter:        m.Config.Projector.StallAfter,
 		Logger:            log,
 		Metrics:           NewMetrics(m.Registry),
 		RebuildOnMismatch: m.Config.Projector.RebuildOnMismatch,
@@ -107,7 +117,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("listen on %s: %w", m.Config.Projector.MetricsAddr, err)
 	}
 	m.srv = &http.Server{
-		Handler:           opsHandler(m.pool, m.nc, m.Registry, log),
+		Handler:           opsHandler(m.pool, m.nc, p.Stalled, m.Registry, log),
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -170,7 +180,7 @@ func (m *Main) close() {
 }
 
 // opsHandler serves what operators and orchestrators ask the projector.
-func opsHandler(pool *pgxpool.Pool, nc *nats.Conn, g prometheus.Gatherer, log *slog.Logger) http.Handler {
+func opsHandler(pool *pgxpool.Pool, nc *nats.Conn, stalled func() error, g prometheus.Gatherer, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -181,6 +191,9 @@ func opsHandler(pool *pgxpool.Pool, nc *nats.Conn, g prometheus.Gatherer, log *s
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		failed := unready(r.Context(), pool, nc)
+		if err := stalled(); err != nil {
+			failed["projection"] = err.Error()
+		}
 		if len(failed) > 0 {
 			log.WarnContext(r.Context(), "not ready", "failed", failed)
 			writeJSON(w, http.StatusServiceUnavailable, health{Status: "unavailable", Failed: failed})
@@ -194,7 +207,8 @@ func opsHandler(pool *pgxpool.Pool, nc *nats.Conn, g prometheus.Gatherer, log *s
 // health is the body of /healthz and /readyz.
 type health struct {
 	Status string `json:"status"`
-	// Failed names each failing check (database, schema, nats) with why.
+	// Failed names each failing check (database, schema, nats,
+	// projection) with why.
 	Failed map[string]string `json:"failed,omitempty"`
 }
 

@@ -23,6 +23,10 @@ type Metrics struct {
 	lagSeconds  prometheus.Gauge
 	redelivered prometheus.Gauge
 	info        *prometheus.GaugeVec
+	bulk        prometheus.Counter
+	splits      prometheus.Counter
+	lastCommit  prometheus.Gauge
+	stalled     prometheus.Gauge
 }
 
 // NewMetrics registers the projector's metrics with reg.
@@ -67,23 +71,66 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Always 1; labels say what the projector runs.",
 		}, []string{"fold_version", "consumer", "stream"}),
 	}
-	reg.MustRegister(m.events, m.batchSize, m.batchTime, m.retries, m.position, m.lagEvents, m.lagSeconds, m.redelivered, m.info)
+	m.bulk = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "callreport_projector_bulk_batches_total",
+		Help: "Batches applied in bulk (far behind the end of the stream, or rebuilding).",
+	})
+	m.splits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "callreport_projector_batch_splits_total",
+		Help: "Transactions Postgres refused for their data, split to find the event at fault.",
+	})
+	m.lastCommit = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "callreport_projector_last_commit_timestamp_seconds",
+		Help: "When the last batch committed (Unix time).",
+	})
+	m.stalled = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "callreport_projector_stalled",
+		Help: "1 while a batch has not committed for longer than the stall threshold with events pending, else 0.",
+	})
+	reg.MustRegister(m.events, m.batchSize, m.batchTime, m.retries, m.position, m.lagEvents, m.lagSeconds, m.redelivered, m.info,
+		m.bulk, m.splits, m.lastCommit, m.stalled)
 	return m
 }
 
 // countKey is one label set of callreport_projector_events_total.
 type countKey struct{ typ, outcome, reason string }
 
-func (m *Metrics) committed(res result, size int, took time.Duration) {
+func (m *Metrics) committed(res result, size int, bulk bool, took time.Duration) {
 	if m == nil {
 		return
 	}
+	if bulk {
+		m.bulk.Inc()
+	}
+	m.splits.Add(float64(res.split))
+	m.lastCommit.SetToCurrentTime()
 	for k, n := range res.counts {
 		m.events.WithLabelValues(k.typ, k.outcome, k.reason).Add(float64(n))
 	}
 	m.batchSize.Observe(float64(size))
 	m.batchTime.Observe(took.Seconds())
 	m.position.Set(float64(res.lastSeq))
+}
+
+// watchStall refreshes the stall gauge every interval until ctx ends.
+func (m *Metrics) watchStall(ctx context.Context, stalled func() error, every time.Duration) {
+	if m == nil {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if stalled() != nil {
+			m.stalled.Set(1)
+		} else {
+			m.stalled.Set(0)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (m *Metrics) retried() {

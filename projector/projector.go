@@ -1,8 +1,9 @@
 // Package projector consumes the call events stream from JetStream and keeps
 // the report tables in Postgres: it batches messages, dead-letters the
 // rejected ones, folds the rest (package fold) and writes each batch, with
-// the consumer position, in one transaction, acknowledging only after the
-// commit.
+// the consumer position, in one transaction (Writer), acknowledging only
+// after the commit. Far behind the end of the stream it works in bulk:
+// large batches, bounded by a memory budget, written by COPY.
 package projector
 
 import (
@@ -10,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,33 +25,61 @@ import (
 	"github.com/callreport/callreport/schema"
 )
 
-// DefaultBatchSize is the most messages one transaction applies. In a
-// catch-up, larger batches touch each call fewer times (5,000 doubled the
-// rate of 1,000 in the benchmark); live, batches hold what arrived meanwhile.
-const DefaultBatchSize = config.DefaultBatchSize
-
-// prefetchBytes bounds the bytes of one batch.
-const prefetchBytes = 64 << 20
+// Defaults of Config.
+const (
+	// DefaultBatchSize is the most messages a live batch applies; live,
+	// batches hold what arrived meanwhile.
+	DefaultBatchSize = config.DefaultBatchSize
+	// DefaultBulkBatchSize is the most messages a bulk batch applies.
+	DefaultBulkBatchSize = 50_000
+	// DefaultBulkThreshold is how many events the consumer must have
+	// pending for the projector to work in bulk.
+	DefaultBulkThreshold = 20_000
+	// DefaultMemoryBudget is the memory a projector process aims to stay
+	// within (CALLREPORT_MEMORY_BUDGET).
+	DefaultMemoryBudget = 192 << 20
+	// DefaultStallAfter is how long a batch may go uncommitted, events
+	// pending, before the projector says it is stalled.
+	DefaultStallAfter = 30 * time.Second
+)
 
 // Config tunes a Projector. Zero values take the defaults.
 type Config struct {
 	// Consumer is the durable consumer that keeps the live generation.
 	Consumer string
-	// BatchSize is the most messages one transaction applies
+	// BatchSize is the most messages a live batch applies
 	// (DefaultBatchSize).
 	BatchSize int
-	// BatchWait is how long a batch keeps gathering after its first message.
+	// BulkBatchSize is the most messages a bulk batch applies
+	// (DefaultBulkBatchSize).
+	BulkBatchSize int
+	// BulkThreshold is how many pending events make the projector work in
+	// bulk (DefaultBulkThreshold); a rebuild always does.
+	BulkThreshold int
+	// MemoryBudget bounds what the projector holds: a batch's messages may
+	// take a sixteenth of it, which decoded, folded and rendered take a
+	// few times over, and two batches are in hand at a time (one being
+	// written, the next read and decoded). DefaultMemoryBudget.
+	MemoryBudget int64
+	// BatchWait is how long a live batch keeps gathering after its first
+	// message.
 	BatchWait time.Duration
 	// AckWait is the consumer's: a message not acknowledged within it is
 	// delivered again.
 	AckWait time.Duration
-	Logger  *slog.Logger
+	// StallAfter is how long a batch may go uncommitted while events are
+	// pending before Stalled reports it (DefaultStallAfter).
+	StallAfter time.Duration
+	Logger     *slog.Logger
 	// Metrics, when set, receives the projector's measurements.
 	Metrics *Metrics
 	// RebuildOnMismatch lets Run rebuild the reports, when the live
 	// generation was built by another fold version, before running live;
 	// without it Run refuses to start.
 	RebuildOnMismatch bool
+	// Limits, when set, replaces the contract's limits in the decoder: for
+	// tests that feed Postgres what the contract would refuse.
+	Limits *schema.Limits
 
 	// build is set when the projector builds a new generation (rebuild.go)
 	// instead of keeping the live one.
@@ -66,16 +97,35 @@ func (c *Config) setDefaults() {
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
 	}
+	if c.BulkBatchSize <= 0 {
+		c.BulkBatchSize = DefaultBulkBatchSize
+	}
+	if c.BulkThreshold <= 0 {
+		c.BulkThreshold = DefaultBulkThreshold
+	}
+	if c.MemoryBudget <= 0 {
+		c.MemoryBudget = DefaultMemoryBudget
+	}
 	if c.BatchWait <= 0 {
 		c.BatchWait = 5 * time.Millisecond
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second
 	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = DefaultStallAfter
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Limits == nil {
+		l := schema.DefaultLimits()
+		c.Limits = &l
+	}
 }
+
+// batchBytes bounds the message bytes of one batch.
+func (c *Config) batchBytes() int { return int(max(c.MemoryBudget/16, 1<<20)) }
 
 // Projector is the consume loop. Create it with New and start it with Run.
 type Projector struct {
@@ -85,14 +135,26 @@ type Projector struct {
 	js      jetstream.JetStream
 	q       *store.Queries
 	log     *slog.Logger
-	// meanSize is a moving mean of the message sizes, in bytes.
-	meanSize float64
+	w       *Writer
+
+	// For Stalled: when the batch in hand was first tried (zero when
+	// none is), and the last commit.
+	trying     atomic.Int64
+	lastCommit atomic.Int64
+	lastErr    atomic.Pointer[string]
 }
 
 // New returns a projector reading streams and writing to pool.
 func New(pool *pgxpool.Pool, streams *stream.Streams, cfg Config) *Projector {
 	cfg.setDefaults()
-	return &Projector{cfg: cfg, pool: pool, streams: streams, js: streams.JetStream(), q: store.New(), log: cfg.Logger}
+	p := &Projector{cfg: cfg, pool: pool, streams: streams, js: streams.JetStream(), q: store.New(), log: cfg.Logger}
+	p.w = &Writer{pool: pool, q: p.q, log: cfg.Logger, consumer: cfg.Consumer, streamName: streams.Stream, lock: cfg.Consumer}
+	if cfg.build == nil { // a rebuild meets the rejects the live projector dead-lettered
+		p.w.deadLetter = func(ctx context.Context, rejects []stream.Reject, published map[uint64]bool) error {
+			return streams.DeadLetter(ctx, rejects, published, cfg.Logger)
+		}
+	}
+	return p
 }
 
 // ErrFoldVersion is returned by Run when the live reports were built by
@@ -117,6 +179,14 @@ func (p *Projector) Run(ctx context.Context) error {
 		return fmt.Errorf("read the live generation: %w", err)
 	}
 	if live.FoldVersion != fold.Version {
+		// An empty generation is taken by whatever version keeps it.
+		if n, err := p.q.GenerationAdopt(ctx, p.pool, fold.Version); err != nil {
+			return fmt.Errorf("adopt the empty live generation: %w", err)
+		} else if n > 0 {
+			live.FoldVersion = fold.Version
+		}
+	}
+	if live.FoldVersion != fold.Version {
 		if !p.cfg.RebuildOnMismatch {
 			return fmt.Errorf("%w: generation %d was built by fold version %d, this projector folds with version %d: run `reportctl rebuild` (or start the projector with -rebuild-on-mismatch)",
 				ErrFoldVersion, live.Generation, live.FoldVersion, fold.Version)
@@ -131,6 +201,25 @@ func (p *Projector) Run(ctx context.Context) error {
 		return fmt.Errorf("record the live consumer: %w", err)
 	}
 	return p.consume(ctx, jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+}
+
+// Stalled returns why the projector is stuck, or nil: a batch in hand that
+// has not committed for longer than StallAfter (the database refusing it,
+// or unreachable).
+func (p *Projector) Stalled() error {
+	since := p.trying.Load()
+	if since == 0 {
+		return nil
+	}
+	stuck := time.Since(time.Unix(0, max(since, p.lastCommit.Load())))
+	if stuck < p.cfg.StallAfter {
+		return nil
+	}
+	msg := fmt.Sprintf("no batch committed for %s while events are pending", stuck.Round(time.Second))
+	if e := p.lastErr.Load(); e != nil {
+		msg += ": " + *e
+	}
+	return errors.New(msg)
 }
 
 // standby takes the session lock of the consumer, waiting while another
@@ -170,16 +259,32 @@ func (p *Projector) standby(ctx context.Context) (release func(), err error) {
 	}
 }
 
+// maxAckPending bounds the messages delivered and not yet acknowledged: the
+// batches in hand, at most two of the largest size.
+const maxAckPending = 4 * DefaultBulkBatchSize
+
+// batch is a fetched batch: its messages, decoded.
+type batch struct {
+	msgs  []jetstream.Msg
+	items []item
+	bulk  bool
+}
+
 // consume runs the consume loop on the durable consumer, created with
-// start's delivery policy if it does not exist yet.
+// start's delivery policy if it does not exist yet. One goroutine fetches
+// and decodes the next batch while the current one is written, so that the
+// reading and the writing share the machine rather than take turns.
 func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig) error {
 	cc := start
 	cc.Durable = p.cfg.Consumer
 	cc.Description = "callreport projector"
+	// Each message is acknowledged: an ack of all up to one would also
+	// take messages a pull delivered into a connection that broke, which
+	// JetStream redelivers only if they stay unacknowledged.
 	cc.AckPolicy = jetstream.AckExplicitPolicy
 	cc.AckWait = p.cfg.AckWait
 	cc.FilterSubject = p.streams.Filter()
-	cc.MaxAckPending = 4 * p.cfg.BatchSize
+	cc.MaxAckPending = maxAckPending
 	cc.MaxDeliver = -1
 	cons, err := p.js.Consumer(ctx, p.streams.Stream, p.cfg.Consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -192,6 +297,9 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 	if err == nil {
 		cons, err = p.recover(ctx, cons, cc)
 	}
+	if err == nil {
+		cons, err = p.roomy(ctx, cons)
+	}
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", p.cfg.Consumer, err)
 	}
@@ -199,13 +307,60 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
 	go p.cfg.Metrics.watchLag(lagCtx, p.streams, cons, 5*time.Second)
+	go p.cfg.Metrics.watchStall(lagCtx, p.Stalled, time.Second)
 	p.log.InfoContext(ctx, "projector running", "stream", p.streams.Stream, "consumer", p.cfg.Consumer, "fold_version", fold.Version)
 
-	for ctx.Err() == nil {
-		batch, err := p.fetch(ctx, cons)
+	var hand inHand
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	fetched := make(chan *batch) // unbuffered: the fetcher holds the next batch, no more
+	fetchDone := make(chan struct{})
+	go func() {
+		defer close(fetchDone)
+		defer close(fetched)
+		p.fetchLoop(fetchCtx, cons, &hand, fetched)
+	}()
+	go hand.heartbeat(fetchCtx, p.cfg.AckWait/3)
+	defer func() {
+		stopFetch()
+		for range fetched { // let the fetcher finish
+		}
+		<-fetchDone
+	}()
+
+	for b := range fetched {
+		err := p.handle(ctx, b)
+		hand.remove(b)
 		if err != nil {
 			if ctx.Err() != nil {
-				break
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// roomy raises the consumer's MaxAckPending to what two bulk batches need,
+// for a consumer made with less.
+func (p *Projector) roomy(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
+	cfg := cons.CachedInfo().Config
+	if cfg.MaxAckPending >= maxAckPending || cfg.MaxAckPending < 0 {
+		return cons, nil
+	}
+	cfg.MaxAckPending = maxAckPending
+	return p.js.UpdateConsumer(ctx, p.streams.Stream, cfg)
+}
+
+// fetchLoop fetches and decodes batches until ctx ends, handing each to
+// the applier: in bulk while many events are pending (and always in a
+// rebuild), else live batches of what arrived.
+func (p *Projector) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *inHand, out chan<- *batch) {
+	bulk := p.cfg.build != nil
+	for ctx.Err() == nil {
+		msgs, err := p.fetch(ctx, cons, bulk)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
 			}
 			p.log.WarnContext(ctx, "fetch", "consumer", p.cfg.Consumer, "err", err)
 			select {
@@ -214,81 +369,133 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 			}
 			continue
 		}
-		if len(batch) == 0 {
+		if len(msgs) == 0 {
 			continue
 		}
-		if err := p.handle(ctx, batch); err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			return err
+		b := &batch{msgs: msgs, bulk: bulk}
+		hand.add(b)
+		b.items = p.decode(msgs)
+		if meta, err := msgs[len(msgs)-1].Metadata(); err == nil {
+			bulk = p.cfg.build != nil || meta.NumPending > uint64(p.cfg.BulkThreshold)
+		}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			hand.remove(b)
+			return
 		}
 	}
-	return nil
 }
 
-// fetch waits for a first message, then takes what arrives within
-// BatchWait, up to BatchSize messages and prefetchBytes. Nothing is pulled
-// ahead of the batch: every message delivered is in hand, where the
-// in-progress acknowledgements of handle keep it from being redelivered
-// however long the batch takes.
-func (p *Projector) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
+// fetch takes the next batch. In bulk: up to BulkBatchSize messages and
+// batchBytes, waiting a little if the stream holds fewer. Live: it waits
+// for a first message, then takes what arrives within BatchWait, up to
+// BatchSize messages and batchBytes.
+func (p *Projector) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool) ([]jetstream.Msg, error) {
+	if bulk {
+		return collect(cons.Fetch(p.cfg.BulkBatchSize, jetstream.FetchMaxBytes(p.cfg.batchBytes()),
+			jetstream.FetchMaxWait(2*time.Second)))
+	}
 	// A short pull (under 10 s it needs no heartbeats, which a loaded
 	// machine misses) bounds what a lost pull request can stall.
 	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	first, err := cons.Fetch(1, jetstream.FetchContext(wait))
+	first, err := collect(cons.Fetch(1, jetstream.FetchContext(wait)))
+	if err != nil && wait.Err() != nil && ctx.Err() == nil {
+		err = nil // nothing within the wait
+	}
+	if err != nil || len(first) == 0 || p.cfg.BatchSize == 1 {
+		return first, err
+	}
+	rest, err := collect(cons.Fetch(p.cfg.BatchSize-1, jetstream.FetchMaxBytes(max(p.cfg.batchBytes()-len(first[0].Data()), 1)),
+		jetstream.FetchMaxWait(max(p.cfg.BatchWait, time.Millisecond))))
+	if err != nil {
+		return first, nil // apply what is in hand
+	}
+	return append(first, rest...), nil
+}
+
+// collect reads a fetch's messages.
+func collect(mb jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	var batch []jetstream.Msg
-	for m := range first.Messages() {
-		batch = append(batch, m)
+	var msgs []jetstream.Msg
+	for m := range mb.Messages() {
+		msgs = append(msgs, m)
 	}
-	if len(batch) == 0 {
-		if err := first.Error(); err != nil && wait.Err() == nil {
-			return nil, err
-		}
-		return nil, nil // nothing within the wait
+	if err := mb.Error(); err != nil && len(msgs) == 0 && !errors.Is(err, nats408) {
+		return nil, err
 	}
-	if p.cfg.BatchWait > 0 { // live, let a few more arrive to share the commit
-		select {
-		case <-ctx.Done():
-		case <-time.After(p.cfg.BatchWait):
-		}
-	}
-	if n := p.restSize(); n > 0 {
-		// What is stored already, without waiting: in a catch-up a full
-		// batch, live what arrived during the previous commit. (A pull
-		// request that waits, even a few milliseconds, made batches small
-		// and cost nats-server 2.9 dearly on a long stream.)
-		rest, err := cons.FetchNoWait(n)
-		if err != nil {
-			return batch, nil // apply what is in hand
-		}
-		for m := range rest.Messages() {
-			batch = append(batch, m)
-		}
-	}
-	for _, m := range batch {
-		if size := float64(len(m.Data())); p.meanSize == 0 {
-			p.meanSize = size
-		} else {
-			p.meanSize = 0.9*p.meanSize + 0.1*size
-		}
-	}
-	return batch, nil
+	return msgs, nil
 }
 
-// restSize is how many messages to fetch after the first: up to BatchSize,
-// and about prefetchBytes at the mean size of the messages seen so far, so
-// that a stream of large events does not fill memory.
-func (p *Projector) restSize() int {
-	n := p.cfg.BatchSize - 1
-	if p.meanSize > 0 {
-		n = min(n, int(prefetchBytes/p.meanSize))
+// nats408 is the end of a pull request that found fewer messages than it
+// asked for: not an error.
+var nats408 = jetstream.ErrNoMessages
+
+// decode decodes a batch's messages, in either content mode.
+func (p *Projector) decode(msgs []jetstream.Msg) []item {
+	items := make([]item, len(msgs))
+	for i, m := range msgs {
+		it := item{subject: m.Subject(), header: m.Headers(), data: m.Data()}
+		if meta, err := m.Metadata(); err == nil {
+			it.seq = meta.Sequence.Stream
+		}
+		ev, err := p.cfg.Limits.DecodeMessage(p.streams.ContractSubject(it.subject), it.header, it.data)
+		if err != nil {
+			it.reject = err.(*schema.Error)
+		} else {
+			it.event = ev
+		}
+		items[i] = it
 	}
-	return max(n, 0)
+	return items
+}
+
+// inHand is the batches delivered and not yet acknowledged.
+type inHand struct {
+	mu      sync.Mutex
+	batches map[*batch]bool
+}
+
+func (h *inHand) add(b *batch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.batches == nil {
+		h.batches = map[*batch]bool{}
+	}
+	h.batches[b] = true
+}
+
+func (h *inHand) remove(b *batch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.batches, b)
+}
+
+// heartbeat keeps the messages in hand ours, however long their batch
+// takes: a slow transaction or a retry never lets AckWait expire, and no
+// message waits behind one to be delivered again.
+func (h *inHand) heartbeat(ctx context.Context, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		h.mu.Lock()
+		var msgs []jetstream.Msg
+		for b := range h.batches {
+			msgs = append(msgs, b.msgs...)
+		}
+		h.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+	}
 }
 
 // recover takes over a consumer left by a process that stopped without
@@ -319,75 +526,37 @@ func (p *Projector) recover(ctx context.Context, cons jetstream.Consumer, cc jet
 	return p.js.CreateConsumer(ctx, p.streams.Stream, cc)
 }
 
-// item is one message of a batch, decoded.
-type item struct {
-	msg     jetstream.Msg
-	seq     uint64
-	subject string // as the contract names it, whatever the configured prefix
-	event   *schema.Event
-	reject  *schema.Error
-}
-
 // handle applies a batch, retrying with backoff while Postgres or NATS
 // fail, and acknowledges it once committed.
-func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
-	items := make([]item, len(msgs))
-	for i, m := range msgs {
-		it := item{msg: m, subject: m.Subject()}
-		if meta, err := m.Metadata(); err == nil {
-			it.seq = meta.Sequence.Stream
-		}
-		it.subject = p.streams.ContractSubject(it.subject)
-		ev, err := schema.Decode(it.subject, m.Data())
-		if err != nil {
-			it.reject = err.(*schema.Error)
-		} else {
-			it.event = ev
-		}
-		items[i] = it
-	}
-
-	// Keep the batch ours however long it takes: a slow transaction or a
-	// retry never lets AckWait expire.
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		tick := time.NewTicker(p.cfg.AckWait / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				for _, it := range items {
-					_ = it.msg.InProgress()
-				}
-			}
-		}
-	}()
-
+func (p *Projector) handle(ctx context.Context, b *batch) error {
 	published := make(map[uint64]bool) // dead-lettered already, across retries
 	backoff := 100 * time.Millisecond
 	began := time.Now()
+	p.trying.Store(began.UnixNano())
+	defer p.trying.Store(0)
 	for attempt := 1; ; attempt++ {
-		res, err := p.apply(ctx, items, published)
+		res, err := p.w.Apply(ctx, b.items, published)
 		if err == nil {
-			p.cfg.Metrics.committed(res, len(items), time.Since(began))
+			p.lastCommit.Store(time.Now().UnixNano())
+			p.lastErr.Store(nil)
+			p.cfg.Metrics.committed(res, len(b.items), b.bulk, time.Since(began))
 			if p.cfg.afterCommit != nil {
 				if err := p.cfg.afterCommit(); err != nil {
 					return err
 				}
 			}
-			for _, it := range items {
-				_ = it.msg.Ack() // a lost ack means a redelivery, which changes nothing
+			for _, m := range b.msgs {
+				_ = m.Ack() // a lost ack means a redelivery, which changes nothing
 			}
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		msg := err.Error()
+		p.lastErr.Store(&msg)
 		p.cfg.Metrics.retried()
-		p.log.ErrorContext(ctx, "apply batch failed; retrying", "attempt", attempt, "messages", len(items), "retry_in", backoff, "err", err)
+		p.log.ErrorContext(ctx, "apply batch failed; retrying", "attempt", attempt, "messages", len(b.items), "retry_in", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -121,7 +121,7 @@ func (h *harness) report(kind, id string) []byte {
 		table, key = "jobs", "job_id"
 	}
 	var doc []byte
-	err := h.pool.QueryRow(context.Background(), `SELECT report FROM `+table+` WHERE `+key+` = $1`, id).Scan(&doc)
+	err := h.pool.QueryRow(context.Background(), `SELECT callreport_`+strings.TrimSuffix(kind, "s")+`_report(`+key+`) FROM `+table+` WHERE `+key+` = $1`, id).Scan(&doc)
 	if err != nil {
 		h.t.Fatalf("read %s %s: %v", kind, id, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,7 +38,7 @@ type RebuildProgress struct {
 	Last       uint64 // last sequence of the stream
 	Live       uint64 // position of the live generation
 	Pending    uint64 // messages the build consumer has yet to receive
-	Phase      string // "building", "switching", "done"
+	Phase      string // "building", "indexing", "switching", "done"
 }
 
 // buildSpec is what a projector building a generation is told.
@@ -105,7 +106,6 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, c
 
 	bcfg := cfg.Config
 	bcfg.Consumer = gen.Consumer
-	bcfg.BatchSize = max(cfg.BatchSize, 2000)
 	bcfg.afterCommit = nil
 	start := jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: uint64(max(gen.FromSeq, 1))}
 	if gen.Since.Valid {
@@ -114,9 +114,23 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, c
 	bcfg.build = &buildSpec{start: start}
 	builder := New(buildPool, streams, bcfg)
 
+	indexed := false
 	for {
 		if err := runUntilCaughtUp(ctx, builder, buildPool, pool, streams, cfg, gen); err != nil {
 			return err
+		}
+		if !indexed {
+			// Loaded without its secondary indexes, which are faster built
+			// once than kept up to date row by row; then what arrived
+			// meanwhile is caught up with them in place.
+			report(cfg, RebuildProgress{Generation: gen.Generation, Phase: "indexing"})
+			began := time.Now()
+			if err := q.GenerationIndex(ctx, pool, gen.SchemaName); err != nil {
+				return fmt.Errorf("index generation %d: %w", gen.Generation, err)
+			}
+			log.InfoContext(ctx, "indexed the new generation", "generation", gen.Generation, "took", time.Since(began).Round(time.Millisecond))
+			indexed = true
+			continue
 		}
 		switched, err := trySwitch(ctx, pool, buildPool, q, cfg, gen)
 		if err != nil {
@@ -287,11 +301,20 @@ func trySwitch(ctx context.Context, pool, buildPool *pgxpool.Pool, q *store.Quer
 		if built < live {
 			return nil
 		}
+		// Readers queue behind the switch's locks: it gives up rather than
+		// make them wait long, and is tried again.
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
+			return err
+		}
 		retired, err := q.GenerationRetireLive(ctx, tx)
 		if err != nil {
 			return fmt.Errorf("retire the live generation: %w", err)
 		}
 		if err := q.GenerationSwapTables(ctx, tx, store.GenerationSwapTablesParams{BuildingSchema: gen.SchemaName, RetiredSchema: retired}); err != nil {
+			if isLockTimeout(err) {
+				cfg.Logger.InfoContext(ctx, "the switch waited too long for readers; trying again", "generation", gen.Generation)
+				return errRetrySwitch
+			}
 			return fmt.Errorf("swap the tables: %w", err)
 		}
 		if err := q.GenerationPromote(ctx, tx, store.GenerationPromoteParams{LiveConsumer: cfg.Consumer, Generation: gen.Generation}); err != nil {
@@ -300,7 +323,18 @@ func trySwitch(ctx context.Context, pool, buildPool *pgxpool.Pool, q *store.Quer
 		switched = true
 		return nil
 	})
+	if errors.Is(err, errRetrySwitch) {
+		return false, nil
+	}
 	return switched && err == nil, err
+}
+
+// errRetrySwitch rolls back a switch that could not take its locks in time.
+var errRetrySwitch = errors.New("switch postponed")
+
+func isLockTimeout(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03" // lock_not_available
 }
 
 func report(cfg RebuildConfig, p RebuildProgress) {

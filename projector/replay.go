@@ -84,34 +84,40 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cf
 		slices.SortFunc(msgs, func(a, b jetstream.RawStreamMsg) int { return cmp.Compare(a.Sequence, b.Sequence) })
 		res.Events = len(msgs)
 
-		// The calls start empty. The job of a replayed call keeps its
-		// stored state (and owner); a replayed job starts empty too.
-		set := fold.NewSet()
-		if cfg.JobID == "" {
-			stored, err := p.load(ctx, tx, calls, nil)
-			if err != nil {
-				return err
-			}
-			set.Jobs = stored.Jobs
+		// The calls start empty; so does a replayed job. The job of a
+		// replayed call keeps its stored state (and owner).
+		if err := p.q.CallsDelete(ctx, tx, calls); err != nil {
+			return fmt.Errorf("delete the calls' rows: %w", err)
 		}
-		for _, m := range msgs {
-			ev, err := schema.Decode(streams.ContractSubject(m.Subject), m.Data)
-			if err != nil || ev.Data == nil {
-				continue // dead-lettered or skipped when first projected
+		if cfg.JobID != "" {
+			if err := p.q.JobsDelete(ctx, tx, []string{cfg.JobID}); err != nil {
+				return fmt.Errorf("delete the job's rows: %w", err)
 			}
-			_ = set.Apply(ev) // a rejection here was rejected live too
+		}
+		var items []item
+		for _, m := range msgs {
+			ev, err := p.cfg.Limits.DecodeMessage(streams.ContractSubject(m.Subject), m.Header, m.Data)
+			if err != nil {
+				continue // dead-lettered when first projected
+			}
+			items = append(items, item{seq: m.Sequence, subject: m.Subject, header: m.Header, data: m.Data, event: ev})
+		}
+		// Not dead-lettered again: a rejection here was rejected live too.
+		w := &Writer{pool: pool, q: p.q, log: p.log, consumer: cfg.Consumer, streamName: streams.Stream, lock: cfg.Consumer}
+		_, set, err := w.applyTx(ctx, tx, items, nil)
+		if err != nil {
+			return err
 		}
 		for _, c := range calls {
 			if set.Calls[c] != nil {
-				set.ChangedCalls[c] = true
 				res.Calls = append(res.Calls, c)
 			}
 		}
-		for j := range set.ChangedJobs {
+		for j := range set.Jobs {
 			res.Jobs = append(res.Jobs, j)
 		}
 		slices.Sort(res.Jobs)
-		return p.write(ctx, tx, set)
+		return nil
 	})
 	res.Elapsed = time.Since(began)
 	if err == nil {

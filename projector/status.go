@@ -39,8 +39,12 @@ type StatusReport struct {
 	// Retired lists the generations replaced by a rebuild whose tables are
 	// kept (until reportctl rebuild --drop-old); [] when none.
 	Retired []RetiredStatus `json:"retired"`
+	// Stalled is true when events are pending and the live consumer has
+	// committed nothing for longer than DefaultStallAfter: the projector
+	// is down, or stuck on a batch (its /readyz says why).
+	Stalled bool `json:"stalled"`
 	// Warnings say what needs the operator: a fold version mismatch, a
-	// missing stream or consumer; [] when all is well.
+	// missing stream or consumer, a stall; [] when all is well.
 	Warnings []string `json:"warnings"`
 }
 
@@ -204,6 +208,14 @@ func Status(ctx context.Context, pool *pgxpool.Pool, s *stream.Streams, consumer
 			}
 			r.Rebuild = b
 		}
+	}
+	if r.Lag.Events > 0 && (r.Live.LastCommit == nil || r.CheckedAt.Sub(*r.Live.LastCommit) > DefaultStallAfter) {
+		r.Stalled = true
+		since := "ever"
+		if r.Live.LastCommit != nil {
+			since = "for " + r.CheckedAt.Sub(*r.Live.LastCommit).Round(time.Second).String()
+		}
+		warn("stalled: %d events pending and nothing committed %s: is the projector running? its /readyz says why it is stuck", r.Lag.Events, since)
 	}
 	return r, nil
 }

@@ -118,7 +118,7 @@ func (s *Server) jobReport(c echo.Context) error {
 	case err != nil:
 		return dbError("read job report", err)
 	}
-	return serveReport(c, row.Report, row.Etag)
+	return serveReport(c, []byte(row.Report), row.Etag)
 }
 
 func (s *Server) callReport(c echo.Context) error {
@@ -137,7 +137,7 @@ func (s *Server) callReport(c echo.Context) error {
 	case err != nil:
 		return dbError("read call report", err)
 	}
-	return serveReport(c, row.Report, row.Etag)
+	return serveReport(c, []byte(row.Report), row.Etag)
 }
 
 // serveReport sends a stored document as it is, or 304 when the client

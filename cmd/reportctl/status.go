@@ -39,6 +39,8 @@ added, never renamed or removed:
   rebuild               {generation, fold_version, schema, consumer, started_at,
                          position, last_seq, percent}, null when none is building
   retired               [{generation, fold_version, schema, switched_at, retired_at}]
+  stalled               true when events are pending and nothing was committed for
+                        30 s: the projector is down or stuck (its /readyz says why)
   warnings              [string]
 Unknown times are null.
 

@@ -18,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is every section. A binary registers the sections it uses; the
@@ -65,7 +66,16 @@ type HTTP struct {
 type Projector struct {
 	Consumer    string // durable JetStream consumer
 	MetricsAddr string // /metrics, /healthz and /readyz
-	BatchSize   int    // most events one transaction applies
+	BatchSize   int    // most events a live batch applies
+	// BulkThreshold is how many pending events make the projector work in
+	// bulk (large batches, COPY).
+	BulkThreshold int
+	// MemoryBudget, in MiB, is the memory the projector aims to stay
+	// within: it sizes the batches and is the Go runtime's soft limit.
+	MemoryBudget int
+	// StallAfter is how long a batch may go uncommitted, events pending,
+	// before /readyz fails.
+	StallAfter time.Duration
 	// RebuildOnMismatch rebuilds the reports before running live when they
 	// were built by another fold version, instead of refusing to start.
 	RebuildOnMismatch bool
@@ -83,6 +93,9 @@ const (
 	DefaultDLQPrefix     = "callevents_dlq"
 	DefaultConsumer      = "callreport-projector"
 	DefaultBatchSize     = 5000
+	DefaultBulkThreshold = 20000
+	DefaultMemoryBudget  = 192 // MiB
+	DefaultStallAfter    = 30 * time.Second
 )
 
 // Section names a part of Config for Register.
@@ -107,8 +120,9 @@ func Default() Config {
 		Database: Database{URL: DefaultDatabaseURL},
 		NATS: NATS{URL: DefaultNATSURL, Stream: DefaultStream, DLQStream: DefaultDLQStream,
 			SubjectPrefix: DefaultSubjectPrefix, DLQPrefix: DefaultDLQPrefix},
-		HTTP:      HTTP{Addr: DefaultHTTPAddr},
-		Projector: Projector{Consumer: DefaultConsumer, MetricsAddr: DefaultMetricsAddr, BatchSize: DefaultBatchSize},
+		HTTP: HTTP{Addr: DefaultHTTPAddr},
+		Projector: Projector{Consumer: DefaultConsumer, MetricsAddr: DefaultMetricsAddr, BatchSize: DefaultBatchSize,
+			BulkThreshold: DefaultBulkThreshold, MemoryBudget: DefaultMemoryBudget, StallAfter: DefaultStallAfter},
 	}
 }
 
@@ -143,7 +157,10 @@ func Register(fs *flag.FlagSet, sections ...Section) *Config {
 	if want&SectionProjector != 0 {
 		r.str(&c.Projector.Consumer, "consumer", "CALLREPORT_CONSUMER", "durable consumer of the projector")
 		r.str(&c.Projector.MetricsAddr, "metrics-addr", "METRICS_ADDR", "listen address of the projector's /metrics, /healthz and /readyz")
-		r.integer(&c.Projector.BatchSize, "batch-size", "CALLREPORT_BATCH_SIZE", "most events applied in one transaction")
+		r.integer(&c.Projector.BatchSize, "batch-size", "CALLREPORT_BATCH_SIZE", "most events a live batch applies in one transaction")
+		r.integer(&c.Projector.BulkThreshold, "bulk-threshold", "CALLREPORT_BULK_THRESHOLD", "pending events from which the projector works in bulk (large batches, COPY)")
+		r.integer(&c.Projector.MemoryBudget, "memory-budget", "CALLREPORT_MEMORY_BUDGET", "MiB the projector aims to stay within: it sizes the batches and is the Go runtime's soft memory limit")
+		r.duration(&c.Projector.StallAfter, "stall-after", "CALLREPORT_STALL_AFTER", "how long a batch may go uncommitted, events pending, before /readyz fails")
 		r.boolean(&c.Projector.RebuildOnMismatch, "rebuild-on-mismatch", "CALLREPORT_REBUILD_ON_MISMATCH",
 			"when the live reports were built by another fold version, rebuild them before running live instead of refusing to start")
 	}
@@ -189,6 +206,15 @@ func (r registrar) integer(p *int, name, env, usage string) {
 	r.fs.IntVar(p, name, *p, help(usage, env))
 }
 
+func (r registrar) duration(p *time.Duration, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			*p = d
+		}
+	}
+	r.fs.DurationVar(p, name, *p, help(usage, env))
+}
+
 // Validate checks what a flag type cannot: the choices of the log section
 // and the bounds of the projector's.
 func (c *Config) Validate() error {
@@ -201,6 +227,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Projector.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("batch size %d: want a positive number", c.Projector.BatchSize))
+	}
+	if c.Projector.MemoryBudget < 0 || c.Projector.MemoryBudget > 0 && c.Projector.MemoryBudget < 32 {
+		errs = append(errs, fmt.Errorf("memory budget %d MiB: want 32 or more", c.Projector.MemoryBudget))
 	}
 	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -44,12 +45,13 @@ func Clip(s string) string {
 
 // Reject is an event the projector rejected, with where it was stored.
 type Reject struct {
-	Seq     uint64 // its sequence in the event stream
-	Subject string // the subject it was stored on
-	Data    []byte // its bytes
-	Reason  string // schema.Reason
-	Field   string // the attribute or field at fault, "" for the whole event
-	Detail  string // what is wrong with it
+	Seq     uint64              // its sequence in the event stream
+	Subject string              // the subject it was stored on
+	Header  map[string][]string // its headers (the attributes of a binary-mode event)
+	Data    []byte              // its bytes
+	Reason  string              // schema.Reason
+	Field   string              // the attribute or field at fault, "" for the whole event
+	Detail  string              // what is wrong with it
 }
 
 // DeadLetter publishes rejects to the dead-letter stream and waits for
@@ -65,6 +67,13 @@ func (s *Streams) DeadLetter(ctx context.Context, rejects []Reject, published ma
 			continue
 		}
 		m := nats.NewMsg(s.DLQPrefix + "." + r.Reason)
+		for k, v := range r.Header {
+			// The original's own headers stay, the server's go: a
+			// Nats-Expected-* would be checked against the wrong stream.
+			if !strings.HasPrefix(strings.ToLower(k), "nats-") {
+				m.Header[k] = v
+			}
+		}
 		m.Data = r.Data
 		m.Header.Set(jetstream.MsgIDHeader, "dlq-"+s.Stream+"-"+strconv.FormatUint(r.Seq, 10))
 		m.Header.Set(HeaderReason, r.Reason)

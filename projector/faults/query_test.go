@@ -50,7 +50,7 @@ func TestQueryThroughOutages(t *testing.T) {
 
 	var org, callID string
 	var want []byte
-	err = direct.QueryRow(ctx, `SELECT org_id, call_id, report FROM call_attempts ORDER BY call_id LIMIT 1`).Scan(&org, &callID, &want)
+	err = direct.QueryRow(ctx, `SELECT org_id, call_id, callreport_call_report(call_id) FROM call_attempts ORDER BY call_id LIMIT 1`).Scan(&org, &callID, &want)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,3 +70,11 @@ func formatDecimal(m *big.Int, scale int) string {
 	}
 	return digits
 }
+
+// negate is -n.
+func negate(n schema.Number) schema.Number {
+	if s, ok := strings.CutPrefix(string(n), "-"); ok {
+		return schema.Number(s)
+	}
+	return "-" + n
+}

@@ -21,7 +21,7 @@ func project(t *testing.T, lines []schematest.Line, kind, id string) []byte {
 		if ev.Data == nil {
 			continue
 		}
-		if rej := set.Apply(ev); rej != nil {
+		if rej := set.Apply(ev, 0); rej != nil {
 			t.Fatalf("rejected %s: %v", ev.ID, rej)
 		}
 	}
@@ -32,7 +32,7 @@ func render(t *testing.T, set *fold.Set, kind, id string) []byte {
 	t.Helper()
 	calls := map[string]*fold.CallView{}
 	for cid, c := range set.Calls {
-		v, ok, err := fold.RenderCall(cid, c)
+		v, ok, err := fold.View(cid, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func render(t *testing.T, set *fold.Set, kind, id string) []byte {
 	if j == nil {
 		t.Fatalf("no job %s", id)
 	}
-	v, ok, err := fold.RenderJob(id, j, attempts)
+	v, ok, err := fold.ViewJob(id, j, attempts)
 	if err != nil || !ok {
 		t.Fatalf("render job %s: ok=%v err=%v", id, ok, err)
 	}

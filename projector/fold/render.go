@@ -5,109 +5,411 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"time"
 
+	"github.com/callreport/callreport/internal/report"
 	"github.com/callreport/callreport/schema"
 )
 
-// The views below are what a batch writes: the report document ready to
-// serve and the typed rows of the report tables. Their json tags are the
-// column names, so that a slice of views is a json_populate_recordset input.
+// The rows below are what a batch writes: a call's typed columns with the
+// pieces of its report, and one row per entry with its fragment.
 
-// CallView is a rendered call attempt.
-type CallView struct {
-	CallID             string          `json:"call_id"`
-	OrgID              string          `json:"org_id"`
-	JobID              *string         `json:"job_id"`
-	Attempt            int64           `json:"attempt"`
-	ProgramID          *string         `json:"program_id"`
-	ProgramExecutionID *string         `json:"program_execution_id"`
-	ContactID          *string         `json:"contact_id"`
-	Direction          string          `json:"direction"`
-	From               string          `json:"from_number"`
-	To                 string          `json:"to_number"`
-	Status             string          `json:"status"`
-	Outcome            string          `json:"outcome"`
-	OutcomeReason      *string         `json:"outcome_reason"`
-	CreatedAt          time.Time       `json:"created_at"`
-	DialedAt           *time.Time      `json:"dialed_at"`
-	AnsweredAt         *time.Time      `json:"answered_at"`
-	TerminatedAt       *time.Time      `json:"terminated_at"`
-	DurationMs         *int64          `json:"duration_ms"`
-	FlowID             *string         `json:"flow_id"`
-	FlowName           *string         `json:"flow_name"`
-	FlowVersion        *int64          `json:"flow_version"`
-	FlowStartedAt      *time.Time      `json:"flow_started_at"`
-	FlowCompletedAt    *time.Time      `json:"flow_completed_at"`
-	NodeCount          int             `json:"node_count"`
-	TotalCost          *schema.Number  `json:"total_cost"`
-	TimelineCount      int             `json:"timeline_count"`
-	LastEventAt        time.Time       `json:"last_event_at"`
-	Report             json.RawMessage `json:"report"`
-	ETag               string          `json:"etag"`
-
-	Path     []PathRow     `json:"-"`
-	Billing  []BillingRow  `json:"-"`
-	Timeline []TimelineRow `json:"-"`
+// CallRow is a call attempt: the typed columns of call_attempts and the
+// pieces of its report.
+type CallRow struct {
+	CallID             string
+	OrgID              string
+	JobID              *string
+	Attempt            int64
+	ProgramID          *string
+	ProgramExecutionID *string
+	ContactID          *string
+	Direction          string
+	From               string
+	To                 string
+	Status             string
+	Outcome            string
+	OutcomeReason      *string
+	CreatedAt          time.Time
+	DialedAt           *time.Time
+	AnsweredAt         *time.Time
+	TerminatedAt       *time.Time
+	DurationMs         *int64
+	FlowID             *string
+	FlowName           *string
+	FlowVersion        *int64
+	FlowStartedAt      *time.Time
+	FlowCompletedAt    *time.Time
+	NodeCount          int
+	TotalCost          *schema.Number
+	TimelineCount      int
+	LastEventAt        time.Time
+	Version            uint64
+	ETag               string
+	Pieces             report.CallPieces
 }
 
 // PathRow is one execution-path entry.
 type PathRow struct {
-	CallID         string    `json:"call_id"`
-	ExecutionIndex int64     `json:"execution_index"`
-	OrgID          string    `json:"org_id"`
-	JobID          *string   `json:"job_id"`
-	NodeID         string    `json:"node_id"`
-	NodeType       string    `json:"node_type"`
-	NodeLabel      *string   `json:"node_label"`
-	OutputPath     *string   `json:"output_path"`
-	EnteredAt      time.Time `json:"entered_at"`
+	CallID         string
+	ExecutionIndex int64
+	OrgID          string
+	JobID          *string
+	NodeID         string
+	NodeType       string
+	NodeLabel      *string
+	OutputPath     *string
+	EnteredAt      time.Time
+	Entered        []byte // stamp keys
+	Exited         []byte
+	Fragment       []byte
+	// Fresh says the table has no row of this key yet.
+	Fresh bool `json:"-"`
+}
+
+// VarRow is one variable.
+type VarRow struct {
+	CallID   string
+	Name     string
+	OrgID    string
+	JobID    *string
+	Value    json.RawMessage
+	Stamp    []byte
+	Fragment []byte
+	Fresh    bool `json:"-"`
 }
 
 // BillingRow is one billing line.
 type BillingRow struct {
-	CallID        string        `json:"call_id"`
-	NodeID        string        `json:"node_id"`
-	OrgID         string        `json:"org_id"`
-	JobID         *string       `json:"job_id"`
-	NodeType      string        `json:"node_type"`
-	DurationMs    *int64        `json:"duration_ms"`
-	Cost          schema.Number `json:"cost"`
-	CostPerUnit   schema.Number `json:"cost_per_unit"`
-	Unit          string        `json:"unit"`
-	MinDurationMs *int64        `json:"min_duration_ms"`
-	RatedAt       time.Time     `json:"rated_at"`
+	CallID        string
+	NodeID        string
+	OrgID         string
+	JobID         *string
+	NodeType      string
+	DurationMs    *int64
+	Cost          schema.Number
+	CostPerUnit   schema.Number
+	Unit          string
+	MinDurationMs *int64
+	RatedAt       time.Time
+	Stamp         []byte
+	Fragment      []byte
+	Fresh         bool `json:"-"`
 }
 
 // TimelineRow is one timeline entry.
 type TimelineRow struct {
-	CallID     string          `json:"call_id"`
-	EventID    string          `json:"event_id"`
-	OrgID      string          `json:"org_id"`
-	JobID      *string         `json:"job_id"`
-	Type       string          `json:"type"`
-	OccurredAt time.Time       `json:"occurred_at"`
-	Data       json.RawMessage `json:"data"`
+	CallID     string
+	EventID    string
+	OrgID      string
+	JobID      *string
+	Type       string
+	OccurredAt time.Time
+	Data       json.RawMessage
+	Stamp      []byte
+	Fragment   []byte
+	Fresh      bool `json:"-"`
 }
 
-// JobView is a rendered job.
-type JobView struct {
-	JobID              string          `json:"job_id"`
-	OrgID              string          `json:"org_id"`
-	Status             string          `json:"status"`
-	FinalOutcome       *string         `json:"final_outcome"`
-	AttemptCount       int             `json:"attempt_count"`
-	MaxAttempts        *int64          `json:"max_attempts"`
-	ProgramID          *string         `json:"program_id"`
-	ProgramExecutionID *string         `json:"program_execution_id"`
-	ContactID          *string         `json:"contact_id"`
-	FailureReason      *string         `json:"failure_reason"`
-	FirstEventAt       time.Time       `json:"first_event_at"`
-	LastEventAt        time.Time       `json:"last_event_at"`
-	Report             json.RawMessage `json:"report"`
-	ETag               string          `json:"etag"`
+// JobRow is a job: the typed columns of jobs and the head of its report.
+type JobRow struct {
+	JobID              string
+	OrgID              string
+	Status             string
+	FinalOutcome       *string
+	AttemptCount       int
+	MaxAttempts        *int64
+	ProgramID          *string
+	ProgramExecutionID *string
+	ContactID          *string
+	FailureReason      *string
+	FirstEventAt       time.Time
+	LastEventAt        time.Time
+	Version            uint64
+	ETag               string
+	Head               []byte
+}
+
+// Status and outcome until an event says otherwise.
+const (
+	InitialStatus  = "initiated"
+	PendingOutcome = "pending"
+)
+
+func msPtr(s *Stamp) *time.Time {
+	if s == nil {
+		return nil
+	}
+	t := report.Millis(s.T)
+	return &t
+}
+
+func tsPtr(t *time.Time) *report.Timestamp {
+	if t == nil {
+		return nil
+	}
+	ts := report.Timestamp(*t)
+	return &ts
+}
+
+// The fragments of a call's entries.
+
+func pathFragment(e *PathEntry) ([]byte, error) {
+	n := e.Entered.V
+	pe := report.PathEntry{NodeID: n.ID, NodeType: n.Type, NodeLabel: n.Label, Timestamp: report.Timestamp(report.Millis(e.Entered.S.T))}
+	if e.Exited != nil {
+		pe.OutputPath = &e.Exited.V
+	}
+	return report.Encode(pe)
+}
+
+func variableFragment(name string, value json.RawMessage) ([]byte, error) {
+	return report.VariableFragment(name, value)
+}
+
+func billingFragment(l *schema.BillingNodeCostData) ([]byte, error) {
+	return report.Encode(report.BillingNode{NodeID: l.NodeID, NodeType: l.NodeType, DurationMs: l.DurationMs,
+		Cost: l.Cost, CostPerUnit: l.CostPerUnit, Unit: l.Unit, MinDurationMs: l.MinDurationMs})
+}
+
+func eventFragment(s *Stamp, v Timeline) ([]byte, error) {
+	return report.Encode(report.Event{Type: v.Type, Timestamp: report.Timestamp(report.Millis(s.T)), Data: v.Data})
+}
+
+// RenderCall renders the row and report pieces of c, and records their
+// size in c.HeadBytes. ok is false while the call has no call.created: it
+// has no report yet.
+func RenderCall(callID string, c *Call) (r *CallRow, ok bool, err error) {
+	if c.Created == nil {
+		return nil, false, nil
+	}
+	cr := c.Created.V
+	r = &CallRow{
+		CallID: callID, OrgID: c.OrgID, JobID: c.jobID(),
+		Attempt: cr.Attempt, ProgramID: cr.ProgramID, ProgramExecutionID: cr.ProgramExecutionID, ContactID: cr.ContactID,
+		Direction: cr.Direction, From: cr.From, To: cr.To,
+		Status: InitialStatus, Outcome: PendingOutcome,
+		CreatedAt: report.Millis(c.Created.S.T), DialedAt: msPtr(c.Dialed), AnsweredAt: msPtr(c.Answered), TerminatedAt: msPtr(c.Terminated),
+		LastEventAt: report.Millis(*c.LastAt), NodeCount: c.Counts.Path, TimelineCount: c.Counts.Timeline,
+		Version: c.Version, ETag: report.ETag(Version, c.Version),
+	}
+	if c.Status != nil {
+		r.Status = c.Status.V
+	}
+	if c.Duration != nil {
+		r.DurationMs = &c.Duration.V
+	}
+	if c.Outcome != nil {
+		r.Outcome, r.OutcomeReason = c.Outcome.V.Outcome, c.Outcome.V.Reason
+	}
+	head := report.CallHead{
+		CallID: callID, Attempt: cr.Attempt,
+		ProgramID: cr.ProgramID, ProgramExecutionID: cr.ProgramExecutionID, ContactID: cr.ContactID,
+		Call: report.Call{
+			Status: r.Status, Direction: cr.Direction, From: cr.From, To: cr.To,
+			CreatedAt: report.Timestamp(r.CreatedAt), DialedAt: tsPtr(r.DialedAt), AnsweredAt: tsPtr(r.AnsweredAt),
+			TerminatedAt: tsPtr(r.TerminatedAt), DurationMs: r.DurationMs,
+		},
+		Outcome: r.Outcome, OutcomeReason: r.OutcomeReason,
+	}
+	var flow *report.Flow
+	var end report.FlowEnd
+	if c.Flow != nil {
+		f := c.Flow.V
+		r.FlowID, r.FlowName, r.FlowVersion = &f.ID, &f.Name, &f.Version
+		r.FlowStartedAt, r.FlowCompletedAt = msPtr(c.Flow.S), msPtr(c.FlowDone)
+		flow = &report.Flow{FlowID: f.ID, FlowName: f.Name, FlowVersion: f.Version}
+		end = report.FlowEnd{NodeExecutionCount: c.Counts.Path,
+			FlowStartedAt: tsPtr(r.FlowStartedAt), FlowCompletedAt: tsPtr(r.FlowCompletedAt)}
+	}
+	if c.Counts.Billing > 0 {
+		total := c.TotalCost
+		r.TotalCost = &total
+	}
+	if r.Pieces, err = report.Pieces(head, flow, end, r.TotalCost); err != nil {
+		return nil, false, fmt.Errorf("render call %s: %w", callID, err)
+	}
+	c.HeadBytes = r.Pieces.Len()
+	return r, true, nil
+}
+
+func (c *Call) jobID() *string {
+	if c.JobID == "" {
+		return nil
+	}
+	return &c.JobID
+}
+
+// Rows returns the rows of c's entries that changed, each with its
+// fragment.
+func (c *Call) Rows(callID string) (path []PathRow, vars []VarRow, billing []BillingRow, timeline []TimelineRow) {
+	for idx, e := range c.Path {
+		if e.Changed {
+			r := c.pathRow(callID, idx, e)
+			r.Fresh = !e.Stored
+			path = append(path, r)
+		}
+	}
+	for name, v := range c.Vars {
+		if v.Changed {
+			vars = append(vars, VarRow{CallID: callID, Name: name, OrgID: c.OrgID, JobID: c.jobID(),
+				Value: v.V, Stamp: v.S.Key(), Fragment: v.Frag, Fresh: !v.Stored})
+		}
+	}
+	for node, l := range c.Billing {
+		if l.Changed {
+			r := c.billingRow(callID, node, l)
+			r.Fresh = !l.Stored
+			billing = append(billing, r)
+		}
+	}
+	for id, e := range c.Timeline {
+		if e.Changed {
+			timeline = append(timeline, TimelineRow{CallID: callID, EventID: id, OrgID: c.OrgID, JobID: c.jobID(),
+				Type: e.V.Type, OccurredAt: report.Millis(e.S.T), Data: e.V.Data, Stamp: e.S.Key(), Fragment: e.Frag,
+				Fresh: !e.Stored})
+		}
+	}
+	return path, vars, billing, timeline
+}
+
+func (c *Call) pathRow(callID string, idx int64, e *PathEntry) PathRow {
+	n := e.Entered.V
+	row := PathRow{CallID: callID, ExecutionIndex: idx, OrgID: c.OrgID, JobID: c.jobID(),
+		NodeID: n.ID, NodeType: n.Type, NodeLabel: n.Label, EnteredAt: report.Millis(e.Entered.S.T),
+		Entered: e.Entered.S.Key(), Fragment: e.Frag}
+	if e.Exited != nil {
+		row.OutputPath, row.Exited = &e.Exited.V, e.Exited.S.Key()
+	}
+	return row
+}
+
+func (c *Call) billingRow(callID, node string, l *Line) BillingRow {
+	v := l.V
+	return BillingRow{CallID: callID, NodeID: node, OrgID: c.OrgID, JobID: c.jobID(),
+		NodeType: v.NodeType, DurationMs: v.DurationMs, Cost: v.Cost, CostPerUnit: v.CostPerUnit, Unit: v.Unit,
+		MinDurationMs: v.MinDurationMs, RatedAt: report.Millis(l.S.T), Stamp: l.S.Key(), Fragment: l.Frag}
+}
+
+// JobSummary is what a job report needs of its attempts.
+type JobSummary struct {
+	Attempts int
+	// LastOutcome is the outcome of the last attempt, by (attempt,
+	// createdAt, callId); "" without attempts.
+	LastOutcome string
+	// FirstCreated and LastEventAt bound the attempts' createdAt and
+	// lastEventAt; Version is their largest version.
+	FirstCreated, LastEventAt time.Time
+	Version                   uint64
+}
+
+// RenderJob renders the row and report head of j from its attempts'
+// summary. ok is false while the job has neither a job event nor an
+// attempt.
+func RenderJob(jobID string, j *Job, a JobSummary) (r *JobRow, ok bool, err error) {
+	if j.Status == nil && a.Attempts == 0 {
+		return nil, false, nil
+	}
+	r = &JobRow{JobID: jobID, OrgID: j.OrgID, AttemptCount: a.Attempts, Version: max(j.Version, a.Version)}
+	switch {
+	case j.Status == nil:
+		r.FirstEventAt, r.LastEventAt = a.FirstCreated, a.LastEventAt
+	case a.Attempts == 0:
+		r.FirstEventAt, r.LastEventAt = report.Millis(j.FirstAt), report.Millis(j.LastAt)
+	default:
+		r.FirstEventAt, r.LastEventAt = report.Millis(j.FirstAt), report.Millis(j.LastAt)
+		if a.FirstCreated.Before(r.FirstEventAt) {
+			r.FirstEventAt = a.FirstCreated
+		}
+		if a.LastEventAt.After(r.LastEventAt) {
+			r.LastEventAt = a.LastEventAt
+		}
+	}
+	if j.Queued != nil {
+		q := j.Queued.V
+		r.MaxAttempts, r.ProgramID, r.ProgramExecutionID, r.ContactID = q.MaxAttempts, q.ProgramID, q.ProgramExecutionID, q.ContactID
+	}
+	if j.Failed != nil {
+		r.FailureReason = j.Failed.V.Reason
+	}
+	if a.Attempts > 0 && a.LastOutcome != PendingOutcome {
+		last := a.LastOutcome
+		r.FinalOutcome = &last
+	}
+	switch {
+	case j.Status != nil:
+		r.Status = j.Status.V
+	case r.FinalOutcome == nil:
+		r.Status = "active"
+	case *r.FinalOutcome == "completed":
+		r.Status = "completed"
+	default:
+		r.Status = "failed"
+	}
+	r.ETag = report.ETag(Version, r.Version)
+	if r.Head, err = report.JobHeadBytes(report.JobHead{JobID: jobID, Status: r.Status, FinalOutcome: r.FinalOutcome}); err != nil {
+		return nil, false, fmt.Errorf("render job %s: %w", jobID, err)
+	}
+	return r, true, nil
+}
+
+// The whole reports, from a state that holds every entry: what the tests
+// compare, and what the query process assembles from the stored pieces.
+
+// CallView is a rendered call attempt with its whole report and rows.
+type CallView struct {
+	CallRow
+	Report   []byte
+	Path     []PathRow
+	Vars     []VarRow
+	Billing  []BillingRow
+	Timeline []TimelineRow
+}
+
+// View renders the whole report of a call whose entries are all in hand,
+// and every row. ok is false while the call has no report.
+func View(callID string, c *Call) (v *CallView, ok bool, err error) {
+	row, ok, err := RenderCall(callID, c)
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	v = &CallView{CallRow: *row}
+	for _, idx := range sortedBy(c.Path, cmp.Compare[int64]) {
+		v.Path = append(v.Path, c.pathRow(callID, idx, c.Path[idx]))
+	}
+	for _, name := range sortedBy(c.Vars, func(a, b string) int {
+		return cmp.Or(bytes.Compare(c.Vars[a].S.Key(), c.Vars[b].S.Key()), cmp.Compare(a, b))
+	}) {
+		vr := c.Vars[name]
+		v.Vars = append(v.Vars, VarRow{CallID: callID, Name: name, OrgID: c.OrgID, JobID: c.jobID(),
+			Value: vr.V, Stamp: vr.S.Key(), Fragment: vr.Frag})
+	}
+	for _, node := range sortedBy(c.Billing, func(a, b string) int {
+		return cmp.Or(cmp.Compare(c.Billing[a].S.T, c.Billing[b].S.T), cmp.Compare(a, b))
+	}) {
+		v.Billing = append(v.Billing, c.billingRow(callID, node, c.Billing[node]))
+	}
+	for _, id := range sortedBy(c.Timeline, func(a, b string) int {
+		return bytes.Compare(c.Timeline[a].S.Key(), c.Timeline[b].S.Key())
+	}) {
+		e := c.Timeline[id]
+		v.Timeline = append(v.Timeline, TimelineRow{CallID: callID, EventID: id, OrgID: c.OrgID, JobID: c.jobID(),
+			Type: e.V.Type, OccurredAt: report.Millis(e.S.T), Data: e.V.Data, Stamp: e.S.Key(), Fragment: e.Frag})
+	}
+	frags := func(n int, f func(i int) []byte) [][]byte {
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = f(i)
+		}
+		return out
+	}
+	v.Report = report.AssembleCall(v.Pieces,
+		frags(len(v.Path), func(i int) []byte { return v.Path[i].Fragment }),
+		frags(len(v.Vars), func(i int) []byte { return v.Vars[i].Fragment }),
+		frags(len(v.Billing), func(i int) []byte { return v.Billing[i].Fragment }),
+		frags(len(v.Timeline), func(i int) []byte { return v.Timeline[i].Fragment }))
+	return v, true, nil
 }
 
 // Attempt is what a job report needs of one of its call attempts.
@@ -117,167 +419,58 @@ type Attempt struct {
 	CreatedAt time.Time
 	Outcome   string
 	LastAt    time.Time
-	Report    json.RawMessage
+	Version   uint64
+	Report    []byte
 }
 
-// AttemptOf is the Attempt of a rendered call.
+// AttemptOf is the Attempt of a call view.
 func AttemptOf(v *CallView) Attempt {
 	return Attempt{CallID: v.CallID, Attempt: v.Attempt, CreatedAt: v.CreatedAt,
-		Outcome: v.Outcome, LastAt: v.LastEventAt, Report: v.Report}
+		Outcome: v.Outcome, LastAt: v.LastEventAt, Version: v.Version, Report: v.Report}
 }
 
-// Status and outcome until an event says otherwise.
-const (
-	InitialStatus  = "initiated"
-	PendingOutcome = "pending"
-)
-
-// ms is an instant of the reports: UTC, truncated to the millisecond.
-func ms(ns int64) time.Time {
-	return time.Unix(0, ns).UTC().Truncate(time.Millisecond)
-}
-
-func msPtr(s *Stamp) *time.Time {
-	if s == nil {
-		return nil
-	}
-	t := ms(s.T)
-	return &t
-}
-
-// Timestamp is the report format of an instant: 2025-12-16T11:15:00.062Z.
-type Timestamp time.Time
-
-// MarshalJSON writes RFC 3339 with exactly three fractional digits and Z.
-func (t Timestamp) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 26)
-	b = append(b, '"')
-	b = time.Time(t).UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
-	return append(b, '"'), nil
-}
-
-func tsPtr(t *time.Time) *Timestamp {
-	if t == nil {
-		return nil
-	}
-	ts := Timestamp(*t)
-	return &ts
-}
-
-// The report documents, field for field as the API seed shows them.
-type callReport struct {
-	CallID             string         `json:"callId"`
-	Attempt            int64          `json:"attempt"`
-	ProgramID          *string        `json:"programId,omitempty"`
-	ProgramExecutionID *string        `json:"programExecutionId,omitempty"`
-	ContactID          *string        `json:"contactId,omitempty"`
-	Call               callDetails    `json:"call"`
-	Outcome            string         `json:"outcome"`
-	OutcomeReason      *string        `json:"outcomeReason,omitempty"`
-	FlowExecution      *flowExecution `json:"flowExecution,omitempty"`
-	Billing            *billing       `json:"billing,omitempty"`
-	Events             []callEvent    `json:"events"`
-}
-
-type callDetails struct {
-	Status       string     `json:"status"`
-	Direction    string     `json:"direction"`
-	From         string     `json:"from"`
-	To           string     `json:"to"`
-	CreatedAt    Timestamp  `json:"createdAt"`
-	DialedAt     *Timestamp `json:"dialedAt,omitempty"`
-	AnsweredAt   *Timestamp `json:"answeredAt,omitempty"`
-	TerminatedAt *Timestamp `json:"terminatedAt,omitempty"`
-	DurationMs   *int64     `json:"durationMs,omitempty"`
-}
-
-type flowExecution struct {
-	FlowID             string      `json:"flowId"`
-	FlowName           string      `json:"flowName"`
-	FlowVersion        int64       `json:"flowVersion"`
-	ExecutionPath      []pathEntry `json:"executionPath"`
-	FinalVariables     variables   `json:"finalVariables"`
-	NodeExecutionCount int         `json:"nodeExecutionCount"`
-	FlowStartedAt      *Timestamp  `json:"flowStartedAt,omitempty"`
-	FlowCompletedAt    *Timestamp  `json:"flowCompletedAt,omitempty"`
-}
-
-type pathEntry struct {
-	NodeID     string    `json:"nodeId"`
-	NodeType   string    `json:"nodeType"`
-	NodeLabel  *string   `json:"nodeLabel,omitempty"`
-	OutputPath *string   `json:"outputPath,omitempty"`
-	Timestamp  Timestamp `json:"timestamp"`
-}
-
-// variables is an object whose members keep the order of their writers.
-type variables []variable
-
-type variable struct {
-	name  string
-	value json.RawMessage
-}
-
-func (vs variables) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, v := range vs {
-		if i > 0 {
-			b.WriteByte(',')
+// Summarize is the summary of a job's attempts.
+func Summarize(attempts []Attempt) JobSummary {
+	sortAttempts(attempts)
+	s := JobSummary{Attempts: len(attempts)}
+	for i, a := range attempts {
+		if i == 0 || a.CreatedAt.Before(s.FirstCreated) {
+			s.FirstCreated = a.CreatedAt
 		}
-		name, err := Encode(v.name)
-		if err != nil {
-			return nil, err
+		if i == 0 || a.LastAt.After(s.LastEventAt) {
+			s.LastEventAt = a.LastAt
 		}
-		b.Write(name)
-		b.WriteByte(':')
-		b.Write(v.value)
+		s.Version = max(s.Version, a.Version)
+		s.LastOutcome = a.Outcome
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return s
 }
 
-type billing struct {
-	Nodes     []billingNode `json:"nodes"`
-	TotalCost schema.Number `json:"totalCost"`
+// sortAttempts orders attempts as a job report lists them: by attempt,
+// createdAt, then call id.
+func sortAttempts(attempts []Attempt) {
+	slices.SortFunc(attempts, func(a, b Attempt) int {
+		return cmp.Or(cmp.Compare(a.Attempt, b.Attempt), a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.CallID, b.CallID))
+	})
 }
 
-type billingNode struct {
-	NodeID        string        `json:"nodeId"`
-	NodeType      string        `json:"nodeType"`
-	DurationMs    *int64        `json:"durationMs"`
-	Cost          schema.Number `json:"cost"`
-	CostPerUnit   schema.Number `json:"costPerUnit"`
-	Unit          string        `json:"unit"`
-	MinDurationMs *int64        `json:"minDurationMs"`
+// JobView is a rendered job with its whole report.
+type JobView struct {
+	JobRow
+	Report []byte
 }
 
-type callEvent struct {
-	Type      string          `json:"type"`
-	Timestamp Timestamp       `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
-}
-
-// Encode encodes v as compact JSON without HTML escaping: reports keep their
-// text, and fold state read back renders the very bytes it rendered before.
-// The projector writes states and rows with it too.
-func Encode(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
+// ViewJob renders the whole report of j from its attempts.
+func ViewJob(jobID string, j *Job, attempts []Attempt) (v *JobView, ok bool, err error) {
+	row, ok, err := RenderJob(jobID, j, Summarize(attempts))
+	if !ok || err != nil {
+		return nil, ok, err
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
-
-// ETag is the entity tag of a report: a weak tag, since a gzipped
-// representation shares it, derived from the bytes alone so that a rebuild
-// that gives the same report gives the same tag.
-func ETag(report []byte) string {
-	h := fnv.New64a()
-	h.Write(report)
-	return fmt.Sprintf(`W/"%016x"`, h.Sum64())
+	reports := make([][]byte, len(attempts))
+	for i, a := range attempts {
+		reports[i] = a.Report
+	}
+	return &JobView{JobRow: *row, Report: report.AssembleJob(row.Head, reports)}, true, nil
 }
 
 // sortedBy returns the keys of m ordered by cmp.
@@ -288,196 +481,4 @@ func sortedBy[K comparable, V any](m map[K]V, less func(a, b K) int) []K {
 	}
 	slices.SortFunc(keys, less)
 	return keys
-}
-
-func byStamp(a, b Stamp) int {
-	switch {
-	case a.Less(b):
-		return -1
-	case b.Less(a):
-		return 1
-	}
-	return 0
-}
-
-// RenderCall renders the call report of c and its rows. ok is false while
-// the call has no call.created: it has no report yet.
-func RenderCall(callID string, c *Call) (v *CallView, ok bool, err error) {
-	if c.Created == nil {
-		return nil, false, nil
-	}
-	cr := c.Created.V
-	var jobID *string
-	if c.JobID != "" {
-		jobID = &c.JobID
-	}
-	v = &CallView{
-		CallID: callID, OrgID: c.OrgID, JobID: jobID,
-		Attempt: cr.Attempt, ProgramID: cr.ProgramID, ProgramExecutionID: cr.ProgramExecutionID, ContactID: cr.ContactID,
-		Direction: cr.Direction, From: cr.From, To: cr.To,
-		Status: InitialStatus, Outcome: PendingOutcome,
-		CreatedAt: ms(c.Created.S.T), DialedAt: msPtr(c.Dialed), AnsweredAt: msPtr(c.Answered), TerminatedAt: msPtr(c.Terminated),
-		LastEventAt: ms(*c.LastAt),
-	}
-	if c.Status != nil {
-		v.Status = c.Status.V
-	}
-	if c.Duration != nil {
-		v.DurationMs = &c.Duration.V
-	}
-	if c.Outcome != nil {
-		v.Outcome, v.OutcomeReason = c.Outcome.V.Outcome, c.Outcome.V.Reason
-	}
-	doc := callReport{
-		CallID: callID, Attempt: cr.Attempt,
-		ProgramID: cr.ProgramID, ProgramExecutionID: cr.ProgramExecutionID, ContactID: cr.ContactID,
-		Call: callDetails{
-			Status: v.Status, Direction: cr.Direction, From: cr.From, To: cr.To,
-			CreatedAt: Timestamp(v.CreatedAt), DialedAt: tsPtr(v.DialedAt), AnsweredAt: tsPtr(v.AnsweredAt),
-			TerminatedAt: tsPtr(v.TerminatedAt), DurationMs: v.DurationMs,
-		},
-		Outcome: v.Outcome, OutcomeReason: v.OutcomeReason,
-		Events: []callEvent{},
-	}
-
-	if c.Flow != nil {
-		f := c.Flow.V
-		v.FlowID, v.FlowName, v.FlowVersion = &f.ID, &f.Name, &f.Version
-		v.FlowStartedAt, v.FlowCompletedAt = msPtr(&c.Flow.S), msPtr(c.FlowDone)
-		fe := &flowExecution{
-			FlowID: f.ID, FlowName: f.Name, FlowVersion: f.Version,
-			ExecutionPath: []pathEntry{}, FinalVariables: variables{},
-			FlowStartedAt: tsPtr(v.FlowStartedAt), FlowCompletedAt: tsPtr(v.FlowCompletedAt),
-		}
-		for _, idx := range sortedBy(c.Entered, cmp.Compare[int64]) {
-			in := c.Entered[idx]
-			row := PathRow{CallID: callID, ExecutionIndex: idx, OrgID: c.OrgID, JobID: jobID,
-				NodeID: in.V.ID, NodeType: in.V.Type, NodeLabel: in.V.Label, EnteredAt: ms(in.S.T)}
-			if out := c.Exited[idx]; out != nil {
-				row.OutputPath = &out.V
-			}
-			v.Path = append(v.Path, row)
-			fe.ExecutionPath = append(fe.ExecutionPath, pathEntry{NodeID: row.NodeID, NodeType: row.NodeType,
-				NodeLabel: row.NodeLabel, OutputPath: row.OutputPath, Timestamp: Timestamp(row.EnteredAt)})
-		}
-		fe.NodeExecutionCount = len(fe.ExecutionPath)
-		v.NodeCount = fe.NodeExecutionCount
-		names := sortedBy(c.Vars, func(a, b string) int {
-			if d := byStamp(c.Vars[a].S, c.Vars[b].S); d != 0 {
-				return d
-			}
-			return cmp.Compare(a, b)
-		})
-		for _, name := range names {
-			fe.FinalVariables = append(fe.FinalVariables, variable{name: name, value: c.Vars[name].V})
-		}
-		doc.FlowExecution = fe
-	}
-
-	if len(c.Billing) > 0 {
-		b := &billing{}
-		var costs []schema.Number
-		nodes := sortedBy(c.Billing, func(a, b string) int {
-			if d := cmp.Compare(c.Billing[a].S.T, c.Billing[b].S.T); d != 0 {
-				return d
-			}
-			return cmp.Compare(a, b)
-		})
-		for _, node := range nodes {
-			r := c.Billing[node]
-			l := r.V
-			b.Nodes = append(b.Nodes, billingNode{NodeID: l.NodeID, NodeType: l.NodeType, DurationMs: l.DurationMs,
-				Cost: l.Cost, CostPerUnit: l.CostPerUnit, Unit: l.Unit, MinDurationMs: l.MinDurationMs})
-			v.Billing = append(v.Billing, BillingRow{CallID: callID, NodeID: l.NodeID, OrgID: c.OrgID, JobID: jobID,
-				NodeType: l.NodeType, DurationMs: l.DurationMs, Cost: l.Cost, CostPerUnit: l.CostPerUnit,
-				Unit: l.Unit, MinDurationMs: l.MinDurationMs, RatedAt: ms(r.S.T)})
-			costs = append(costs, l.Cost)
-		}
-		b.TotalCost = sum(costs)
-		v.TotalCost = &b.TotalCost
-		doc.Billing = b
-	}
-
-	for _, id := range sortedBy(c.Timeline, func(a, b string) int { return byStamp(c.Timeline[a].S, c.Timeline[b].S) }) {
-		r := c.Timeline[id]
-		v.Timeline = append(v.Timeline, TimelineRow{CallID: callID, EventID: id, OrgID: c.OrgID, JobID: jobID,
-			Type: r.V.Type, OccurredAt: ms(r.S.T), Data: r.V.Data})
-		doc.Events = append(doc.Events, callEvent{Type: r.V.Type, Timestamp: Timestamp(ms(r.S.T)), Data: r.V.Data})
-	}
-	v.TimelineCount = len(doc.Events)
-
-	if v.Report, err = Encode(doc); err != nil {
-		return nil, false, fmt.Errorf("render call %s: %w", callID, err)
-	}
-	v.ETag = ETag(v.Report)
-	return v, true, nil
-}
-
-// RenderJob renders the job report of j from its attempts' reports. ok is
-// false while the job has neither a job event nor an attempt.
-func RenderJob(jobID string, j *Job, attempts []Attempt) (v *JobView, ok bool, err error) {
-	if j.Status == nil && len(attempts) == 0 {
-		return nil, false, nil
-	}
-	slices.SortFunc(attempts, func(a, b Attempt) int {
-		return cmp.Or(cmp.Compare(a.Attempt, b.Attempt), a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.CallID, b.CallID))
-	})
-	v = &JobView{JobID: jobID, OrgID: j.OrgID, AttemptCount: len(attempts)}
-	if j.Status != nil {
-		v.FirstEventAt, v.LastEventAt = ms(j.FirstAt), ms(j.LastAt)
-	} else {
-		v.FirstEventAt, v.LastEventAt = attempts[0].CreatedAt, attempts[0].LastAt
-	}
-	for _, a := range attempts {
-		if a.CreatedAt.Before(v.FirstEventAt) {
-			v.FirstEventAt = a.CreatedAt
-		}
-		if a.LastAt.After(v.LastEventAt) {
-			v.LastEventAt = a.LastAt
-		}
-	}
-	if j.Queued != nil {
-		q := j.Queued.V
-		v.MaxAttempts, v.ProgramID, v.ProgramExecutionID, v.ContactID = q.MaxAttempts, q.ProgramID, q.ProgramExecutionID, q.ContactID
-	}
-	if j.Failed != nil {
-		v.FailureReason = j.Failed.V.Reason
-	}
-	if len(attempts) > 0 {
-		if last := attempts[len(attempts)-1].Outcome; last != PendingOutcome {
-			v.FinalOutcome = &last
-		}
-	}
-	switch {
-	case j.Status != nil:
-		v.Status = j.Status.V
-	case v.FinalOutcome == nil:
-		v.Status = "active"
-	case *v.FinalOutcome == "completed":
-		v.Status = "completed"
-	default:
-		v.Status = "failed"
-	}
-
-	var b bytes.Buffer
-	head, err := Encode(struct {
-		JobID        string  `json:"jobId"`
-		Status       string  `json:"status"`
-		FinalOutcome *string `json:"finalOutcome,omitempty"`
-	}{jobID, v.Status, v.FinalOutcome})
-	if err != nil {
-		return nil, false, fmt.Errorf("render job %s: %w", jobID, err)
-	}
-	b.Write(head[:len(head)-1])
-	b.WriteString(`,"attempts":[`)
-	for i, a := range attempts {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.Write(a.Report)
-	}
-	b.WriteString("]}")
-	v.Report = b.Bytes()
-	v.ETag = ETag(v.Report)
-	return v, true, nil
 }

@@ -130,7 +130,7 @@ func jobEvt(name, id, at string) evt  { return newEvt("job."+name, id, at, "{}")
 func applyAll(t testing.TB, set *fold.Set, evs []evt) {
 	t.Helper()
 	for _, e := range evs {
-		if rej := set.Apply(e.decode(t)); rej != nil {
+		if rej := set.Apply(e.decode(t), 0); rej != nil {
 			t.Fatalf("event %s %s rejected: %v", e.Type, e.ID, rej)
 		}
 	}
@@ -148,7 +148,7 @@ func callViews(t testing.TB, set *fold.Set) map[string]*fold.CallView {
 	t.Helper()
 	views := map[string]*fold.CallView{}
 	for id, c := range set.Calls {
-		v, ok, err := fold.RenderCall(id, c)
+		v, ok, err := fold.View(id, c)
 		if err != nil {
 			t.Fatalf("render call %s: %v", id, err)
 		}
@@ -166,7 +166,7 @@ func callReport(t testing.TB, set *fold.Set, id string) []byte {
 	if c == nil {
 		return nil
 	}
-	v, ok, err := fold.RenderCall(id, c)
+	v, ok, err := fold.View(id, c)
 	if err != nil {
 		t.Fatalf("render call %s: %v", id, err)
 	}
@@ -190,7 +190,7 @@ func jobView(t testing.TB, set *fold.Set, id string) *fold.JobView {
 			attempts = append(attempts, fold.AttemptOf(v))
 		}
 	}
-	v, ok, err := fold.RenderJob(id, j, attempts)
+	v, ok, err := fold.ViewJob(id, j, attempts)
 	if err != nil {
 		t.Fatalf("render job %s: %v", id, err)
 	}
@@ -240,14 +240,20 @@ func everything(t testing.TB, set *fold.Set) map[string]string {
 			out["jobs/"+id] = string(r)
 		}
 	}
-	state, err := json.Marshal(struct {
-		Calls map[string]*fold.Call
-		Jobs  map[string]*fold.Job
-	}{set.Calls, set.Jobs})
-	if err != nil {
-		t.Fatal(err)
+	for id, c := range set.Calls {
+		state, err := fold.EncodeCall(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["state/calls/"+id] = string(state)
 	}
-	out["state"] = string(state)
+	for id, j := range set.Jobs {
+		state, err := fold.EncodeJob(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["state/jobs/"+id] = string(state)
+	}
 	return out
 }
 
@@ -746,12 +752,12 @@ func TestLastWriterWins(t *testing.T) {
 		set := foldAll(t, winners)
 		want := everything(t, set)
 		for _, s := range stale {
-			fresh := &fold.Set{Calls: set.Calls, Jobs: set.Jobs, ChangedCalls: map[string]bool{}, ChangedJobs: map[string]bool{}}
-			if rej := fresh.Apply(s.decode(t)); rej != nil {
+			set.ClearChanged()
+			if rej := set.Apply(s.decode(t), 0); rej != nil {
 				t.Fatalf("stale %s rejected: %v", s.ID, rej)
 			}
-			if len(fresh.ChangedCalls) > 0 || len(fresh.ChangedJobs) > 0 {
-				t.Errorf("stale %s %s marked calls %v jobs %v changed", s.Type, s.ID, fresh.ChangedCalls, fresh.ChangedJobs)
+			if calls, jobs := set.Changed(); len(calls) > 0 || len(jobs) > 0 {
+				t.Errorf("stale %s %s marked calls %v jobs %v changed", s.Type, s.ID, calls, jobs)
 			}
 		}
 		sameReports(t, everything(t, set), want, "after stale events")
@@ -1127,8 +1133,8 @@ func TestTenancy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			set := foldAll(t, tc.setup)
 			before := everything(t, set)
-			set.ChangedCalls, set.ChangedJobs = map[string]bool{}, map[string]bool{}
-			rej := set.Apply(tc.bad.decode(t))
+			set.ClearChanged()
+			rej := set.Apply(tc.bad.decode(t), 0)
 			switch {
 			case rej == nil:
 				t.Fatalf("event %s of %s accepted, want %s\nreports now: %v", tc.bad.ID, tc.bad.Org, tc.reason, everything(t, set))
@@ -1136,8 +1142,8 @@ func TestTenancy(t *testing.T) {
 				t.Errorf("rejected with %s (%v), want %s", rej.Reason, rej, tc.reason)
 			}
 			sameReports(t, everything(t, set), before, "after the rejected event")
-			if len(set.ChangedCalls) > 0 || len(set.ChangedJobs) > 0 {
-				t.Errorf("rejected event marked calls %v jobs %v changed", set.ChangedCalls, set.ChangedJobs)
+			if calls, jobs := set.Changed(); len(calls) > 0 || len(jobs) > 0 {
+				t.Errorf("rejected event marked calls %v jobs %v changed", calls, jobs)
 			}
 			applyAll(t, set, tc.after)
 		})
@@ -1147,7 +1153,7 @@ func TestTenancy(t *testing.T) {
 		set := foldAll(t, []evt{created("e1", ts(0)).job(jobA), jobEvt("queued", "e0", ts(0))})
 		for _, e := range []evt{created("x1", ts(1)).org(orgB).job(jobA), jobEvt("active", "x2", ts(1)).org(orgB),
 			cost("x3", ts(1), "n", "9").org(orgB)} {
-			if rej := set.Apply(e.decode(t)); rej == nil || rej.Reason != schema.ReasonTenantMismatch {
+			if rej := set.Apply(e.decode(t), 0); rej == nil || rej.Reason != schema.ReasonTenantMismatch {
 				t.Errorf("event %s of org B: got %v, want tenant_mismatch", e.ID, rej)
 			}
 		}
@@ -1216,18 +1222,18 @@ func TestDuplicates(t *testing.T) {
 	for _, e := range evs {
 		t.Run(e.Type, func(t *testing.T) {
 			ev := e.decode(t)
-			fresh := &fold.Set{Calls: set.Calls, Jobs: set.Jobs, ChangedCalls: map[string]bool{}, ChangedJobs: map[string]bool{}}
-			if rej := fresh.Apply(ev); rej != nil {
+			set.ClearChanged()
+			if rej := set.Apply(ev, 0); rej != nil {
 				t.Fatalf("duplicate rejected: %v", rej)
 			}
-			if len(fresh.ChangedCalls) > 0 || len(fresh.ChangedJobs) > 0 {
-				t.Errorf("duplicate marked calls %v jobs %v changed", fresh.ChangedCalls, fresh.ChangedJobs)
+			if calls, jobs := set.Changed(); len(calls) > 0 || len(jobs) > 0 {
+				t.Errorf("duplicate marked calls %v jobs %v changed", calls, jobs)
 			}
 			var changed bool
 			if ev.Type.Family() == schema.FamilyJob {
-				changed = fold.ApplyJob(set.Jobs[jobA], ev)
+				changed = fold.ApplyJob(set.Jobs[jobA], ev, 0)
 			} else {
-				changed = fold.ApplyCall(set.Calls[callA], ev)
+				changed, _ = fold.ApplyCall(set.Calls[callA], ev, 0)
 			}
 			if changed {
 				t.Errorf("applying %s a second time reports changed=true", e.ID)
@@ -1380,7 +1386,7 @@ func foldGen(t testing.TB, evs []genEvent) map[string]string {
 	t.Helper()
 	set := fold.NewSet()
 	for _, e := range evs {
-		if rej := set.Apply(e.decode(t)); rej != nil {
+		if rej := set.Apply(e.decode(t), 0); rej != nil {
 			t.Fatalf("event %s %s rejected: %v", e.Type, e.ID, rej)
 		}
 	}

@@ -3,29 +3,26 @@ package fold
 import "github.com/callreport/callreport/schema"
 
 // Set is the state of the calls and jobs that one batch touches, loaded
-// before the batch and written back after it, with what changed.
+// before the batch and written back after it.
 type Set struct {
-	Calls        map[string]*Call
-	Jobs         map[string]*Job
-	ChangedCalls map[string]bool
-	ChangedJobs  map[string]bool
+	Calls map[string]*Call
+	Jobs  map[string]*Job
+	// AttemptsChanged holds the jobs whose attempts changed: a job report
+	// is rendered from them.
+	AttemptsChanged map[string]bool
 }
 
 // NewSet returns an empty set.
 func NewSet() *Set {
-	return &Set{
-		Calls:        make(map[string]*Call),
-		Jobs:         make(map[string]*Job),
-		ChangedCalls: make(map[string]bool),
-		ChangedJobs:  make(map[string]bool),
-	}
+	return &Set{Calls: make(map[string]*Call), Jobs: make(map[string]*Job), AttemptsChanged: make(map[string]bool)}
 }
 
-// Apply folds one event of a known type into the set, in stream order. It
-// enforces tenancy first: the orgid of the first projected event of a job or
-// call owns it, and a call keeps the first job it was seen with. A rejected
-// event changes nothing and comes back as an *schema.Error.
-func (s *Set) Apply(ev *schema.Event) *schema.Error {
+// Apply folds one event of a known type, of stream sequence seq, into the
+// set, in stream order. It enforces tenancy first: the orgid of the first
+// projected event of a job or call owns it, and a call keeps the first job
+// it was seen with; then the contract's per-call bounds. A rejected event
+// changes nothing and comes back as an *schema.Error.
+func (s *Set) Apply(ev *schema.Event, seq uint64) *schema.Error {
 	var call *Call
 	if ev.Type.Family() != schema.FamilyJob {
 		call = s.Calls[ev.CallID]
@@ -45,35 +42,109 @@ func (s *Set) Apply(ev *schema.Event) *schema.Error {
 			return &schema.Error{Reason: schema.ReasonTenantMismatch, Field: "orgid",
 				Msg: "job " + ev.JobID + " belongs to another organization"}
 		}
-		if job == nil {
-			job = &Job{OrgID: ev.OrgID}
-			s.Jobs[ev.JobID] = job
-			s.ChangedJobs[ev.JobID] = true
-		}
 	}
 
 	if ev.Type.Family() == schema.FamilyJob {
-		if ApplyJob(job, ev) {
-			s.ChangedJobs[ev.JobID] = true
+		if job == nil {
+			job = s.newJob(ev)
 		}
+		ApplyJob(job, ev, seq)
 		return nil
 	}
 
-	changed := false
-	if call == nil {
+	fresh := call == nil
+	if fresh {
 		call = &Call{OrgID: ev.OrgID}
+	}
+	changed, err := ApplyCall(call, ev, seq)
+	if err != nil {
+		return err // nothing changed: not even a new call or job is kept
+	}
+	if fresh {
 		s.Calls[ev.CallID] = call
-		changed = true
+		call.Changed = true
+	}
+	if ev.JobID != "" && job == nil {
+		s.newJob(ev)
 	}
 	if call.JobID == "" && ev.JobID != "" {
-		call.JobID, changed = ev.JobID, true
+		call.JobID, call.Changed, call.JobSet, changed = ev.JobID, true, true, true
 	}
-	if ApplyCall(call, ev) || changed {
-		s.ChangedCalls[ev.CallID] = true
-		if call.JobID != "" {
-			// The job report embeds this call's report.
-			s.ChangedJobs[call.JobID] = true
-		}
+	if (changed || fresh) && call.JobID != "" && call.Created != nil {
+		// The job report embeds this call's report and is summarised from
+		// its attempts (the version at least has changed).
+		s.AttemptsChanged[call.JobID] = true
 	}
 	return nil
+}
+
+// newJob registers job ev.JobID, first seen with ev, as owned by ev's
+// organization.
+func (s *Set) newJob(ev *schema.Event) *Job {
+	j := &Job{OrgID: ev.OrgID, Changed: true}
+	s.Jobs[ev.JobID] = j
+	return j
+}
+
+// Changed lists the calls and jobs that have something to write: changed
+// registers or counts, a changed entry, or (for a job) changed attempts.
+func (s *Set) Changed() (calls, jobs []string) {
+	for id, c := range s.Calls {
+		if c.Changed || c.entryChanged() {
+			calls = append(calls, id)
+		}
+	}
+	for id, j := range s.Jobs {
+		if j.Changed || s.AttemptsChanged[id] {
+			jobs = append(jobs, id)
+		}
+	}
+	return calls, jobs
+}
+
+// ClearChanged marks everything in the set as written.
+func (s *Set) ClearChanged() {
+	for _, c := range s.Calls {
+		c.Changed, c.JobSet = false, false
+		for _, e := range c.Path {
+			e.Changed = false
+		}
+		for _, e := range c.Vars {
+			e.Changed = false
+		}
+		for _, e := range c.Billing {
+			e.Changed = false
+		}
+		for _, e := range c.Timeline {
+			e.Changed = false
+		}
+	}
+	for _, j := range s.Jobs {
+		j.Changed = false
+	}
+	clear(s.AttemptsChanged)
+}
+
+func (c *Call) entryChanged() bool {
+	for _, e := range c.Path {
+		if e.Changed {
+			return true
+		}
+	}
+	for _, e := range c.Vars {
+		if e.Changed {
+			return true
+		}
+	}
+	for _, e := range c.Billing {
+		if e.Changed {
+			return true
+		}
+	}
+	for _, e := range c.Timeline {
+		if e.Changed {
+			return true
+		}
+	}
+	return false
 }

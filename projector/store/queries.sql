@@ -1,6 +1,6 @@
--- The projector's SQL. Every write of a batch is one statement per table,
--- whatever the batch size: rows travel as one JSON array, typed by the
--- table's own row type (json_populate_recordset), so numbers stay exact.
+-- The projector's SQL: the locks, the loads of a batch (one statement per
+-- table, whatever the batch size), the positions, generations and status.
+-- The rows a batch writes go by COPY (projector/tables.go).
 
 -- name: BatchLock :exec
 -- Serializes batches of every projector process sharing a consumer: a
@@ -22,91 +22,82 @@ SELECT pg_try_advisory_lock(hashtextextended('callreport-rebuild', 0));
 SELECT pg_advisory_unlock(hashtextextended('callreport-rebuild', 0));
 
 -- name: CallStatesGet :many
-SELECT call_id, org_id, job_id, state FROM call_states
+SELECT call_id, state FROM call_states
 WHERE call_id = ANY(@call_ids::text[]);
 
 -- name: JobStatesGet :many
 -- The jobs the batch's events name, and the jobs of the calls it touches.
 -- One array, so that the primary key serves the lookup (an OR would not).
-SELECT job_id, org_id, state FROM job_states
+SELECT job_id, state FROM job_states
 WHERE job_id = ANY(@job_ids::text[] || ARRAY(
     SELECT cs.job_id FROM call_states cs WHERE cs.call_id = ANY(@call_ids::text[]) AND cs.job_id IS NOT NULL));
 
--- name: JobAttemptsGet :many
-SELECT job_id, call_id, attempt, created_at, outcome, last_event_at, report FROM call_attempts
-WHERE job_id = ANY(@job_ids::text[]);
+-- name: PathEntriesGet :many
+-- The execution-path entries a batch touches, by (call, index).
+SELECT p.call_id, p.execution_index, p.node_id, p.node_type, p.node_label, p.output_path,
+       p.entered, p.exited, octet_length(p.fragment)::int AS size
+FROM call_path_entries p
+JOIN (SELECT unnest(@call_ids::text[]) AS call_id, unnest(@indexes::bigint[]) AS execution_index) k
+  ON p.call_id = k.call_id AND p.execution_index = k.execution_index;
 
--- name: CallStatesUpsert :exec
-INSERT INTO call_states (call_id, org_id, job_id, state, updated_at)
-SELECT r.call_id, r.org_id, r.job_id, r.state, now()
-FROM json_populate_recordset(NULL::call_states, @rows::json) r
-ON CONFLICT (call_id) DO UPDATE SET
-    org_id = EXCLUDED.org_id, job_id = EXCLUDED.job_id, state = EXCLUDED.state, updated_at = now();
+-- name: VariablesGet :many
+SELECT v.call_id, v.name, v.stamp, octet_length(v.fragment)::int AS size
+FROM call_variables v
+JOIN (SELECT unnest(@call_ids::text[]) AS call_id, unnest(@names::text[]) AS name) k
+  ON v.call_id = k.call_id AND v.name = k.name;
 
--- name: JobStatesUpsert :exec
-INSERT INTO job_states (job_id, org_id, state, updated_at)
-SELECT r.job_id, r.org_id, r.state, now()
-FROM json_populate_recordset(NULL::job_states, @rows::json) r
-ON CONFLICT (job_id) DO UPDATE SET
-    org_id = EXCLUDED.org_id, state = EXCLUDED.state, updated_at = now();
+-- name: BillingLinesGet :many
+SELECT b.call_id, b.node_id, b.stamp, b.cost::text AS cost, octet_length(b.fragment)::int AS size
+FROM call_billing_lines b
+JOIN (SELECT unnest(@call_ids::text[]) AS call_id, unnest(@node_ids::text[]) AS node_id) k
+  ON b.call_id = k.call_id AND b.node_id = k.node_id;
 
--- name: CallAttemptsUpsert :exec
-INSERT INTO call_attempts
-SELECT r.call_id, r.org_id, r.job_id, r.attempt, r.program_id, r.program_execution_id, r.contact_id,
-       r.direction, r.from_number, r.to_number, r.status, r.outcome, r.outcome_reason,
-       r.created_at, r.dialed_at, r.answered_at, r.terminated_at, r.duration_ms,
-       r.flow_id, r.flow_name, r.flow_version, r.flow_started_at, r.flow_completed_at,
-       r.node_count, r.total_cost, r.timeline_count, r.last_event_at, r.report, r.etag, now()
-FROM json_populate_recordset(NULL::call_attempts, @rows::json) r
-ON CONFLICT (call_id) DO UPDATE SET
-    org_id = EXCLUDED.org_id, job_id = EXCLUDED.job_id, attempt = EXCLUDED.attempt,
-    program_id = EXCLUDED.program_id, program_execution_id = EXCLUDED.program_execution_id,
-    contact_id = EXCLUDED.contact_id, direction = EXCLUDED.direction,
-    from_number = EXCLUDED.from_number, to_number = EXCLUDED.to_number,
-    status = EXCLUDED.status, outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason,
-    created_at = EXCLUDED.created_at, dialed_at = EXCLUDED.dialed_at,
-    answered_at = EXCLUDED.answered_at, terminated_at = EXCLUDED.terminated_at,
-    duration_ms = EXCLUDED.duration_ms, flow_id = EXCLUDED.flow_id, flow_name = EXCLUDED.flow_name,
-    flow_version = EXCLUDED.flow_version, flow_started_at = EXCLUDED.flow_started_at,
-    flow_completed_at = EXCLUDED.flow_completed_at, node_count = EXCLUDED.node_count,
-    total_cost = EXCLUDED.total_cost, timeline_count = EXCLUDED.timeline_count,
-    last_event_at = EXCLUDED.last_event_at, report = EXCLUDED.report, etag = EXCLUDED.etag,
-    updated_at = now();
+-- name: TimelineEventsGet :many
+SELECT t.call_id, t.event_id, t.stamp, octet_length(t.fragment)::int AS size
+FROM call_timeline_events t
+JOIN (SELECT unnest(@call_ids::text[]) AS call_id, unnest(@event_ids::text[]) AS event_id) k
+  ON t.call_id = k.call_id AND t.event_id = k.event_id;
 
--- name: JobsUpsert :exec
-INSERT INTO jobs
-SELECT r.job_id, r.org_id, r.status, r.final_outcome, r.attempt_count, r.max_attempts,
-       r.program_id, r.program_execution_id, r.contact_id, r.failure_reason,
-       r.first_event_at, r.last_event_at, r.report, r.etag, now()
-FROM json_populate_recordset(NULL::jobs, @rows::json) r
-ON CONFLICT (job_id) DO UPDATE SET
-    org_id = EXCLUDED.org_id, status = EXCLUDED.status, final_outcome = EXCLUDED.final_outcome,
-    attempt_count = EXCLUDED.attempt_count, max_attempts = EXCLUDED.max_attempts,
-    program_id = EXCLUDED.program_id, program_execution_id = EXCLUDED.program_execution_id,
-    contact_id = EXCLUDED.contact_id, failure_reason = EXCLUDED.failure_reason,
-    first_event_at = EXCLUDED.first_event_at, last_event_at = EXCLUDED.last_event_at,
-    report = EXCLUDED.report, etag = EXCLUDED.etag, updated_at = now();
+-- name: JobsLock :exec
+-- Serializes the writers of the same jobs (projectors of other partitions,
+-- a replay), whether the jobs' rows exist yet or not; in id order, so that
+-- two writers never wait for each other in a circle.
+SELECT pg_advisory_xact_lock(hashtextextended('callreport-job:' || id, 0))
+FROM (SELECT DISTINCT unnest(@job_ids::text[]) AS id ORDER BY 1) ids;
 
--- name: CallChildrenDelete :exec
--- The child rows of the calls a batch changed are written anew.
-WITH p AS (DELETE FROM call_path_entries p WHERE p.call_id = ANY(@call_ids::text[])),
-     b AS (DELETE FROM call_billing_lines b WHERE b.call_id = ANY(@call_ids::text[]))
+-- name: JobAttemptsSummary :many
+-- What a job report needs of its attempts, read after the batch wrote them:
+-- their number, the outcome of the last (by attempt, createdAt, callId as
+-- bytes), the bounds of their times, their largest version.
+SELECT a.job_id::text AS job_id, count(*)::int AS attempts,
+       (array_agg(a.outcome ORDER BY a.attempt DESC, a.created_at DESC, a.call_id COLLATE "C" DESC))[1]::text AS last_outcome,
+       min(a.created_at)::timestamptz AS first_created, max(a.last_event_at)::timestamptz AS last_event_at,
+       max(a.version)::bigint AS version
+FROM call_attempts a
+WHERE a.job_id = ANY(@job_ids::text[])
+GROUP BY a.job_id;
+
+-- name: CallJobSet :exec
+-- The entries of calls whose job became known after they were written
+-- take the job too.
+WITH k AS (SELECT unnest(@call_ids::text[]) AS call_id, unnest(@job_ids::text[]) AS job_id),
+     p AS (UPDATE call_path_entries t SET job_id = k.job_id FROM k WHERE t.call_id = k.call_id AND t.job_id IS NULL),
+     v AS (UPDATE call_variables t SET job_id = k.job_id FROM k WHERE t.call_id = k.call_id AND t.job_id IS NULL),
+     b AS (UPDATE call_billing_lines t SET job_id = k.job_id FROM k WHERE t.call_id = k.call_id AND t.job_id IS NULL)
+UPDATE call_timeline_events t SET job_id = k.job_id FROM k WHERE t.call_id = k.call_id AND t.job_id IS NULL;
+
+-- name: CallsDelete :exec
+-- Every row of the calls, before a replay folds them again.
+WITH s AS (DELETE FROM call_states t WHERE t.call_id = ANY(@call_ids::text[])),
+     a AS (DELETE FROM call_attempts t WHERE t.call_id = ANY(@call_ids::text[])),
+     p AS (DELETE FROM call_path_entries t WHERE t.call_id = ANY(@call_ids::text[])),
+     v AS (DELETE FROM call_variables t WHERE t.call_id = ANY(@call_ids::text[])),
+     b AS (DELETE FROM call_billing_lines t WHERE t.call_id = ANY(@call_ids::text[]))
 DELETE FROM call_timeline_events t WHERE t.call_id = ANY(@call_ids::text[]);
 
--- name: PathEntriesInsert :exec
-INSERT INTO call_path_entries
-SELECT r.call_id, r.execution_index, r.org_id, r.job_id, r.node_id, r.node_type, r.node_label, r.output_path, r.entered_at
-FROM json_populate_recordset(NULL::call_path_entries, @rows::json) r;
-
--- name: BillingLinesInsert :exec
-INSERT INTO call_billing_lines
-SELECT r.call_id, r.node_id, r.org_id, r.job_id, r.node_type, r.duration_ms, r.cost, r.cost_per_unit, r.unit, r.min_duration_ms, r.rated_at
-FROM json_populate_recordset(NULL::call_billing_lines, @rows::json) r;
-
--- name: TimelineEventsInsert :exec
-INSERT INTO call_timeline_events
-SELECT r.call_id, r.event_id, r.org_id, r.job_id, r.type, r.occurred_at, r.data
-FROM json_populate_recordset(NULL::call_timeline_events, @rows::json) r;
+-- name: JobsDelete :exec
+WITH s AS (DELETE FROM job_states t WHERE t.job_id = ANY(@job_ids::text[]))
+DELETE FROM jobs t WHERE t.job_id = ANY(@job_ids::text[]);
 
 -- name: PositionGet :one
 SELECT consumer, stream, stream_seq, fold_version, applied, rejected, skipped, updated_at
@@ -127,6 +118,13 @@ ON CONFLICT (consumer) DO UPDATE SET
 -- name: GenerationLive :one
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
 FROM generations WHERE state = 'live';
+
+-- name: GenerationAdopt :execrows
+-- An empty live generation is taken by whatever fold version keeps it.
+UPDATE generations SET fold_version = @fold_version
+WHERE state = 'live' AND fold_version <> @fold_version
+  AND NOT EXISTS (SELECT 1 FROM projector_positions) AND NOT EXISTS (SELECT 1 FROM call_states)
+  AND NOT EXISTS (SELECT 1 FROM job_states);
 
 -- name: GenerationClaim :exec
 -- The live generation is kept by this consumer from now on.
@@ -149,6 +147,10 @@ RETURNING generation, schema_name, consumer;
 
 -- name: GenerationCreateTables :exec
 SELECT callreport_generation_create(@schema_name::text);
+
+-- name: GenerationIndex :exec
+-- Builds a loaded generation's secondary indexes.
+SELECT callreport_generation_index(@schema_name::text);
 
 -- name: GenerationRetireLive :one
 -- First step of a switch, holding the live consumer's batch lock.
@@ -185,7 +187,7 @@ SELECT 'call_attempts', count(*), coalesce(md5(string_agg(md5(ROW(call_id, org_i
     program_execution_id, contact_id, direction, from_number, to_number, status, outcome, outcome_reason,
     created_at, dialed_at, answered_at, terminated_at, duration_ms, flow_id, flow_name, flow_version,
     flow_started_at, flow_completed_at, node_count, total_cost, timeline_count, last_event_at,
-    report::text, etag)::text), '' ORDER BY call_id)), '')
+    report::text, etag, version, doc_head, flow_open, flow_close, billing_close)::text), '' ORDER BY call_id)), '')
 FROM call_attempts
 UNION ALL
 SELECT 'call_path_entries', count(*), coalesce(md5(string_agg(md5(ROW(p.*)::text), '' ORDER BY call_id, execution_index)), '')
@@ -196,6 +198,9 @@ FROM call_billing_lines b
 UNION ALL
 SELECT 'call_timeline_events', count(*), coalesce(md5(string_agg(md5(ROW(t.*)::text), '' ORDER BY call_id, event_id)), '')
 FROM call_timeline_events t
+UNION ALL
+SELECT 'call_variables', count(*), coalesce(md5(string_agg(md5(ROW(v.*)::text), '' ORDER BY call_id, name)), '')
+FROM call_variables v
 UNION ALL
 SELECT 'call_states', count(*), coalesce(md5(string_agg(md5(ROW(call_id, org_id, job_id, state::text)::text), '' ORDER BY call_id)), '')
 FROM call_states

@@ -16,9 +16,9 @@ const batchLock = `-- name: BatchLock :exec
 SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))
 `
 
-// The projector's SQL. Every write of a batch is one statement per table,
-// whatever the batch size: rows travel as one JSON array, typed by the
-// table's own row type (json_populate_recordset), so numbers stay exact.
+// The projector's SQL: the locks, the loads of a batch (one statement per
+// table, whatever the batch size), the positions, generations and status.
+// The rows a batch writes go by COPY (projector/tables.go).
 // Serializes batches of every projector process sharing a consumer: a
 // second process started by mistake waits here instead of interleaving.
 func (q *Queries) BatchLock(ctx context.Context, db DBTX, consumer string) error {
@@ -26,56 +26,50 @@ func (q *Queries) BatchLock(ctx context.Context, db DBTX, consumer string) error
 	return err
 }
 
-const billingLinesInsert = `-- name: BillingLinesInsert :exec
-INSERT INTO call_billing_lines
-SELECT r.call_id, r.node_id, r.org_id, r.job_id, r.node_type, r.duration_ms, r.cost, r.cost_per_unit, r.unit, r.min_duration_ms, r.rated_at
-FROM json_populate_recordset(NULL::call_billing_lines, $1::json) r
+const billingLinesGet = `-- name: BillingLinesGet :many
+SELECT b.call_id, b.node_id, b.stamp, b.cost::text AS cost, octet_length(b.fragment)::int AS size
+FROM call_billing_lines b
+JOIN (SELECT unnest($1::text[]) AS call_id, unnest($2::text[]) AS node_id) k
+  ON b.call_id = k.call_id AND b.node_id = k.node_id
 `
 
-func (q *Queries) BillingLinesInsert(ctx context.Context, db DBTX, rows []byte) error {
-	_, err := db.Exec(ctx, billingLinesInsert, rows)
-	return err
+type BillingLinesGetParams struct {
+	CallIds []string
+	NodeIds []string
 }
 
-const callAttemptsUpsert = `-- name: CallAttemptsUpsert :exec
-INSERT INTO call_attempts
-SELECT r.call_id, r.org_id, r.job_id, r.attempt, r.program_id, r.program_execution_id, r.contact_id,
-       r.direction, r.from_number, r.to_number, r.status, r.outcome, r.outcome_reason,
-       r.created_at, r.dialed_at, r.answered_at, r.terminated_at, r.duration_ms,
-       r.flow_id, r.flow_name, r.flow_version, r.flow_started_at, r.flow_completed_at,
-       r.node_count, r.total_cost, r.timeline_count, r.last_event_at, r.report, r.etag, now()
-FROM json_populate_recordset(NULL::call_attempts, $1::json) r
-ON CONFLICT (call_id) DO UPDATE SET
-    org_id = EXCLUDED.org_id, job_id = EXCLUDED.job_id, attempt = EXCLUDED.attempt,
-    program_id = EXCLUDED.program_id, program_execution_id = EXCLUDED.program_execution_id,
-    contact_id = EXCLUDED.contact_id, direction = EXCLUDED.direction,
-    from_number = EXCLUDED.from_number, to_number = EXCLUDED.to_number,
-    status = EXCLUDED.status, outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason,
-    created_at = EXCLUDED.created_at, dialed_at = EXCLUDED.dialed_at,
-    answered_at = EXCLUDED.answered_at, terminated_at = EXCLUDED.terminated_at,
-    duration_ms = EXCLUDED.duration_ms, flow_id = EXCLUDED.flow_id, flow_name = EXCLUDED.flow_name,
-    flow_version = EXCLUDED.flow_version, flow_started_at = EXCLUDED.flow_started_at,
-    flow_completed_at = EXCLUDED.flow_completed_at, node_count = EXCLUDED.node_count,
-    total_cost = EXCLUDED.total_cost, timeline_count = EXCLUDED.timeline_count,
-    last_event_at = EXCLUDED.last_event_at, report = EXCLUDED.report, etag = EXCLUDED.etag,
-    updated_at = now()
-`
-
-func (q *Queries) CallAttemptsUpsert(ctx context.Context, db DBTX, rows []byte) error {
-	_, err := db.Exec(ctx, callAttemptsUpsert, rows)
-	return err
+type BillingLinesGetRow struct {
+	CallID string
+	NodeID string
+	Stamp  []byte
+	Cost   string
+	Size   int32
 }
 
-const callChildrenDelete = `-- name: CallChildrenDelete :exec
-WITH p AS (DELETE FROM call_path_entries p WHERE p.call_id = ANY($1::text[])),
-     b AS (DELETE FROM call_billing_lines b WHERE b.call_id = ANY($1::text[]))
-DELETE FROM call_timeline_events t WHERE t.call_id = ANY($1::text[])
-`
-
-// The child rows of the calls a batch changed are written anew.
-func (q *Queries) CallChildrenDelete(ctx context.Context, db DBTX, callIds []string) error {
-	_, err := db.Exec(ctx, callChildrenDelete, callIds)
-	return err
+func (q *Queries) BillingLinesGet(ctx context.Context, db DBTX, arg BillingLinesGetParams) ([]BillingLinesGetRow, error) {
+	rows, err := db.Query(ctx, billingLinesGet, arg.CallIds, arg.NodeIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []BillingLinesGetRow
+	for rows.Next() {
+		var i BillingLinesGetRow
+		if err := rows.Scan(
+			&i.CallID,
+			&i.NodeID,
+			&i.Stamp,
+			&i.Cost,
+			&i.Size,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const callIDsOfJob = `-- name: CallIDsOfJob :many
@@ -102,15 +96,33 @@ func (q *Queries) CallIDsOfJob(ctx context.Context, db DBTX, jobID *string) ([]s
 	return items, nil
 }
 
+const callJobSet = `-- name: CallJobSet :exec
+WITH k AS (SELECT unnest($1::text[]) AS call_id, unnest($2::text[]) AS job_id),
+     p AS (UPDATE call_path_entries t SET job_id = k.job_id FROM k WHERE t.call_id = k.call_id AND t.job_id IS NULL),
+     v AS (UPDATE call_variables t SET job_id = k.job_id FROM k WHERE t.call_id = k.call_id AND t.job_id IS NULL),
+     b AS (UPDATE call_billing_lines t SET job_id = k.job_id FROM k WHERE t.call_id = k.call_id AND t.job_id IS NULL)
+UPDATE call_timeline_events t SET job_id = k.job_id FROM k WHERE t.call_id = k.call_id AND t.job_id IS NULL
+`
+
+type CallJobSetParams struct {
+	CallIds []string
+	JobIds  []string
+}
+
+// The entries of calls whose job became known after they were written
+// take the job too.
+func (q *Queries) CallJobSet(ctx context.Context, db DBTX, arg CallJobSetParams) error {
+	_, err := db.Exec(ctx, callJobSet, arg.CallIds, arg.JobIds)
+	return err
+}
+
 const callStatesGet = `-- name: CallStatesGet :many
-SELECT call_id, org_id, job_id, state FROM call_states
+SELECT call_id, state FROM call_states
 WHERE call_id = ANY($1::text[])
 `
 
 type CallStatesGetRow struct {
 	CallID string
-	OrgID  string
-	JobID  *string
 	State  []byte
 }
 
@@ -123,12 +135,7 @@ func (q *Queries) CallStatesGet(ctx context.Context, db DBTX, callIds []string) 
 	var items []CallStatesGetRow
 	for rows.Next() {
 		var i CallStatesGetRow
-		if err := rows.Scan(
-			&i.CallID,
-			&i.OrgID,
-			&i.JobID,
-			&i.State,
-		); err != nil {
+		if err := rows.Scan(&i.CallID, &i.State); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -139,16 +146,18 @@ func (q *Queries) CallStatesGet(ctx context.Context, db DBTX, callIds []string) 
 	return items, nil
 }
 
-const callStatesUpsert = `-- name: CallStatesUpsert :exec
-INSERT INTO call_states (call_id, org_id, job_id, state, updated_at)
-SELECT r.call_id, r.org_id, r.job_id, r.state, now()
-FROM json_populate_recordset(NULL::call_states, $1::json) r
-ON CONFLICT (call_id) DO UPDATE SET
-    org_id = EXCLUDED.org_id, job_id = EXCLUDED.job_id, state = EXCLUDED.state, updated_at = now()
+const callsDelete = `-- name: CallsDelete :exec
+WITH s AS (DELETE FROM call_states t WHERE t.call_id = ANY($1::text[])),
+     a AS (DELETE FROM call_attempts t WHERE t.call_id = ANY($1::text[])),
+     p AS (DELETE FROM call_path_entries t WHERE t.call_id = ANY($1::text[])),
+     v AS (DELETE FROM call_variables t WHERE t.call_id = ANY($1::text[])),
+     b AS (DELETE FROM call_billing_lines t WHERE t.call_id = ANY($1::text[]))
+DELETE FROM call_timeline_events t WHERE t.call_id = ANY($1::text[])
 `
 
-func (q *Queries) CallStatesUpsert(ctx context.Context, db DBTX, rows []byte) error {
-	_, err := db.Exec(ctx, callStatesUpsert, rows)
+// Every row of the calls, before a replay folds them again.
+func (q *Queries) CallsDelete(ctx context.Context, db DBTX, callIds []string) error {
+	_, err := db.Exec(ctx, callsDelete, callIds)
 	return err
 }
 
@@ -172,7 +181,7 @@ SELECT 'call_attempts', count(*), coalesce(md5(string_agg(md5(ROW(call_id, org_i
     program_execution_id, contact_id, direction, from_number, to_number, status, outcome, outcome_reason,
     created_at, dialed_at, answered_at, terminated_at, duration_ms, flow_id, flow_name, flow_version,
     flow_started_at, flow_completed_at, node_count, total_cost, timeline_count, last_event_at,
-    report::text, etag)::text), '' ORDER BY call_id)), '')
+    report::text, etag, version, doc_head, flow_open, flow_close, billing_close)::text), '' ORDER BY call_id)), '')
 FROM call_attempts
 UNION ALL
 SELECT 'call_path_entries', count(*), coalesce(md5(string_agg(md5(ROW(p.*)::text), '' ORDER BY call_id, execution_index)), '')
@@ -183,6 +192,9 @@ FROM call_billing_lines b
 UNION ALL
 SELECT 'call_timeline_events', count(*), coalesce(md5(string_agg(md5(ROW(t.*)::text), '' ORDER BY call_id, event_id)), '')
 FROM call_timeline_events t
+UNION ALL
+SELECT 'call_variables', count(*), coalesce(md5(string_agg(md5(ROW(v.*)::text), '' ORDER BY call_id, name)), '')
+FROM call_variables v
 UNION ALL
 SELECT 'call_states', count(*), coalesce(md5(string_agg(md5(ROW(call_id, org_id, job_id, state::text)::text), '' ORDER BY call_id)), '')
 FROM call_states
@@ -217,6 +229,22 @@ func (q *Queries) ChecksumTables(ctx context.Context, db DBTX) ([]ChecksumTables
 		return nil, err
 	}
 	return items, nil
+}
+
+const generationAdopt = `-- name: GenerationAdopt :execrows
+UPDATE generations SET fold_version = $1
+WHERE state = 'live' AND fold_version <> $1
+  AND NOT EXISTS (SELECT 1 FROM projector_positions) AND NOT EXISTS (SELECT 1 FROM call_states)
+  AND NOT EXISTS (SELECT 1 FROM job_states)
+`
+
+// An empty live generation is taken by whatever fold version keeps it.
+func (q *Queries) GenerationAdopt(ctx context.Context, db DBTX, foldVersion int32) (int64, error) {
+	result, err := db.Exec(ctx, generationAdopt, foldVersion)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const generationBuilding = `-- name: GenerationBuilding :one
@@ -267,6 +295,16 @@ SELECT callreport_generation_drop($1::text)
 
 func (q *Queries) GenerationDropTables(ctx context.Context, db DBTX, schemaName string) error {
 	_, err := db.Exec(ctx, generationDropTables, schemaName)
+	return err
+}
+
+const generationIndex = `-- name: GenerationIndex :exec
+SELECT callreport_generation_index($1::text)
+`
+
+// Builds a loaded generation's secondary indexes.
+func (q *Queries) GenerationIndex(ctx context.Context, db DBTX, schemaName string) error {
+	_, err := db.Exec(ctx, generationIndex, schemaName)
 	return err
 }
 
@@ -419,38 +457,44 @@ func (q *Queries) GenerationSwapTables(ctx context.Context, db DBTX, arg Generat
 	return err
 }
 
-const jobAttemptsGet = `-- name: JobAttemptsGet :many
-SELECT job_id, call_id, attempt, created_at, outcome, last_event_at, report FROM call_attempts
-WHERE job_id = ANY($1::text[])
+const jobAttemptsSummary = `-- name: JobAttemptsSummary :many
+SELECT a.job_id::text AS job_id, count(*)::int AS attempts,
+       (array_agg(a.outcome ORDER BY a.attempt DESC, a.created_at DESC, a.call_id COLLATE "C" DESC))[1]::text AS last_outcome,
+       min(a.created_at)::timestamptz AS first_created, max(a.last_event_at)::timestamptz AS last_event_at,
+       max(a.version)::bigint AS version
+FROM call_attempts a
+WHERE a.job_id = ANY($1::text[])
+GROUP BY a.job_id
 `
 
-type JobAttemptsGetRow struct {
-	JobID       *string
-	CallID      string
-	Attempt     int64
-	CreatedAt   pgtype.Timestamptz
-	Outcome     string
-	LastEventAt pgtype.Timestamptz
-	Report      []byte
+type JobAttemptsSummaryRow struct {
+	JobID        string
+	Attempts     int32
+	LastOutcome  string
+	FirstCreated pgtype.Timestamptz
+	LastEventAt  pgtype.Timestamptz
+	Version      int64
 }
 
-func (q *Queries) JobAttemptsGet(ctx context.Context, db DBTX, jobIds []string) ([]JobAttemptsGetRow, error) {
-	rows, err := db.Query(ctx, jobAttemptsGet, jobIds)
+// What a job report needs of its attempts, read after the batch wrote them:
+// their number, the outcome of the last (by attempt, createdAt, callId as
+// bytes), the bounds of their times, their largest version.
+func (q *Queries) JobAttemptsSummary(ctx context.Context, db DBTX, jobIds []string) ([]JobAttemptsSummaryRow, error) {
+	rows, err := db.Query(ctx, jobAttemptsSummary, jobIds)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []JobAttemptsGetRow
+	var items []JobAttemptsSummaryRow
 	for rows.Next() {
-		var i JobAttemptsGetRow
+		var i JobAttemptsSummaryRow
 		if err := rows.Scan(
 			&i.JobID,
-			&i.CallID,
-			&i.Attempt,
-			&i.CreatedAt,
-			&i.Outcome,
+			&i.Attempts,
+			&i.LastOutcome,
+			&i.FirstCreated,
 			&i.LastEventAt,
-			&i.Report,
+			&i.Version,
 		); err != nil {
 			return nil, err
 		}
@@ -463,7 +507,7 @@ func (q *Queries) JobAttemptsGet(ctx context.Context, db DBTX, jobIds []string) 
 }
 
 const jobStatesGet = `-- name: JobStatesGet :many
-SELECT job_id, org_id, state FROM job_states
+SELECT job_id, state FROM job_states
 WHERE job_id = ANY($1::text[] || ARRAY(
     SELECT cs.job_id FROM call_states cs WHERE cs.call_id = ANY($2::text[]) AND cs.job_id IS NOT NULL))
 `
@@ -475,7 +519,6 @@ type JobStatesGetParams struct {
 
 type JobStatesGetRow struct {
 	JobID string
-	OrgID string
 	State []byte
 }
 
@@ -490,7 +533,7 @@ func (q *Queries) JobStatesGet(ctx context.Context, db DBTX, arg JobStatesGetPar
 	var items []JobStatesGetRow
 	for rows.Next() {
 		var i JobStatesGetRow
-		if err := rows.Scan(&i.JobID, &i.OrgID, &i.State); err != nil {
+		if err := rows.Scan(&i.JobID, &i.State); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -501,48 +544,83 @@ func (q *Queries) JobStatesGet(ctx context.Context, db DBTX, arg JobStatesGetPar
 	return items, nil
 }
 
-const jobStatesUpsert = `-- name: JobStatesUpsert :exec
-INSERT INTO job_states (job_id, org_id, state, updated_at)
-SELECT r.job_id, r.org_id, r.state, now()
-FROM json_populate_recordset(NULL::job_states, $1::json) r
-ON CONFLICT (job_id) DO UPDATE SET
-    org_id = EXCLUDED.org_id, state = EXCLUDED.state, updated_at = now()
+const jobsDelete = `-- name: JobsDelete :exec
+WITH s AS (DELETE FROM job_states t WHERE t.job_id = ANY($1::text[]))
+DELETE FROM jobs t WHERE t.job_id = ANY($1::text[])
 `
 
-func (q *Queries) JobStatesUpsert(ctx context.Context, db DBTX, rows []byte) error {
-	_, err := db.Exec(ctx, jobStatesUpsert, rows)
+func (q *Queries) JobsDelete(ctx context.Context, db DBTX, jobIds []string) error {
+	_, err := db.Exec(ctx, jobsDelete, jobIds)
 	return err
 }
 
-const jobsUpsert = `-- name: JobsUpsert :exec
-INSERT INTO jobs
-SELECT r.job_id, r.org_id, r.status, r.final_outcome, r.attempt_count, r.max_attempts,
-       r.program_id, r.program_execution_id, r.contact_id, r.failure_reason,
-       r.first_event_at, r.last_event_at, r.report, r.etag, now()
-FROM json_populate_recordset(NULL::jobs, $1::json) r
-ON CONFLICT (job_id) DO UPDATE SET
-    org_id = EXCLUDED.org_id, status = EXCLUDED.status, final_outcome = EXCLUDED.final_outcome,
-    attempt_count = EXCLUDED.attempt_count, max_attempts = EXCLUDED.max_attempts,
-    program_id = EXCLUDED.program_id, program_execution_id = EXCLUDED.program_execution_id,
-    contact_id = EXCLUDED.contact_id, failure_reason = EXCLUDED.failure_reason,
-    first_event_at = EXCLUDED.first_event_at, last_event_at = EXCLUDED.last_event_at,
-    report = EXCLUDED.report, etag = EXCLUDED.etag, updated_at = now()
+const jobsLock = `-- name: JobsLock :exec
+SELECT pg_advisory_xact_lock(hashtextextended('callreport-job:' || id, 0))
+FROM (SELECT DISTINCT unnest($1::text[]) AS id ORDER BY 1) ids
 `
 
-func (q *Queries) JobsUpsert(ctx context.Context, db DBTX, rows []byte) error {
-	_, err := db.Exec(ctx, jobsUpsert, rows)
+// Serializes the writers of the same jobs (projectors of other partitions,
+// a replay), whether the jobs' rows exist yet or not; in id order, so that
+// two writers never wait for each other in a circle.
+func (q *Queries) JobsLock(ctx context.Context, db DBTX, jobIds []string) error {
+	_, err := db.Exec(ctx, jobsLock, jobIds)
 	return err
 }
 
-const pathEntriesInsert = `-- name: PathEntriesInsert :exec
-INSERT INTO call_path_entries
-SELECT r.call_id, r.execution_index, r.org_id, r.job_id, r.node_id, r.node_type, r.node_label, r.output_path, r.entered_at
-FROM json_populate_recordset(NULL::call_path_entries, $1::json) r
+const pathEntriesGet = `-- name: PathEntriesGet :many
+SELECT p.call_id, p.execution_index, p.node_id, p.node_type, p.node_label, p.output_path,
+       p.entered, p.exited, octet_length(p.fragment)::int AS size
+FROM call_path_entries p
+JOIN (SELECT unnest($1::text[]) AS call_id, unnest($2::bigint[]) AS execution_index) k
+  ON p.call_id = k.call_id AND p.execution_index = k.execution_index
 `
 
-func (q *Queries) PathEntriesInsert(ctx context.Context, db DBTX, rows []byte) error {
-	_, err := db.Exec(ctx, pathEntriesInsert, rows)
-	return err
+type PathEntriesGetParams struct {
+	CallIds []string
+	Indexes []int64
+}
+
+type PathEntriesGetRow struct {
+	CallID         string
+	ExecutionIndex int64
+	NodeID         string
+	NodeType       string
+	NodeLabel      *string
+	OutputPath     *string
+	Entered        []byte
+	Exited         []byte
+	Size           int32
+}
+
+// The execution-path entries a batch touches, by (call, index).
+func (q *Queries) PathEntriesGet(ctx context.Context, db DBTX, arg PathEntriesGetParams) ([]PathEntriesGetRow, error) {
+	rows, err := db.Query(ctx, pathEntriesGet, arg.CallIds, arg.Indexes)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PathEntriesGetRow
+	for rows.Next() {
+		var i PathEntriesGetRow
+		if err := rows.Scan(
+			&i.CallID,
+			&i.ExecutionIndex,
+			&i.NodeID,
+			&i.NodeType,
+			&i.NodeLabel,
+			&i.OutputPath,
+			&i.Entered,
+			&i.Exited,
+			&i.Size,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const positionGet = `-- name: PositionGet :one
@@ -724,13 +802,90 @@ func (q *Queries) StatusLive(ctx context.Context, db DBTX) (StatusLiveRow, error
 	return i, err
 }
 
-const timelineEventsInsert = `-- name: TimelineEventsInsert :exec
-INSERT INTO call_timeline_events
-SELECT r.call_id, r.event_id, r.org_id, r.job_id, r.type, r.occurred_at, r.data
-FROM json_populate_recordset(NULL::call_timeline_events, $1::json) r
+const timelineEventsGet = `-- name: TimelineEventsGet :many
+SELECT t.call_id, t.event_id, t.stamp, octet_length(t.fragment)::int AS size
+FROM call_timeline_events t
+JOIN (SELECT unnest($1::text[]) AS call_id, unnest($2::text[]) AS event_id) k
+  ON t.call_id = k.call_id AND t.event_id = k.event_id
 `
 
-func (q *Queries) TimelineEventsInsert(ctx context.Context, db DBTX, rows []byte) error {
-	_, err := db.Exec(ctx, timelineEventsInsert, rows)
-	return err
+type TimelineEventsGetParams struct {
+	CallIds  []string
+	EventIds []string
+}
+
+type TimelineEventsGetRow struct {
+	CallID  string
+	EventID string
+	Stamp   []byte
+	Size    int32
+}
+
+func (q *Queries) TimelineEventsGet(ctx context.Context, db DBTX, arg TimelineEventsGetParams) ([]TimelineEventsGetRow, error) {
+	rows, err := db.Query(ctx, timelineEventsGet, arg.CallIds, arg.EventIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TimelineEventsGetRow
+	for rows.Next() {
+		var i TimelineEventsGetRow
+		if err := rows.Scan(
+			&i.CallID,
+			&i.EventID,
+			&i.Stamp,
+			&i.Size,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const variablesGet = `-- name: VariablesGet :many
+SELECT v.call_id, v.name, v.stamp, octet_length(v.fragment)::int AS size
+FROM call_variables v
+JOIN (SELECT unnest($1::text[]) AS call_id, unnest($2::text[]) AS name) k
+  ON v.call_id = k.call_id AND v.name = k.name
+`
+
+type VariablesGetParams struct {
+	CallIds []string
+	Names   []string
+}
+
+type VariablesGetRow struct {
+	CallID string
+	Name   string
+	Stamp  []byte
+	Size   int32
+}
+
+func (q *Queries) VariablesGet(ctx context.Context, db DBTX, arg VariablesGetParams) ([]VariablesGetRow, error) {
+	rows, err := db.Query(ctx, variablesGet, arg.CallIds, arg.Names)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []VariablesGetRow
+	for rows.Next() {
+		var i VariablesGetRow
+		if err := rows.Scan(
+			&i.CallID,
+			&i.Name,
+			&i.Stamp,
+			&i.Size,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

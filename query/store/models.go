@@ -80,12 +80,22 @@ type CallAttempt struct {
 	TimelineCount int32
 	// Latest time among the call's projected events.
 	LastEventAt pgtype.Timestamptz
-	// The CallAttemptReport document, exactly as the API serves it.
+	// The report as fold version 1 stored it whole; NULL for rows of version 2, whose report is assembled when read (see call_reports in docs/tables.md).
 	Report []byte
-	// Entity tag of the report (a hash of its bytes).
+	// Entity tag of the report: of its version and fold version (version 2), of its bytes (version 1).
 	Etag string
 	// When the projector last wrote the row.
 	UpdatedAt pgtype.Timestamptz
+	// Largest stream sequence applied to the call: the report's version, in its ETag.
+	Version int64
+	// Start of the report: callId to outcomeReason. Internal to the report assembly.
+	DocHead *string
+	// flowExecution up to executionPath's opening bracket; NULL without flow.started. Internal.
+	FlowOpen *string
+	// flowExecution after finalVariables. Internal.
+	FlowClose *string
+	// billing after its nodes, with totalCost; NULL without billing lines. Internal.
+	BillingClose *string
 }
 
 // One row per billing line (billing.node_cost, the latest rating of each node) of a call attempt.
@@ -112,6 +122,10 @@ type CallBillingLine struct {
 	MinDurationMs *int64
 	// Time of the winning billing.node_cost event.
 	RatedAt pgtype.Timestamptz
+	// Stamp of the winning billing.node_cost. Internal.
+	Stamp []byte
+	// The line as the report shows it. Internal to the report assembly.
+	Fragment *string
 }
 
 // One row per execution-path entry (flow.node_entered) of a call attempt.
@@ -134,6 +148,12 @@ type CallPathEntry struct {
 	OutputPath *string
 	// Time of flow.node_entered.
 	EnteredAt pgtype.Timestamptz
+	// Stamp of the winning flow.node_entered. Internal.
+	Entered []byte
+	// Stamp of the winning flow.node_exited, NULL until the node exits. Internal.
+	Exited []byte
+	// The entry as the report shows it. Internal to the report assembly.
+	Fragment *string
 }
 
 // Projector-internal fold state of every call seen, also before its call.created. Not a stable interface.
@@ -144,7 +164,7 @@ type CallState struct {
 	OrgID string
 	// Job the call belongs to, the first one an event named; NULL if none yet.
 	JobID *string
-	// Last-writer-wins registers, each stamped with the (time, id) of the event that set it.
+	// The call's own last-writer-wins registers, each stamped once per event; its entries (path, variables, billing, timeline) are rows of their tables.
 	State []byte
 	// When a batch last changed the state.
 	UpdatedAt pgtype.Timestamptz
@@ -166,6 +186,28 @@ type CallTimelineEvent struct {
 	OccurredAt pgtype.Timestamptz
 	// The producer's data, including nodeContext when applicable.
 	Data []byte
+	// Stamp of the call.event. Internal.
+	Stamp []byte
+	// The entry as the report shows it. Internal to the report assembly.
+	Fragment *string
+}
+
+// One row per flow variable of a call (finalVariables): its last written value.
+type CallVariable struct {
+	// Call (call_states.call_id); the call may have no report yet.
+	CallID string
+	// Variable name.
+	Name string
+	// Owning organization.
+	OrgID string
+	// Job of the call, if any.
+	JobID *string
+	// The value (string, number, boolean or null) of the latest flow.variables that set it.
+	Value []byte
+	// Stamp of that flow.variables event; finalVariables lists names by it. Internal.
+	Stamp []byte
+	// The member of finalVariables ("name":value). Internal to the report assembly.
+	Fragment string
 }
 
 // Generations of the report tables: the live one (in schema public), a rebuild in progress, and retired ones kept until reportctl rebuild --drop-old.
@@ -218,12 +260,16 @@ type Job struct {
 	FirstEventAt pgtype.Timestamptz
 	// Latest time among the job events and the attempts' events.
 	LastEventAt pgtype.Timestamptz
-	// The JobReport document, exactly as the API serves it.
+	// The report as fold version 1 stored it whole; NULL for rows of version 2.
 	Report []byte
 	// Entity tag of the report (a hash of its bytes).
 	Etag string
 	// When the projector last wrote the row.
 	UpdatedAt pgtype.Timestamptz
+	// Largest stream sequence applied to the job or to any of its attempts: the report's version.
+	Version int64
+	// Start of the report, up to the attempts' opening bracket. Internal to the report assembly.
+	Head *string
 }
 
 // Projector-internal fold state of every job seen. Not a stable interface.

@@ -1,11 +1,14 @@
 -- name: CallReportGet :one
 -- One primary-key lookup with the organization in the predicate: another
--- organization's call is indistinguishable from a missing one.
-SELECT report, etag FROM call_attempts WHERE call_id = @call_id AND org_id = @org_id;
+-- organization's call is indistinguishable from a missing one. The report
+-- is assembled from its stored pieces (migrations/00003).
+SELECT callreport_call_report(call_id)::text AS report, etag
+FROM call_attempts WHERE call_id = @call_id AND org_id = @org_id;
 
 -- name: JobReportGet :one
 -- As CallReportGet, on jobs.
-SELECT report, etag FROM jobs WHERE job_id = @job_id AND org_id = @org_id;
+SELECT callreport_job_report(job_id)::text AS report, etag
+FROM jobs WHERE job_id = @job_id AND org_id = @org_id;
 
 -- name: ApiKeyGetByHash :one
 SELECT org_id FROM api_keys WHERE key_hash = @key_hash AND revoked_at IS NULL;

@@ -102,7 +102,8 @@ func (q *Queries) ApiKeyRevoke(ctx context.Context, db DBTX, keyID string) (int6
 }
 
 const callReportGet = `-- name: CallReportGet :one
-SELECT report, etag FROM call_attempts WHERE call_id = $1 AND org_id = $2
+SELECT callreport_call_report(call_id)::text AS report, etag
+FROM call_attempts WHERE call_id = $1 AND org_id = $2
 `
 
 type CallReportGetParams struct {
@@ -111,12 +112,13 @@ type CallReportGetParams struct {
 }
 
 type CallReportGetRow struct {
-	Report []byte
+	Report string
 	Etag   string
 }
 
 // One primary-key lookup with the organization in the predicate: another
-// organization's call is indistinguishable from a missing one.
+// organization's call is indistinguishable from a missing one. The report
+// is assembled from its stored pieces (migrations/00003).
 func (q *Queries) CallReportGet(ctx context.Context, db DBTX, arg CallReportGetParams) (CallReportGetRow, error) {
 	row := db.QueryRow(ctx, callReportGet, arg.CallID, arg.OrgID)
 	var i CallReportGetRow
@@ -125,7 +127,8 @@ func (q *Queries) CallReportGet(ctx context.Context, db DBTX, arg CallReportGetP
 }
 
 const jobReportGet = `-- name: JobReportGet :one
-SELECT report, etag FROM jobs WHERE job_id = $1 AND org_id = $2
+SELECT callreport_job_report(job_id)::text AS report, etag
+FROM jobs WHERE job_id = $1 AND org_id = $2
 `
 
 type JobReportGetParams struct {
@@ -134,7 +137,7 @@ type JobReportGetParams struct {
 }
 
 type JobReportGetRow struct {
-	Report []byte
+	Report string
 	Etag   string
 }
 

@@ -1,0 +1,238 @@
+package projector
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/callreport/callreport/projector/fold"
+	"github.com/callreport/callreport/schema"
+)
+
+// The rows a batch writes go by COPY, which sqlc cannot check: each table
+// the projector writes is described here, column for column in COPY order,
+// and TestTableColumns holds these lists against the tables themselves, so
+// that a renamed or added column fails a test rather than a batch.
+
+// table is one table the projector writes.
+type table struct {
+	name string
+	key  []string // primary key columns
+	// cols are the columns written, the key first; the others keep their
+	// defaults (updated_at) or stay NULL (report, of fold version 1).
+	cols []string
+}
+
+var (
+	callStatesTable = table{"call_states", []string{"call_id"}, []string{"call_id", "org_id", "job_id", "state"}}
+	jobStatesTable  = table{"job_states", []string{"job_id"}, []string{"job_id", "org_id", "state"}}
+	attemptsTable   = table{"call_attempts", []string{"call_id"}, []string{"call_id", "org_id", "job_id", "attempt",
+		"program_id", "program_execution_id", "contact_id", "direction", "from_number", "to_number", "status", "outcome",
+		"outcome_reason", "created_at", "dialed_at", "answered_at", "terminated_at", "duration_ms", "flow_id", "flow_name",
+		"flow_version", "flow_started_at", "flow_completed_at", "node_count", "total_cost", "timeline_count", "last_event_at",
+		"etag", "version", "doc_head", "flow_open", "flow_close", "billing_close"}}
+	jobsTable = table{"jobs", []string{"job_id"}, []string{"job_id", "org_id", "status", "final_outcome", "attempt_count",
+		"max_attempts", "program_id", "program_execution_id", "contact_id", "failure_reason", "first_event_at",
+		"last_event_at", "etag", "version", "head"}}
+	pathTable = table{"call_path_entries", []string{"call_id", "execution_index"}, []string{"call_id", "execution_index",
+		"org_id", "job_id", "node_id", "node_type", "node_label", "output_path", "entered_at", "entered", "exited", "fragment"}}
+	varsTable = table{"call_variables", []string{"call_id", "name"}, []string{"call_id", "name", "org_id", "job_id",
+		"value", "stamp", "fragment"}}
+	billingTable = table{"call_billing_lines", []string{"call_id", "node_id"}, []string{"call_id", "node_id", "org_id",
+		"job_id", "node_type", "duration_ms", "cost", "cost_per_unit", "unit", "min_duration_ms", "rated_at", "stamp", "fragment"}}
+	timelineTable = table{"call_timeline_events", []string{"call_id", "event_id"}, []string{"call_id", "event_id", "org_id",
+		"job_id", "type", "occurred_at", "data", "stamp", "fragment"}}
+)
+
+// writtenTables are every table the projector writes.
+var writtenTables = []table{callStatesTable, jobStatesTable, attemptsTable, jobsTable, pathTable, varsTable, billingTable, timelineTable}
+
+// stage is the name of the table's staging table, a temporary table of
+// the same columns that holds the rows to merge into existing ones.
+func (t table) stage() string { return "stage_" + t.name }
+
+// mergeSQL merges the staging table into the table: new keys are inserted,
+// existing ones updated in place (which lets Postgres keep the row on its
+// page, its indexes untouched, when no indexed column changed).
+func (t table) mergeSQL() string {
+	var set []string
+	for _, c := range t.cols[len(t.key):] {
+		set = append(set, fmt.Sprintf("%s = EXCLUDED.%s", c, c))
+	}
+	if t.hasUpdatedAt() {
+		set = append(set, "updated_at = now()")
+	}
+	cols := strings.Join(t.cols, ", ")
+	return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) DO UPDATE SET %s",
+		t.name, cols, cols, t.stage(), strings.Join(t.key, ", "), strings.Join(set, ", "))
+}
+
+func (t table) hasUpdatedAt() bool {
+	switch t.name {
+	case "call_states", "job_states", "call_attempts", "jobs":
+		return true
+	}
+	return false
+}
+
+// rows are rows to write to one table: fresh ones, whose keys the table
+// does not hold, go straight in; the others are merged through staging.
+type rows struct {
+	fresh, merge [][]any
+}
+
+func (r *rows) add(fresh bool, row []any) {
+	if fresh {
+		r.fresh = append(r.fresh, row)
+	} else {
+		r.merge = append(r.merge, row)
+	}
+}
+
+// stageSQL creates the table's staging table if this connection has none:
+// temporary, so of this connection only, and emptied at each commit.
+func (t table) stageSQL() string {
+	return fmt.Sprintf("CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING DEFAULTS) ON COMMIT DELETE ROWS", t.stage(), t.name)
+}
+
+// writeTables writes each table's rows in tx, in the order given.
+func writeTables(ctx context.Context, tx pgx.Tx, tables []table, rs []rows) error {
+	// The staging tables first, in one round trip: created in the
+	// transaction, a staging table goes when it rolls back.
+	b := &pgx.Batch{}
+	for i, t := range tables {
+		if len(rs[i].merge) > 0 {
+			b.Queue(t.stageSQL())
+		}
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("create the staging tables: %w", err)
+		}
+	}
+	for i, t := range tables {
+		if err := t.write(ctx, tx, rs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write writes r to t in tx; its staging table exists if r has rows to
+// merge.
+func (t table) write(ctx context.Context, tx pgx.Tx, r rows) error {
+	if len(r.fresh) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, pgx.CopyFromRows(r.fresh)); err != nil {
+			return fmt.Errorf("copy into %s: %w", t.name, err)
+		}
+	}
+	if len(r.merge) == 0 {
+		return nil
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.stage()}, t.cols, pgx.CopyFromRows(r.merge)); err != nil {
+		return fmt.Errorf("copy into %s: %w", t.stage(), err)
+	}
+	if _, err := tx.Exec(ctx, t.mergeSQL()); err != nil {
+		return fmt.Errorf("merge into %s: %w", t.name, err)
+	}
+	return nil
+}
+
+// The rows of each table, in the order of its columns.
+
+func callStateRow(id string, c *fold.Call, state []byte) []any {
+	return []any{id, c.OrgID, nullable(c.JobID), state}
+}
+
+func jobStateRow(id string, j *fold.Job, state []byte) []any {
+	return []any{id, j.OrgID, state}
+}
+
+func attemptRow(r *fold.CallRow) ([]any, error) {
+	total, err := numeric(r.TotalCost)
+	if err != nil {
+		return nil, fmt.Errorf("call %s: total cost: %w", r.CallID, err)
+	}
+	return []any{r.CallID, r.OrgID, r.JobID, r.Attempt, r.ProgramID, r.ProgramExecutionID, r.ContactID, r.Direction,
+		r.From, r.To, r.Status, r.Outcome, r.OutcomeReason, r.CreatedAt, r.DialedAt, r.AnsweredAt, r.TerminatedAt,
+		r.DurationMs, r.FlowID, r.FlowName, r.FlowVersion, r.FlowStartedAt, r.FlowCompletedAt, int32(r.NodeCount),
+		total, int32(r.TimelineCount), r.LastEventAt, r.ETag, int64(r.Version), text(r.Pieces.Head),
+		text(r.Pieces.FlowOpen), text(r.Pieces.FlowClose), text(r.Pieces.BillingClose)}, nil
+}
+
+func jobRow(r *fold.JobRow) []any {
+	return []any{r.JobID, r.OrgID, r.Status, r.FinalOutcome, int32(r.AttemptCount), r.MaxAttempts, r.ProgramID,
+		r.ProgramExecutionID, r.ContactID, r.FailureReason, r.FirstEventAt, r.LastEventAt, r.ETag, int64(r.Version), text(r.Head)}
+}
+
+func pathRow(r fold.PathRow) []any {
+	return []any{r.CallID, r.ExecutionIndex, r.OrgID, r.JobID, r.NodeID, r.NodeType, r.NodeLabel, r.OutputPath,
+		r.EnteredAt, r.Entered, r.Exited, text(r.Fragment)}
+}
+
+func varRow(r fold.VarRow) []any {
+	return []any{r.CallID, r.Name, r.OrgID, r.JobID, []byte(r.Value), r.Stamp, text(r.Fragment)}
+}
+
+func billingRow(r fold.BillingRow) ([]any, error) {
+	c, err := numeric(&r.Cost)
+	if err != nil {
+		return nil, fmt.Errorf("billing line %s of call %s: cost: %w", r.NodeID, r.CallID, err)
+	}
+	u, err := numeric(&r.CostPerUnit)
+	if err != nil {
+		return nil, fmt.Errorf("billing line %s of call %s: cost per unit: %w", r.NodeID, r.CallID, err)
+	}
+	return []any{r.CallID, r.NodeID, r.OrgID, r.JobID, r.NodeType, r.DurationMs, c, u, r.Unit,
+		r.MinDurationMs, r.RatedAt, r.Stamp, text(r.Fragment)}, nil
+}
+
+func timelineRow(r fold.TimelineRow) []any {
+	return []any{r.CallID, r.EventID, r.OrgID, r.JobID, r.Type, r.OccurredAt, []byte(r.Data), r.Stamp, text(r.Fragment)}
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// text is a fragment as a text column takes it, without a copy; nil is
+// NULL.
+func text(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+// numeric is an exact decimal as a numeric column takes it; nil is NULL.
+// A number Postgres numeric cannot hold (the decoder bounds them, unless
+// told not to) is refused here, as Postgres would refuse it: encoding it
+// for COPY would break the connection instead.
+func numeric(n *schema.Number) (pgtype.Numeric, error) {
+	var v pgtype.Numeric
+	if n == nil {
+		return v, nil
+	}
+	if err := v.Scan(string(*n)); err != nil {
+		return v, unwritable{fmt.Errorf("%.40s is not a number Postgres takes: %w", *n, err)}
+	}
+	// numeric holds up to 131072 digits before the point, 16383 after.
+	digits := len(new(big.Int).Abs(v.Int).String())
+	if int(v.Exp)+digits > 131072 || v.Exp < -16383 {
+		return v, unwritable{fmt.Errorf("%.40s… is out of the range of Postgres numeric", *n)}
+	}
+	return v, nil
+}
+
+// unwritable is a value this side knows Postgres cannot store: a data
+// error, as Postgres's own.
+type unwritable struct{ error }
+
+func (u unwritable) Unwrap() error { return u.error }

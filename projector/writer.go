@@ -1,0 +1,416 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/projector/fold"
+	"github.com/callreport/callreport/projector/store"
+	"github.com/callreport/callreport/schema"
+)
+
+// item is one message of a batch, decoded.
+type item struct {
+	seq     uint64
+	subject string              // as stored (with the configured prefix)
+	header  map[string][]string // kept with the bytes for the dead-letter stream
+	data    []byte
+	event   *schema.Event // nil when rejected by the decoder
+	reject  *schema.Error
+}
+
+// Writer applies batches of events to one generation of the report tables:
+// it loads what a batch touches, folds it, writes what changed with the
+// position of the batch, in one transaction. The live projector, the
+// rebuild, the catch-up and the replay all write through it; they differ in
+// their batches (size, what they start from) and in what they do with the
+// rejected events.
+type Writer struct {
+	pool *pgxpool.Pool
+	q    *store.Queries
+	log  *slog.Logger
+	// consumer and streamName key the position each batch saves.
+	consumer, streamName string
+	// lock is the consumer whose batch lock the transactions take: the
+	// live one, which a replay and a generation switch take too.
+	lock string
+	// deadLetter publishes rejected events; nil leaves them (a rebuild
+	// meets the events the live projector dead-lettered already).
+	deadLetter func(context.Context, []stream.Reject, map[uint64]bool) error
+}
+
+// result is what a batch did.
+type result struct {
+	applied, rejected, skipped int
+	lastSeq                    uint64
+	counts                     map[countKey]int // for the metrics
+	split                      int              // transactions that failed on a data error and were split
+}
+
+func (r *result) add(o result) {
+	r.applied += o.applied
+	r.rejected += o.rejected
+	r.skipped += o.skipped
+	r.lastSeq = max(r.lastSeq, o.lastSeq)
+	r.split += o.split
+	for k, n := range o.counts {
+		r.counts[k] += n
+	}
+}
+
+// Apply applies items in one transaction. When Postgres refuses the data
+// of the batch (a data error: classes 22, 23, 54), the event at fault is
+// found by applying the halves in transactions of their own, recursively:
+// an event that fails alone is dead-lettered as unwritable with the
+// database's message, and every other one is applied. Any other failure
+// (the database or NATS unreachable, a serialization failure) comes back to
+// the caller, which retries the whole batch; what was committed meanwhile
+// folds again to the same state. published holds the sequences
+// dead-lettered by earlier attempts.
+func (w *Writer) Apply(ctx context.Context, items []item, published map[uint64]bool) (result, error) {
+	res, err := w.applyOnce(ctx, items, published)
+	if err == nil || !isDataError(err) || ctx.Err() != nil {
+		return res, err
+	}
+	if len(items) == 1 {
+		// Alone in a transaction of its own, it fails: it is the event at
+		// fault. A unique violation may be a race with another writer:
+		// that one is tried alone again before anything is concluded.
+		for attempt := 1; attempt < 3 && isUniqueViolation(err); attempt++ {
+			if res, err = w.applyOnce(ctx, items, published); err == nil || !isDataError(err) {
+				return res, err
+			}
+		}
+		it := items[0]
+		it.reject = &schema.Error{Reason: schema.ReasonUnwritable, Msg: "the database cannot store it: " + err.Error()}
+		w.log.WarnContext(ctx, "event refused by the database; dead-lettering it", "seq", it.seq, "err", err)
+		res, err = w.applyOnce(ctx, []item{it}, published)
+		res.split++
+		return res, err
+	}
+	w.log.WarnContext(ctx, "batch refused by the database; splitting it to find the event at fault",
+		"messages", len(items), "first_seq", items[0].seq, "err", err)
+	total := result{counts: map[countKey]int{}, split: 1}
+	half := len(items) / 2
+	for _, part := range [][]item{items[:half], items[half:]} {
+		r, err := w.Apply(ctx, part, published)
+		total.add(r)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// isDataError reports whether err is Postgres refusing the data itself:
+// class 22 (data exception), 23 (integrity constraint violation) or 54
+// (program limit exceeded, an index row too large say).
+func isDataError(err error) bool {
+	if errors.As(err, new(unwritable)) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) != 5 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// applyOnce applies items in one transaction with the position.
+func (w *Writer) applyOnce(ctx context.Context, items []item, published map[uint64]bool) (result, error) {
+	tx, err := w.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return result{}, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := w.q.BatchLock(ctx, tx, w.lock); err != nil {
+		return result{}, fmt.Errorf("lock consumer %s: %w", w.lock, err)
+	}
+	res, _, err := w.applyTx(ctx, tx, items, published)
+	if err != nil {
+		return res, err
+	}
+	err = w.q.PositionSave(ctx, tx, store.PositionSaveParams{
+		Consumer: w.consumer, Stream: w.streamName, StreamSeq: int64(res.lastSeq), FoldVersion: fold.Version,
+		Applied: int64(res.applied), Rejected: int64(res.rejected), Skipped: int64(res.skipped),
+	})
+	if err != nil {
+		return res, fmt.Errorf("save position: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("commit: %w", err)
+	}
+	return res, nil
+}
+
+// applyTx folds items into what tx holds and writes what changed, without
+// the position: a batch, or a replay. It returns the set it folded.
+func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published map[uint64]bool) (result, *fold.Set, error) {
+	res := result{counts: map[countKey]int{}}
+	var events []*schema.Event
+	for _, it := range items {
+		if it.reject == nil && it.event.Data != nil {
+			events = append(events, it.event)
+		}
+	}
+	set, attempts, err := w.load(ctx, tx, fold.TouchedBy(events))
+	if err != nil {
+		return res, nil, err
+	}
+
+	var rejects []stream.Reject
+	for _, it := range items {
+		res.lastSeq = max(res.lastSeq, it.seq)
+		if it.reject == nil && it.event.Data == nil {
+			res.skipped++
+			res.counts[countKey{"unknown", "skipped", ""}]++
+			w.log.DebugContext(ctx, "unknown event type skipped", "type", it.event.Type, "seq", it.seq)
+			continue
+		}
+		if it.reject == nil {
+			if rej := set.Apply(it.event, it.seq); rej != nil {
+				it.reject = rej
+			} else {
+				res.applied++
+				res.counts[countKey{string(it.event.Type), "applied", ""}]++
+				continue
+			}
+		}
+		res.rejected++
+		typ := ""
+		if it.event != nil {
+			typ = string(it.event.Type)
+		}
+		res.counts[countKey{typ, "rejected", string(it.reject.Reason)}]++
+		rejects = append(rejects, stream.Reject{Seq: it.seq, Subject: it.subject, Header: it.header, Data: it.data,
+			Reason: string(it.reject.Reason), Field: it.reject.Field, Detail: it.reject.Msg})
+	}
+	if w.deadLetter != nil && len(rejects) > 0 {
+		if err := w.deadLetter(ctx, rejects, published); err != nil {
+			return res, nil, err
+		}
+	}
+	return res, set, w.write(ctx, tx, set, attempts)
+}
+
+// load reads what a batch touches: the states of its calls and jobs (and of
+// the jobs of its calls), and the entries its events set. attempts holds
+// the calls that had a report when loaded.
+func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched) (*fold.Set, map[string]bool, error) {
+	set := fold.NewSet()
+	attempts := map[string]bool{}
+	if len(t.Calls) == 0 && len(t.Jobs) == 0 {
+		return set, attempts, nil
+	}
+	calls, err := w.q.CallStatesGet(ctx, tx, t.Calls)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load call states: %w", err)
+	}
+	for _, r := range calls {
+		c, err := fold.DecodeCall(r.State)
+		if err != nil {
+			return nil, nil, fmt.Errorf("decode state of call %s: %w", r.CallID, err)
+		}
+		set.Calls[r.CallID] = c
+		attempts[r.CallID] = c.Created != nil
+	}
+	jobs, err := w.q.JobStatesGet(ctx, tx, store.JobStatesGetParams{JobIds: t.Jobs, CallIds: t.Calls})
+	if err != nil {
+		return nil, nil, fmt.Errorf("load job states: %w", err)
+	}
+	for _, r := range jobs {
+		j, err := fold.DecodeJob(r.State)
+		if err != nil {
+			return nil, nil, fmt.Errorf("decode state of job %s: %w", r.JobID, err)
+		}
+		set.Jobs[r.JobID] = j
+	}
+
+	// The entries: only of calls that have a state (a call first seen in
+	// this batch has none stored).
+	stored := func(call string) *fold.Call { return set.Calls[call] }
+	if keys := slices.DeleteFunc(slices.Clone(t.Path), func(k fold.PathKey) bool { return stored(k.Call) == nil }); len(keys) > 0 {
+		p := store.PathEntriesGetParams{}
+		for _, k := range keys {
+			p.CallIds, p.Indexes = append(p.CallIds, k.Call), append(p.Indexes, k.Index)
+		}
+		rows, err := w.q.PathEntriesGet(ctx, tx, p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("load path entries: %w", err)
+		}
+		for _, r := range rows {
+			err := stored(r.CallID).LoadPath(r.ExecutionIndex, fold.StoredPath{Entered: r.Entered, Exited: r.Exited,
+				Node: fold.Node{ID: r.NodeID, Type: r.NodeType, Label: r.NodeLabel}, OutputPath: r.OutputPath, Size: int(r.Size)})
+			if err != nil {
+				return nil, nil, fmt.Errorf("call %s: %w", r.CallID, err)
+			}
+		}
+	}
+	if keys := slices.DeleteFunc(slices.Clone(t.Vars), func(k fold.VarKey) bool { return stored(k.Call) == nil }); len(keys) > 0 {
+		p := store.VariablesGetParams{}
+		for _, k := range keys {
+			p.CallIds, p.Names = append(p.CallIds, k.Call), append(p.Names, k.Name)
+		}
+		rows, err := w.q.VariablesGet(ctx, tx, p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("load variables: %w", err)
+		}
+		for _, r := range rows {
+			if err := stored(r.CallID).LoadVar(r.Name, r.Stamp, int(r.Size)); err != nil {
+				return nil, nil, fmt.Errorf("call %s: %w", r.CallID, err)
+			}
+		}
+	}
+	if keys := slices.DeleteFunc(slices.Clone(t.Billing), func(k fold.LineKey) bool { return stored(k.Call) == nil }); len(keys) > 0 {
+		p := store.BillingLinesGetParams{}
+		for _, k := range keys {
+			p.CallIds, p.NodeIds = append(p.CallIds, k.Call), append(p.NodeIds, k.Node)
+		}
+		rows, err := w.q.BillingLinesGet(ctx, tx, p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("load billing lines: %w", err)
+		}
+		for _, r := range rows {
+			if err := stored(r.CallID).LoadLine(r.NodeID, r.Stamp, schema.Number(r.Cost), int(r.Size)); err != nil {
+				return nil, nil, fmt.Errorf("call %s: %w", r.CallID, err)
+			}
+		}
+	}
+	if keys := slices.DeleteFunc(slices.Clone(t.Timeline), func(k fold.EventKey) bool { return stored(k.Call) == nil }); len(keys) > 0 {
+		p := store.TimelineEventsGetParams{}
+		for _, k := range keys {
+			p.CallIds, p.EventIds = append(p.CallIds, k.Call), append(p.EventIds, k.ID)
+		}
+		rows, err := w.q.TimelineEventsGet(ctx, tx, p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("load timeline entries: %w", err)
+		}
+		for _, r := range rows {
+			if err := stored(r.CallID).LoadEvent(r.EventID, r.Stamp, int(r.Size)); err != nil {
+				return nil, nil, fmt.Errorf("call %s: %w", r.CallID, err)
+			}
+		}
+	}
+	return set, attempts, nil
+}
+
+// write renders what changed in set and writes it: states, attempts with
+// the pieces of their reports, entries with their fragments, jobs.
+// attempts holds the calls whose attempt row exists.
+func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, attempts map[string]bool) error {
+	calls, jobs := set.Changed()
+	slices.Sort(calls)
+	slices.Sort(jobs)
+
+	var states, attemptRows, path, vars, billing, timeline rows
+	var jobSetCalls, jobSetJobs []string
+	for _, id := range calls {
+		c := set.Calls[id]
+		row, ok, err := fold.RenderCall(id, c) // first: it sizes the head the state records
+		if err != nil {
+			return err
+		}
+		state, err := fold.EncodeCall(c)
+		if err != nil {
+			return fmt.Errorf("encode state of call %s: %w", id, err)
+		}
+		states.add(!c.Stored, callStateRow(id, c, state))
+		if ok {
+			r, err := attemptRow(row)
+			if err != nil {
+				return err
+			}
+			attemptRows.add(!attempts[id], r)
+		}
+		p, v, b, t := c.Rows(id)
+		for _, r := range p {
+			path.add(r.Fresh, pathRow(r))
+		}
+		for _, r := range v {
+			vars.add(r.Fresh, varRow(r))
+		}
+		for _, r := range b {
+			row, err := billingRow(r)
+			if err != nil {
+				return err
+			}
+			billing.add(r.Fresh, row)
+		}
+		for _, r := range t {
+			timeline.add(r.Fresh, timelineRow(r))
+		}
+		if c.JobSet && c.Stored {
+			jobSetCalls, jobSetJobs = append(jobSetCalls, id), append(jobSetJobs, c.JobID)
+		}
+	}
+	if err := writeTables(ctx, tx, []table{callStatesTable, attemptsTable, pathTable, varsTable, billingTable, timelineTable},
+		[]rows{states, attemptRows, path, vars, billing, timeline}); err != nil {
+		return err
+	}
+	if len(jobSetCalls) > 0 {
+		if err := w.q.CallJobSet(ctx, tx, store.CallJobSetParams{CallIds: jobSetCalls, JobIds: jobSetJobs}); err != nil {
+			return fmt.Errorf("set the job of stored entries: %w", err)
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	return w.writeJobs(ctx, tx, set, jobs)
+}
+
+// writeJobs writes the changed jobs: their states, and their rows rendered
+// from their attempts as this transaction sees them, under a lock per job
+// so that writers of other calls of the same job take turns.
+func (w *Writer) writeJobs(ctx context.Context, tx pgx.Tx, set *fold.Set, jobs []string) error {
+	if err := w.q.JobsLock(ctx, tx, jobs); err != nil {
+		return fmt.Errorf("lock jobs: %w", err)
+	}
+	sums, err := w.q.JobAttemptsSummary(ctx, tx, jobs)
+	if err != nil {
+		return fmt.Errorf("summarise attempts: %w", err)
+	}
+	summary := make(map[string]fold.JobSummary, len(sums))
+	for _, s := range sums {
+		summary[s.JobID] = fold.JobSummary{Attempts: int(s.Attempts), LastOutcome: s.LastOutcome,
+			FirstCreated: s.FirstCreated.Time.UTC(), LastEventAt: s.LastEventAt.Time.UTC(), Version: uint64(s.Version)}
+	}
+	var states, jobRows rows
+	for _, id := range jobs {
+		j := set.Jobs[id]
+		if j == nil {
+			return fmt.Errorf("job %s changed but has no state", id)
+		}
+		if j.Changed {
+			state, err := fold.EncodeJob(j)
+			if err != nil {
+				return fmt.Errorf("encode state of job %s: %w", id, err)
+			}
+			states.add(!j.Stored, jobStateRow(id, j, state))
+		}
+		row, ok, err := fold.RenderJob(id, j, summary[id])
+		if err != nil {
+			return err
+		}
+		if ok {
+			jobRows.add(false, jobRow(row)) // merged: another writer may have inserted it
+		}
+	}
+	return writeTables(ctx, tx, []table{jobStatesTable, jobsTable}, []rows{states, jobRows})
+}
