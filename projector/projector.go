@@ -142,6 +142,9 @@ type Projector struct {
 	trying     atomic.Int64
 	lastCommit atomic.Int64
 	lastErr    atomic.Pointer[string]
+	// meanSize is a moving mean of the message sizes, in bytes (fetcher
+	// goroutine only).
+	meanSize float64
 }
 
 // New returns a projector reading streams and writing to pool.
@@ -407,12 +410,32 @@ func (p *Projector) fetch(ctx context.Context, cons jetstream.Consumer, bulk boo
 	if err != nil || len(first) == 0 || p.cfg.BatchSize == 1 {
 		return first, err
 	}
-	rest, err := collect(cons.Fetch(p.cfg.BatchSize-1, jetstream.FetchMaxBytes(max(p.cfg.batchBytes()-len(first[0].Data()), 1)),
-		jetstream.FetchMaxWait(max(p.cfg.BatchWait, time.Millisecond))))
+	// Let a few more arrive to share the commit, then take what is stored
+	// without waiting: live, what arrived during the previous commit. (A
+	// pull request that waits, even a few milliseconds, makes batches
+	// small and costs nats-server 2.9 dearly.) A no-wait pull takes no
+	// byte bound: the count is bounded by the mean size seen so far.
+	select {
+	case <-ctx.Done():
+	case <-time.After(p.cfg.BatchWait):
+	}
+	n := p.cfg.BatchSize - 1
+	if p.meanSize > 0 {
+		n = min(n, int(float64(p.cfg.batchBytes())/p.meanSize))
+	}
+	rest, err := collect(cons.FetchNoWait(max(n, 1)))
 	if err != nil {
 		return first, nil // apply what is in hand
 	}
-	return append(first, rest...), nil
+	msgs := append(first, rest...)
+	for _, m := range msgs {
+		if size := float64(len(m.Data())); p.meanSize == 0 {
+			p.meanSize = size
+		} else {
+			p.meanSize = 0.99*p.meanSize + 0.01*size
+		}
+	}
+	return msgs, nil
 }
 
 // collect reads a fetch's messages.

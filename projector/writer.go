@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -170,10 +171,12 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 			events = append(events, it.event)
 		}
 	}
+	began := time.Now()
 	set, attempts, err := w.load(ctx, tx, fold.TouchedBy(events))
 	if err != nil {
 		return res, nil, err
 	}
+	loaded := time.Now()
 
 	var rejects []stream.Reject
 	for _, it := range items {
@@ -207,7 +210,11 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 			return res, nil, err
 		}
 	}
-	return res, set, w.write(ctx, tx, set, attempts)
+	folded := time.Now()
+	err = w.write(ctx, tx, set, attempts)
+	w.log.DebugContext(ctx, "batch", "events", len(items), "calls", len(set.Calls), "jobs", len(set.Jobs),
+		"load", loaded.Sub(began), "fold", folded.Sub(loaded), "write", time.Since(folded))
+	return res, set, err
 }
 
 // load reads what a batch touches: the states of its calls and jobs (and of
@@ -315,6 +322,7 @@ func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched) (*fold.Set
 // the pieces of their reports, entries with their fragments, jobs.
 // attempts holds the calls whose attempt row exists.
 func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, attempts map[string]bool) error {
+	began := time.Now()
 	calls, jobs := set.Changed()
 	slices.Sort(calls)
 	slices.Sort(jobs)
@@ -360,10 +368,16 @@ func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, attempts m
 			jobSetCalls, jobSetJobs = append(jobSetCalls, id), append(jobSetJobs, c.JobID)
 		}
 	}
+	rendered := time.Now()
 	if err := writeTables(ctx, tx, []table{callStatesTable, attemptsTable, pathTable, varsTable, billingTable, timelineTable},
 		[]rows{states, attemptRows, path, vars, billing, timeline}); err != nil {
 		return err
 	}
+	defer func(written time.Time) {
+		w.log.DebugContext(ctx, "batch write", "render", rendered.Sub(began), "calls", written.Sub(rendered), "jobs", time.Since(written),
+			"states", len(states.fresh)+len(states.merge), "fresh_states", len(states.fresh), "path", len(path.fresh)+len(path.merge),
+			"vars", len(vars.fresh)+len(vars.merge), "billing", len(billing.fresh)+len(billing.merge), "timeline", len(timeline.fresh)+len(timeline.merge))
+	}(time.Now())
 	if len(jobSetCalls) > 0 {
 		if err := w.q.CallJobSet(ctx, tx, store.CallJobSetParams{CallIds: jobSetCalls, JobIds: jobSetJobs}); err != nil {
 			return fmt.Errorf("set the job of stored entries: %w", err)

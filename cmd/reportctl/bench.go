@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/callreport/callreport/internal/config"
-	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/schema/simulate"
 )
 
@@ -102,7 +101,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := config.Register(fs, config.SectionAll)
 	var o benchOptions
 	o.sim = simulateFlags(fs, 100000)
-	fs.IntVar(&o.batchSize, "batch-size", projector.DefaultBatchSize, "the projector's batch size")
 	fs.Float64Var(&o.rate, "rate", 2000, "live lag: events per second published while the projector runs")
 	fs.DurationVar(&o.lagDuration, "lag-duration", 20*time.Second, "live lag: how long to publish")
 	fs.DurationVar(&o.httpDuration, "http-duration", 10*time.Second, "query: measured time per target")
@@ -121,6 +119,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	o.batchSize = cfg.Projector.BatchSize
 	if *compare {
 		return compareResults(fs.Args(), stdout)
 	}
