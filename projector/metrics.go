@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callreport/callreport/internal/stream"
@@ -139,26 +138,14 @@ func (m *Metrics) retried() {
 	}
 }
 
-// watchLag refreshes the lag gauges every interval until ctx ends.
-func (m *Metrics) watchLag(ctx context.Context, streams *stream.Streams, cons jetstream.Consumer, every time.Duration) {
+// lagged sets the lag gauges.
+func (m *Metrics) lagged(lag stream.Lag) {
 	if m == nil {
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		lag, err := streams.LagOf(ctx, cons)
-		if err == nil {
-			m.lagEvents.Set(float64(lag.Events))
-			m.lagSeconds.Set(lag.Age.Seconds())
-			m.redelivered.Set(float64(lag.Redelivered))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	m.lagEvents.Set(float64(lag.Events))
+	m.lagSeconds.Set(lag.Age.Seconds())
+	m.redelivered.Set(float64(lag.Redelivered))
 }
 
 func (m *Metrics) running(consumer, streamName string) {

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -145,6 +147,8 @@ type Projector struct {
 	// meanSize is a moving mean of the message sizes, in bytes (fetcher
 	// goroutine only).
 	meanSize float64
+	// ackFloor is the consumer's, as last measured.
+	ackFloor atomic.Uint64
 }
 
 // New returns a projector reading streams and writing to pool.
@@ -156,6 +160,7 @@ func New(pool *pgxpool.Pool, streams *stream.Streams, cfg Config) *Projector {
 		p.w.deadLetter = func(ctx context.Context, rejects []stream.Reject, published map[uint64]bool) error {
 			return streams.DeadLetter(ctx, rejects, published, cfg.Logger)
 		}
+		p.w.notify = true
 	}
 	return p
 }
@@ -273,6 +278,46 @@ type batch struct {
 	bulk  bool
 }
 
+// meta is what the batch says of the stream beyond it: the time of the
+// event after it is at least its last one's, nil when none waits.
+func (b *batch) meta() batchMeta {
+	last, err := b.msgs[len(b.msgs)-1].Metadata()
+	if err != nil || last.NumPending == 0 {
+		return batchMeta{}
+	}
+	t := last.Timestamp.UTC()
+	return batchMeta{oldestPending: &t}
+}
+
+// watch measures the consumer's lag every interval until ctx ends: for the
+// metrics, and for the freshness the position records between batches
+// (caught up; past messages deleted from the stream).
+func (p *Projector) watch(ctx context.Context, cons jetstream.Consumer, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		lag, err := p.streams.LagOf(ctx, cons)
+		if err == nil {
+			p.cfg.Metrics.lagged(lag)
+			p.ackFloor.Store(lag.AckFloor)
+			var oldest pgtype.Timestamptz
+			if lag.Events > 0 {
+				oldest = pgtype.Timestamptz{Time: time.Now().Add(-lag.Age).UTC(), Valid: true}
+			}
+			err = p.q.PositionFreshness(ctx, p.pool, store.PositionFreshnessParams{
+				Consumer: p.cfg.Consumer, Through: int64(lag.AckFloor), OldestPending: oldest})
+			if err != nil && ctx.Err() == nil {
+				p.log.WarnContext(ctx, "record the freshness of the position", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // consume runs the consume loop on the durable consumer, created with
 // start's delivery policy if it does not exist yet. One goroutine fetches
 // and decodes the next batch while the current one is written, so that the
@@ -309,7 +354,12 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 	p.cfg.Metrics.running(p.cfg.Consumer, p.streams.Stream)
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
-	go p.cfg.Metrics.watchLag(lagCtx, p.streams, cons, 5*time.Second)
+	if pos, err := p.q.PositionGet(ctx, p.pool, p.cfg.Consumer); err == nil {
+		p.w.through = uint64(pos.Through)
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("read the position: %w", err)
+	}
+	go p.watch(lagCtx, cons, 5*time.Second)
 	go p.cfg.Metrics.watchStall(lagCtx, p.Stalled, time.Second)
 	p.log.InfoContext(ctx, "projector running", "stream", p.streams.Stream, "consumer", p.cfg.Consumer, "fold_version", fold.Version)
 
@@ -331,6 +381,7 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 	}()
 
 	for b := range fetched {
+		p.w.passed(p.ackFloor.Load())
 		err := p.handle(ctx, b)
 		hand.remove(b)
 		if err != nil {
@@ -558,7 +609,7 @@ func (p *Projector) handle(ctx context.Context, b *batch) error {
 	p.trying.Store(began.UnixNano())
 	defer p.trying.Store(0)
 	for attempt := 1; ; attempt++ {
-		res, err := p.w.Apply(ctx, b.items, published)
+		res, err := p.w.Apply(ctx, b.items, b.meta(), published)
 		if err == nil {
 			p.lastCommit.Store(time.Now().UnixNano())
 			p.lastErr.Store(nil)

@@ -25,31 +25,34 @@ type table struct {
 	// cols are the columns written, the key first; the others keep their
 	// defaults (updated_at) or stay NULL (report, of fold version 1).
 	cols []string
+	// additive tables hold sums: a row written adds to the one stored.
+	additive bool
 }
 
 var (
-	callStatesTable = table{"call_states", []string{"call_id"}, []string{"call_id", "org_id", "job_id", "state"}}
-	jobStatesTable  = table{"job_states", []string{"job_id"}, []string{"job_id", "org_id", "state"}}
+	callStatesTable = table{"call_states", []string{"call_id"}, []string{"call_id", "org_id", "job_id", "state"}, false}
+	jobStatesTable  = table{"job_states", []string{"job_id"}, []string{"job_id", "org_id", "state"}, false}
 	attemptsTable   = table{"call_attempts", []string{"call_id"}, []string{"call_id", "org_id", "job_id", "attempt",
 		"program_id", "program_execution_id", "contact_id", "direction", "from_number", "to_number", "status", "outcome",
 		"outcome_reason", "created_at", "dialed_at", "answered_at", "terminated_at", "duration_ms", "flow_id", "flow_name",
 		"flow_version", "flow_started_at", "flow_completed_at", "node_count", "total_cost", "timeline_count", "last_event_at",
-		"etag", "version", "doc_head", "flow_open", "flow_close", "billing_close"}}
+		"etag", "version", "doc_head", "flow_open", "flow_close", "billing_close"}, false}
 	jobsTable = table{"jobs", []string{"job_id"}, []string{"job_id", "org_id", "status", "final_outcome", "attempt_count",
 		"max_attempts", "program_id", "program_execution_id", "contact_id", "failure_reason", "first_event_at",
-		"last_event_at", "etag", "version", "head"}}
+		"last_event_at", "etag", "version", "head"}, false}
 	pathTable = table{"call_path_entries", []string{"call_id", "execution_index"}, []string{"call_id", "execution_index",
-		"org_id", "job_id", "node_id", "node_type", "node_label", "output_path", "entered_at", "entered", "exited", "fragment"}}
+		"org_id", "job_id", "node_id", "node_type", "node_label", "output_path", "entered_at", "entered", "exited", "fragment"}, false}
 	varsTable = table{"call_variables", []string{"call_id", "name"}, []string{"call_id", "name", "org_id", "job_id",
-		"value", "stamp", "fragment"}}
+		"value", "stamp", "fragment"}, false}
 	billingTable = table{"call_billing_lines", []string{"call_id", "node_id"}, []string{"call_id", "node_id", "org_id",
-		"job_id", "node_type", "duration_ms", "cost", "cost_per_unit", "unit", "min_duration_ms", "rated_at", "stamp", "fragment"}}
+		"job_id", "node_type", "duration_ms", "cost", "cost_per_unit", "unit", "min_duration_ms", "rated_at", "stamp", "fragment"}, false}
 	timelineTable = table{"call_timeline_events", []string{"call_id", "event_id"}, []string{"call_id", "event_id", "org_id",
-		"job_id", "type", "occurred_at", "data", "stamp", "fragment"}}
+		"job_id", "type", "occurred_at", "data", "stamp", "fragment"}, false}
 )
 
 // writtenTables are every table the projector writes.
-var writtenTables = []table{callStatesTable, jobStatesTable, attemptsTable, jobsTable, pathTable, varsTable, billingTable, timelineTable}
+var writtenTables = []table{callStatesTable, jobStatesTable, attemptsTable, jobsTable, pathTable, varsTable, billingTable,
+	timelineTable, rollupsTable, callNodesTable, funnelsTable, funnelExitsTable}
 
 // stage is the name of the table's staging table, a temporary table of
 // the same columns that holds the rows to merge into existing ones.
@@ -61,7 +64,11 @@ func (t table) stage() string { return "stage_" + t.name }
 func (t table) mergeSQL() string {
 	var set []string
 	for _, c := range t.cols[len(t.key):] {
-		set = append(set, fmt.Sprintf("%s = EXCLUDED.%s", c, c))
+		if t.additive {
+			set = append(set, fmt.Sprintf("%s = %s.%s + EXCLUDED.%s", c, t.name, c, c))
+		} else {
+			set = append(set, fmt.Sprintf("%s = EXCLUDED.%s", c, c))
+		}
 	}
 	if t.hasUpdatedAt() {
 		set = append(set, "updated_at = now()")

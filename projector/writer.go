@@ -2,14 +2,17 @@ package projector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callreport/callreport/internal/stream"
@@ -46,6 +49,23 @@ type Writer struct {
 	// deadLetter publishes rejected events; nil leaves them (a rebuild
 	// meets the events the live projector dead-lettered already).
 	deadLetter func(context.Context, []stream.Reject, map[uint64]bool) error
+	// notify tells the query processes which reports changed.
+	notify bool
+	// part is the stream partition the writer's rows of the rollups are
+	// kept under.
+	part int32
+
+	// through is the largest sequence up to which every event of the
+	// consumer is committed; above holds the committed ones past a gap.
+	through uint64
+	above   map[uint64]bool
+}
+
+// batchMeta is what the consume loop knows of a batch beyond its events.
+type batchMeta struct {
+	// oldestPending is the stream time of the oldest event after the
+	// batch, nil when none waits.
+	oldestPending *time.Time
 }
 
 // result is what a batch did.
@@ -76,8 +96,8 @@ func (r *result) add(o result) {
 // the caller, which retries the whole batch; what was committed meanwhile
 // folds again to the same state. published holds the sequences
 // dead-lettered by earlier attempts.
-func (w *Writer) Apply(ctx context.Context, items []item, published map[uint64]bool) (result, error) {
-	res, err := w.applyOnce(ctx, items, published)
+func (w *Writer) Apply(ctx context.Context, items []item, meta batchMeta, published map[uint64]bool) (result, error) {
+	res, err := w.applyOnce(ctx, items, meta, published)
 	if err == nil || !isDataError(err) || ctx.Err() != nil {
 		return res, err
 	}
@@ -86,14 +106,14 @@ func (w *Writer) Apply(ctx context.Context, items []item, published map[uint64]b
 		// fault. A unique violation may be a race with another writer:
 		// that one is tried alone again before anything is concluded.
 		for attempt := 1; attempt < 3 && isUniqueViolation(err); attempt++ {
-			if res, err = w.applyOnce(ctx, items, published); err == nil || !isDataError(err) {
+			if res, err = w.applyOnce(ctx, items, meta, published); err == nil || !isDataError(err) {
 				return res, err
 			}
 		}
 		it := items[0]
 		it.reject = &schema.Error{Reason: schema.ReasonUnwritable, Msg: "the database cannot store it: " + err.Error()}
 		w.log.WarnContext(ctx, "event refused by the database; dead-lettering it", "seq", it.seq, "err", err)
-		res, err = w.applyOnce(ctx, []item{it}, published)
+		res, err = w.applyOnce(ctx, []item{it}, meta, published)
 		res.split++
 		return res, err
 	}
@@ -102,7 +122,7 @@ func (w *Writer) Apply(ctx context.Context, items []item, published map[uint64]b
 	total := result{counts: map[countKey]int{}, split: 1}
 	half := len(items) / 2
 	for _, part := range [][]item{items[:half], items[half:]} {
-		r, err := w.Apply(ctx, part, published)
+		r, err := w.Apply(ctx, part, meta, published)
 		total.add(r)
 		if err != nil {
 			return total, err
@@ -135,7 +155,7 @@ func isUniqueViolation(err error) bool {
 }
 
 // applyOnce applies items in one transaction with the position.
-func (w *Writer) applyOnce(ctx context.Context, items []item, published map[uint64]bool) (result, error) {
+func (w *Writer) applyOnce(ctx context.Context, items []item, meta batchMeta, published map[uint64]bool) (result, error) {
 	tx, err := w.pool.BeginTx(ctx, pgx.TxOptions{})
 	if err != nil {
 		return result{}, fmt.Errorf("begin: %w", err)
@@ -144,21 +164,98 @@ func (w *Writer) applyOnce(ctx context.Context, items []item, published map[uint
 	if err := w.q.BatchLock(ctx, tx, w.lock); err != nil {
 		return result{}, fmt.Errorf("lock consumer %s: %w", w.lock, err)
 	}
-	res, _, err := w.applyTx(ctx, tx, items, published)
+	res, set, err := w.applyTx(ctx, tx, items, published)
 	if err != nil {
 		return res, err
+	}
+	through, above := w.advance(items)
+	pending := pgtype.Timestamptz{}
+	if meta.oldestPending != nil {
+		pending = pgtype.Timestamptz{Time: *meta.oldestPending, Valid: true}
 	}
 	err = w.q.PositionSave(ctx, tx, store.PositionSaveParams{
 		Consumer: w.consumer, Stream: w.streamName, StreamSeq: int64(res.lastSeq), FoldVersion: fold.Version,
 		Applied: int64(res.applied), Rejected: int64(res.rejected), Skipped: int64(res.skipped),
+		Through: int64(through), OldestPending: pending,
 	})
 	if err != nil {
 		return res, fmt.Errorf("save position: %w", err)
 	}
+	if w.notify {
+		if err := w.q.ReportsNotify(ctx, tx, notification(set)); err != nil {
+			return res, fmt.Errorf("notify: %w", err)
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
+	w.through, w.above = through, above
 	return res, nil
+}
+
+// advance is where through and above would be with items committed.
+func (w *Writer) advance(items []item) (uint64, map[uint64]bool) {
+	through := w.through
+	above := maps.Clone(w.above)
+	if above == nil {
+		above = map[uint64]bool{}
+	}
+	for _, it := range items {
+		if it.seq > through {
+			above[it.seq] = true
+		}
+	}
+	for above[through+1] {
+		delete(above, through+1)
+		through++
+	}
+	return through, above
+}
+
+// passed moves through past what the consumer has acknowledged: messages
+// deleted from the stream are never delivered, and leave a gap the
+// consumer's ack floor steps over.
+func (w *Writer) passed(floor uint64) bool {
+	if floor <= w.through {
+		return false
+	}
+	w.through = floor
+	for seq := range w.above {
+		if seq <= floor {
+			delete(w.above, seq)
+		}
+	}
+	for w.above[w.through+1] {
+		delete(w.above, w.through+1)
+		w.through++
+	}
+	return true
+}
+
+// maxNotification is what a notification's payload may hold: Postgres
+// takes 8,000 bytes.
+const maxNotification = 7900
+
+// notification names the reports a batch changed, for the query processes'
+// live updates; a batch that changed too many to name says so.
+func notification(set *fold.Set) string {
+	calls, jobs := set.Changed()
+	var reported []string
+	for _, id := range calls {
+		if set.Calls[id].Created != nil {
+			reported = append(reported, id)
+		}
+	}
+	slices.Sort(reported)
+	slices.Sort(jobs)
+	b, err := json.Marshal(struct {
+		Calls []string `json:"calls,omitempty"`
+		Jobs  []string `json:"jobs,omitempty"`
+	}{reported, jobs})
+	if err != nil || len(b) > maxNotification {
+		return `{"all":true}`
+	}
+	return string(b)
 }
 
 // applyTx folds items into what tx holds and writes what changed, without
@@ -176,6 +273,7 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 	if err != nil {
 		return res, nil, err
 	}
+	was := snapshot(set)
 	loaded := time.Now()
 
 	var rejects []stream.Reject
@@ -211,7 +309,7 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 		}
 	}
 	folded := time.Now()
-	err = w.write(ctx, tx, set, attempts)
+	err = w.write(ctx, tx, set, was, attempts)
 	w.log.DebugContext(ctx, "batch", "events", len(items), "calls", len(set.Calls), "jobs", len(set.Jobs),
 		"load", loaded.Sub(began), "fold", folded.Sub(loaded), "write", time.Since(folded))
 	return res, set, err
@@ -321,7 +419,7 @@ func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched) (*fold.Set
 // write renders what changed in set and writes it: states, attempts with
 // the pieces of their reports, entries with their fragments, jobs.
 // attempts holds the calls whose attempt row exists.
-func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, attempts map[string]bool) error {
+func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, was *before, attempts map[string]bool) error {
 	began := time.Now()
 	calls, jobs := set.Changed()
 	slices.Sort(calls)
@@ -368,9 +466,18 @@ func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, attempts m
 			jobSetCalls, jobSetJobs = append(jobSetCalls, id), append(jobSetJobs, c.JobID)
 		}
 	}
+	rollups, err := w.rollupRows(set, was, calls)
+	if err != nil {
+		return err
+	}
+	nodes, funnels, exits, err := w.funnelRows(ctx, tx, set, was, calls)
+	if err != nil {
+		return err
+	}
 	rendered := time.Now()
-	if err := writeTables(ctx, tx, []table{callStatesTable, attemptsTable, pathTable, varsTable, billingTable, timelineTable},
-		[]rows{states, attemptRows, path, vars, billing, timeline}); err != nil {
+	if err := writeTables(ctx, tx, []table{callStatesTable, attemptsTable, pathTable, varsTable, billingTable, timelineTable,
+		rollupsTable, callNodesTable, funnelsTable, funnelExitsTable},
+		[]rows{states, attemptRows, path, vars, billing, timeline, rollups, nodes, funnels, exits}); err != nil {
 		return err
 	}
 	defer func(written time.Time) {

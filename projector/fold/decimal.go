@@ -78,3 +78,23 @@ func negate(n schema.Number) schema.Number {
 	}
 	return "-" + n
 }
+
+// Sum adds decimal numbers exactly, as billing's totalCost does; "" counts
+// as 0.
+func Sum(nums ...schema.Number) schema.Number {
+	var in []schema.Number
+	for _, n := range nums {
+		if n != "" {
+			in = append(in, n)
+		}
+	}
+	return sum(in)
+}
+
+// Negate is -n.
+func Negate(n schema.Number) schema.Number {
+	if n == "" {
+		return ""
+	}
+	return negate(n)
+}

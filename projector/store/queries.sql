@@ -100,12 +100,16 @@ WITH s AS (DELETE FROM job_states t WHERE t.job_id = ANY(@job_ids::text[]))
 DELETE FROM jobs t WHERE t.job_id = ANY(@job_ids::text[]);
 
 -- name: PositionGet :one
-SELECT consumer, stream, stream_seq, fold_version, applied, rejected, skipped, updated_at
+SELECT consumer, stream, stream_seq, fold_version, applied, rejected, skipped, updated_at, through, oldest_pending
 FROM projector_positions WHERE consumer = @consumer;
 
 -- name: PositionSave :exec
-INSERT INTO projector_positions (consumer, stream, stream_seq, fold_version, applied, rejected, skipped, updated_at)
-VALUES (@consumer, @stream, @stream_seq, @fold_version, @applied, @rejected, @skipped, now())
+-- What a batch moves of its consumer's position, in the batch's
+-- transaction. through and oldest_pending say how fresh the reports are.
+INSERT INTO projector_positions (consumer, stream, stream_seq, fold_version, applied, rejected, skipped,
+                                 through, oldest_pending, updated_at)
+VALUES (@consumer, @stream, @stream_seq, @fold_version, @applied, @rejected, @skipped,
+        @through, @oldest_pending, now())
 ON CONFLICT (consumer) DO UPDATE SET
     stream = EXCLUDED.stream,
     stream_seq = GREATEST(projector_positions.stream_seq, EXCLUDED.stream_seq),
@@ -113,7 +117,32 @@ ON CONFLICT (consumer) DO UPDATE SET
     applied = projector_positions.applied + EXCLUDED.applied,
     rejected = projector_positions.rejected + EXCLUDED.rejected,
     skipped = projector_positions.skipped + EXCLUDED.skipped,
+    through = GREATEST(projector_positions.through, EXCLUDED.through),
+    oldest_pending = EXCLUDED.oldest_pending,
     updated_at = now();
+
+-- name: PositionFreshness :exec
+-- Between batches: the consumer's ack floor passed deleted messages, or it
+-- caught up; never moves through back.
+UPDATE projector_positions SET through = GREATEST(through, @through), oldest_pending = @oldest_pending
+WHERE consumer = @consumer;
+
+-- name: ReportsNotify :exec
+-- Tells the query processes which reports a commit changed (delivered at
+-- commit): {"calls":[ids],"jobs":[ids]}, or {"all":true} when they do not
+-- fit a notification.
+SELECT pg_notify('callreport_reports', @payload::text);
+
+-- name: CallNodesGet :many
+SELECT n.call_id, n.node_id, n.visits, n.exits, coalesce(n.cost::text, '')::text AS cost
+FROM call_nodes n
+JOIN (SELECT unnest(@call_ids::text[]) AS call_id, unnest(@node_ids::text[]) AS node_id) k
+  ON n.call_id = k.call_id AND n.node_id = k.node_id;
+
+-- name: CallNodesOfCalls :many
+-- Every node of the calls whose funnel key moved.
+SELECT call_id, node_id, visits, exits, coalesce(cost::text, '')::text AS cost
+FROM call_nodes WHERE call_id = ANY(@call_ids::text[]);
 
 -- name: GenerationLive :one
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at

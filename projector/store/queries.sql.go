@@ -116,6 +116,92 @@ func (q *Queries) CallJobSet(ctx context.Context, db DBTX, arg CallJobSetParams)
 	return err
 }
 
+const callNodesGet = `-- name: CallNodesGet :many
+SELECT n.call_id, n.node_id, n.visits, n.exits, coalesce(n.cost::text, '')::text AS cost
+FROM call_nodes n
+JOIN (SELECT unnest($1::text[]) AS call_id, unnest($2::text[]) AS node_id) k
+  ON n.call_id = k.call_id AND n.node_id = k.node_id
+`
+
+type CallNodesGetParams struct {
+	CallIds []string
+	NodeIds []string
+}
+
+type CallNodesGetRow struct {
+	CallID string
+	NodeID string
+	Visits int32
+	Exits  []byte
+	Cost   string
+}
+
+func (q *Queries) CallNodesGet(ctx context.Context, db DBTX, arg CallNodesGetParams) ([]CallNodesGetRow, error) {
+	rows, err := db.Query(ctx, callNodesGet, arg.CallIds, arg.NodeIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CallNodesGetRow
+	for rows.Next() {
+		var i CallNodesGetRow
+		if err := rows.Scan(
+			&i.CallID,
+			&i.NodeID,
+			&i.Visits,
+			&i.Exits,
+			&i.Cost,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const callNodesOfCalls = `-- name: CallNodesOfCalls :many
+SELECT call_id, node_id, visits, exits, coalesce(cost::text, '')::text AS cost
+FROM call_nodes WHERE call_id = ANY($1::text[])
+`
+
+type CallNodesOfCallsRow struct {
+	CallID string
+	NodeID string
+	Visits int32
+	Exits  []byte
+	Cost   string
+}
+
+// Every node of the calls whose funnel key moved.
+func (q *Queries) CallNodesOfCalls(ctx context.Context, db DBTX, callIds []string) ([]CallNodesOfCallsRow, error) {
+	rows, err := db.Query(ctx, callNodesOfCalls, callIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CallNodesOfCallsRow
+	for rows.Next() {
+		var i CallNodesOfCallsRow
+		if err := rows.Scan(
+			&i.CallID,
+			&i.NodeID,
+			&i.Visits,
+			&i.Exits,
+			&i.Cost,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const callStatesGet = `-- name: CallStatesGet :many
 SELECT call_id, state FROM call_states
 WHERE call_id = ANY($1::text[])
@@ -623,8 +709,26 @@ func (q *Queries) PathEntriesGet(ctx context.Context, db DBTX, arg PathEntriesGe
 	return items, nil
 }
 
+const positionFreshness = `-- name: PositionFreshness :exec
+UPDATE projector_positions SET through = GREATEST(through, $1), oldest_pending = $2
+WHERE consumer = $3
+`
+
+type PositionFreshnessParams struct {
+	Through       int64
+	OldestPending pgtype.Timestamptz
+	Consumer      string
+}
+
+// Between batches: the consumer's ack floor passed deleted messages, or it
+// caught up; never moves through back.
+func (q *Queries) PositionFreshness(ctx context.Context, db DBTX, arg PositionFreshnessParams) error {
+	_, err := db.Exec(ctx, positionFreshness, arg.Through, arg.OldestPending, arg.Consumer)
+	return err
+}
+
 const positionGet = `-- name: PositionGet :one
-SELECT consumer, stream, stream_seq, fold_version, applied, rejected, skipped, updated_at
+SELECT consumer, stream, stream_seq, fold_version, applied, rejected, skipped, updated_at, through, oldest_pending
 FROM projector_positions WHERE consumer = $1
 `
 
@@ -640,13 +744,17 @@ func (q *Queries) PositionGet(ctx context.Context, db DBTX, consumer string) (Pr
 		&i.Rejected,
 		&i.Skipped,
 		&i.UpdatedAt,
+		&i.Through,
+		&i.OldestPending,
 	)
 	return i, err
 }
 
 const positionSave = `-- name: PositionSave :exec
-INSERT INTO projector_positions (consumer, stream, stream_seq, fold_version, applied, rejected, skipped, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+INSERT INTO projector_positions (consumer, stream, stream_seq, fold_version, applied, rejected, skipped,
+                                 through, oldest_pending, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+        $8, $9, now())
 ON CONFLICT (consumer) DO UPDATE SET
     stream = EXCLUDED.stream,
     stream_seq = GREATEST(projector_positions.stream_seq, EXCLUDED.stream_seq),
@@ -654,19 +762,25 @@ ON CONFLICT (consumer) DO UPDATE SET
     applied = projector_positions.applied + EXCLUDED.applied,
     rejected = projector_positions.rejected + EXCLUDED.rejected,
     skipped = projector_positions.skipped + EXCLUDED.skipped,
+    through = GREATEST(projector_positions.through, EXCLUDED.through),
+    oldest_pending = EXCLUDED.oldest_pending,
     updated_at = now()
 `
 
 type PositionSaveParams struct {
-	Consumer    string
-	Stream      string
-	StreamSeq   int64
-	FoldVersion int32
-	Applied     int64
-	Rejected    int64
-	Skipped     int64
+	Consumer      string
+	Stream        string
+	StreamSeq     int64
+	FoldVersion   int32
+	Applied       int64
+	Rejected      int64
+	Skipped       int64
+	Through       int64
+	OldestPending pgtype.Timestamptz
 }
 
+// What a batch moves of its consumer's position, in the batch's
+// transaction. through and oldest_pending say how fresh the reports are.
 func (q *Queries) PositionSave(ctx context.Context, db DBTX, arg PositionSaveParams) error {
 	_, err := db.Exec(ctx, positionSave,
 		arg.Consumer,
@@ -676,6 +790,8 @@ func (q *Queries) PositionSave(ctx context.Context, db DBTX, arg PositionSavePar
 		arg.Applied,
 		arg.Rejected,
 		arg.Skipped,
+		arg.Through,
+		arg.OldestPending,
 	)
 	return err
 }
@@ -698,6 +814,18 @@ SELECT pg_advisory_unlock(hashtextextended('callreport-rebuild', 0))
 
 func (q *Queries) RebuildUnlock(ctx context.Context, db DBTX) error {
 	_, err := db.Exec(ctx, rebuildUnlock)
+	return err
+}
+
+const reportsNotify = `-- name: ReportsNotify :exec
+SELECT pg_notify('callreport_reports', $1::text)
+`
+
+// Tells the query processes which reports a commit changed (delivered at
+// commit): {"calls":[ids],"jobs":[ids]}, or {"all":true} when they do not
+// fit a notification.
+func (q *Queries) ReportsNotify(ctx context.Context, db DBTX, payload string) error {
+	_, err := db.Exec(ctx, reportsNotify, payload)
 	return err
 }
 

@@ -128,6 +128,19 @@ type CallBillingLine struct {
 	Fragment *string
 }
 
+// What one call did at one node of its flow: entries, exits by output path, billed cost. The projector keeps flow_funnels from it.
+type CallNode struct {
+	CallID string
+	NodeID string
+	OrgID  string
+	// Execution-path entries of the call at the node.
+	Visits int32
+	// Exits of those entries by output path: {"ok": 2}.
+	Exits []byte
+	// Cost of the call's billing line of the node, NULL without one.
+	Cost pgtype.Numeric
+}
+
 // One row per execution-path entry (flow.node_entered) of a call attempt.
 type CallPathEntry struct {
 	// Call attempt (call_attempts.call_id).
@@ -154,6 +167,30 @@ type CallPathEntry struct {
 	Exited []byte
 	// The entry as the report shows it. Internal to the report assembly.
 	Fragment *string
+}
+
+// Call attempts counted by 15-minute UTC bucket of their createdAt and by outcome, program, flow and direction: the statistics of GET /call-report/stats/calls, for any time zone whose offset is a multiple of 15 minutes.
+type CallRollup struct {
+	OrgID string
+	// Start of the 15-minute UTC interval holding the calls' createdAt.
+	Bucket pgtype.Timestamptz
+	// Outcome of the calls (pending until one is known).
+	Outcome string
+	// Program of the calls; empty for calls without one.
+	ProgramID string
+	// Flow the calls executed; empty for calls without one.
+	FlowID    string
+	Direction string
+	// Stream partition of the projector that keeps the row; sum over it.
+	Part int32
+	// Number of calls.
+	Calls int64
+	// Number of them answered (with answeredAt).
+	Answered int64
+	// Sum of their durationMs.
+	DurationMs int64
+	// Exact sum of their billing totalCost.
+	TotalCost pgtype.Numeric
 }
 
 // Projector-internal fold state of every call seen, also before its call.created. Not a stable interface.
@@ -208,6 +245,30 @@ type CallVariable struct {
 	Stamp []byte
 	// The member of finalVariables ("name":value). Internal to the report assembly.
 	Fragment string
+}
+
+// Per node of a flow, by 15-minute UTC bucket of the calls' createdAt: calls that reached the node and their billed cost there. GET /call-report/flows/{flowId}/funnel.
+type FlowFunnel struct {
+	OrgID  string
+	FlowID string
+	Bucket pgtype.Timestamptz
+	NodeID string
+	Part   int32
+	// Calls with at least one execution-path entry at the node.
+	Calls int64
+	// Exact sum of the calls' billing lines of the node.
+	Cost pgtype.Numeric
+}
+
+// Exits of a flow's nodes by output path, by 15-minute UTC bucket of the calls' createdAt.
+type FlowFunnelExit struct {
+	OrgID      string
+	FlowID     string
+	Bucket     pgtype.Timestamptz
+	NodeID     string
+	OutputPath string
+	Part       int32
+	Exits      int64
 }
 
 // Generations of the report tables: the live one (in schema public), a rebuild in progress, and retired ones kept until reportctl rebuild --drop-old.
@@ -302,4 +363,8 @@ type ProjectorPosition struct {
 	Skipped int64
 	// When the last batch committed.
 	UpdatedAt pgtype.Timestamptz
+	// Largest stream sequence S such that every event of the consumer up to S is applied (or dead-lettered, or skipped): X-Projection-Position.
+	Through int64
+	// Stream time of the oldest event not applied yet; NULL when caught up: X-Projection-Lag-Ms.
+	OldestPending pgtype.Timestamptz
 }

@@ -1,0 +1,331 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callreport/callreport/projector/fold"
+	"github.com/callreport/callreport/projector/store"
+	"github.com/callreport/callreport/schema"
+)
+
+// The rollups behind the statistics and the funnels are sums of what each
+// call contributes. A batch takes, for every call it touches, the
+// contribution the call had when loaded (before) and the one it has after
+// folding, and adds the difference; so the rollups equal a count over the
+// reports whatever the order and batching of the events.
+
+var (
+	rollupsTable = table{"call_rollups", []string{"org_id", "bucket", "outcome", "program_id", "flow_id", "direction", "part"},
+		[]string{"org_id", "bucket", "outcome", "program_id", "flow_id", "direction", "part", "calls", "answered", "duration_ms", "total_cost"}, true}
+	callNodesTable = table{"call_nodes", []string{"call_id", "node_id"}, []string{"call_id", "node_id", "org_id", "visits", "exits", "cost"}, false}
+	funnelsTable   = table{"flow_funnels", []string{"org_id", "flow_id", "bucket", "node_id", "part"},
+		[]string{"org_id", "flow_id", "bucket", "node_id", "part", "calls", "cost"}, true}
+	funnelExitsTable = table{"flow_funnel_exits", []string{"org_id", "flow_id", "bucket", "node_id", "output_path", "part"},
+		[]string{"org_id", "flow_id", "bucket", "node_id", "output_path", "part", "exits"}, true}
+)
+
+// before is what the calls of a batch contributed when loaded.
+type before struct {
+	rollup map[string]rollupAt
+	funnel map[string]fold.FunnelKey // calls with a funnel key
+	path   map[fold.PathKey][2]string
+	cost   map[fold.LineKey]schema.Number
+}
+
+type rollupAt struct {
+	k fold.RollupKey
+	v fold.RollupValue
+}
+
+// snapshot takes what the loaded calls contribute, before the batch folds.
+func snapshot(set *fold.Set) *before {
+	b := &before{rollup: map[string]rollupAt{}, funnel: map[string]fold.FunnelKey{},
+		path: map[fold.PathKey][2]string{}, cost: map[fold.LineKey]schema.Number{}}
+	for id, c := range set.Calls {
+		if k, v, ok := c.Rollup(); ok {
+			b.rollup[id] = rollupAt{k, v}
+		}
+		if k, ok := c.Funnel(); ok {
+			b.funnel[id] = k
+		}
+		for idx, e := range c.Path {
+			node, out := e.Node()
+			b.path[fold.PathKey{Call: id, Index: idx}] = [2]string{node, out}
+		}
+		for node, l := range c.Billing {
+			b.cost[fold.LineKey{Call: id, Node: node}] = l.Cost()
+		}
+	}
+	return b
+}
+
+// rollupSums adds contributions by key.
+type rollupSums map[fold.RollupKey]fold.RollupValue
+
+func (s rollupSums) add(k fold.RollupKey, v fold.RollupValue, sign int64) {
+	t := s[k]
+	t.Calls += sign * v.Calls
+	t.Answered += sign * v.Answered
+	t.DurationMs += sign * v.DurationMs
+	cost := v.TotalCost
+	if sign < 0 {
+		cost = fold.Negate(cost)
+	}
+	t.TotalCost = fold.Sum(t.TotalCost, cost)
+	s[k] = t
+}
+
+// rollupRows are the changes of call_rollups the changed calls make.
+func (w *Writer) rollupRows(set *fold.Set, was *before, calls []string) (rows, error) {
+	sums := rollupSums{}
+	for _, id := range calls {
+		old, hadOld := was.rollup[id]
+		k, v, ok := set.Calls[id].Rollup()
+		if hadOld && ok && old.k == k && old.v == v {
+			continue
+		}
+		if hadOld {
+			sums.add(old.k, old.v, -1)
+		}
+		if ok {
+			sums.add(k, v, +1)
+		}
+	}
+	var r rows
+	for _, k := range slices.SortedFunc(maps.Keys(sums), compareRollupKeys) {
+		v := sums[k]
+		if v == (fold.RollupValue{TotalCost: v.TotalCost}) && (v.TotalCost == "" || v.TotalCost == "0") {
+			continue
+		}
+		cost, err := numeric(ptr(fold.Sum(v.TotalCost)))
+		if err != nil {
+			return r, err
+		}
+		r.add(false, []any{k.OrgID, k.Bucket, k.Outcome, k.ProgramID, k.FlowID, k.Direction, w.part,
+			v.Calls, v.Answered, v.DurationMs, cost})
+	}
+	return r, nil
+}
+
+func compareRollupKeys(a, b fold.RollupKey) int {
+	return slices.Compare([]string{a.OrgID, a.Bucket.Format(time.RFC3339), a.Outcome, a.ProgramID, a.FlowID, a.Direction},
+		[]string{b.OrgID, b.Bucket.Format(time.RFC3339), b.Outcome, b.ProgramID, b.FlowID, b.Direction})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// callNode is one call's doings at one node (call_nodes).
+type callNode struct {
+	visits int64
+	exits  map[string]int64
+	cost   schema.Number // "" without a billing line
+}
+
+func (n callNode) empty() bool { return n.visits == 0 && len(n.exits) == 0 && n.cost == "" }
+
+func (n callNode) clone() callNode {
+	return callNode{visits: n.visits, exits: maps.Clone(n.exits), cost: n.cost}
+}
+
+type nodeKey struct{ call, node string }
+
+// funnelRows are the changes a batch makes to call_nodes and the funnels:
+// the nodes whose entries or billing lines changed, and every node of a
+// call whose funnel key (flow, bucket) changed.
+func (w *Writer) funnelRows(ctx context.Context, tx pgx.Tx, set *fold.Set, was *before, calls []string) (nodes, funnels, exits rows, err error) {
+	delta := map[nodeKey]*callNode{}
+	at := func(call, node string) *callNode {
+		k := nodeKey{call, node}
+		if delta[k] == nil {
+			delta[k] = &callNode{exits: map[string]int64{}}
+		}
+		return delta[k]
+	}
+	costs := map[nodeKey]schema.Number{} // a line's cost, absolute
+	var moved []string                   // calls whose funnel key changed
+	for _, id := range calls {
+		c := set.Calls[id]
+		for idx, e := range c.Path {
+			if !e.Changed {
+				continue
+			}
+			if old, ok := was.path[fold.PathKey{Call: id, Index: idx}]; ok {
+				d := at(id, old[0])
+				d.visits--
+				if old[1] != "" {
+					d.exits[old[1]]--
+				}
+			}
+			node, out := e.Node()
+			d := at(id, node)
+			d.visits++
+			if out != "" {
+				d.exits[out]++
+			}
+		}
+		for node, l := range c.Billing {
+			if l.Changed {
+				at(id, node)
+				costs[nodeKey{id, node}] = l.Cost()
+			}
+		}
+		oldKey, hadOld := was.funnel[id]
+		newKey, hasNew := c.Funnel()
+		if hadOld != hasNew || oldKey != newKey {
+			moved = append(moved, id)
+		}
+	}
+	if len(delta) == 0 && len(moved) == 0 {
+		return nodes, funnels, exits, nil
+	}
+
+	// The rows as they were: of the touched nodes, and all of a moved call.
+	old := map[nodeKey]callNode{}
+	p := store.CallNodesGetParams{}
+	for k := range delta {
+		p.CallIds, p.NodeIds = append(p.CallIds, k.call), append(p.NodeIds, k.node)
+	}
+	if len(p.CallIds) > 0 {
+		got, err := w.q.CallNodesGet(ctx, tx, p)
+		if err != nil {
+			return nodes, funnels, exits, fmt.Errorf("load call nodes: %w", err)
+		}
+		for _, r := range got {
+			n, err := callNodeOf(r.Visits, r.Exits, r.Cost)
+			if err != nil {
+				return nodes, funnels, exits, err
+			}
+			old[nodeKey{r.CallID, r.NodeID}] = n
+		}
+	}
+	if len(moved) > 0 {
+		got, err := w.q.CallNodesOfCalls(ctx, tx, moved)
+		if err != nil {
+			return nodes, funnels, exits, fmt.Errorf("load call nodes: %w", err)
+		}
+		for _, r := range got {
+			n, err := callNodeOf(r.Visits, r.Exits, r.Cost)
+			if err != nil {
+				return nodes, funnels, exits, err
+			}
+			old[nodeKey{r.CallID, r.NodeID}] = n
+		}
+	}
+
+	// The rows as they are now.
+	now := map[nodeKey]callNode{}
+	for k, n := range old {
+		now[k] = n.clone()
+	}
+	for k, d := range delta {
+		n := now[k].clone()
+		if n.exits == nil {
+			n.exits = map[string]int64{}
+		}
+		n.visits += d.visits
+		for out, x := range d.exits {
+			if n.exits[out] += x; n.exits[out] == 0 {
+				delete(n.exits, out)
+			}
+		}
+		if cost, ok := costs[k]; ok {
+			n.cost = cost
+		}
+		now[k] = n
+	}
+
+	// What each row contributes, under the call's funnel key then and now.
+	type funnelAt struct {
+		fold.FunnelKey
+		node string
+	}
+	type exitAt struct {
+		funnelAt
+		out string
+	}
+	reached := map[funnelAt]int64{}
+	cost := map[funnelAt]schema.Number{}
+	exitSums := map[exitAt]int64{}
+	contribute := func(key fold.FunnelKey, node string, n callNode, sign int64) {
+		f := funnelAt{key, node}
+		if n.visits > 0 {
+			reached[f] += sign
+		}
+		c := n.cost
+		if sign < 0 {
+			c = fold.Negate(c)
+		}
+		cost[f] = fold.Sum(cost[f], c)
+		for out, x := range n.exits {
+			exitSums[exitAt{f, out}] += sign * x
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(now), func(a, b nodeKey) int {
+		return slices.Compare([]string{a.call, a.node}, []string{b.call, b.node})
+	}) {
+		o, n := old[k], now[k]
+		if oldKey, ok := was.funnel[k.call]; ok {
+			contribute(oldKey, k.node, o, -1)
+		}
+		if newKey, ok := set.Calls[k.call].Funnel(); ok {
+			contribute(newKey, k.node, n, +1)
+		}
+		exitsJSON, err := json.Marshal(n.exits)
+		if err != nil {
+			return nodes, funnels, exits, err
+		}
+		c, err := numeric(nullNumber(n.cost))
+		if err != nil {
+			return nodes, funnels, exits, err
+		}
+		nodes.add(false, []any{k.call, k.node, set.Calls[k.call].OrgID, int32(n.visits), exitsJSON, c})
+	}
+	for f := range reached { // every node reached has a cost row, 0 or not
+		cost[f] = fold.Sum(cost[f])
+	}
+	for _, f := range slices.SortedFunc(maps.Keys(cost), func(a, b funnelAt) int {
+		return slices.Compare([]string{a.OrgID, a.FlowID, a.Bucket.Format(time.RFC3339), a.node},
+			[]string{b.OrgID, b.FlowID, b.Bucket.Format(time.RFC3339), b.node})
+	}) {
+		c := fold.Sum(cost[f])
+		if reached[f] == 0 && c == "0" {
+			continue
+		}
+		cn, err := numeric(&c)
+		if err != nil {
+			return nodes, funnels, exits, err
+		}
+		funnels.add(false, []any{f.OrgID, f.FlowID, f.Bucket, f.node, w.part, reached[f], cn})
+	}
+	for _, e := range slices.SortedFunc(maps.Keys(exitSums), func(a, b exitAt) int {
+		return slices.Compare([]string{a.OrgID, a.FlowID, a.Bucket.Format(time.RFC3339), a.node, a.out},
+			[]string{b.OrgID, b.FlowID, b.Bucket.Format(time.RFC3339), b.node, b.out})
+	}) {
+		if x := exitSums[e]; x != 0 {
+			exits.add(false, []any{e.OrgID, e.FlowID, e.Bucket, e.node, e.out, w.part, x})
+		}
+	}
+	return nodes, funnels, exits, nil
+}
+
+func nullNumber(n schema.Number) *schema.Number {
+	if n == "" {
+		return nil
+	}
+	return &n
+}
+
+func callNodeOf(visits int32, exits []byte, cost string) (callNode, error) {
+	n := callNode{visits: int64(visits), cost: schema.Number(cost)}
+	if err := json.Unmarshal(exits, &n.exits); err != nil {
+		return n, fmt.Errorf("call node exits %s: %w", exits, err)
+	}
+	return n, nil
+}
