@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/query"
 	"github.com/callreport/callreport/schema/simulate"
 )
@@ -71,13 +72,13 @@ func measureLag(ctx context.Context, env *benchEnv, opts simulate.Options, rate 
 	}
 
 	pub := env.s.NewPublisher(1024, nil)
-	prog := newProgress(stderr, "live lag")
+	prog := progress.New(stderr, "live lag")
 	pctx, cancel := context.WithTimeout(ctx, duration)
 	defer cancel()
 	total := uint64(rate * duration.Seconds())
 	start := time.Now()
 	n, err := publishPaced(pctx, simulate.New(opts), pub, rate, 0, func(n int, m simulate.Message, at time.Time) {
-		prog.update(uint64(n), total)
+		prog.Update(uint64(n), total)
 		org, call, ok := callCreated(m.Subject)
 		if !ok {
 			return
@@ -98,7 +99,7 @@ func measureLag(ctx context.Context, env *benchEnv, opts simulate.Options, rate 
 	}
 	_, cerr := pub.Close(ctx, time.Minute)
 	wg.Wait()
-	prog.finish(uint64(n), total)
+	prog.Finish(uint64(n), total)
 	if err = errors.Join(err, cerr); err != nil {
 		return res, err
 	}

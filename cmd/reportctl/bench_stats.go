@@ -174,16 +174,3 @@ func writeTable(w io.Writer, figs []figure) {
 		}
 	}
 }
-
-// throttle calls f at most once per interval (and on the first call): for
-// progress lines of operations whose total is not known, which
-// progress.update would otherwise print on each call.
-func throttle(interval time.Duration, f func()) func() {
-	var last time.Time
-	return func() {
-		if now := time.Now(); now.Sub(last) >= interval {
-			last = now
-			f()
-		}
-	}
-}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/simulate"
 )
@@ -35,17 +36,14 @@ const publishWindow = 4096
 func publishStream(ctx context.Context, env *benchEnv, opts simulate.Options, stderr io.Writer) (publishResult, error) {
 	var res publishResult
 	pub := env.s.NewPublisher(publishWindow, nil)
-	prog := newProgress(stderr, "publish")
+	prog := progress.New(stderr, "publish")
 	start := time.Now()
-	var sent uint64
-	show := throttle(2*time.Second, func() { prog.update(sent, 0) })
 	n, err := publishPaced(ctx, simulate.New(opts), pub, 0, 0, func(i int, _ simulate.Message, _ time.Time) {
-		sent = uint64(i)
-		show()
+		prog.Update(uint64(i), 0)
 	})
 	st, cerr := pub.Close(ctx, time.Minute)
 	elapsed := time.Since(start)
-	prog.finish(uint64(n), 0)
+	prog.Finish(uint64(n), 0)
 	if err = errors.Join(err, cerr); err != nil {
 		return res, err
 	}
@@ -115,7 +113,7 @@ func measureCeiling(ctx context.Context, env *benchEnv, lastSeq uint64, batch in
 		}
 	}()
 
-	prog := newProgress(stderr, "raw ceiling")
+	prog := progress.New(stderr, "raw ceiling")
 	var first time.Time
 	for {
 		m, err := iter.Next()
@@ -140,14 +138,14 @@ func measureCeiling(ctx context.Context, env *benchEnv, lastSeq uint64, batch in
 		last := meta.Sequence.Stream >= lastSeq
 		if res.Events%batch == 0 || last {
 			_ = m.Ack()
-			prog.update(meta.Sequence.Stream, lastSeq)
+			prog.Update(meta.Sequence.Stream, lastSeq)
 		}
 		if last {
 			break
 		}
 	}
 	elapsed := time.Since(first)
-	prog.finish(uint64(res.Events), lastSeq)
+	prog.Finish(uint64(res.Events), lastSeq)
 	res.Seconds, res.EventsPerSec = elapsed.Seconds(), perSecond(res.Events, elapsed)
 	return res, nil
 }
@@ -188,7 +186,7 @@ func startProjector(env *benchEnv, batchSize int, profile string) (*child, error
 func measureCatchUp(ctx context.Context, env *benchEnv, proj *child, lastSeq uint64, timeout time.Duration, stderr io.Writer) (catchUpResult, error) {
 	var res catchUpResult
 	started := time.Now()
-	prog := newProgress(stderr, "catch-up")
+	prog := progress.New(stderr, "catch-up")
 	var first time.Time
 	var firstSeq, seq int64
 	for {
@@ -200,7 +198,7 @@ func measureCatchUp(ctx context.Context, env *benchEnv, proj *child, lastSeq uin
 		if pos.seq > 0 && first.IsZero() {
 			first, firstSeq = now, pos.seq
 		}
-		prog.update(uint64(pos.seq), lastSeq)
+		prog.Update(uint64(pos.seq), lastSeq)
 		seq = pos.seq
 		res.Applied, res.Rejected, res.Skipped = pos.applied, pos.rejected, pos.skipped
 		if uint64(pos.seq) >= lastSeq {
@@ -222,7 +220,7 @@ func measureCatchUp(ctx context.Context, env *benchEnv, proj *child, lastSeq uin
 		}
 	}
 	end := time.Now()
-	prog.finish(uint64(seq), lastSeq)
+	prog.Finish(uint64(seq), lastSeq)
 	rss, err := proj.peakRSS()
 	if err != nil {
 		return res, fmt.Errorf("projector RSS: %w", err)

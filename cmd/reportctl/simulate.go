@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/simulate"
 )
@@ -57,16 +58,13 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 
 	pub := s.NewPublisher(1024, nil)
-	prog := newProgress(stderr, "simulate")
+	prog := progress.New(stderr, "simulate")
 	gen := simulate.New(*opts)
-	var n uint64
-	show := throttle(time.Second, func() { prog.update(n, 0) })
 	sent, err := publishPaced(ctx, gen, pub, *rate, 0, func(i int, _ simulate.Message, _ time.Time) {
-		n = uint64(i)
-		show()
+		prog.Update(uint64(i), 0)
 	})
 	st, cerr := pub.Close(context.WithoutCancel(ctx), 30*time.Second)
-	prog.finish(uint64(sent), 0)
+	prog.Finish(uint64(sent), 0)
 	fmt.Fprintf(stdout, "published %d events to %s: %d stored, %d dropped by JetStream as duplicates, %d failed\n",
 		st.Sent, s.Stream, st.Stored, st.Duplicates, st.Errors)
 	if errors.Is(err, context.Canceled) {
