@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/callreport/callreport/internal/pace"
 	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/query"
 	"github.com/callreport/callreport/schema/simulate"
@@ -77,7 +78,7 @@ func measureLag(ctx context.Context, env *benchEnv, opts simulate.Options, rate 
 	defer cancel()
 	total := uint64(rate * duration.Seconds())
 	start := time.Now()
-	n, err := publishPaced(pctx, simulate.New(opts), pub, rate, 0, func(n int, m simulate.Message, at time.Time) {
+	n, err := pace.Publish(pctx, simulate.New(opts), pub, rate, 0, func(n int, m simulate.Message, at time.Time) {
 		prog.Update(uint64(n), total)
 		org, call, ok := callCreated(m.Subject)
 		if !ok {

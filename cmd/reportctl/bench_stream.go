@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/pace"
 	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/simulate"
@@ -38,7 +39,7 @@ func publishStream(ctx context.Context, env *benchEnv, opts simulate.Options, st
 	pub := env.s.NewPublisher(publishWindow, nil)
 	prog := progress.New(stderr, "publish")
 	start := time.Now()
-	n, err := publishPaced(ctx, simulate.New(opts), pub, 0, 0, func(i int, _ simulate.Message, _ time.Time) {
+	n, err := pace.Publish(ctx, simulate.New(opts), pub, 0, 0, func(i int, _ simulate.Message, _ time.Time) {
 		prog.Update(uint64(i), 0)
 	})
 	st, cerr := pub.Close(ctx, time.Minute)

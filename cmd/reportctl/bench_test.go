@@ -230,16 +230,6 @@ func TestPollIntervalGrowsWithTheWait(t *testing.T) {
 	}
 }
 
-func TestDueAtIsSteady(t *testing.T) {
-	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	if got := dueAt(start, 2000, 2000).Sub(start); got != time.Second {
-		t.Errorf("message 2000 at 2000/s is due after %v, want 1s", got)
-	}
-	if got := dueAt(start, 1, 3).Sub(start); got != 333333333*time.Nanosecond {
-		t.Errorf("message 1 at 3/s is due after %v", got)
-	}
-}
-
 func TestPaddedJSONSize(t *testing.T) {
 	for _, n := range []int{10, 11, 2345} {
 		b := paddedJSON(n)
