@@ -27,7 +27,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: reportctl simulate [--rate R] [--calls N] [--seed S]\n\n"+
 			"Publishes the stream of the simulator (jobs with retries, flows with loops, billing,\n"+
-			"timeline events, three interleaved producers, duplicates) to the configured stream\n"+
+			"timeline events, three interleaved producers, duplicates, redeliveries) to the configured stream\n"+
 			"at R events per second, until the N calls are published or Ctrl-C.\n\nFlags:")
 		fs.PrintDefaults()
 	}
@@ -80,6 +80,7 @@ func simulateFlags(fs *flag.FlagSet, calls int) *simulate.Options {
 	fs.IntVar(&o.Calls, "calls", calls, "call attempts to generate (about 18 events each)")
 	fs.IntVar(&o.Orgs, "orgs", 5, "organizations")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the generator: the same seed gives the same stream")
-	fs.Float64Var(&o.DuplicateRate, "duplicate-rate", 0.02, "share of events published twice (negative for none)")
+	fs.Float64Var(&o.DuplicateRate, "duplicate-rate", 0.02, "share of events published twice with the same Nats-Msg-Id, which JetStream drops (negative for none)")
+	fs.Float64Var(&o.Redeliver, "redeliver-rate", 0.05, "share of events delivered again a few seconds later without a Nats-Msg-Id, which the projector sees twice (0 for none)")
 	return o
 }
