@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/callreport/callreport/internal/progress"
 )
 
 // latencies summarizes a set of measured durations.
@@ -111,7 +113,7 @@ func newFigure(name string, value float64, unit string, t *target) figure {
 func formatValue(v float64) string {
 	switch a := math.Abs(v); {
 	case a >= 1000:
-		s := count(uint64(math.Round(a)))
+		s := progress.Count(uint64(math.Round(a)))
 		if v < 0 {
 			s = "-" + s
 		}

@@ -1,12 +1,14 @@
-package main
+package bench
 
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector/fold"
 	"github.com/callreport/callreport/schema"
 	"github.com/callreport/callreport/schema/simulate"
@@ -250,9 +252,41 @@ func TestWithDatabase(t *testing.T) {
 }
 
 func TestSkips(t *testing.T) {
-	o := benchOptions{skip: "lag, query"}
+	o := Options{Skip: []string{"lag", "query"}}
 	if !o.skips("lag") || !o.skips("query") || o.skips("ceiling") {
-		t.Errorf("skips(%q) wrong", o.skip)
+		t.Errorf("skips(%q) wrong", o.Skip)
+	}
+}
+
+// TestChildCommandHoldsNoPassword: the children get the connection URLs in
+// their environment; their command lines, which anyone on the machine can
+// read, hold no password.
+func TestChildCommandHoldsNoPassword(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://someone:other-password@elsewhere/x")
+	env := &benchEnv{
+		dbURL:   "postgres://bench:pg-s3cret@127.0.0.1:5432/callreport_bench_1?sslmode=disable",
+		natsURL: "nats://bench:nats-s3cret@127.0.0.1:4222",
+		streams: stream.Names{Stream: "S", DLQStream: "D", SubjectPrefix: "s", DLQPrefix: "d"}, consumer: "c",
+	}
+	cmd := env.command("/bin/reportctl", ProjectorCommand, "--batch-size", "10")
+	for _, arg := range cmd.Args {
+		if strings.Contains(arg, "s3cret") {
+			t.Errorf("the command line holds a password: %q", cmd.Args)
+		}
+	}
+	got := map[string][]string{}
+	for _, kv := range cmd.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		got[k] = append(got[k], v)
+	}
+	if want := []string{env.dbURL}; !slices.Equal(got["DATABASE_URL"], want) {
+		t.Errorf("DATABASE_URL = %q, want %q only", got["DATABASE_URL"], want)
+	}
+	if want := []string{env.natsURL}; !slices.Equal(got["NATS_URL"], want) {
+		t.Errorf("NATS_URL = %q, want %q only", got["NATS_URL"], want)
+	}
+	if !slices.Contains(cmd.Args, "--consumer") || cmd.Args[1] != ProjectorCommand {
+		t.Errorf("command line %q lacks the command or the names", cmd.Args)
 	}
 }
 

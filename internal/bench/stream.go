@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -173,12 +173,11 @@ type catchUpResult struct {
 // startProjector starts the projector child; profile names its CPU
 // profile ("" for none).
 func startProjector(env *benchEnv, batchSize int, profile string) (*child, error) {
-	args := append([]string{"bench-projector"}, env.childArgs()...)
-	args = append(args, "--batch-size", strconv.Itoa(batchSize))
+	args := []string{ProjectorCommand, "--batch-size", strconv.Itoa(batchSize)}
 	if profile != "" {
 		args = append(args, "--cpuprofile", profile)
 	}
-	return startChild(env.tmp, "projector", nil, args...)
+	return env.startChild("projector", nil, args...)
 }
 
 // measureCatchUp waits for the projector child to commit lastSeq, timing

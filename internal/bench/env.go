@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/natsserver"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations"
 )
@@ -65,11 +66,12 @@ func newBenchEnv(ctx context.Context, baseURL, natsURL string, embedded bool, lo
 	}
 	env.natsURL, env.natsDesc = natsURL, "NATS at "+natsURL
 	if embedded {
-		env.embedded, env.natsURL, err = startBenchNATS(env.tmp + "/nats")
+		env.embedded, err = natsserver.Start("127.0.0.1", -1, env.tmp+"/nats")
 		if err != nil {
 			env.close(log, false)
-			return nil, err
+			return nil, fmt.Errorf("embedded NATS: %w", err)
 		}
+		env.natsURL = env.embedded.ClientURL()
 		env.natsDesc = "embedded NATS (store " + env.tmp + "/nats)"
 	}
 	if env.nc, err = nats.Connect(env.natsURL, nats.Name("reportctl-bench")); err != nil {
@@ -163,19 +165,4 @@ func dropDatabase(ctx context.Context, databaseURL string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	return err
-}
-
-// startBenchNATS runs a JetStream server on a free port with its store in dir.
-func startBenchNATS(dir string) (*server.Server, string, error) {
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		return nil, "", fmt.Errorf("embedded NATS: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, "", errors.New("embedded NATS server not ready after 10s")
-	}
-	return ns, ns.ClientURL(), nil
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,13 +29,15 @@ import (
 )
 
 // The bench runs the projector and the HTTP servers it measures as child
-// processes of this same binary, so that each has its own heap, its peak
-// RSS can be read from /proc and its CPU profile holds nothing else. The
-// children build the service exactly as cmd/projector and cmd/query do.
-func init() {
-	register("bench-projector", "(internal) the projector process that `bench` starts and measures", runBenchProjector)
-	register("bench-serve", "(internal) the HTTP server process that `bench` starts and measures", runBenchServe)
-}
+// processes: the running binary re-executed with a hidden command, so that
+// each has its own heap, its peak RSS can be read from /proc and its CPU
+// profile holds nothing else. The children are wired by projector.Main and
+// query.Main, exactly as cmd/projector and cmd/query run them. The binary
+// must register ProjectorProcess and ServeProcess under these names.
+const (
+	ProjectorCommand = "bench-projector"
+	ServeCommand     = "bench-serve"
+)
 
 // listenFD is the descriptor of the listener a server child inherits
 // (the first of exec.Cmd.ExtraFiles).
@@ -50,18 +53,19 @@ type child struct {
 }
 
 // startChild runs this binary with args, its output going to name.log in
-// dir. A listener, if given, is inherited as descriptor listenFD.
-func startChild(dir, name string, ln *net.TCPListener, args ...string) (*child, error) {
+// the bench's folder. A listener, if given, is inherited as descriptor
+// listenFD.
+func (env *benchEnv) startChild(name string, ln *net.TCPListener, args ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	c := &child{name: name, log: filepath.Join(dir, name+".log"), exited: make(chan struct{})}
+	c := &child{name: name, log: filepath.Join(env.tmp, name+".log"), exited: make(chan struct{})}
 	logf, err := os.Create(c.log)
 	if err != nil {
 		return nil, err
 	}
-	c.cmd = exec.Command(exe, args...)
+	c.cmd = env.command(exe, args...)
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	c.cmd.SysProcAttr = childAttr()
 	if ln != nil {
@@ -153,12 +157,19 @@ func logTail(path string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// childArgs are the shared flags that point a child at the bench's world.
-func (env *benchEnv) childArgs() []string {
+// command is a child process running exe with args, pointed at the
+// bench's world. The connection URLs, which may hold passwords, go in its
+// environment (the variables config.Register reads), never on its command
+// line, which every user of the machine can read (ps, /proc/<pid>/cmdline).
+func (env *benchEnv) command(exe string, args ...string) *exec.Cmd {
 	s := env.streams
-	return []string{"--database-url", env.dbURL, "--nats-url", env.natsURL,
-		"--stream", s.Stream, "--dlq-stream", s.DLQStream, "--consumer", env.consumer,
-		"--subject-prefix", s.SubjectPrefix, "--dlq-prefix", s.DLQPrefix}
+	args = append(args, "--stream", s.Stream, "--dlq-stream", s.DLQStream, "--consumer", env.consumer,
+		"--subject-prefix", s.SubjectPrefix, "--dlq-prefix", s.DLQPrefix)
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "NATS_URL=")
+	}), "DATABASE_URL="+env.dbURL, "NATS_URL="+env.natsURL)
+	return cmd
 }
 
 // profileTo starts a CPU profile into path ("" for none) and returns what
@@ -178,9 +189,11 @@ func profileTo(path string) (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-// runBenchProjector is cmd/projector with a CPU profile.
-func runBenchProjector(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("reportctl bench-projector", flag.ContinueOnError)
+// ProjectorProcess is the projector child: cmd/projector (projector.Main)
+// with a CPU profile. args are its flags; its configuration comes from
+// them and the environment, as config.Register reads it.
+func ProjectorProcess(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(ProjectorCommand, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := config.Register(fs, config.SectionAll)
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -200,11 +213,12 @@ func runBenchProjector(ctx context.Context, args []string, _, stderr io.Writer) 
 	return (&projector.Main{Config: *cfg, Logger: log}).Run(ctx)
 }
 
-// runBenchServe serves, on the inherited listener, either the query API as
-// cmd/query does, or the baselines: bare echo handlers that answer a
-// constant body, or one primary-key read, of the reports' size.
-func runBenchServe(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("reportctl bench-serve", flag.ContinueOnError)
+// ServeProcess is the HTTP server child: it serves, on the inherited
+// listener, either the query API (query.Main, as cmd/query runs it), or
+// the baselines: bare echo handlers that answer a constant body, or one
+// primary-key read, of the reports' size.
+func ServeProcess(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(ServeCommand, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := config.Register(fs, config.SectionAll)
 	mode := fs.String("mode", "query", "query or baseline")
@@ -304,7 +318,7 @@ func startServer(ctx context.Context, env *benchEnv, name string, args ...string
 	}
 	defer ln.Close() // the child holds its own descriptor
 	base := "http://" + ln.Addr().String()
-	c, err := startChild(env.tmp, name, ln, append(append([]string{"bench-serve"}, env.childArgs()...), args...)...)
+	c, err := env.startChild(name, ln, append([]string{ServeCommand}, args...)...)
 	if err != nil {
 		return nil, "", err
 	}
