@@ -31,30 +31,32 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "Usage: reportctl bench [flags]\n"+
 			"       reportctl bench --compare RESULT.json...\n\n"+
 			"Measures, in one run on a fresh database and a fresh stream: the raw ceiling of\n"+
-			"reading the stream, the projector's catch-up and peak RSS, the live lag at a\n"+
-			"steady rate, and the query API beside two baselines; prints a table and writes\n"+
-			"it as JSON to --out. --compare prints the catch-up rate of several results\n"+
-			"(the linear-cost check). Give passwords in DATABASE_URL and NATS_URL rather\n"+
-			"than as flags: the command line is visible to every user of the machine.\n\nFlags:")
+			"reading the stream; the projector's catch-up and live lag, each in a child\n"+
+			"process of its own (peak RSS, profiles); and the query API beside two\n"+
+			"baselines. Prints a table of figures and targets and writes it as JSON to --out.\n"+
+			"--compare prints the catch-up rate of several results by size (make bench-linear).\n"+
+			"Give passwords in DATABASE_URL and NATS_URL rather than as flags: a command line\n"+
+			"is visible to every user of the machine. docs/performance.md explains the figures.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	cfg := config.Register(fs, config.SectionAll)
 	var o bench.Options
 	sim := simulateFlags(fs, 100000)
-	fs.Float64Var(&o.Rate, "rate", 2000, "live lag: events per second published while the projector runs")
+	fs.StringVar(&o.Order, "order", bench.OrderTime, "order of the stream: time (as producers deliver: late by seconds, redelivered) or shuffled (a seeded permutation of the whole stream)")
+	fs.Float64Var(&o.Rate, "rate", 0, "live lag: events per second (0: 10,000, or a tenth of the raw ceiling where that is lower)")
 	fs.DurationVar(&o.LagDuration, "lag-duration", 20*time.Second, "live lag: how long to publish")
 	fs.DurationVar(&o.HTTPDuration, "http-duration", 10*time.Second, "query: measured time per target")
 	fs.DurationVar(&o.Warmup, "warmup", time.Second, "query: unmeasured time before each target")
 	fs.IntVar(&o.Connections, "connections", 32, "query: concurrent keep-alive connections")
-	fs.IntVar(&o.Sample, "sample", 5000, "query: how many random existing reports to ask for")
-	fs.DurationVar(&o.CatchUpTimeout, "catch-up-timeout", 30*time.Minute, "stop the catch-up after this long and give the rate of the part done (the live lag is then not measured)")
+	fs.IntVar(&o.Sample, "sample", 5000, "query: how many random calls and jobs of the stream to ask for")
+	fs.DurationVar(&o.CatchUpTimeout, "catch-up-timeout", 30*time.Minute, "stop the catch-up after this long and give the rate of the part done (the later phases are then skipped)")
 	fs.BoolVar(&o.EmbeddedNATS, "embedded-nats", false, "run an embedded NATS server (store in a temp dir) instead of using --nats-url")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the bench database, streams and children's logs")
 	fs.StringVar(&o.OutDir, "out", "bench/results", "folder of the JSON results")
 	fs.StringVar(&o.Label, "label", "", "added to the result's file name")
-	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write CPU profiles of the projector, query and baseline processes here")
-	skip := fs.String("skip", "", "comma-separated phases to leave out: ceiling, lag, query")
-	fs.BoolVar(&o.StandInVacuum, "stand-in-vacuum", true, "on a server without autovacuum, vacuum and analyze the bench tables as autovacuum's defaults would while the projector runs")
+	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write CPU profiles here: of each phase's projector, of the query and of the baseline process")
+	skip := fs.String("skip", "", "comma-separated phases to leave out: "+strings.Join(bench.Phases, ", "))
+	fs.BoolVar(&o.StandInVacuum, "stand-in-vacuum", true, "on a server without autovacuum, vacuum and analyze the bench tables as autovacuum's defaults would while a projector runs")
 	compare := fs.Bool("compare", false, "compare the result files given as arguments instead of measuring")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -1,30 +1,32 @@
 // Package bench owns the benchmark, `reportctl bench`: a fresh database and
-// fresh streams per run, the generated stream published once, the phases
-// that measure the projector and the query API beside this machine's own
-// ceilings, the child processes they run in, the table of figures and
-// targets, and the JSON results. cmd/reportctl only parses the flags and
-// registers the hidden commands of the children.
+// fresh streams per run, the generated stream published once in the order
+// asked for, the phases that measure the projector (catch-up, live lag)
+// and the query API beside this machine's own ceiling of reading the
+// stream and two baselines, the child processes they run in, the table of
+// figures and targets, and the JSON results. It measures whatever the
+// projector is through projector.Main, JetStream and the HTTP API, not by
+// reading its tables, so that it does not depend on their layout.
+// cmd/reportctl only parses the flags and registers the hidden commands
+// of the children.
 package bench
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/callreport/callreport/internal/config"
-	"github.com/callreport/callreport/internal/progress"
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/simulate"
 )
 
@@ -34,27 +36,81 @@ type Options struct {
 	// next to Config.Database.URL's and streams of its own on
 	// Config.NATS.URL (unless EmbeddedNATS).
 	Config config.Config
-	// Sim shapes the generated stream.
-	Sim            simulate.Options
-	BatchSize      int           // the projector's batch size
-	Rate           float64       // live lag: events per second
-	LagDuration    time.Duration // live lag: how long to publish
-	HTTPDuration   time.Duration // query: measured time per target
-	Warmup         time.Duration // query: unmeasured time before each target
-	Connections    int           // query: concurrent keep-alive connections
-	Sample         int           // query: how many random existing reports to ask for
-	CatchUpTimeout time.Duration // stop the catch-up after this long and give the rate of the part done
-	EmbeddedNATS   bool          // run an embedded NATS server instead of using Config.NATS.URL
-	Keep           bool          // keep the bench database, streams and children's logs
-	OutDir         string        // folder of the JSON results
-	Label          string        // added to the result's file name
-	ProfileDir     string        // write the children's profiles here
-	Skip           []string      // phases to leave out
-	StandInVacuum  bool          // vacuum as autovacuum would on a server without it
+	// Sim shapes the generated stream; Order is the order it is published
+	// in (OrderTime or OrderShuffled).
+	Sim   simulate.Options
+	Order string
+	// BatchSize is the projector's.
+	BatchSize int
+	// Rate is the live lag's events per second; 0 is 10,000, or a tenth of
+	// this run's raw ceiling where that is lower.
+	Rate         float64
+	LagDuration  time.Duration // live lag: how long to publish
+	HTTPDuration time.Duration // query: measured time per target
+	Warmup       time.Duration // query: unmeasured time before each target
+	Connections  int           // query: concurrent keep-alive connections
+	Sample       int           // query: how many random existing reports to ask for
+	// CatchUpTimeout stops the catch-up and gives the rate of the part
+	// done; the phases that need a caught-up projector are then skipped.
+	CatchUpTimeout time.Duration
+	EmbeddedNATS   bool     // run an embedded NATS server instead of using Config.NATS.URL
+	Keep           bool     // keep the bench database, streams and children's logs
+	OutDir         string   // folder of the JSON results
+	Label          string   // added to the result's file name
+	ProfileDir     string   // write the children's profiles here
+	Skip           []string // phases to leave out: Phases lists them
+	StandInVacuum  bool     // vacuum as autovacuum would on a server without it
+}
+
+// Phases are the phases Options.Skip may name, in the order they run. The
+// publish and the catch-up always run: every other phase needs them.
+var Phases = []string{"ceiling", "lag", "query"}
+
+// Validate checks what the flags cannot.
+func (o Options) Validate() error {
+	if o.Order != OrderTime && o.Order != OrderShuffled {
+		return fmt.Errorf("order %q: want %s or %s", o.Order, OrderTime, OrderShuffled)
+	}
+	for _, s := range o.Skip {
+		if !slices.Contains(Phases, s) {
+			return fmt.Errorf("skip %q: the phases are %s", s, strings.Join(Phases, ", "))
+		}
+	}
+	if o.Rate < 0 || o.Sim.Calls <= 0 || o.BatchSize <= 0 {
+		return fmt.Errorf("want a positive number of calls and batch size, and a rate of 0 or more")
+	}
+	return nil
 }
 
 func (o Options) skips(phase string) bool {
 	return slices.Contains(o.Skip, phase)
+}
+
+// Run measures every phase, prints the table of figures on stdout and
+// writes the result as JSON into o.OutDir. A run that stops midway prints
+// what it measured and records nothing.
+func Run(ctx context.Context, o Options, stdout, stderr io.Writer, log *slog.Logger) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	res, err := bench(ctx, o, stdout, stderr, log)
+	if res == nil {
+		return err
+	}
+	res.Figures = benchFigures(res)
+	if len(res.Figures) > 0 {
+		fmt.Fprintln(stdout)
+		writeTable(stdout, res.Figures)
+	}
+	if err != nil {
+		return err // a partial run is shown, not recorded
+	}
+	path, werr := writeResult(o, res)
+	if werr != nil {
+		return werr
+	}
+	fmt.Fprintf(stdout, "\nwritten to %s\n", path)
+	return nil
 }
 
 // benchResult is everything one run measured; it is written as JSON.
@@ -64,6 +120,8 @@ type benchResult struct {
 	Machine   machineInfo    `json:"machine"`
 	NATS      string         `json:"nats"`
 	Database  string         `json:"database"`
+	Calls     int            `json:"calls"`
+	Order     string         `json:"order"`
 	Options   map[string]any `json:"options"`
 	Publish   *publishResult `json:"publish,omitempty"`
 	Ceiling   *ceilingResult `json:"raw_ceiling,omitempty"`
@@ -88,38 +146,24 @@ type machineInfo struct {
 	Autovacuum    bool   `json:"autovacuum"`
 }
 
-// Run measures every phase, prints the table of figures on stdout and
-// writes the result as JSON into o.OutDir. A run that stops midway prints
-// what it measured and records nothing.
-func Run(ctx context.Context, o Options, stdout, stderr io.Writer, log *slog.Logger) error {
-	res, err := bench(ctx, o, stdout, stderr, log)
-	if res == nil {
-		return err
-	}
-	res.Figures = benchFigures(res)
-	if len(res.Figures) > 0 {
-		fmt.Fprintln(stdout)
-		writeTable(stdout, res.Figures)
-	}
-	if err != nil {
-		return err // a partial run is shown, not recorded
-	}
-	path, werr := writeResult(o, res)
-	if werr != nil {
-		return werr
-	}
-	fmt.Fprintf(stdout, "\nwritten to %s\n", path)
-	return nil
+// run is one run in progress: its settings, its world and what it measured.
+type run struct {
+	o              Options
+	env            *benchEnv
+	res            *benchResult
+	stdout, stderr io.Writer
+	log            *slog.Logger
+	stopVacuum     func()
 }
 
 // bench runs every phase and returns what it measured, possibly with an
 // error that stopped it midway.
 func bench(ctx context.Context, o Options, stdout, stderr io.Writer, log *slog.Logger) (*benchResult, error) {
-	res := &benchResult{StartedAt: time.Now().UTC(), Revision: revision(), Machine: machine()}
-	res.Options = map[string]any{"calls": o.Sim.Calls, "orgs": o.Sim.Orgs, "seed": o.Sim.Seed,
+	res := &benchResult{StartedAt: time.Now().UTC(), Revision: revision(), Machine: machine(), Calls: o.Sim.Calls, Order: o.Order}
+	res.Options = map[string]any{"calls": o.Sim.Calls, "orgs": o.Sim.Orgs, "seed": o.Sim.Seed, "order": o.Order,
 		"duplicate_rate": o.Sim.DuplicateRate, "redeliver_rate": o.Sim.Redeliver, "batch_size": o.BatchSize, "rate": o.Rate,
 		"lag_duration": o.LagDuration.String(), "http_duration": o.HTTPDuration.String(),
-		"connections": o.Connections, "embedded_nats": o.EmbeddedNATS, "stand_in_vacuum": o.StandInVacuum}
+		"connections": o.Connections, "embedded_nats": o.EmbeddedNATS, "stand_in_vacuum": o.StandInVacuum, "skip": o.Skip}
 	if load := loadAvg1(res.Machine.LoadAvgBefore); load >= 1 {
 		fmt.Fprintf(stderr, "warning: load average %s before the run: the machine is busy and the figures are noisy\n", res.Machine.LoadAvgBefore)
 	}
@@ -133,302 +177,181 @@ func bench(ctx context.Context, o Options, stdout, stderr io.Writer, log *slog.L
 			fmt.Fprintf(stdout, "kept: database %s, streams %s and %s, logs in %s\n", env.dbName, env.streams.Stream, env.streams.DLQStream, env.tmp)
 		}
 	}()
+	r := &run{o: o, env: env, res: res, stdout: stdout, stderr: stderr, log: log, stopVacuum: func() {}}
+	defer r.vacuum(false)
 	res.NATS, res.Database = env.natsDesc, env.dbName
 	_ = env.pool.QueryRow(ctx, "SHOW server_version").Scan(&res.Machine.Postgres)
 	res.Machine.NATSServer = env.nc.ConnectedServerVersion()
 	if res.Machine.Autovacuum, err = autovacuumOn(ctx, env.pool); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(stdout, "bench %s: %d calls, seed %d, %d CPUs, load average %s\n  %s, database %s, stream %s\n",
-		res.Revision, o.Sim.Calls, o.Sim.Seed, res.Machine.CPUs, res.Machine.LoadAvgBefore, env.natsDesc, env.dbName, env.streams.Stream)
+	fmt.Fprintf(stdout, "bench %s: %d calls in %s order, seed %d, %d CPUs, load average %s\n  %s, database %s, stream %s\n",
+		res.Revision, o.Sim.Calls, o.Order, o.Sim.Seed, res.Machine.CPUs, res.Machine.LoadAvgBefore, env.natsDesc, env.dbName, env.streams.Stream)
 	defer func() { res.Machine.LoadAvgAfter = readLoadAvg() }()
+	if !res.Machine.Autovacuum && o.StandInVacuum {
+		fmt.Fprintln(stdout, "the server runs without autovacuum: while a projector runs, the bench vacuums its tables as autovacuum would")
+	}
+	return res, r.phases(ctx)
+}
 
-	pub, err := publishStream(ctx, env, o.Sim, stderr)
+// phases runs the phases in order, each recording its result as it ends.
+func (r *run) phases(ctx context.Context) error {
+	o, env, res := r.o, r.env, r.res
+	var sample *sampler
+	if !o.skips("query") {
+		sample = newSampler(o.Sample, o.Sim.Seed)
+	}
+	pub, err := publishStream(ctx, env, o.Order, o.Sim, sample, r.stderr)
 	if err != nil {
-		return res, fmt.Errorf("publish: %w", err)
+		return fmt.Errorf("publish: %w", err)
 	}
 	res.Publish = &pub
-	fmt.Fprintf(stdout, "published %d events (%d dropped by JetStream as duplicates) in %.1fs: %.0f events/s\n",
-		pub.Sent, pub.Duplicates, pub.Seconds, pub.EventsPerSec)
+	fmt.Fprintf(r.stdout, "published %d events in %s order (%d dropped by JetStream as duplicates, %d redelivered) in %.1fs: %.0f events/s\n",
+		pub.Sent, o.Order, pub.Duplicates, pub.Redeliveries, pub.Seconds, pub.EventsPerSec)
 
 	if !o.skips("ceiling") {
-		c, err := measureCeiling(ctx, env, pub.LastSeq, o.BatchSize, stderr)
+		c, err := measureCeiling(ctx, env, pub.LastSeq, o.BatchSize, r.stderr)
 		if err != nil {
-			return res, fmt.Errorf("raw ceiling: %w", err)
+			return fmt.Errorf("raw ceiling: %w", err)
 		}
 		res.Ceiling = &c
 	}
 
-	profile, err := profilePath(o.ProfileDir, "projector")
+	c, err := r.catchUp(ctx, pub.LastSeq)
 	if err != nil {
-		return res, err
+		return fmt.Errorf("catch-up: %w", err)
 	}
-	stopVacuum := func() {}
-	if !res.Machine.Autovacuum && o.StandInVacuum {
-		fmt.Fprintln(stdout, "the server runs without autovacuum: while the projector runs, the bench vacuums its tables as autovacuum would")
-		stopVacuum = startStandInVacuum(ctx, env, res, log)
-	}
-	defer stopVacuum()
-	proj, err := startProjector(env, o.BatchSize, profile)
-	if err != nil {
-		return res, err
-	}
-	defer proj.stop(10 * time.Second)
-	c, err := measureCatchUp(ctx, env, proj, pub.LastSeq, o.CatchUpTimeout, stderr)
-	if err != nil {
-		return res, fmt.Errorf("catch-up: %w", err)
-	}
-	res.CatchUp = &c
+	res.CatchUp = c
 	if c.Partial {
-		fmt.Fprintf(stdout, "catch-up stopped after %s, at %d of %d events: its rate is that of the part done, and the live lag is not measured\n",
-			o.CatchUpTimeout, c.Applied, pub.LastSeq)
-		o.Skip = append(o.Skip, "lag")
-	}
-	if c.Rejected > 0 {
-		fmt.Fprintf(stderr, "warning: the projector rejected %d events of the generated stream\n", c.Rejected)
-	}
-	if o.skips("lag") && o.skips("query") {
-		return res, stopProfiled(proj, profile, res)
+		fmt.Fprintf(r.stdout, "catch-up stopped after %s, at %d of %d events: its rate is that of the part done, and the phases after it are skipped\n",
+			o.CatchUpTimeout, c.Events+c.FirstSeq, pub.LastSeq)
+		return nil
 	}
 
-	qprofile, err := profilePath(o.ProfileDir, "query")
-	if err != nil {
-		return res, err
+	var qry *child
+	var qprofile, qbase string
+	if !o.skips("lag") || !o.skips("query") {
+		if qprofile, err = r.profilePath("query.cpu"); err != nil {
+			return err
+		}
+		qargs := []string{"--mode", "query"}
+		if qprofile != "" {
+			qargs = append(qargs, "--cpuprofile", qprofile)
+		}
+		if qry, qbase, err = startServer(ctx, env, "query", qargs...); err != nil {
+			return err
+		}
+		defer qry.stop(10 * time.Second)
 	}
-	qargs := []string{"--mode", "query"}
-	if qprofile != "" {
-		qargs = append(qargs, "--cpuprofile", qprofile)
-	}
-	qry, qbase, err := startServer(ctx, env, "query", qargs...)
-	if err != nil {
-		return res, err
-	}
-	defer qry.stop(10 * time.Second)
 	if !o.skips("lag") {
-		l, err := measureLag(ctx, env, o.Sim, o.Rate, o.LagDuration, qbase, stderr)
-		if err != nil {
-			return res, fmt.Errorf("live lag: %w", err)
+		if res.Lag, err = r.lag(ctx, qbase); err != nil {
+			return fmt.Errorf("live lag: %w", err)
 		}
-		res.Lag = &l
 	}
-	// The projector is idle from here on; the query phase runs without it.
-	err = stopProfiled(proj, profile, res)
-	stopVacuum()
-	if err != nil {
-		return res, err
-	}
+	// No projector runs from here on.
+	r.vacuum(false)
 	if !o.skips("query") {
-		if err := measureQuery(ctx, env, o, qbase, res, stderr); err != nil {
-			return res, fmt.Errorf("query: %w", err)
+		if err := measureQuery(ctx, env, o, qbase, sample, res, r.stderr); err != nil {
+			return fmt.Errorf("query: %w", err)
 		}
 	}
-	return res, stopProfiled(qry, qprofile, res)
-}
-
-// stopProfiled stops a child and records its profile.
-func stopProfiled(c *child, profile string, res *benchResult) error {
-	if err := c.stop(30 * time.Second); err != nil {
-		return fmt.Errorf("%s: %w; see %s", c.name, err, c.log)
-	}
-	if profile != "" {
-		res.Profiles = append(res.Profiles, profile)
+	if qry != nil {
+		st, err := qry.stopMeasured(qprofile)
+		if err != nil {
+			return err
+		}
+		res.Profiles = append(res.Profiles, st.Profiles...)
 	}
 	return nil
 }
 
-// measureQuery runs the load generator on the query API and on the two
-// baselines, served by a child of their own.
-func measureQuery(ctx context.Context, env *benchEnv, o Options, qbase string, res *benchResult, stderr io.Writer) error {
-	keys := map[string]string{}
-	calls, err := sampleReports(ctx, env, "call", o.Sample, keys)
-	if err != nil {
-		return err
+// vacuum starts (on) or stops the stand-in for autovacuum, when the server
+// runs without it and the options ask for it: it runs while a projector
+// does, never during a ceiling or the query phase.
+func (r *run) vacuum(on bool) {
+	r.stopVacuum()
+	r.stopVacuum = func() {}
+	if on && !r.res.Machine.Autovacuum && r.o.StandInVacuum {
+		r.stopVacuum = startStandInVacuum(context.Background(), r.env, r.res, r.log)
 	}
-	jobs, err := sampleReports(ctx, env, "job", o.Sample, keys)
-	if err != nil {
-		return err
-	}
-	if err := fetchETags(ctx, qbase+"/call-report/calls/", calls); err != nil {
-		return fmt.Errorf("read the ETags: %w", err)
-	}
-	bprofile, err := profilePath(o.ProfileDir, "baseline")
-	if err != nil {
-		return err
-	}
-	bargs := []string{"--mode", "baseline", "--call-bytes", strconv.Itoa(meanSize(calls)), "--job-bytes", strconv.Itoa(meanSize(jobs))}
-	if bprofile != "" {
-		bargs = append(bargs, "--cpuprofile", bprofile)
-	}
-	base, bbase, err := startServer(ctx, env, "baseline", bargs...)
-	if err != nil {
-		return err
-	}
-	defer base.stop(10 * time.Second)
-
-	ok, notModified := http.StatusOK, http.StatusNotModified
-	targets := []loadTarget{
-		{name: targetBaseA + " call", url: bbase + "/const/call/", refs: calls, want: ok},
-		{name: targetBaseB + " call", url: bbase + "/pk/call/", refs: calls, want: ok},
-		{name: targetCall, url: qbase + "/call-report/calls/", refs: calls, want: ok},
-		{name: targetCall304, url: qbase + "/call-report/calls/", refs: calls, ifNone: true, want: notModified},
-		{name: targetBaseA + " job", url: bbase + "/const/job/", refs: jobs, want: ok},
-		{name: targetBaseB + " job", url: bbase + "/pk/job/", refs: jobs, want: ok},
-		{name: targetJob, url: qbase + "/call-report/jobs/", refs: jobs, want: ok},
-	}
-	for _, t := range targets {
-		fmt.Fprintf(stderr, "query: %s, %d connections, %s\n", t.name, o.Connections, o.HTTPDuration)
-		r, err := runLoad(ctx, t, o.Connections, o.Warmup, o.HTTPDuration)
-		if err != nil {
-			return err
-		}
-		if r.Errors > 0 {
-			fmt.Fprintf(stderr, "warning: %s: %d errors, the first: %s\n", t.name, r.Errors, r.FirstError)
-		}
-		res.HTTP = append(res.HTTP, r)
-	}
-	return stopProfiled(base, bprofile, res)
 }
 
-// The names of the load targets, which the figures refer to.
-const (
-	targetCall    = "GET call"
-	targetJob     = "GET job"
-	targetCall304 = "GET call, If-None-Match (304)"
-	targetBaseA   = "baseline a: constant body,"
-	targetBaseB   = "baseline b: one pgx PK read,"
-)
-
-// benchFigures turns a run into the table's lines, targets and ratios.
-func benchFigures(r *benchResult) []figure {
-	var figs []figure
-	add := func(name string, v float64, unit string, t *target) { figs = append(figs, newFigure(name, v, unit, t)) }
-	if r.Publish != nil {
-		add(fmt.Sprintf("publish (async, window %d)", publishWindow), r.Publish.EventsPerSec, "events/s", nil)
+// startProjector starts the projector child of a phase, with the CPU
+// profile --profile-dir asks for.
+func (r *run) startProjector(phase string) (*child, []string, error) {
+	args := []string{ProjectorCommand, "--batch-size", strconv.Itoa(r.o.BatchSize)}
+	cpu, err := r.profilePath("projector-" + phase + ".cpu")
+	if err != nil {
+		return nil, nil, err
 	}
-	var ceiling float64
-	if r.Ceiling != nil {
-		ceiling = r.Ceiling.EventsPerSec
-		add("raw ceiling: read + JSON decode", ceiling, "events/s", nil)
+	profiles := []string{cpu}
+	if cpu != "" {
+		args = append(args, "--cpuprofile", cpu)
 	}
-	if c := r.CatchUp; c != nil {
-		name := "catch-up: projector"
-		if c.Partial {
-			name += " (partial)"
-		}
-		add(name, c.EventsPerSec, "events/s", nil)
-		add("catch-up ÷ raw ceiling", ratio(c.EventsPerSec, ceiling), "×", atLeast(0.6))
-		add("projector peak RSS", float64(c.PeakRSSBytes)/(1<<20), "MB", atMost(256))
-	}
-	if l := r.Lag; l != nil {
-		at := fmt.Sprintf(" at %s events/s", formatValue(l.Rate))
-		add("live lag p50"+at, l.Latency.P50ms, "ms", nil)
-		add("live lag p99"+at, l.Latency.P99ms, "ms", atMost(100))
-	}
-	rps := map[string]float64{}
-	for _, h := range r.HTTP {
-		rps[h.Name] = h.RPS
-		var p99 *target
-		if h.Name == targetCall || h.Name == targetJob {
-			p99 = atMost(10)
-		}
-		add(h.Name, h.RPS, "req/s", nil)
-		add(h.Name+" p50", h.Latency.P50ms, "ms", nil)
-		add(h.Name+" p99", h.Latency.P99ms, "ms", p99)
-	}
-	if len(r.HTTP) > 0 {
-		add("GET call ÷ baseline b", ratio(rps[targetCall], rps[targetBaseB+" call"]), "×", atLeast(1.0))
-		add("GET call ÷ baseline a", ratio(rps[targetCall], rps[targetBaseA+" call"]), "×", nil)
-		add("GET job ÷ baseline b", ratio(rps[targetJob], rps[targetBaseB+" job"]), "×", atLeast(0.8))
-		add("GET job ÷ baseline a", ratio(rps[targetJob], rps[targetBaseA+" job"]), "×", nil)
-		add("GET call 304 ÷ baseline a", ratio(rps[targetCall304], rps[targetBaseA+" call"]), "×", atLeast(0.5))
-	}
-	return figs
+	c, err := r.env.startChild("projector-"+phase, nil, args...)
+	return c, profiles, err
 }
 
-// writeResult writes res as JSON into the results folder and returns the path.
-func writeResult(o Options, res *benchResult) (string, error) {
-	name := res.StartedAt.Format("20060102-150405") + "-" + strconv.Itoa(o.Sim.Calls) + "calls"
-	if o.Label != "" {
-		name += "-" + o.Label
+// stopProjector stops a phase's projector child and records its profiles.
+func (r *run) stopProjector(c *child, profiles []string) (*processStats, error) {
+	st, err := c.stopMeasured(profiles...)
+	if err != nil {
+		return nil, err
 	}
-	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+	r.res.Profiles = append(r.res.Profiles, st.Profiles...)
+	return &st, nil
+}
+
+// warm waits until a freshly started live projector is consuming: it
+// publishes one event (a job.queued of a job of its own) and waits for its
+// acknowledgement, so that no phase times the start of a process.
+func (r *run) warm(ctx context.Context, proj *child, phase string) error {
+	seq, err := r.env.publish(ctx, []stream.Message{warmUpEvent(phase)})
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	_, err = r.env.acks.wait(ctx, r.env.consumer, seq, proj, 2*time.Minute)
+	return err
+}
+
+// profilePath is where a child writes the profile name, "" without
+// --profile-dir.
+func (r *run) profilePath(name string) (string, error) {
+	return profilePathIn(r.o.ProfileDir, name)
+}
+
+func profilePathIn(dir, name string) (string, error) {
+	if dir == "" {
+		return "", nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	b, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(o.OutDir, name+".json")
-	return path, os.WriteFile(path, append(b, '\n'), 0o644)
+	return filepath.Abs(filepath.Join(dir, name+".pprof"))
 }
 
-// Compare prints the catch-up rate of several runs, smallest stream
-// first, and how much it falls from the smallest to the largest.
-func Compare(paths []string, stdout io.Writer) error {
-	if len(paths) < 2 {
-		return errors.New("--compare needs two result files or more")
-	}
-	var runs []*benchResult
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		r := new(benchResult)
-		if err := json.Unmarshal(b, r); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		if r.CatchUp == nil || r.Publish == nil {
-			return fmt.Errorf("%s: no catch-up measured", p)
-		}
-		runs = append(runs, r)
-	}
-	figs, err := linearFigures(runs)
-	if err != nil {
-		return err
-	}
-	writeTable(stdout, figs)
-	return nil
-}
-
-// linearFigures lists the rates of each run by stream size and the fall of
-// the catch-up rate from the smallest to the largest.
-func linearFigures(runs []*benchResult) ([]figure, error) {
-	runs = append([]*benchResult(nil), runs...)
-	sizeOf := func(r *benchResult) uint64 { return r.Publish.LastSeq }
-	for i := 1; i < len(runs); i++ { // by stream size; a handful of runs
-		for j := i; j > 0 && sizeOf(runs[j]) < sizeOf(runs[j-1]); j-- {
-			runs[j], runs[j-1] = runs[j-1], runs[j]
-		}
-	}
-	var figs []figure
-	for _, r := range runs {
-		name := progress.Count(sizeOf(r)) + " events"
-		catchUp := name + ": catch-up"
-		if r.CatchUp.Partial {
-			catchUp += " (partial)"
-		}
-		figs = append(figs, newFigure(catchUp, r.CatchUp.EventsPerSec, "events/s", nil))
-		if r.Ceiling != nil {
-			figs = append(figs, newFigure(name+": raw ceiling", r.Ceiling.EventsPerSec, "events/s", nil))
-		}
-	}
-	first, last := runs[0].CatchUp.EventsPerSec, runs[len(runs)-1].CatchUp.EventsPerSec
-	if first == 0 {
-		return nil, errors.New("the smallest run has no catch-up rate")
-	}
-	fall := 100 * (first - last) / first
-	figs = append(figs, newFigure("catch-up fall, smallest → largest", fall, "%", atMost(20)))
-	if fall <= 0 { // newFigure leaves a zero unjudged
-		met := true
-		figs[len(figs)-1].Met = &met
-	}
-	return figs, nil
-}
-
-// revision is the git commit of the working tree, "-dirty" when it has
-// uncommitted changes.
+// revision is the commit the binary was built from, "-dirty" when its
+// tree had uncommitted changes (from the build information go build
+// records), else that of the working directory.
 func revision() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		var rev string
+		dirty := false
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value[:min(7, len(s.Value))]
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if rev != "" && dirty {
+			return rev + "-dirty"
+		}
+		if rev != "" {
+			return rev
+		}
+	}
 	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return "unknown"

@@ -129,10 +129,12 @@ func TestWriteTableAligns(t *testing.T) {
 }
 
 func TestBenchFiguresRatios(t *testing.T) {
+	mb := int64(1 << 20)
 	r := &benchResult{
-		Ceiling: &ceilingResult{EventsPerSec: 10000},
-		CatchUp: &catchUpResult{EventsPerSec: 7000, PeakRSSBytes: 100 << 20},
-		Lag:     &lagResult{Rate: 2000, Latency: latencies{P50ms: 20, P99ms: 150}},
+		Order:   OrderTime,
+		Ceiling: &ceilingResult{EventsPerSec: 30000},
+		CatchUp: &catchUpResult{EventsPerSec: 7000, Projector: &processStats{PeakRSSBytes: 100 * mb, CPUSeconds: 5, Seconds: 10}},
+		Lag:     &lagResult{TargetRate: 3000, Rate: 2990, Latency: latencies{P50ms: 20, P99ms: 150}, Projector: &processStats{PeakRSSBytes: 60 * mb}},
 		HTTP: []loadResult{
 			{Name: targetBaseA + " call", RPS: 10000}, {Name: targetBaseB + " call", RPS: 4000},
 			{Name: targetCall, RPS: 4400, Latency: latencies{P99ms: 8}}, {Name: targetCall304, RPS: 4000},
@@ -144,19 +146,22 @@ func TestBenchFiguresRatios(t *testing.T) {
 	for _, f := range benchFigures(r) {
 		got[f.Name] = f
 	}
-	for name, want := range map[string]struct {
+	type want struct {
 		value float64
 		met   bool
-	}{
-		"catch-up ÷ raw ceiling":         {0.7, true},
-		"projector peak RSS":             {100, true},
-		"live lag p99 at 2,000 events/s": {150, false},
-		"GET call ÷ baseline b":          {1.1, true},
-		"GET call ÷ baseline a":          {0.44, false},
-		"GET job ÷ baseline b":           {0.7, false},
-		"GET call 304 ÷ baseline a":      {0.4, false},
-		"GET call p99":                   {8, true},
-		"GET job p99":                    {12, false},
+	}
+	for name, want := range map[string]want{
+		"catch-up ÷ raw ceiling (time order)": {0.233, false},
+		"projector CPU during the catch-up":   {0.5, true},
+		"projector peak RSS, catch-up":        {100, true},
+		"projector peak RSS, live lag":        {60, true},
+		"live lag p99 at 3,000 events/s":      {150, false},
+		"GET call ÷ baseline b":               {1.1, true},
+		"GET call ÷ baseline a":               {0.44, false},
+		"GET job ÷ baseline b":                {0.7, false},
+		"GET call 304 ÷ baseline a":           {0.4, false},
+		"GET call p99":                        {8, true},
+		"GET job p99":                         {12, false},
 	} {
 		f, ok := got[name]
 		if !ok {
@@ -170,29 +175,45 @@ func TestBenchFiguresRatios(t *testing.T) {
 			t.Errorf("%s: met = %v, want %v", name, f.Met, want.met)
 		}
 	}
-	if f := got["GET call ÷ baseline a"]; f.Target != nil {
-		t.Errorf("GET call ÷ baseline a has a target %v; the issue sets none", f.Target)
+	for _, name := range []string{"GET call ÷ baseline a"} {
+		if f := got[name]; f.Target != nil {
+			t.Errorf("%s has a target %v; the issue sets none", name, f.Target)
+		}
+	}
+
+	// Shuffled: a lower bar for the catch-up.
+	r.Order = OrderShuffled
+	got = map[string]figure{}
+	for _, f := range benchFigures(r) {
+		got[f.Name] = f
+	}
+	if f := got["catch-up ÷ raw ceiling (shuffled order)"]; f.Met == nil || !*f.Met || f.Target.Limit != 0.2 {
+		t.Errorf("shuffled catch-up ÷ raw: %+v, want met against 0.2", f)
 	}
 }
 
 func TestLinearFigures(t *testing.T) {
-	run := func(events uint64, rate float64) *benchResult {
-		return &benchResult{Publish: &publishResult{LastSeq: events}, CatchUp: &catchUpResult{EventsPerSec: rate}}
+	run := func(calls int, events uint64, rate float64) *benchResult {
+		return &benchResult{Calls: calls, Publish: &publishResult{LastSeq: events}, CatchUp: &catchUpResult{EventsPerSec: rate}}
 	}
-	figs, err := linearFigures([]*benchResult{run(1_800_000, 8500), run(180_000, 10000), run(5_400_000, 7000)})
+	figs, err := linearFigures([]*benchResult{run(100000, 1_800_000, 8500), run(10000, 180_000, 10000), run(300000, 5_400_000, 8000)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if figs[0].Name != "180,000 events: catch-up" {
+	if figs[0].Name != "10,000 calls (180,000 events): catch-up" {
 		t.Errorf("first line %q: want the smallest stream first", figs[0].Name)
 	}
-	fall := figs[len(figs)-1]
-	if fall.Value != 30 || fall.Met == nil || *fall.Met {
-		t.Errorf("fall = %v (met %v), want 30 and missed", fall.Value, fall.Met)
+	last := figs[len(figs)-1]
+	if last.Name != "catch-up events/s at 300,000 calls ÷ at 10,000 calls" || last.Value != 0.8 || last.Met == nil || *last.Met {
+		t.Errorf("last line %+v (met %v), want 0.8 at 300k ÷ 10k, missed", last, last.Met)
 	}
-	figs, _ = linearFigures([]*benchResult{run(1000, 100), run(2000, 120)})
+	figs, _ = linearFigures([]*benchResult{run(1000, 1000, 100), run(2000, 2000, 120)})
 	if f := figs[len(figs)-1]; f.Met == nil || !*f.Met {
 		t.Errorf("a rate that rises is met, got %+v", f)
+	}
+	old := &benchResult{Options: map[string]any{"calls": float64(5000)}, Publish: &publishResult{LastSeq: 1}, CatchUp: &catchUpResult{}}
+	if got := callsOf(old); got != 5000 {
+		t.Errorf("calls of a result without its own field = %d, want 5000 from its options", got)
 	}
 }
 
@@ -218,6 +239,23 @@ func TestCallCreated(t *testing.T) {
 		org, call, ok := callCreated(subject)
 		if ok != (want[0] != "") || org != want[0] || call != want[1] {
 			t.Errorf("callCreated(%q) = %q, %q, %v; want %q, %q", subject, org, call, ok, want[0], want[1])
+		}
+	}
+}
+
+func TestLagRate(t *testing.T) {
+	for _, tc := range []struct {
+		asked   float64
+		ceiling *ceilingResult
+		want    float64
+	}{
+		{0, nil, 10000},
+		{0, &ceilingResult{EventsPerSec: 52000}, 5200},
+		{0, &ceilingResult{EventsPerSec: 250000}, 10000},
+		{2000, &ceilingResult{EventsPerSec: 52000}, 2000},
+	} {
+		if got := lagRate(tc.asked, tc.ceiling); got != tc.want {
+			t.Errorf("lagRate(%v, %+v) = %v, want %v", tc.asked, tc.ceiling, got, tc.want)
 		}
 	}
 }
@@ -248,6 +286,24 @@ func TestWithDatabase(t *testing.T) {
 	}
 	if _, err := withDatabase("host=db dbname=x", "y"); err == nil {
 		t.Error("a keyword/value DSN is accepted")
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	good := Options{Order: OrderTime, Sim: simulate.Options{Calls: 10}, BatchSize: 10}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("the defaults do not validate: %v", err)
+	}
+	for name, change := range map[string]func(*Options){
+		"an unknown order": func(o *Options) { o.Order = "random" },
+		"an unknown phase": func(o *Options) { o.Skip = []string{"catch-up"} },
+		"a negative rate":  func(o *Options) { o.Rate = -1 },
+	} {
+		o := good
+		change(&o)
+		if o.Validate() == nil {
+			t.Errorf("%s validates", name)
+		}
 	}
 }
 
@@ -388,11 +444,11 @@ func TestVacuumStatement(t *testing.T) {
 		want                string
 	}{
 		{1000, 100, 0, ""},
-		{1000, 251, 0, `VACUUM (ANALYZE) "call_states"`},
-		{1000, 0, 151, `ANALYZE "call_states"`},
-		{0, 51, 0, `VACUUM (ANALYZE) "call_states"`},
+		{1000, 251, 0, `VACUUM (ANALYZE) "public"."call_states"`},
+		{1000, 0, 151, `ANALYZE "public"."call_states"`},
+		{0, 51, 0, `VACUUM (ANALYZE) "public"."call_states"`},
 	} {
-		if got := vacuumStatement("call_states", tc.live, tc.dead, tc.changed); got != tc.want {
+		if got := vacuumStatement("public", "call_states", tc.live, tc.dead, tc.changed); got != tc.want {
 			t.Errorf("vacuumStatement(live %d, dead %d, changed %d) = %q, want %q", tc.live, tc.dead, tc.changed, got, tc.want)
 		}
 	}

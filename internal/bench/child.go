@@ -45,11 +45,12 @@ const listenFD = 3
 
 // child is a running child process.
 type child struct {
-	name   string
-	cmd    *exec.Cmd
-	log    string // its stdout and stderr
-	exited chan struct{}
-	err    error // set when exited is closed
+	name    string
+	cmd     *exec.Cmd
+	log     string // its stdout and stderr
+	started time.Time
+	exited  chan struct{}
+	err     error // set when exited is closed
 }
 
 // startChild runs this binary with args, its output going to name.log in
@@ -81,6 +82,7 @@ func (env *benchEnv) startChild(name string, ln *net.TCPListener, args ...string
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	c.started = time.Now()
 	go func() {
 		c.err = c.cmd.Wait()
 		logf.Close()
@@ -115,6 +117,38 @@ func (c *child) stop(timeout time.Duration) error {
 // peakRSS is the child's peak resident set size (VmHWM), in bytes.
 func (c *child) peakRSS() (int64, error) {
 	return procStatusKB(c.cmd.Process.Pid, "VmHWM")
+}
+
+// processStats is what a child process cost over its life.
+type processStats struct {
+	PeakRSSBytes int64    `json:"peak_rss_bytes"` // VmHWM, read just before it is stopped
+	CPUSeconds   float64  `json:"cpu_seconds"`    // user and system
+	Seconds      float64  `json:"seconds"`        // from start to stop
+	Profiles     []string `json:"profiles,omitempty"`
+}
+
+// stopMeasured reads the child's peak RSS, stops it and adds its CPU time;
+// profiles are the files it writes as it stops.
+func (c *child) stopMeasured(profiles ...string) (processStats, error) {
+	var st processStats
+	rss, rerr := c.peakRSS()
+	if err := c.stop(30 * time.Second); err != nil {
+		return st, fmt.Errorf("%s: %w; see %s", c.name, err, c.log)
+	}
+	if rerr != nil {
+		return st, fmt.Errorf("%s peak RSS: %w", c.name, rerr)
+	}
+	st.PeakRSSBytes = rss
+	if ps := c.cmd.ProcessState; ps != nil {
+		st.CPUSeconds = (ps.UserTime() + ps.SystemTime()).Seconds()
+	}
+	st.Seconds = time.Since(c.started).Seconds()
+	for _, p := range profiles {
+		if p != "" {
+			st.Profiles = append(st.Profiles, p)
+		}
+	}
+	return st, nil
 }
 
 // procStatusKB reads a "Name: N kB" line of /proc/<pid>/status, in bytes.
@@ -276,8 +310,8 @@ func baselineEcho(pool *pgxpool.Pool, callBytes, jobBytes int) *echo.Echo {
 	e.GET("/healthz", constant([]byte(`{"status":"ok"}`)))
 	e.GET("/const/call/:id", constant(paddedJSON(callBytes)))
 	e.GET("/const/job/:id", constant(paddedJSON(jobBytes)))
-	e.GET("/pk/call/:id", read(`SELECT report FROM call_attempts WHERE call_id = $1`))
-	e.GET("/pk/job/:id", read(`SELECT report FROM jobs WHERE job_id = $1`))
+	e.GET("/pk/call/:id", read(`SELECT report FROM `+baselineTable+` WHERE kind = 'call' AND id = $1`))
+	e.GET("/pk/job/:id", read(`SELECT report FROM `+baselineTable+` WHERE kind = 'job' AND id = $1`))
 	return e
 }
 

@@ -38,6 +38,7 @@ type benchEnv struct {
 	s        *stream.Streams
 	js       jetstream.JetStream
 	embedded *server.Server
+	acks     *ackWatch
 }
 
 // newBenchEnv creates the database callreport_bench_<id> next to the one
@@ -90,7 +91,71 @@ func newBenchEnv(ctx context.Context, baseURL, natsURL string, embedded bool, lo
 		env.close(log, false)
 		return nil, err
 	}
+	if env.acks, err = watchAcks(env.nc, env.streams.Stream); err != nil {
+		env.close(log, false)
+		return nil, err
+	}
 	return env, nil
+}
+
+// jsAPITimeout bounds the bench's JetStream API calls: 5 s, the client's
+// default, is not enough on a busy machine.
+const jsAPITimeout = 30 * time.Second
+
+// streamInfo is the state of the event stream (dlq false) or of the
+// dead-letter stream.
+func (env *benchEnv) streamInfo(ctx context.Context, dlq bool) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, jsAPITimeout)
+	defer cancel()
+	name := env.streams.Stream
+	if dlq {
+		name = env.streams.DLQStream
+	}
+	s, err := env.js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	return s.Info(ctx)
+}
+
+// lastSeq is the last sequence of the event stream. Only the bench
+// publishes to it, so after a publisher is closed this is its last message.
+func (env *benchEnv) lastSeq(ctx context.Context) (uint64, error) {
+	info, err := env.streamInfo(ctx, false)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// deadLetters counts the messages of the dead-letter stream: the events
+// the projectors rejected so far.
+func (env *benchEnv) deadLetters(ctx context.Context) (uint64, error) {
+	info, err := env.streamInfo(ctx, true)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// publish publishes msgs, waits for JetStream to store them all and
+// returns the last sequence of the stream, theirs.
+func (env *benchEnv) publish(ctx context.Context, msgs []stream.Message) (uint64, error) {
+	pub := env.s.NewPublisher(publishWindow, nil)
+	var err error
+	for i, m := range msgs {
+		if err = pub.Publish(ctx, m, i+1); err != nil {
+			break
+		}
+	}
+	st, cerr := pub.Close(ctx, time.Minute)
+	if err = errors.Join(err, cerr); err != nil {
+		return 0, err
+	}
+	if st.Stored != len(msgs) {
+		return 0, fmt.Errorf("published %d events, JetStream stored %d (%d duplicates)", len(msgs), st.Stored, st.Duplicates)
+	}
+	return env.lastSeq(ctx)
 }
 
 func (env *benchEnv) openDB(ctx context.Context) error {
@@ -118,6 +183,9 @@ func (env *benchEnv) close(log *slog.Logger, keep bool) {
 				log.Warn("delete bench stream", "stream", s, "err", err)
 			}
 		}
+	}
+	if env.acks != nil {
+		env.acks.stop()
 	}
 	if env.nc != nil {
 		env.nc.Close()

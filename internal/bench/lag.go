@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,7 +17,7 @@ import (
 	"github.com/callreport/callreport/schema/simulate"
 )
 
-// lagResult is phase 4: publish-to-visible latency at a steady rate.
+// lagResult is the live lag: publish-to-visible latency at a steady rate.
 type lagResult struct {
 	TargetRate float64 `json:"target_rate"`
 	Rate       float64 `json:"rate"` // achieved
@@ -24,9 +25,48 @@ type lagResult struct {
 	Seconds    float64 `json:"seconds"`
 	// Sampled calls: the time from publishing a call's call.created to the
 	// first 200 of GET /call-report/calls/{id}.
-	Latency  latencies `json:"latency"`
-	TimedOut int       `json:"timed_out"`
-	Skipped  int       `json:"skipped"` // not sampled: too many polls in flight
+	Latency   latencies     `json:"latency"`
+	TimedOut  int           `json:"timed_out"`
+	Skipped   int           `json:"skipped"` // not sampled: too many polls in flight
+	Projector *processStats `json:"projector,omitempty"`
+}
+
+// lagDefaultRate is the live lag's rate unless --rate says otherwise, or a
+// tenth of the raw ceiling where that is lower: live traffic is a small
+// share of what the machine can read, and must not be a load test.
+const lagDefaultRate = 10000
+
+// lagRate is the rate of the live lag phase.
+func lagRate(asked float64, ceiling *ceilingResult) float64 {
+	switch {
+	case asked > 0:
+		return asked
+	case ceiling != nil && ceiling.EventsPerSec > 0:
+		return min(lagDefaultRate, math.Round(ceiling.EventsPerSec/10))
+	}
+	return lagDefaultRate
+}
+
+// lag runs the phase with a projector child of its own, caught up.
+func (r *run) lag(ctx context.Context, base string) (*lagResult, error) {
+	r.vacuum(true)
+	defer r.vacuum(false)
+	proj, profiles, err := r.startProjector("lag")
+	if err != nil {
+		return nil, err
+	}
+	defer proj.stop(10 * time.Second)
+	if err := r.warm(ctx, proj, "lag"); err != nil {
+		return nil, err
+	}
+	res, err := measureLag(ctx, r.env, r.o.Sim, lagRate(r.o.Rate, r.res.Ceiling), r.o.LagDuration, base, r.stderr)
+	if err != nil {
+		return nil, err
+	}
+	if res.Projector, err = r.stopProjector(proj, profiles); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // Polling of the query API for the lag samples: every lagPollEvery at

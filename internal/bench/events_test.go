@@ -1,0 +1,95 @@
+package bench
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/schema"
+	"github.com/callreport/callreport/schema/simulate"
+)
+
+// decode checks that m passes the decoder and returns it.
+func decode(t *testing.T, m stream.Message) *schema.Event {
+	t.Helper()
+	ev, err := schema.Decode(m.Subject, m.Data)
+	if err != nil {
+		t.Fatalf("%s: %v", m.Subject, err)
+	}
+	if m.ID == "" || m.ID != ev.ID {
+		t.Fatalf("%s: Nats-Msg-Id %q, event id %q", m.Subject, m.ID, ev.ID)
+	}
+	return ev
+}
+
+func TestWarmUpEvent(t *testing.T) {
+	if ev := decode(t, warmUpEvent("lag")); ev.Type != schema.JobQueued || ev.OrgID != benchOrg {
+		t.Errorf("warm-up event %s of %s", ev.Type, ev.OrgID)
+	}
+}
+
+// TestShuffleIsAPermutation: the shuffled stream holds every message of
+// the stream, whole, in another order, the same for the same seed.
+func TestShuffleIsAPermutation(t *testing.T) {
+	opts := simulate.Options{Calls: 200, Seed: 4, Redeliver: 0.05}
+	var want []string
+	g := simulate.New(opts)
+	for m, ok := g.Next(); ok; m, ok = g.Next() {
+		want = append(want, m.Subject+" "+m.ID+" "+string(m.Data))
+	}
+	read := func() ([]string, int) {
+		src, total, closeFn, err := openSource(OrderShuffled, opts, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeFn()
+		var got []string
+		redelivered := 0
+		for m, ok := src.Next(); ok; m, ok = src.Next() {
+			got = append(got, m.Subject+" "+m.ID+" "+string(m.Data))
+			if m.Redelivery {
+				redelivered++
+				if m.ID != "" {
+					t.Errorf("a redelivery with id %q", m.ID)
+				}
+			}
+		}
+		if total != len(want) || src.(*shuffled).Err() != nil {
+			t.Errorf("total %d, want %d; err %v", total, len(want), src.(*shuffled).Err())
+		}
+		return got, redelivered
+	}
+	got, redelivered := read()
+	if slices.Equal(got, want) {
+		t.Error("the shuffled stream is in the generated order")
+	}
+	if redelivered == 0 {
+		t.Error("the redeliveries are lost")
+	}
+	again, _ := read()
+	if !slices.Equal(got, again) {
+		t.Error("the same seed gives another order")
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Error("the shuffled stream is not a permutation of the generated one")
+	}
+}
+
+func TestSamplerKeepsCallsAndJobs(t *testing.T) {
+	s := newSampler(3, 1)
+	for i := range 100 {
+		s.add("callevents.org-1.call.c" + string(rune('a'+i%26)) + ".created")
+		s.add("callevents.org-2.job.j1.queued")
+		s.add("callevents.org-1.call.c1.answered")
+	}
+	if len(s.calls) != 3 || len(s.jobs) != 3 || s.seenCalls != 100 || s.seenJobs != 100 {
+		t.Fatalf("sample of %d calls and %d jobs, seen %d and %d", len(s.calls), len(s.jobs), s.seenCalls, s.seenJobs)
+	}
+	if s.calls[0].org != "org-1" || s.jobs[0].org != "org-2" || s.jobs[0].id != "j1" {
+		t.Errorf("refs %+v %+v", s.calls[0], s.jobs[0])
+	}
+	var none *sampler
+	none.add("callevents.o.call.c.created") // a run without the query phase samples nothing
+}
