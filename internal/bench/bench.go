@@ -1,13 +1,14 @@
 // Package bench owns the benchmark, `reportctl bench`: a fresh database and
 // fresh streams per run, the generated stream published once in the order
-// asked for, the phases that measure the projector (catch-up, live lag)
-// and the query API beside this machine's own ceiling of reading the
-// stream and two baselines, the child processes they run in, the table of
-// figures and targets, and the JSON results. It measures whatever the
-// projector is through projector.Main, JetStream and the HTTP API, not by
-// reading its tables, so that it does not depend on their layout.
-// cmd/reportctl only parses the flags and registers the hidden commands
-// of the children.
+// asked for, the phases that measure the projector (catch-up, live lag) and
+// the query API beside this machine's own ceilings (reading the stream,
+// writing the final rows) and two baselines, the child processes they run
+// in, the table of figures and targets, and the JSON results. It measures
+// whatever the projector is through projector.Main, JetStream and the HTTP
+// API; its only SQL on the report tables goes through the generation
+// functions of the migrations (the write ceiling), so that it does not
+// depend on their layout. cmd/reportctl only parses the flags and registers
+// the hidden commands of the children.
 package bench
 
 import (
@@ -64,7 +65,7 @@ type Options struct {
 
 // Phases are the phases Options.Skip may name, in the order they run. The
 // publish and the catch-up always run: every other phase needs them.
-var Phases = []string{"ceiling", "lag", "query"}
+var Phases = []string{"ceiling", "write", "lag", "query"}
 
 // Validate checks what the flags cannot.
 func (o Options) Validate() error {
@@ -115,21 +116,22 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer, log *slog.Log
 
 // benchResult is everything one run measured; it is written as JSON.
 type benchResult struct {
-	StartedAt time.Time      `json:"started_at"`
-	Revision  string         `json:"revision"`
-	Machine   machineInfo    `json:"machine"`
-	NATS      string         `json:"nats"`
-	Database  string         `json:"database"`
-	Calls     int            `json:"calls"`
-	Order     string         `json:"order"`
-	Options   map[string]any `json:"options"`
-	Publish   *publishResult `json:"publish,omitempty"`
-	Ceiling   *ceilingResult `json:"raw_ceiling,omitempty"`
-	CatchUp   *catchUpResult `json:"catch_up,omitempty"`
-	Lag       *lagResult     `json:"live_lag,omitempty"`
-	HTTP      []loadResult   `json:"http,omitempty"`
-	Figures   []figure       `json:"figures"`
-	Profiles  []string       `json:"profiles,omitempty"`
+	StartedAt    time.Time           `json:"started_at"`
+	Revision     string              `json:"revision"`
+	Machine      machineInfo         `json:"machine"`
+	NATS         string              `json:"nats"`
+	Database     string              `json:"database"`
+	Calls        int                 `json:"calls"`
+	Order        string              `json:"order"`
+	Options      map[string]any      `json:"options"`
+	Publish      *publishResult      `json:"publish,omitempty"`
+	Ceiling      *ceilingResult      `json:"raw_ceiling,omitempty"`
+	CatchUp      *catchUpResult      `json:"catch_up,omitempty"`
+	WriteCeiling *writeCeilingResult `json:"write_ceiling,omitempty"`
+	Lag          *lagResult          `json:"live_lag,omitempty"`
+	HTTP         []loadResult        `json:"http,omitempty"`
+	Figures      []figure            `json:"figures"`
+	Profiles     []string            `json:"profiles,omitempty"`
 	// StandInVacuums counts the VACUUM and ANALYZE statements the bench ran
 	// for a server without autovacuum.
 	StandInVacuums int64 `json:"stand_in_vacuums"`
@@ -226,6 +228,14 @@ func (r *run) phases(ctx context.Context) error {
 		fmt.Fprintf(r.stdout, "catch-up stopped after %s, at %d of %d events: its rate is that of the part done, and the phases after it are skipped\n",
 			o.CatchUpTimeout, c.Events+c.FirstSeq, pub.LastSeq)
 		return nil
+	}
+
+	if !o.skips("write") {
+		w, err := measureWriteCeiling(ctx, env, pub.LastSeq, r.stderr)
+		if err != nil {
+			return fmt.Errorf("write ceiling: %w", err)
+		}
+		res.WriteCeiling = &w
 	}
 
 	var qry *child

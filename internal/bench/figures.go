@@ -15,13 +15,24 @@ import (
 
 // The targets of the write path, by the order of the stream where they
 // differ. A shuffled stream is the adversary: it has a lower bar for the
-// catch-up.
+// catch-up and none for the rest, which are judged in time order.
 var (
 	targetCatchUpRaw = map[string]*target{OrderTime: atLeast(0.3), OrderShuffled: atLeast(0.2)}
+	targetCombined   = map[string]*target{OrderTime: atLeast(0.7)}
 	targetLagP99     = atMost(100) // ms
 	targetRSS        = atMost(256) // MB
 	targetLinear     = atLeast(0.85)
 )
+
+// combinedCeiling is the best rate of reading the stream and writing its
+// rows when both share the machine: the reciprocal of the sum of the time
+// each takes per event. 0 when either is not measured.
+func combinedCeiling(raw, write float64) float64 {
+	if raw <= 0 || write <= 0 {
+		return 0
+	}
+	return math.Round(1 / (1/raw + 1/write))
+}
 
 // benchFigures turns a run into the table's lines, targets and ratios.
 func benchFigures(r *benchResult) []figure {
@@ -35,10 +46,18 @@ func benchFigures(r *benchResult) []figure {
 	if r.Publish != nil {
 		add(fmt.Sprintf("publish (async, window %d)", publishWindow), r.Publish.EventsPerSec, "events/s", nil)
 	}
-	var raw float64
+	var raw, write float64
 	if r.Ceiling != nil {
 		raw = r.Ceiling.EventsPerSec
 		add("raw ceiling: read + JSON decode", raw, "events/s", nil)
+	}
+	if r.WriteCeiling != nil {
+		write = r.WriteCeiling.EventsPerSec
+		add("write ceiling: COPY of the final rows", write, "events/s", nil)
+	}
+	combined := combinedCeiling(raw, write)
+	if combined > 0 {
+		add("combined ceiling: (1/raw + 1/write)⁻¹", combined, "events/s", nil)
 	}
 	if c := r.CatchUp; c != nil {
 		name := "catch-up: projector"
@@ -47,6 +66,10 @@ func benchFigures(r *benchResult) []figure {
 		}
 		add(name, c.EventsPerSec, "events/s", nil)
 		add("catch-up ÷ raw ceiling"+inOrder, ratio(c.EventsPerSec, raw), "×", targetCatchUpRaw[order])
+		if write > 0 {
+			add("catch-up ÷ write ceiling"+inOrder, ratio(c.EventsPerSec, write), "×", nil)
+		}
+		add("catch-up ÷ combined ceiling"+inOrder, ratio(c.EventsPerSec, combined), "×", targetCombined[order])
 		if p := c.Projector; p != nil && p.Seconds > 0 {
 			add("projector CPU during the catch-up", math.Round(100*p.CPUSeconds/p.Seconds)/100, "cores", nil)
 		}
