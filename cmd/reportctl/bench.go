@@ -32,8 +32,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"       reportctl bench --compare RESULT.json...\n\n"+
 			"Measures, in one run on a fresh database and a fresh stream: the raw ceiling of\n"+
 			"reading the stream and the write ceiling of copying its rows into Postgres; the\n"+
-			"projector's catch-up and live lag, each in a child process of its own (peak\n"+
-			"RSS, profiles); and the query API beside two\n"+
+			"projector's catch-up, rebuild and live lag, each in a child process of its\n"+
+			"own (peak RSS, profiles); and the query API beside two\n"+
 			"baselines. Prints a table of figures and targets and writes it as JSON to --out.\n"+
 			"--compare prints the catch-up rate of several results by size (make bench-linear).\n"+
 			"Give passwords in DATABASE_URL and NATS_URL rather than as flags: a command line\n"+

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,6 +138,23 @@ func (w *ackWatch) progress(consumer string) ackProgress {
 		return ackProgress{}
 	}
 	return ackProgress{Seq: a.last, At: a.at, FirstBatch: a.firstBatch, FirstBatchAt: a.firstBatchAt}
+}
+
+// other is the progress of the furthest consumer whose name is none of
+// except: a rebuild's, whose name the bench does not choose.
+func (w *ackWatch) other(except ...string) ackProgress {
+	w.mu.Lock()
+	var best string
+	for c, a := range w.consumers {
+		if !slices.Contains(except, c) && (best == "" || a.last > w.consumers[best].last) {
+			best = c
+		}
+	}
+	w.mu.Unlock()
+	if best == "" {
+		return ackProgress{}
+	}
+	return w.progress(best)
 }
 
 // wait waits until consumer has acknowledged seq, failing when proj exits

@@ -43,6 +43,9 @@ func TestFirstBatch(t *testing.T) {
 	if p.Seq != 10000 || !p.At.Equal(t0.Add(401*time.Millisecond)) {
 		t.Errorf("progress %d at %v, want 10000 at +401ms", p.Seq, p.At.Sub(t0))
 	}
+	if o := w.other("p"); o.Seq != 7 {
+		t.Errorf("other = %d, want the other consumer's 7", o.Seq)
+	}
 	if none := w.progress("nobody"); none.Seq != 0 || !none.At.IsZero() {
 		t.Errorf("a consumer without acknowledgements: %+v", none)
 	}

@@ -1,14 +1,14 @@
 // Package bench owns the benchmark, `reportctl bench`: a fresh database and
 // fresh streams per run, the generated stream published once in the order
-// asked for, the phases that measure the projector (catch-up, live lag) and
-// the query API beside this machine's own ceilings (reading the stream,
-// writing the final rows) and two baselines, the child processes they run
-// in, the table of figures and targets, and the JSON results. It measures
-// whatever the projector is through projector.Main, JetStream and the HTTP
-// API; its only SQL on the report tables goes through the generation
-// functions of the migrations (the write ceiling), so that it does not
-// depend on their layout. cmd/reportctl only parses the flags and registers
-// the hidden commands of the children.
+// asked for, the phases that measure the projector (catch-up, rebuild, live
+// lag) and the query API beside this machine's own ceilings (reading the
+// stream, writing the final rows) and two baselines, the child processes
+// they run in, the table of figures and targets, and the JSON results. It
+// measures whatever the projector is through projector.Main,
+// projector.Rebuild, JetStream and the HTTP API; its only SQL on the report
+// tables goes through the generation functions of the migrations (the write
+// ceiling), so that it does not depend on their layout. cmd/reportctl only
+// parses the flags and registers the hidden commands of the children.
 package bench
 
 import (
@@ -65,7 +65,7 @@ type Options struct {
 
 // Phases are the phases Options.Skip may name, in the order they run. The
 // publish and the catch-up always run: every other phase needs them.
-var Phases = []string{"ceiling", "write", "lag", "query"}
+var Phases = []string{"ceiling", "write", "rebuild", "lag", "query"}
 
 // Validate checks what the flags cannot.
 func (o Options) Validate() error {
@@ -128,6 +128,7 @@ type benchResult struct {
 	Ceiling      *ceilingResult      `json:"raw_ceiling,omitempty"`
 	CatchUp      *catchUpResult      `json:"catch_up,omitempty"`
 	WriteCeiling *writeCeilingResult `json:"write_ceiling,omitempty"`
+	Rebuild      *rebuildResult      `json:"rebuild,omitempty"`
 	Lag          *lagResult          `json:"live_lag,omitempty"`
 	HTTP         []loadResult        `json:"http,omitempty"`
 	Figures      []figure            `json:"figures"`
@@ -237,6 +238,11 @@ func (r *run) phases(ctx context.Context) error {
 		}
 		res.WriteCeiling = &w
 	}
+	if !o.skips("rebuild") {
+		if res.Rebuild, err = r.rebuild(ctx, pub.LastSeq); err != nil {
+			return fmt.Errorf("rebuild: %w", err)
+		}
+	}
 
 	var qry *child
 	var qprofile, qbase string
@@ -287,8 +293,8 @@ func (r *run) vacuum(on bool) {
 }
 
 // startProjector starts the projector child of a phase, with the CPU
-// profile --profile-dir asks for.
-func (r *run) startProjector(phase string) (*child, []string, error) {
+// profile --profile-dir asks for. extra are more flags (--rebuild).
+func (r *run) startProjector(phase string, extra ...string) (*child, []string, error) {
 	args := []string{ProjectorCommand, "--batch-size", strconv.Itoa(r.o.BatchSize)}
 	cpu, err := r.profilePath("projector-" + phase + ".cpu")
 	if err != nil {
@@ -298,7 +304,7 @@ func (r *run) startProjector(phase string) (*child, []string, error) {
 	if cpu != "" {
 		args = append(args, "--cpuprofile", cpu)
 	}
-	c, err := r.env.startChild("projector-"+phase, nil, args...)
+	c, err := r.env.startChild("projector-"+phase, nil, append(args, extra...)...)
 	return c, profiles, err
 }
 

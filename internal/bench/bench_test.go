@@ -135,6 +135,7 @@ func TestBenchFiguresRatios(t *testing.T) {
 		Ceiling:      &ceilingResult{EventsPerSec: 30000},
 		WriteCeiling: &writeCeilingResult{EventsPerSec: 15000},
 		CatchUp:      &catchUpResult{EventsPerSec: 7000, Projector: &processStats{PeakRSSBytes: 100 * mb, CPUSeconds: 5, Seconds: 10}},
+		Rebuild:      &rebuildResult{EventsPerSec: 8000, Projector: &processStats{PeakRSSBytes: 300 * mb}},
 		Lag:          &lagResult{TargetRate: 3000, Rate: 2990, Latency: latencies{P50ms: 20, P99ms: 150}, Projector: &processStats{PeakRSSBytes: 60 * mb}},
 		HTTP: []loadResult{
 			{Name: targetBaseA + " call", RPS: 10000}, {Name: targetBaseB + " call", RPS: 4000},
@@ -156,8 +157,10 @@ func TestBenchFiguresRatios(t *testing.T) {
 		"catch-up ÷ raw ceiling (time order)":      {0.233, false},
 		"catch-up ÷ write ceiling (time order)":    {0.467, true},
 		"catch-up ÷ combined ceiling (time order)": {0.7, true},
+		"rebuild ÷ combined ceiling (time order)":  {0.8, true},
 		"projector CPU during the catch-up":        {0.5, true},
 		"projector peak RSS, catch-up":             {100, true},
+		"projector peak RSS, rebuild":              {300, false},
 		"projector peak RSS, live lag":             {60, true},
 		"live lag p99 at 3,000 events/s":           {150, false},
 		"GET call ÷ baseline b":                    {1.1, true},
@@ -194,7 +197,7 @@ func TestBenchFiguresRatios(t *testing.T) {
 	if f := got["catch-up ÷ raw ceiling (shuffled order)"]; f.Met == nil || !*f.Met || f.Target.Limit != 0.2 {
 		t.Errorf("shuffled catch-up ÷ raw: %+v, want met against 0.2", f)
 	}
-	for _, name := range []string{"catch-up ÷ combined ceiling (shuffled order)"} {
+	for _, name := range []string{"catch-up ÷ combined ceiling (shuffled order)", "rebuild ÷ combined ceiling (shuffled order)"} {
 		if f, ok := got[name]; !ok || f.Target != nil {
 			t.Errorf("%s: %+v, want a figure without a target", name, f)
 		}

@@ -3,10 +3,12 @@ package bench
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/pg"
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/query"
 )
@@ -224,13 +227,17 @@ func profileTo(path string) (stop func(), err error) {
 }
 
 // ProjectorProcess is the projector child: cmd/projector (projector.Main)
-// with a CPU profile. args are its flags; its configuration comes from
-// them and the environment, as config.Register reads it.
+// with profiles, or with --rebuild a rebuild from sequence 1
+// (projector.Rebuild, as `reportctl rebuild` runs it), whose duration it
+// writes to a file before it waits to be stopped. args are its flags; its
+// configuration comes from them and the environment, as config.Register
+// reads it.
 func ProjectorProcess(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet(ProjectorCommand, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := config.Register(fs, config.SectionAll)
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	rebuild := fs.String("rebuild", "", "rebuild the reports instead of running live, and write how long it took, as JSON, to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -243,8 +250,66 @@ func ProjectorProcess(ctx context.Context, args []string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if *rebuild != "" {
+		return rebuildProcess(ctx, cfg, log, *rebuild)
+	}
 	cfg.Projector.MetricsAddr = "127.0.0.1:0"
 	return (&projector.Main{Config: *cfg, Logger: log}).Run(ctx)
+}
+
+// rebuildTiming is what the rebuild child reports.
+type rebuildTiming struct {
+	Seconds    float64 `json:"seconds"`
+	Generation int32   `json:"generation"`
+	Position   uint64  `json:"position"`
+}
+
+// rebuildProcess rebuilds the reports from sequence 1 until the switch,
+// timed from the call to its return, writes the timing to path and waits
+// to be stopped, so that the bench reads its peak RSS as any child's.
+func rebuildProcess(ctx context.Context, cfg *config.Config, log *slog.Logger, path string) error {
+	pool, err := pg.Open(ctx, cfg.Database, pg.Options{MaxConns: 4})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	nc, err := stream.Connect(cfg.NATS, "reportctl-bench-rebuild", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	streams, err := stream.New(nc, stream.NamesOf(cfg.NATS))
+	if err != nil {
+		return err
+	}
+	var t rebuildTiming
+	rc := projector.RebuildConfig{
+		Config:  projector.Config{Consumer: cfg.Projector.Consumer, BatchSize: cfg.Projector.BatchSize, Logger: log},
+		FromSeq: 1,
+		Progress: func(p projector.RebuildProgress) {
+			t.Generation = p.Generation
+			if p.Phase == "building" {
+				t.Position = p.Position
+			}
+		},
+	}
+	start := time.Now()
+	if err := projector.Rebuild(ctx, pool, streams, rc); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	t.Seconds = time.Since(start).Seconds()
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
 }
 
 // ServeProcess is the HTTP server child: it serves, on the inherited

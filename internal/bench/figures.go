@@ -19,6 +19,7 @@ import (
 var (
 	targetCatchUpRaw = map[string]*target{OrderTime: atLeast(0.3), OrderShuffled: atLeast(0.2)}
 	targetCombined   = map[string]*target{OrderTime: atLeast(0.7)}
+	targetRebuild    = map[string]*target{OrderTime: atLeast(0.7)}
 	targetLagP99     = atMost(100) // ms
 	targetRSS        = atMost(256) // MB
 	targetLinear     = atLeast(0.85)
@@ -74,6 +75,10 @@ func benchFigures(r *benchResult) []figure {
 			add("projector CPU during the catch-up", math.Round(100*p.CPUSeconds/p.Seconds)/100, "cores", nil)
 		}
 	}
+	if b := r.Rebuild; b != nil {
+		add("rebuild: projector.Rebuild", b.EventsPerSec, "events/s", nil)
+		add("rebuild ÷ combined ceiling"+inOrder, ratio(b.EventsPerSec, combined), "×", targetRebuild[order])
+	}
 	if l := r.Lag; l != nil {
 		at := fmt.Sprintf(" at %s events/s", formatValue(l.TargetRate))
 		add("live lag p50"+at, l.Latency.P50ms, "ms", nil)
@@ -83,7 +88,7 @@ func benchFigures(r *benchResult) []figure {
 		name string
 		st   *processStats
 	}{
-		{"catch-up", catchUpStats(r.CatchUp)}, {"live lag", lagStats(r.Lag)},
+		{"catch-up", catchUpStats(r.CatchUp)}, {"rebuild", rebuildStats(r.Rebuild)}, {"live lag", lagStats(r.Lag)},
 	} {
 		if p.st != nil {
 			add("projector peak RSS, "+p.name, float64(p.st.PeakRSSBytes)/(1<<20), "MB", targetRSS)
@@ -118,6 +123,13 @@ func catchUpStats(c *catchUpResult) *processStats {
 		return nil
 	}
 	return c.Projector
+}
+
+func rebuildStats(b *rebuildResult) *processStats {
+	if b == nil {
+		return nil
+	}
+	return b.Projector
 }
 
 func lagStats(l *lagResult) *processStats {
