@@ -32,8 +32,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"       reportctl bench --compare RESULT.json...\n\n"+
 			"Measures, in one run on a fresh database and a fresh stream: the raw ceiling of\n"+
 			"reading the stream and the write ceiling of copying its rows into Postgres; the\n"+
-			"projector's catch-up, rebuild and live lag, each in a child process of its\n"+
-			"own (peak RSS, profiles); and the query API beside two\n"+
+			"projector's catch-up, rebuild, live lag and a fat call, each in a child\n"+
+			"process of its own (peak RSS, profiles); and the query API beside two\n"+
 			"baselines. Prints a table of figures and targets and writes it as JSON to --out.\n"+
 			"--compare prints the catch-up rate of several results by size (make bench-linear).\n"+
 			"Give passwords in DATABASE_URL and NATS_URL rather than as flags: a command line\n"+
@@ -46,6 +46,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.Order, "order", bench.OrderTime, "order of the stream: time (as producers deliver: late by seconds, redelivered) or shuffled (a seeded permutation of the whole stream)")
 	fs.Float64Var(&o.Rate, "rate", 0, "live lag: events per second (0: 10,000, or a tenth of the raw ceiling where that is lower)")
 	fs.DurationVar(&o.LagDuration, "lag-duration", 20*time.Second, "live lag: how long to publish")
+	fs.IntVar(&o.FatEntries, "fat-entries", 10000, "fat call: execution-path entries to build the call up to (the contract allows 10,000)")
+	fs.IntVar(&o.FatEvents, "fat-events", 200, "fat call: single events to time on it, one at a time")
 	fs.DurationVar(&o.HTTPDuration, "http-duration", 10*time.Second, "query: measured time per target")
 	fs.DurationVar(&o.Warmup, "warmup", time.Second, "query: unmeasured time before each target")
 	fs.IntVar(&o.Connections, "connections", 32, "query: concurrent keep-alive connections")

@@ -1,10 +1,10 @@
 // Package bench owns the benchmark, `reportctl bench`: a fresh database and
 // fresh streams per run, the generated stream published once in the order
 // asked for, the phases that measure the projector (catch-up, rebuild, live
-// lag) and the query API beside this machine's own ceilings (reading the
-// stream, writing the final rows) and two baselines, the child processes
-// they run in, the table of figures and targets, and the JSON results. It
-// measures whatever the projector is through projector.Main,
+// lag, a fat call) and the query API beside this machine's own ceilings
+// (reading the stream, writing the final rows) and two baselines, the child
+// processes they run in, the table of figures and targets, and the JSON
+// results. It measures whatever the projector is through projector.Main,
 // projector.Rebuild, JetStream and the HTTP API; its only SQL on the report
 // tables goes through the generation functions of the migrations (the write
 // ceiling), so that it does not depend on their layout. cmd/reportctl only
@@ -47,6 +47,8 @@ type Options struct {
 	// this run's raw ceiling where that is lower.
 	Rate         float64
 	LagDuration  time.Duration // live lag: how long to publish
+	FatEntries   int           // fat call: execution-path entries it is built up to
+	FatEvents    int           // fat call: single events timed on it, one at a time
 	HTTPDuration time.Duration // query: measured time per target
 	Warmup       time.Duration // query: unmeasured time before each target
 	Connections  int           // query: concurrent keep-alive connections
@@ -65,7 +67,7 @@ type Options struct {
 
 // Phases are the phases Options.Skip may name, in the order they run. The
 // publish and the catch-up always run: every other phase needs them.
-var Phases = []string{"ceiling", "write", "rebuild", "lag", "query"}
+var Phases = []string{"ceiling", "write", "rebuild", "lag", "fat", "query"}
 
 // Validate checks what the flags cannot.
 func (o Options) Validate() error {
@@ -79,6 +81,9 @@ func (o Options) Validate() error {
 	}
 	if o.Rate < 0 || o.Sim.Calls <= 0 || o.BatchSize <= 0 {
 		return fmt.Errorf("want a positive number of calls and batch size, and a rate of 0 or more")
+	}
+	if o.FatEntries <= 0 || o.FatEntries > fatMaxEntries || o.FatEvents <= 0 {
+		return fmt.Errorf("fat call: want 1 to %d entries and at least one event", fatMaxEntries)
 	}
 	return nil
 }
@@ -130,6 +135,7 @@ type benchResult struct {
 	WriteCeiling *writeCeilingResult `json:"write_ceiling,omitempty"`
 	Rebuild      *rebuildResult      `json:"rebuild,omitempty"`
 	Lag          *lagResult          `json:"live_lag,omitempty"`
+	FatCall      *fatCallResult      `json:"fat_call,omitempty"`
 	HTTP         []loadResult        `json:"http,omitempty"`
 	Figures      []figure            `json:"figures"`
 	Profiles     []string            `json:"profiles,omitempty"`
@@ -165,8 +171,9 @@ func bench(ctx context.Context, o Options, stdout, stderr io.Writer, log *slog.L
 	res := &benchResult{StartedAt: time.Now().UTC(), Revision: revision(), Machine: machine(), Calls: o.Sim.Calls, Order: o.Order}
 	res.Options = map[string]any{"calls": o.Sim.Calls, "orgs": o.Sim.Orgs, "seed": o.Sim.Seed, "order": o.Order,
 		"duplicate_rate": o.Sim.DuplicateRate, "redeliver_rate": o.Sim.Redeliver, "batch_size": o.BatchSize, "rate": o.Rate,
-		"lag_duration": o.LagDuration.String(), "http_duration": o.HTTPDuration.String(),
-		"connections": o.Connections, "embedded_nats": o.EmbeddedNATS, "stand_in_vacuum": o.StandInVacuum, "skip": o.Skip}
+		"lag_duration": o.LagDuration.String(), "fat_entries": o.FatEntries, "fat_events": o.FatEvents,
+		"http_duration": o.HTTPDuration.String(),
+		"connections":   o.Connections, "embedded_nats": o.EmbeddedNATS, "stand_in_vacuum": o.StandInVacuum, "skip": o.Skip}
 	if load := loadAvg1(res.Machine.LoadAvgBefore); load >= 1 {
 		fmt.Fprintf(stderr, "warning: load average %s before the run: the machine is busy and the figures are noisy\n", res.Machine.LoadAvgBefore)
 	}
@@ -246,7 +253,7 @@ func (r *run) phases(ctx context.Context) error {
 
 	var qry *child
 	var qprofile, qbase string
-	if !o.skips("lag") || !o.skips("query") {
+	if !o.skips("lag") || !o.skips("fat") || !o.skips("query") {
 		if qprofile, err = r.profilePath("query.cpu"); err != nil {
 			return err
 		}
@@ -262,6 +269,11 @@ func (r *run) phases(ctx context.Context) error {
 	if !o.skips("lag") {
 		if res.Lag, err = r.lag(ctx, qbase); err != nil {
 			return fmt.Errorf("live lag: %w", err)
+		}
+	}
+	if !o.skips("fat") {
+		if res.FatCall, err = r.fatCall(ctx, qbase); err != nil {
+			return fmt.Errorf("fat call: %w", err)
 		}
 	}
 	// No projector runs from here on.

@@ -9,8 +9,8 @@ import (
 	"github.com/callreport/callreport/schema"
 )
 
-// Events the bench writes itself, for an organization of its own: the
-// warm-up of each live projector.
+// Events the bench writes itself, for calls of an organization of its own:
+// the warm-up of each live projector and the fat call.
 
 // eventClock gives the events of the bench increasing times: each one
 // later than the last, after every generated event, so that last-writer-
@@ -50,11 +50,44 @@ func (c *eventClock) event(typ schema.Type, org, aggregate string, data any) str
 	}
 }
 
-// benchOrg is the organization of the bench's own events, apart from the
-// generated ones.
-const benchOrg = "org-bench"
+// The organizations of the bench's own calls, apart from the generated
+// ones.
+const (
+	benchOrg  = "org-bench"
+	fatCallID = "bench-fat-call"
+)
 
 // warmUpEvent is a job.queued of a job of its own for phase.
 func warmUpEvent(phase string) stream.Message {
 	return newEventClock("warm-"+phase).event(schema.JobQueued, benchOrg, "bench-warm-up-"+phase, map[string]any{"maxAttempts": 1})
 }
+
+// callStart is what makes a call with a flow: call.created, flow.started.
+func (c *eventClock) callStart(org, call string) []stream.Message {
+	return []stream.Message{
+		c.event(schema.CallCreated, org, call, map[string]any{"attempt": 1, "direction": "outbound", "from": "1000", "to": "2000"}),
+		c.event(schema.FlowStarted, org, call, map[string]any{"flowId": "flow-bench", "flowName": "bench", "flowVersion": 1}),
+	}
+}
+
+// fatCallEvents build a call up to entries execution-path entries:
+// call.created, flow.started, then flow.node_entered with executionIndex
+// 0 to entries-1.
+func (c *eventClock) fatCallEvents(entries int) []stream.Message {
+	msgs := c.callStart(benchOrg, fatCallID)
+	for i := range entries {
+		msgs = append(msgs, c.event(schema.FlowNodeEntered, benchOrg, fatCallID, map[string]any{
+			"executionIndex": i, "nodeId": fmt.Sprintf("node-%d", i%50), "nodeType": "play", "nodeLabel": fmt.Sprintf("Step %d", i)}))
+	}
+	return msgs
+}
+
+// fatStatus is the i-th call.status of the fat call, a status of its own.
+func (c *eventClock) fatStatus(i int) (stream.Message, string) {
+	status := fmt.Sprintf("bench-%05d", i)
+	return c.event(schema.CallStatus, benchOrg, fatCallID, map[string]any{"status": status}), status
+}
+
+// fatMaxEntries is the contract's bound (version 1.1) on a call's
+// execution-path entries.
+const fatMaxEntries = 10_000

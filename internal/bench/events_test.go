@@ -22,6 +22,29 @@ func decode(t *testing.T, m stream.Message) *schema.Event {
 	return ev
 }
 
+func TestFatCallEvents(t *testing.T) {
+	c := newEventClock("fat")
+	msgs := c.fatCallEvents(fatMaxEntries)
+	if len(msgs) != fatMaxEntries+2 {
+		t.Fatalf("%d events, want call.created, flow.started and %d entries", len(msgs), fatMaxEntries)
+	}
+	var last int64
+	for i, m := range msgs {
+		ev := decode(t, m)
+		if ev.CallID != fatCallID || ev.Time.UnixNano() <= last {
+			t.Fatalf("event %d: call %q at %v, want %q after the one before", i, ev.CallID, ev.Time, fatCallID)
+		}
+		last = ev.Time.UnixNano()
+	}
+	if decode(t, msgs[0]).Type != schema.CallCreated || decode(t, msgs[len(msgs)-1]).Type != schema.FlowNodeEntered {
+		t.Error("want call.created first and flow.node_entered last")
+	}
+	st, status := c.fatStatus(7)
+	if ev := decode(t, st); ev.Type != schema.CallStatus || ev.Time.UnixNano() <= last || status == "" {
+		t.Errorf("status event %s at %v, status %q", ev.Type, ev.Time, status)
+	}
+}
+
 func TestWarmUpEvent(t *testing.T) {
 	if ev := decode(t, warmUpEvent("lag")); ev.Type != schema.JobQueued || ev.OrgID != benchOrg {
 		t.Errorf("warm-up event %s of %s", ev.Type, ev.OrgID)

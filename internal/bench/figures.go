@@ -21,6 +21,7 @@ var (
 	targetCombined   = map[string]*target{OrderTime: atLeast(0.7)}
 	targetRebuild    = map[string]*target{OrderTime: atLeast(0.7)}
 	targetLagP99     = atMost(100) // ms
+	targetFatP99     = atMost(50)  // ms
 	targetRSS        = atMost(256) // MB
 	targetLinear     = atLeast(0.85)
 )
@@ -84,11 +85,19 @@ func benchFigures(r *benchResult) []figure {
 		add("live lag p50"+at, l.Latency.P50ms, "ms", nil)
 		add("live lag p99"+at, l.Latency.P99ms, "ms", targetLagP99)
 	}
+	if f := r.FatCall; f != nil {
+		of := fmt.Sprintf(" (%s entries)", formatValue(float64(f.Entries)))
+		add("fat call: build-up"+of, perSecondF(f.BuildEvents, f.BuildSecs), "events/s", nil)
+		add("fat call: report size", float64(f.ReportBytes)/(1<<10), "KB", nil)
+		add("fat call: one event to visible p50", f.Latency.P50ms, "ms", nil)
+		add("fat call: one event to visible p99", f.Latency.P99ms, "ms", targetFatP99)
+	}
 	for _, p := range []struct {
 		name string
 		st   *processStats
 	}{
 		{"catch-up", catchUpStats(r.CatchUp)}, {"rebuild", rebuildStats(r.Rebuild)}, {"live lag", lagStats(r.Lag)},
+		{"fat call", fatStats(r.FatCall)},
 	} {
 		if p.st != nil {
 			add("projector peak RSS, "+p.name, float64(p.st.PeakRSSBytes)/(1<<20), "MB", targetRSS)
@@ -137,6 +146,21 @@ func lagStats(l *lagResult) *processStats {
 		return nil
 	}
 	return l.Projector
+}
+
+func fatStats(f *fatCallResult) *processStats {
+	if f == nil {
+		return nil
+	}
+	return f.Projector
+}
+
+// perSecondF is n per second, 0 for no time.
+func perSecondF(n int, seconds float64) float64 {
+	if seconds <= 0 {
+		return 0
+	}
+	return math.Round(float64(n) / seconds)
 }
 
 // writeResult writes res as JSON into the results folder and returns the path.
