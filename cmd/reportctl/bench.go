@@ -32,8 +32,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"       reportctl bench --compare RESULT.json...\n\n"+
 			"Measures, in one run on a fresh database and a fresh stream: the raw ceiling of\n"+
 			"reading the stream and the write ceiling of copying its rows into Postgres; the\n"+
-			"projector's catch-up, rebuild, live lag and a fat call, each in a child\n"+
-			"process of its own (peak RSS, profiles); and the query API beside two\n"+
+			"projector's catch-up, rebuild, live lag, a fat call and its memory, each in a\n"+
+			"child process of its own (peak RSS, profiles); and the query API beside two\n"+
 			"baselines. Prints a table of figures and targets and writes it as JSON to --out.\n"+
 			"--compare prints the catch-up rate of several results by size (make bench-linear).\n"+
 			"Give passwords in DATABASE_URL and NATS_URL rather than as flags: a command line\n"+
@@ -48,6 +48,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.LagDuration, "lag-duration", 20*time.Second, "live lag: how long to publish")
 	fs.IntVar(&o.FatEntries, "fat-entries", 10000, "fat call: execution-path entries to build the call up to (the contract allows 10,000)")
 	fs.IntVar(&o.FatEvents, "fat-events", 200, "fat call: single events to time on it, one at a time")
+	fs.IntVar(&o.MemoryEvents, "memory-events", 30, "memory: flow.variables events of ~1,000,000 bytes")
+	fs.IntVar(&o.MemoryCalls, "memory-calls", 3, "memory: calls they are spread over (at most 10 events a call)")
 	fs.DurationVar(&o.HTTPDuration, "http-duration", 10*time.Second, "query: measured time per target")
 	fs.DurationVar(&o.Warmup, "warmup", time.Second, "query: unmeasured time before each target")
 	fs.IntVar(&o.Connections, "connections", 32, "query: concurrent keep-alive connections")
@@ -57,7 +59,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&o.Keep, "keep", false, "keep the bench database, streams and children's logs")
 	fs.StringVar(&o.OutDir, "out", "bench/results", "folder of the JSON results")
 	fs.StringVar(&o.Label, "label", "", "added to the result's file name")
-	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write CPU profiles here: of each phase's projector, of the query and of the baseline process")
+	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write profiles here: CPU of each phase's projector, query and baseline process, heap of the memory phase's projector")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: "+strings.Join(bench.Phases, ", "))
 	fs.BoolVar(&o.StandInVacuum, "stand-in-vacuum", true, "on a server without autovacuum, vacuum and analyze the bench tables as autovacuum's defaults would while a projector runs")
 	compare := fs.Bool("compare", false, "compare the result files given as arguments instead of measuring")

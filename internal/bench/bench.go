@@ -1,14 +1,15 @@
 // Package bench owns the benchmark, `reportctl bench`: a fresh database and
 // fresh streams per run, the generated stream published once in the order
 // asked for, the phases that measure the projector (catch-up, rebuild, live
-// lag, a fat call) and the query API beside this machine's own ceilings
-// (reading the stream, writing the final rows) and two baselines, the child
-// processes they run in, the table of figures and targets, and the JSON
-// results. It measures whatever the projector is through projector.Main,
-// projector.Rebuild, JetStream and the HTTP API; its only SQL on the report
-// tables goes through the generation functions of the migrations (the write
-// ceiling), so that it does not depend on their layout. cmd/reportctl only
-// parses the flags and registers the hidden commands of the children.
+// lag, a fat call, memory) and the query API beside this machine's own
+// ceilings (reading the stream, writing the final rows) and two baselines,
+// the child processes they run in, the table of figures and targets, and
+// the JSON results. It measures whatever the projector is through
+// projector.Main, projector.Rebuild, JetStream and the HTTP API; its only
+// SQL on the report tables goes through the generation functions of the
+// migrations (the write ceiling), so that it does not depend on their
+// layout. cmd/reportctl only parses the flags and registers the hidden
+// commands of the children.
 package bench
 
 import (
@@ -49,6 +50,8 @@ type Options struct {
 	LagDuration  time.Duration // live lag: how long to publish
 	FatEntries   int           // fat call: execution-path entries it is built up to
 	FatEvents    int           // fat call: single events timed on it, one at a time
+	MemoryEvents int           // memory: flow.variables events of ~1 MB
+	MemoryCalls  int           // memory: the calls they are spread over
 	HTTPDuration time.Duration // query: measured time per target
 	Warmup       time.Duration // query: unmeasured time before each target
 	Connections  int           // query: concurrent keep-alive connections
@@ -67,7 +70,7 @@ type Options struct {
 
 // Phases are the phases Options.Skip may name, in the order they run. The
 // publish and the catch-up always run: every other phase needs them.
-var Phases = []string{"ceiling", "write", "rebuild", "lag", "fat", "query"}
+var Phases = []string{"ceiling", "write", "rebuild", "lag", "fat", "memory", "query"}
 
 // Validate checks what the flags cannot.
 func (o Options) Validate() error {
@@ -84,6 +87,9 @@ func (o Options) Validate() error {
 	}
 	if o.FatEntries <= 0 || o.FatEntries > fatMaxEntries || o.FatEvents <= 0 {
 		return fmt.Errorf("fat call: want 1 to %d entries and at least one event", fatMaxEntries)
+	}
+	if o.MemoryEvents <= 0 || o.MemoryCalls <= 0 || o.MemoryEvents > o.MemoryCalls*memoryEventsPerCall {
+		return fmt.Errorf("memory: want events and calls, at most %d events a call (the contract's 10,000 variable names)", memoryEventsPerCall)
 	}
 	return nil
 }
@@ -136,6 +142,7 @@ type benchResult struct {
 	Rebuild      *rebuildResult      `json:"rebuild,omitempty"`
 	Lag          *lagResult          `json:"live_lag,omitempty"`
 	FatCall      *fatCallResult      `json:"fat_call,omitempty"`
+	Memory       *memoryResult       `json:"memory,omitempty"`
 	HTTP         []loadResult        `json:"http,omitempty"`
 	Figures      []figure            `json:"figures"`
 	Profiles     []string            `json:"profiles,omitempty"`
@@ -172,8 +179,8 @@ func bench(ctx context.Context, o Options, stdout, stderr io.Writer, log *slog.L
 	res.Options = map[string]any{"calls": o.Sim.Calls, "orgs": o.Sim.Orgs, "seed": o.Sim.Seed, "order": o.Order,
 		"duplicate_rate": o.Sim.DuplicateRate, "redeliver_rate": o.Sim.Redeliver, "batch_size": o.BatchSize, "rate": o.Rate,
 		"lag_duration": o.LagDuration.String(), "fat_entries": o.FatEntries, "fat_events": o.FatEvents,
-		"http_duration": o.HTTPDuration.String(),
-		"connections":   o.Connections, "embedded_nats": o.EmbeddedNATS, "stand_in_vacuum": o.StandInVacuum, "skip": o.Skip}
+		"memory_events": o.MemoryEvents, "memory_calls": o.MemoryCalls, "http_duration": o.HTTPDuration.String(),
+		"connections": o.Connections, "embedded_nats": o.EmbeddedNATS, "stand_in_vacuum": o.StandInVacuum, "skip": o.Skip}
 	if load := loadAvg1(res.Machine.LoadAvgBefore); load >= 1 {
 		fmt.Fprintf(stderr, "warning: load average %s before the run: the machine is busy and the figures are noisy\n", res.Machine.LoadAvgBefore)
 	}
@@ -274,6 +281,11 @@ func (r *run) phases(ctx context.Context) error {
 	if !o.skips("fat") {
 		if res.FatCall, err = r.fatCall(ctx, qbase); err != nil {
 			return fmt.Errorf("fat call: %w", err)
+		}
+	}
+	if !o.skips("memory") {
+		if res.Memory, err = r.memory(ctx); err != nil {
+			return fmt.Errorf("memory: %w", err)
 		}
 	}
 	// No projector runs from here on.

@@ -138,6 +138,7 @@ func TestBenchFiguresRatios(t *testing.T) {
 		Rebuild:      &rebuildResult{EventsPerSec: 8000, Projector: &processStats{PeakRSSBytes: 300 * mb}},
 		Lag:          &lagResult{TargetRate: 3000, Rate: 2990, Latency: latencies{P50ms: 20, P99ms: 150}, Projector: &processStats{PeakRSSBytes: 60 * mb}},
 		FatCall:      &fatCallResult{Entries: 10000, BuildEvents: 10002, BuildSecs: 2, ReportBytes: 1 << 20, Latency: latencies{P50ms: 10, P99ms: 40}, Projector: &processStats{PeakRSSBytes: 90 * mb}},
+		Memory:       &memoryResult{Events: 30, EventBytes: 999000, Seconds: 4, Projector: &processStats{PeakRSSBytes: 200 * mb}},
 		HTTP: []loadResult{
 			{Name: targetBaseA + " call", RPS: 10000}, {Name: targetBaseB + " call", RPS: 4000},
 			{Name: targetCall, RPS: 4400, Latency: latencies{P99ms: 8}}, {Name: targetCall304, RPS: 4000},
@@ -164,6 +165,7 @@ func TestBenchFiguresRatios(t *testing.T) {
 		"projector peak RSS, rebuild":              {300, false},
 		"projector peak RSS, live lag":             {60, true},
 		"projector peak RSS, fat call":             {90, true},
+		"projector peak RSS, memory":               {200, true},
 		"live lag p99 at 3,000 events/s":           {150, false},
 		"fat call: build-up (10,000 entries)":      {5001, true},
 		"fat call: one event to visible p99":       {40, true},
@@ -316,7 +318,7 @@ func TestWithDatabase(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	good := Options{Order: OrderTime, Sim: simulate.Options{Calls: 10}, BatchSize: 10, FatEntries: 10000, FatEvents: 200}
+	good := Options{Order: OrderTime, Sim: simulate.Options{Calls: 10}, BatchSize: 10, FatEntries: 10000, FatEvents: 200, MemoryEvents: 30, MemoryCalls: 3}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("the defaults do not validate: %v", err)
 	}
@@ -325,6 +327,7 @@ func TestOptionsValidate(t *testing.T) {
 		"an unknown phase":          func(o *Options) { o.Skip = []string{"catch-up"} },
 		"a negative rate":           func(o *Options) { o.Rate = -1 },
 		"entries past the contract": func(o *Options) { o.FatEntries = 10001 },
+		"names past the contract":   func(o *Options) { o.MemoryEvents = 31 },
 	} {
 		o := good
 		change(&o)

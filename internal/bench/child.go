@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -237,6 +238,7 @@ func ProjectorProcess(ctx context.Context, args []string, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	cfg := config.Register(fs, config.SectionAll)
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memprofile := fs.String("memprofile", "", "write a heap profile to this file when stopping")
 	rebuild := fs.String("rebuild", "", "rebuild the reports instead of running live, and write how long it took, as JSON, to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -246,6 +248,9 @@ func ProjectorProcess(ctx context.Context, args []string, stderr io.Writer) erro
 		return err
 	}
 	defer stop()
+	if *memprofile != "" {
+		defer writeHeapProfile(*memprofile, stderr)
+	}
 	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
 		return err
@@ -255,6 +260,20 @@ func ProjectorProcess(ctx context.Context, args []string, stderr io.Writer) erro
 	}
 	cfg.Projector.MetricsAddr = "127.0.0.1:0"
 	return (&projector.Main{Config: *cfg, Logger: log}).Run(ctx)
+}
+
+// writeHeapProfile writes the heap profile: what is live after a
+// collection, and every allocation sampled since the start
+// (go tool pprof -sample_index=alloc_space).
+func writeHeapProfile(path string, stderr io.Writer) {
+	f, err := os.Create(path)
+	if err == nil {
+		runtime.GC()
+		err = errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "heap profile: %v\n", err)
+	}
 }
 
 // rebuildTiming is what the rebuild child reports.

@@ -3,14 +3,16 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema"
 )
 
-// Events the bench writes itself, for calls of an organization of its own:
-// the warm-up of each live projector and the fat call.
+// Events the bench writes itself, for calls of organizations of their own:
+// the warm-up of each live projector, the fat call and the memory calls.
 
 // eventClock gives the events of the bench increasing times: each one
 // later than the last, after every generated event, so that last-writer-
@@ -88,6 +90,60 @@ func (c *eventClock) fatStatus(i int) (stream.Message, string) {
 	return c.event(schema.CallStatus, benchOrg, fatCallID, map[string]any{"status": status}), status
 }
 
-// fatMaxEntries is the contract's bound (version 1.1) on a call's
-// execution-path entries.
-const fatMaxEntries = 10_000
+// The contract's bounds (version 1.1) that the memory phase goes up to.
+const (
+	maxEventBytes       = 1_000_000
+	maxVariableNames    = 1000 // in one flow.variables
+	maxStringBytes      = 4096 // a variable's string value
+	maxNamesPerCall     = 10_000
+	memoryEventsPerCall = maxNamesPerCall / maxVariableNames
+	fatMaxEntries       = 10_000 // execution-path entries of a call
+)
+
+// memoryEvents are n flow.variables events as large as the contract lets
+// them be (maxVariableNames names, just under maxEventBytes), spread over
+// calls calls (each first created), each event naming variables of its
+// own so that every call grows. The values are random letters, which
+// Postgres cannot compress away.
+func (c *eventClock) memoryEvents(n, calls int, r *rand.Rand) []stream.Message {
+	var msgs []stream.Message
+	for k := range calls {
+		msgs = append(msgs, c.callStart(benchOrg, memoryCallID(k))...)
+	}
+	for e := range n {
+		call := memoryCallID(e % calls)
+		vars := func(size int) map[string]any {
+			v := make(map[string]any, maxVariableNames)
+			for i := range maxVariableNames {
+				v[fmt.Sprintf("bench.e%02d.v%04d", e, i)] = randomText(r, size)
+			}
+			return v
+		}
+		// Size the values so that the whole event fits the bound.
+		base := len(c.peek(schema.FlowVariables, call, map[string]any{"variables": vars(0)}).Data)
+		size := min((maxEventBytes-base)/maxVariableNames, maxStringBytes)
+		msgs = append(msgs, c.event(schema.FlowVariables, benchOrg, call, map[string]any{"variables": vars(size)}))
+	}
+	return msgs
+}
+
+// peek is the event c would make next, without advancing c.
+func (c *eventClock) peek(typ schema.Type, call string, data any) stream.Message {
+	saved := *c
+	m := c.event(typ, benchOrg, call, data)
+	*c = saved
+	return m
+}
+
+func memoryCallID(k int) string { return fmt.Sprintf("bench-memory-call-%d", k) }
+
+// randomText is n random letters and digits.
+func randomText(r *rand.Rand, n int) string {
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	var b strings.Builder
+	b.Grow(n)
+	for range n {
+		b.WriteByte(letters[r.IntN(len(letters))])
+	}
+	return b.String()
+}

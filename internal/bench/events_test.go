@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"encoding/json"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -42,6 +44,53 @@ func TestFatCallEvents(t *testing.T) {
 	st, status := c.fatStatus(7)
 	if ev := decode(t, st); ev.Type != schema.CallStatus || ev.Time.UnixNano() <= last || status == "" {
 		t.Errorf("status event %s at %v, status %q", ev.Type, ev.Time, status)
+	}
+}
+
+// TestMemoryEventsWithinBounds: as large as the contract (1.1) allows, and
+// no larger: ≤ 1,000,000 bytes, 1,000 names, values ≤ 4,096 bytes, 10,000
+// names a call.
+func TestMemoryEventsWithinBounds(t *testing.T) {
+	msgs := newEventClock("memory").memoryEvents(30, 3, rand.New(rand.NewPCG(1, 2)))
+	names := map[string]map[string]bool{}
+	vars := 0
+	for _, m := range msgs {
+		ev := decode(t, m)
+		if ev.Type != schema.FlowVariables {
+			continue
+		}
+		vars++
+		if len(m.Data) > maxEventBytes || len(m.Data) < maxEventBytes*99/100 {
+			t.Errorf("event of %d bytes, want just under %d", len(m.Data), maxEventBytes)
+		}
+		var body struct {
+			Data struct {
+				Variables map[string]string `json:"variables"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(m.Data, &body); err != nil {
+			t.Fatal(err)
+		}
+		if len(body.Data.Variables) != maxVariableNames {
+			t.Errorf("%d names, want %d", len(body.Data.Variables), maxVariableNames)
+		}
+		if names[ev.CallID] == nil {
+			names[ev.CallID] = map[string]bool{}
+		}
+		for k, v := range body.Data.Variables {
+			if len(v) > maxStringBytes || len(k) > maxStringBytes {
+				t.Fatalf("a value of %d bytes", len(v))
+			}
+			names[ev.CallID][k] = true
+		}
+	}
+	if vars != 30 || len(names) != 3 {
+		t.Errorf("%d flow.variables on %d calls, want 30 on 3", vars, len(names))
+	}
+	for call, n := range names {
+		if len(n) > maxNamesPerCall {
+			t.Errorf("%s has %d names, more than %d", call, len(n), maxNamesPerCall)
+		}
 	}
 }
 

@@ -92,12 +92,15 @@ func benchFigures(r *benchResult) []figure {
 		add("fat call: one event to visible p50", f.Latency.P50ms, "ms", nil)
 		add("fat call: one event to visible p99", f.Latency.P99ms, "ms", targetFatP99)
 	}
+	if m := r.Memory; m != nil {
+		add(fmt.Sprintf("memory: %d events of %s bytes applied in", m.Events, formatValue(float64(m.EventBytes))), m.Seconds, "s", nil)
+	}
 	for _, p := range []struct {
 		name string
 		st   *processStats
 	}{
 		{"catch-up", catchUpStats(r.CatchUp)}, {"rebuild", rebuildStats(r.Rebuild)}, {"live lag", lagStats(r.Lag)},
-		{"fat call", fatStats(r.FatCall)},
+		{"fat call", fatStats(r.FatCall)}, {"memory", memoryStats(r.Memory)},
 	} {
 		if p.st != nil {
 			add("projector peak RSS, "+p.name, float64(p.st.PeakRSSBytes)/(1<<20), "MB", targetRSS)
@@ -153,6 +156,13 @@ func fatStats(f *fatCallResult) *processStats {
 		return nil
 	}
 	return f.Projector
+}
+
+func memoryStats(m *memoryResult) *processStats {
+	if m == nil {
+		return nil
+	}
+	return m.Projector
 }
 
 // perSecondF is n per second, 0 for no time.
