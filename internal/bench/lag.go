@@ -184,19 +184,10 @@ func callCreated(subject string) (org, call string, ok bool) {
 }
 
 // orgKeys creates an API key for each organization of the stream opts
-// gives, found by generating its first events.
+// gives.
 func orgKeys(ctx context.Context, env *benchEnv, opts simulate.Options) (map[string]string, error) {
 	keys := map[string]string{}
-	gen := simulate.New(opts)
-	for i := 0; i < 100000 && len(keys) < max(opts.Orgs, 1); i++ {
-		m, ok := gen.Next()
-		if !ok {
-			break
-		}
-		org := strings.Split(m.Subject, ".")[1]
-		if _, ok := keys[org]; ok {
-			continue
-		}
+	for _, org := range simulate.New(opts).Orgs() {
 		key, _, err := query.CreateKey(ctx, env.pool, org, "bench")
 		if err != nil {
 			return nil, fmt.Errorf("key for %s: %w", org, err)

@@ -106,6 +106,10 @@ func (g *Generator) Next() (Message, bool) {
 	return p.msg, true
 }
 
+// Orgs are the organizations of the stream, known before the first
+// message.
+func (g *Generator) Orgs() []string { return append([]string(nil), g.orgs...) }
+
 // Emitted is how many messages Next has returned.
 func (g *Generator) Emitted() int { return g.emitted }
 

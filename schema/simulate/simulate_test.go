@@ -1,6 +1,7 @@
 package simulate_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/callreport/callreport/schema"
@@ -95,5 +96,23 @@ func TestRedeliveries(t *testing.T) {
 	}
 	if again := stream(0.05); len(again) != len(msgs) || string(again[len(again)-1].Data) != string(msgs[len(msgs)-1].Data) {
 		t.Error("same seed, another stream")
+	}
+}
+
+// TestOrgs: the organizations are known before the stream, and are those
+// of its events.
+func TestOrgs(t *testing.T) {
+	g := simulate.New(simulate.Options{Calls: 100, Seed: 9})
+	orgs := map[string]bool{}
+	for _, o := range g.Orgs() {
+		orgs[o] = true
+	}
+	if len(orgs) != 5 {
+		t.Fatalf("Orgs() = %v, want the 5 of the default", g.Orgs())
+	}
+	for m, ok := g.Next(); ok; m, ok = g.Next() {
+		if org := strings.Split(m.Subject, ".")[1]; !orgs[org] {
+			t.Fatalf("event of %s, not one of %v", org, g.Orgs())
+		}
 	}
 }
