@@ -164,4 +164,8 @@ func TestSamplerKeepsCallsAndJobs(t *testing.T) {
 	}
 	var none *sampler
 	none.add("callevents.o.call.c.created") // a run without the query phase samples nothing
+	refs := uniqueRefs([]reportRef{{id: "a"}, {id: "b"}, {id: "a"}})
+	if len(refs) != 2 || refs[0].id != "a" || refs[1].id != "b" {
+		t.Errorf("uniqueRefs = %+v", refs)
+	}
 }

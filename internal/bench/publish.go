@@ -107,6 +107,20 @@ func (s *sampler) add(subject string) {
 	}
 }
 
+// uniqueRefs is refs without repeats: an event published twice (the
+// duplicates JetStream drops) is seen twice, and may be sampled twice.
+func uniqueRefs(refs []reportRef) []reportRef {
+	seen := make(map[string]bool, len(refs))
+	var out []reportRef
+	for _, r := range refs {
+		if !seen[r.id] {
+			seen[r.id] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // reservoir adds the seen-th item to a sample of at most n.
 func reservoir(r *rand.Rand, sample []reportRef, ref reportRef, seen, n int) []reportRef {
 	if len(sample) < n {

@@ -42,11 +42,11 @@ func measureQuery(ctx context.Context, env *benchEnv, o Options, qbase string, s
 	}
 	keys := map[string]string{}
 	fmt.Fprintf(stderr, "query: reading %d call and %d job reports\n", len(sample.calls), len(sample.jobs))
-	calls, err := fetchReports(ctx, env, qbase+"/call-report/calls/", sample.calls, keys, keep("call"))
+	calls, err := fetchReports(ctx, env, qbase+"/call-report/calls/", uniqueRefs(sample.calls), keys, keep("call"))
 	if err != nil {
 		return err
 	}
-	jobs, err := fetchReports(ctx, env, qbase+"/call-report/jobs/", sample.jobs, keys, keep("job"))
+	jobs, err := fetchReports(ctx, env, qbase+"/call-report/jobs/", uniqueRefs(sample.jobs), keys, keep("job"))
 	if err != nil {
 		return err
 	}
