@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/callreport/callreport/internal/stream"
-	"github.com/callreport/callreport/projector/fold"
-	"github.com/callreport/callreport/schema"
 	"github.com/callreport/callreport/schema/simulate"
 )
 
@@ -373,98 +371,6 @@ func TestChildCommandHoldsNoPassword(t *testing.T) {
 	}
 	if !slices.Contains(cmd.Args, "--consumer") || cmd.Args[1] != ProjectorCommand {
 		t.Errorf("command line %q lacks the command or the names", cmd.Args)
-	}
-}
-
-// simulated is the first n messages of the default simulated stream.
-func simulated(b *testing.B, n int) []simulate.Message {
-	b.Helper()
-	gen := simulate.New(simulate.Options{Calls: n/15 + 10, Seed: 1})
-	var msgs []simulate.Message
-	for len(msgs) < n {
-		m, ok := gen.Next()
-		if !ok {
-			break
-		}
-		msgs = append(msgs, m)
-	}
-	return msgs
-}
-
-// BenchmarkDecodeSimulated decodes events in the mix of a realistic stream,
-// one event per op (BenchmarkDecode in projector/fold uses the contract's
-// examples instead).
-func BenchmarkDecodeSimulated(b *testing.B) {
-	msgs := simulated(b, 10000)
-	size := 0
-	for _, m := range msgs {
-		size += len(m.Data)
-	}
-	b.ReportAllocs()
-	b.SetBytes(int64(size / len(msgs)))
-	i := 0
-	for b.Loop() {
-		m := msgs[i%len(msgs)]
-		if _, err := schema.Decode(m.Subject, m.Data); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-}
-
-// BenchmarkFoldSimulated folds a realistic stream in batches of 1000 into
-// fresh sets, as the projector does, one event per op. Loading and storing
-// state are left out; BenchmarkStateRoundTrip measures them.
-func BenchmarkFoldSimulated(b *testing.B) {
-	msgs := simulated(b, 10000)
-	evs := make([]*schema.Event, len(msgs))
-	for i, m := range msgs {
-		ev, err := schema.Decode(m.Subject, m.Data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		evs[i] = ev
-	}
-	b.ReportAllocs()
-	var set *fold.Set
-	i := 0
-	for b.Loop() {
-		if i%1000 == 0 {
-			set = fold.NewSet()
-		}
-		if rej := set.Apply(evs[i%len(evs)]); rej != nil {
-			b.Fatal(rej)
-		}
-		i++
-	}
-}
-
-// BenchmarkStateRoundTrip encodes and decodes the fold state of a finished
-// call, which the projector does for every call a batch touches.
-func BenchmarkStateRoundTrip(b *testing.B) {
-	set := fold.NewSet()
-	for _, m := range simulated(b, 5000) {
-		ev, err := schema.Decode(m.Subject, m.Data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		set.Apply(ev)
-	}
-	var c *fold.Call
-	for _, call := range set.Calls {
-		if c == nil || len(call.Entered) > len(c.Entered) {
-			c = call
-		}
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		state, err := json.Marshal(c)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := json.Unmarshal(state, new(fold.Call)); err != nil {
-			b.Fatal(err)
-		}
 	}
 }
 
