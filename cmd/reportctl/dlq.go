@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/internal/stream"
 )
 
@@ -275,14 +276,14 @@ func dlqRetryAll(ctx context.Context, s *stream.Streams, reason string, stdout, 
 	if reason != "" {
 		what += " " + reason
 	}
-	bar := newProgress(stderr, what)
+	bar := progress.New(stderr, what)
 	var last, total uint64
 	sum, err := s.RetryDeadLetters(ctx, reason, func(done, of uint64) {
 		last, total = done, of
-		bar.update(done, of)
+		bar.Update(done, of)
 	})
 	if sum.Total > 0 {
-		bar.finish(last, total)
+		bar.Finish(last, total)
 	}
 	for _, f := range sum.Failed {
 		fmt.Fprintf(stderr, "dead letter %d: %s\n", f.DLQSeq, f.Error)

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/callreport/callreport/internal/progress"
 )
 
 // command is one subcommand. run gets the arguments after its name.
@@ -76,3 +78,6 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nRun 'reportctl <command> -h' for the flags of a command.")
 }
+
+// count writes n with thousands separators.
+func count(n uint64) string { return progress.Count(n) }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema"
 )
@@ -103,10 +104,10 @@ func publishFile(ctx context.Context, s *stream.Streams, path string, errw io.Wr
 	defer f.Close()
 	in := &countingReader{r: f}
 	var size uint64
-	var bar *progress
+	var bar *progress.Bar
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() >= publishProgressMin {
 		size = uint64(fi.Size())
-		bar = newProgress(errw, filepath.Base(path)+" bytes")
+		bar = progress.New(errw, filepath.Base(path)+" bytes")
 	}
 	pub := s.NewPublisher(256, func(line int, err error) {
 		fmt.Fprintf(errw, "%s:%d: %v\n", path, line, err)
@@ -130,7 +131,7 @@ func publishFile(ctx context.Context, s *stream.Streams, path string, errw io.Wr
 			continue
 		}
 		if bar != nil {
-			bar.update(in.n, size)
+			bar.Update(in.n, size)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -144,7 +145,7 @@ func publishFile(ctx context.Context, s *stream.Streams, path string, errw io.Wr
 		return st, err
 	}
 	if bar != nil {
-		bar.finish(in.n, size)
+		bar.Finish(in.n, size)
 	}
 	return st, nil
 }

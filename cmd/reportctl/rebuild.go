@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/projector"
 )
 
@@ -67,18 +68,18 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer closeNATS()
-	bar := newProgress(stderr, "rebuild")
+	bar := progress.New(stderr, "rebuild")
 	var last projector.RebuildProgress
 	rc.Progress = func(p projector.RebuildProgress) {
 		if p.Phase == "building" {
 			last = p
-			bar.update(p.Position, p.Last)
+			bar.Update(p.Position, p.Last)
 		}
 	}
 	if err := projector.Rebuild(ctx, pool, s, rc); err != nil {
 		return err
 	}
-	bar.finish(last.Position, last.Last)
+	bar.Finish(last.Position, last.Last)
 	fmt.Fprintf(stdout, "generation %d is live\n", last.Generation)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/projector"
 )
 
@@ -49,16 +50,16 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer closeNATS()
-	bar := newProgress(stderr, "replay")
+	bar := progress.New(stderr, "replay")
 	res, err := projector.Replay(ctx, pool, s, projector.ReplayConfig{
 		Config: projector.Config{Consumer: cfg.Projector.Consumer, Logger: log},
 		CallID: *call, JobID: *job,
-		Progress: func(n int) { bar.update(uint64(n), 0) },
+		Progress: func(n int) { bar.Update(uint64(n), 0) },
 	})
 	if err != nil {
 		return err
 	}
-	bar.finish(uint64(res.Events), 0)
+	bar.Finish(uint64(res.Events), 0)
 	fmt.Fprintf(stdout, "replayed %d events: calls %s; jobs %s (%s)\n", res.Events,
 		orNone(res.Calls), orNone(res.Jobs), res.Elapsed.Round(1e6))
 	return nil

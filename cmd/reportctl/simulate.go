@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/pace"
+	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/simulate"
 )
@@ -25,7 +27,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: reportctl simulate [--rate R] [--calls N] [--seed S]\n\n"+
 			"Publishes the stream of the simulator (jobs with retries, flows with loops, billing,\n"+
-			"timeline events, three interleaved producers, duplicates) to the configured stream\n"+
+			"timeline events, three interleaved producers, duplicates, redeliveries) to the configured stream\n"+
 			"at R events per second, until the N calls are published or Ctrl-C.\n\nFlags:")
 		fs.PrintDefaults()
 	}
@@ -57,16 +59,13 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 
 	pub := s.NewPublisher(1024, nil)
-	prog := newProgress(stderr, "simulate")
+	prog := progress.New(stderr, "simulate")
 	gen := simulate.New(*opts)
-	var n uint64
-	show := throttle(time.Second, func() { prog.update(n, 0) })
-	sent, err := publishPaced(ctx, gen, pub, *rate, 0, func(i int, _ simulate.Message, _ time.Time) {
-		n = uint64(i)
-		show()
+	sent, err := pace.Publish(ctx, gen, pub, *rate, 0, func(i int, _ simulate.Message, _ time.Time) {
+		prog.Update(uint64(i), 0)
 	})
 	st, cerr := pub.Close(context.WithoutCancel(ctx), 30*time.Second)
-	prog.finish(uint64(sent), 0)
+	prog.Finish(uint64(sent), 0)
 	fmt.Fprintf(stdout, "published %d events to %s: %d stored, %d dropped by JetStream as duplicates, %d failed\n",
 		st.Sent, s.Stream, st.Stored, st.Duplicates, st.Errors)
 	if errors.Is(err, context.Canceled) {
@@ -81,60 +80,7 @@ func simulateFlags(fs *flag.FlagSet, calls int) *simulate.Options {
 	fs.IntVar(&o.Calls, "calls", calls, "call attempts to generate (about 18 events each)")
 	fs.IntVar(&o.Orgs, "orgs", 5, "organizations")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the generator: the same seed gives the same stream")
-	fs.Float64Var(&o.DuplicateRate, "duplicate-rate", 0.02, "share of events published twice (negative for none)")
+	fs.Float64Var(&o.DuplicateRate, "duplicate-rate", 0.02, "share of events published twice with the same Nats-Msg-Id, which JetStream drops (negative for none)")
+	fs.Float64Var(&o.Redeliver, "redeliver-rate", 0.05, "share of events delivered again a few seconds later without a Nats-Msg-Id, which the projector sees twice (0 for none)")
 	return o
-}
-
-// publishPaced publishes gen's messages at rate events per second (0: as
-// fast as the publisher's window allows), stopping at the end of the
-// stream, after limit messages when limit > 0, or when ctx ends. sent is
-// called after each message is handed to JetStream, with its number
-// (from 1) and the time it was sent. It returns how many were sent.
-func publishPaced(ctx context.Context, gen *simulate.Generator, pub *stream.Publisher, rate float64, limit int,
-	sent func(n int, m simulate.Message, at time.Time)) (int, error) {
-	start := time.Now()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	n := 0
-	for limit <= 0 || n < limit {
-		if rate > 0 {
-			if wait := time.Until(dueAt(start, n, rate)); wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-ctx.Done():
-					return n, ctx.Err()
-				case <-timer.C:
-				}
-			}
-		}
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		m, ok := gen.Next()
-		if !ok {
-			break
-		}
-		at := time.Now()
-		if err := pub.Publish(ctx, streamMessage(m), n+1); err != nil {
-			return n, err
-		}
-		n++
-		if sent != nil {
-			sent(n, m, at)
-		}
-	}
-	return n, nil
-}
-
-// dueAt is when the message numbered n (from 0) of a steady stream of rate
-// per second starting at start is due.
-func dueAt(start time.Time, n int, rate float64) time.Time {
-	return start.Add(time.Duration(float64(n) / rate * float64(time.Second)))
-}
-
-// streamMessage is a generated message as the publisher takes it, with the
-// event id as Nats-Msg-Id so that JetStream drops a duplicate within its
-// window.
-func streamMessage(m simulate.Message) stream.Message {
-	return stream.Message{Subject: m.Subject, Data: m.Data, ID: m.ID}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/pace"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/query"
@@ -130,7 +131,7 @@ func TestSoak(t *testing.T) {
 
 	// Warm-up, unmeasured.
 	warm := st.NewPublisher(1024, nil)
-	if _, err := publishPaced(ctx, gen, warm, 0, soakWarmupEvents, nil); err != nil {
+	if _, err := pace.Publish(ctx, gen, warm, 0, soakWarmupEvents, nil); err != nil {
 		t.Fatal(err)
 	}
 	warmStats, err := warm.Close(ctx, time.Minute)
@@ -291,7 +292,7 @@ func TestSoak(t *testing.T) {
 	pub := st.NewPublisher(1024, nil)
 	runCtx, cancelRun := context.WithTimeout(ctx, duration)
 	began := time.Now()
-	sent, perr := publishPaced(runCtx, gen, pub, rate, limit-soakWarmupEvents, nil)
+	sent, perr := pace.Publish(runCtx, gen, pub, rate, limit-soakWarmupEvents, nil)
 	cancelRun()
 	elapsed := time.Since(began)
 	stopSampling()

@@ -1,9 +1,10 @@
 // Package simulate produces realistic event streams of the contract: jobs
 // with retries, calls whose flows run 2–10 nodes with loops, variables,
 // billing and timeline events, published by three producers whose streams
-// interleave out of causal order, with some events published twice. The
-// benchmark, the fault tests and `reportctl simulate` use it. Standard
-// library only.
+// interleave out of causal order, with some events published twice and,
+// when asked, some delivered again a little later. The benchmark, the fault
+// tests and `reportctl simulate` use it. Standard library only; the same
+// options and seed give the same stream.
 package simulate
 
 import (
@@ -31,13 +32,22 @@ type Options struct {
 	// happened (default 3s): it sets how far the stream departs from
 	// causal order.
 	Jitter time.Duration
+	// Redeliver is the share of events a producer delivers again a few
+	// seconds later without a Nats-Msg-Id (a retry after a lost
+	// acknowledgement, past JetStream's duplicate window): JetStream keeps
+	// both copies, so the projector sees the event twice. Default 0: none.
+	Redeliver float64
 }
 
 // Message is one event as published.
 type Message struct {
 	Subject string
 	Data    []byte
-	ID      string // the event id, for Nats-Msg-Id
+	// ID is the event id, for Nats-Msg-Id; empty on a redelivery, which
+	// JetStream must not drop.
+	ID string
+	// Redelivery marks the second delivery of an event (Options.Redeliver).
+	Redelivery bool
 }
 
 // Generator yields a stream, one message at a time, in publishing order.
@@ -95,6 +105,10 @@ func (g *Generator) Next() (Message, bool) {
 	g.emitted++
 	return p.msg, true
 }
+
+// Orgs are the organizations of the stream, known before the first
+// message.
+func (g *Generator) Orgs() []string { return append([]string(nil), g.orgs...) }
 
 // Emitted is how many messages Next has returned.
 func (g *Generator) Emitted() int { return g.emitted }
@@ -170,6 +184,13 @@ func (g *Generator) emit(t time.Time, typ schema.Type, org, job, call string, da
 	if g.opts.DuplicateRate > 0 && g.r.Float64() < g.opts.DuplicateRate {
 		again := time.Duration(g.r.Int64N(int64(2 * g.opts.Jitter)))
 		heap.Push(&g.queue, &event{publishAt: t.Add(again), order: g.seq, msg: msg})
+	}
+	// Drawn only when asked for, so that streams without redeliveries stay
+	// what they were for a given seed.
+	if g.opts.Redeliver > 0 && g.r.Float64() < g.opts.Redeliver {
+		later := delay + g.opts.Jitter + time.Duration(g.r.Int64N(int64(g.opts.Jitter)))
+		re := Message{Subject: msg.Subject, Data: msg.Data, Redelivery: true}
+		heap.Push(&g.queue, &event{publishAt: t.Add(later), order: g.seq, msg: re})
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func standInVacuum(ctx context.Context, pool *pgxpool.Pool, every time.Duration,
 }
 
 // startStandInVacuum runs standInVacuum on the bench database and returns
-// what stops it (idempotent), recording the count in res.
+// what stops it (idempotent), adding the count to res.
 func startStandInVacuum(ctx context.Context, env *benchEnv, res *benchResult, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var runs atomic.Int64
@@ -65,14 +65,15 @@ func startStandInVacuum(ctx context.Context, env *benchEnv, res *benchResult, lo
 		once.Do(func() {
 			cancel()
 			<-done
-			res.StandInVacuums = runs.Load()
+			res.StandInVacuums += runs.Load()
 		})
 	}
 }
 
 // vacuumDue lists the VACUUM and ANALYZE statements autovacuum would run now.
 func vacuumDue(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) []string {
-	rows, err := pool.Query(ctx, `SELECT relname, n_live_tup, n_dead_tup, n_mod_since_analyze FROM pg_stat_user_tables WHERE schemaname = 'public'`)
+	// Every schema: a rebuild writes its generation in one of its own.
+	rows, err := pool.Query(ctx, `SELECT schemaname, relname, n_live_tup, n_dead_tup, n_mod_since_analyze FROM pg_stat_user_tables`)
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Warn("stand-in autovacuum: read table statistics", "err", err)
@@ -81,12 +82,12 @@ func vacuumDue(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) []stri
 	}
 	var stmts []string
 	for rows.Next() {
-		var name string
+		var schema, name string
 		var live, dead, changed int64
-		if err := rows.Scan(&name, &live, &dead, &changed); err != nil {
+		if err := rows.Scan(&schema, &name, &live, &dead, &changed); err != nil {
 			return nil
 		}
-		if stmt := vacuumStatement(name, live, dead, changed); stmt != "" {
+		if stmt := vacuumStatement(schema, name, live, dead, changed); stmt != "" {
 			stmts = append(stmts, stmt)
 		}
 	}
@@ -95,8 +96,8 @@ func vacuumDue(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) []stri
 
 // vacuumStatement is what autovacuum's default thresholds call for on a
 // table with these counts, "" for nothing.
-func vacuumStatement(table string, live, dead, changed int64) string {
-	name := pgx.Identifier{table}.Sanitize()
+func vacuumStatement(schema, table string, live, dead, changed int64) string {
+	name := pgx.Identifier{schema, table}.Sanitize()
 	switch {
 	case float64(dead) > vacuumBase+vacuumScale*float64(live):
 		return "VACUUM (ANALYZE) " + name

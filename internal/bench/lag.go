@@ -1,20 +1,23 @@
-package main
+package bench
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/callreport/callreport/internal/pace"
+	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/query"
 	"github.com/callreport/callreport/schema/simulate"
 )
 
-// lagResult is phase 4: publish-to-visible latency at a steady rate.
+// lagResult is the live lag: publish-to-visible latency at a steady rate.
 type lagResult struct {
 	TargetRate float64 `json:"target_rate"`
 	Rate       float64 `json:"rate"` // achieved
@@ -22,9 +25,48 @@ type lagResult struct {
 	Seconds    float64 `json:"seconds"`
 	// Sampled calls: the time from publishing a call's call.created to the
 	// first 200 of GET /call-report/calls/{id}.
-	Latency  latencies `json:"latency"`
-	TimedOut int       `json:"timed_out"`
-	Skipped  int       `json:"skipped"` // not sampled: too many polls in flight
+	Latency   latencies     `json:"latency"`
+	TimedOut  int           `json:"timed_out"`
+	Skipped   int           `json:"skipped"` // not sampled: too many polls in flight
+	Projector *processStats `json:"projector,omitempty"`
+}
+
+// lagDefaultRate is the live lag's rate unless --rate says otherwise, or a
+// tenth of the raw ceiling where that is lower: live traffic is a small
+// share of what the machine can read, and must not be a load test.
+const lagDefaultRate = 10000
+
+// lagRate is the rate of the live lag phase.
+func lagRate(asked float64, ceiling *ceilingResult) float64 {
+	switch {
+	case asked > 0:
+		return asked
+	case ceiling != nil && ceiling.EventsPerSec > 0:
+		return min(lagDefaultRate, math.Round(ceiling.EventsPerSec/10))
+	}
+	return lagDefaultRate
+}
+
+// lag runs the phase with a projector child of its own, caught up.
+func (r *run) lag(ctx context.Context, base string) (*lagResult, error) {
+	r.vacuum(true)
+	defer r.vacuum(false)
+	proj, profiles, err := r.startProjector("lag")
+	if err != nil {
+		return nil, err
+	}
+	defer proj.stop(10 * time.Second)
+	if err := r.warm(ctx, proj, "lag"); err != nil {
+		return nil, err
+	}
+	res, err := measureLag(ctx, r.env, r.o.Sim, lagRate(r.o.Rate, r.res.Ceiling), r.o.LagDuration, base, r.stderr)
+	if err != nil {
+		return nil, err
+	}
+	if res.Projector, err = r.stopProjector(proj, profiles); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // Polling of the query API for the lag samples: every lagPollEvery at
@@ -71,13 +113,13 @@ func measureLag(ctx context.Context, env *benchEnv, opts simulate.Options, rate 
 	}
 
 	pub := env.s.NewPublisher(1024, nil)
-	prog := newProgress(stderr, "live lag")
+	prog := progress.New(stderr, "live lag")
 	pctx, cancel := context.WithTimeout(ctx, duration)
 	defer cancel()
 	total := uint64(rate * duration.Seconds())
 	start := time.Now()
-	n, err := publishPaced(pctx, simulate.New(opts), pub, rate, 0, func(n int, m simulate.Message, at time.Time) {
-		prog.update(uint64(n), total)
+	n, err := pace.Publish(pctx, simulate.New(opts), pub, rate, 0, func(n int, m simulate.Message, at time.Time) {
+		prog.Update(uint64(n), total)
 		org, call, ok := callCreated(m.Subject)
 		if !ok {
 			return
@@ -98,7 +140,7 @@ func measureLag(ctx context.Context, env *benchEnv, opts simulate.Options, rate 
 	}
 	_, cerr := pub.Close(ctx, time.Minute)
 	wg.Wait()
-	prog.finish(uint64(n), total)
+	prog.Finish(uint64(n), total)
 	if err = errors.Join(err, cerr); err != nil {
 		return res, err
 	}
@@ -142,19 +184,10 @@ func callCreated(subject string) (org, call string, ok bool) {
 }
 
 // orgKeys creates an API key for each organization of the stream opts
-// gives, found by generating its first events.
+// gives.
 func orgKeys(ctx context.Context, env *benchEnv, opts simulate.Options) (map[string]string, error) {
 	keys := map[string]string{}
-	gen := simulate.New(opts)
-	for i := 0; i < 100000 && len(keys) < max(opts.Orgs, 1); i++ {
-		m, ok := gen.Next()
-		if !ok {
-			break
-		}
-		org := strings.Split(m.Subject, ".")[1]
-		if _, ok := keys[org]; ok {
-			continue
-		}
+	for _, org := range simulate.New(opts).Orgs() {
 		key, _, err := query.CreateKey(ctx, env.pool, org, "bench")
 		if err != nil {
 			return nil, fmt.Errorf("key for %s: %w", org, err)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/callreport/callreport/internal/progress"
 )
 
 // latencies summarizes a set of measured durations.
@@ -111,7 +113,7 @@ func newFigure(name string, value float64, unit string, t *target) figure {
 func formatValue(v float64) string {
 	switch a := math.Abs(v); {
 	case a >= 1000:
-		s := count(uint64(math.Round(a)))
+		s := progress.Count(uint64(math.Round(a)))
 		if v < 0 {
 			s = "-" + s
 		}
@@ -171,19 +173,6 @@ func writeTable(w io.Writer, figs []figure) {
 				total += wd + 2
 			}
 			fmt.Fprintln(w, strings.Repeat("-", total-2))
-		}
-	}
-}
-
-// throttle calls f at most once per interval (and on the first call): for
-// progress lines of operations whose total is not known, which
-// progress.update would otherwise print on each call.
-func throttle(interval time.Duration, f func()) func() {
-	var last time.Time
-	return func() {
-		if now := time.Now(); now.Sub(last) >= interval {
-			last = now
-			f()
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/natsserver"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations"
 )
@@ -37,6 +38,7 @@ type benchEnv struct {
 	s        *stream.Streams
 	js       jetstream.JetStream
 	embedded *server.Server
+	acks     *ackWatch
 }
 
 // newBenchEnv creates the database callreport_bench_<id> next to the one
@@ -65,11 +67,12 @@ func newBenchEnv(ctx context.Context, baseURL, natsURL string, embedded bool, lo
 	}
 	env.natsURL, env.natsDesc = natsURL, "NATS at "+natsURL
 	if embedded {
-		env.embedded, env.natsURL, err = startBenchNATS(env.tmp + "/nats")
+		env.embedded, err = natsserver.Start("127.0.0.1", -1, env.tmp+"/nats")
 		if err != nil {
 			env.close(log, false)
-			return nil, err
+			return nil, fmt.Errorf("embedded NATS: %w", err)
 		}
+		env.natsURL = env.embedded.ClientURL()
 		env.natsDesc = "embedded NATS (store " + env.tmp + "/nats)"
 	}
 	if env.nc, err = nats.Connect(env.natsURL, nats.Name("reportctl-bench")); err != nil {
@@ -88,7 +91,71 @@ func newBenchEnv(ctx context.Context, baseURL, natsURL string, embedded bool, lo
 		env.close(log, false)
 		return nil, err
 	}
+	if env.acks, err = watchAcks(env.nc, env.streams.Stream); err != nil {
+		env.close(log, false)
+		return nil, err
+	}
 	return env, nil
+}
+
+// jsAPITimeout bounds the bench's JetStream API calls: 5 s, the client's
+// default, is not enough on a busy machine.
+const jsAPITimeout = 30 * time.Second
+
+// streamInfo is the state of the event stream (dlq false) or of the
+// dead-letter stream.
+func (env *benchEnv) streamInfo(ctx context.Context, dlq bool) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, jsAPITimeout)
+	defer cancel()
+	name := env.streams.Stream
+	if dlq {
+		name = env.streams.DLQStream
+	}
+	s, err := env.js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	return s.Info(ctx)
+}
+
+// lastSeq is the last sequence of the event stream. Only the bench
+// publishes to it, so after a publisher is closed this is its last message.
+func (env *benchEnv) lastSeq(ctx context.Context) (uint64, error) {
+	info, err := env.streamInfo(ctx, false)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// deadLetters counts the messages of the dead-letter stream: the events
+// the projectors rejected so far.
+func (env *benchEnv) deadLetters(ctx context.Context) (uint64, error) {
+	info, err := env.streamInfo(ctx, true)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// publish publishes msgs, waits for JetStream to store them all and
+// returns the last sequence of the stream, theirs.
+func (env *benchEnv) publish(ctx context.Context, msgs []stream.Message) (uint64, error) {
+	pub := env.s.NewPublisher(publishWindow, nil)
+	var err error
+	for i, m := range msgs {
+		if err = pub.Publish(ctx, m, i+1); err != nil {
+			break
+		}
+	}
+	st, cerr := pub.Close(ctx, time.Minute)
+	if err = errors.Join(err, cerr); err != nil {
+		return 0, err
+	}
+	if st.Stored != len(msgs) {
+		return 0, fmt.Errorf("published %d events, JetStream stored %d (%d duplicates)", len(msgs), st.Stored, st.Duplicates)
+	}
+	return env.lastSeq(ctx)
 }
 
 func (env *benchEnv) openDB(ctx context.Context) error {
@@ -116,6 +183,9 @@ func (env *benchEnv) close(log *slog.Logger, keep bool) {
 				log.Warn("delete bench stream", "stream", s, "err", err)
 			}
 		}
+	}
+	if env.acks != nil {
+		env.acks.stop()
 	}
 	if env.nc != nil {
 		env.nc.Close()
@@ -163,19 +233,4 @@ func dropDatabase(ctx context.Context, databaseURL string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	return err
-}
-
-// startBenchNATS runs a JetStream server on a free port with its store in dir.
-func startBenchNATS(dir string) (*server.Server, string, error) {
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		return nil, "", fmt.Errorf("embedded NATS: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, "", errors.New("embedded NATS server not ready after 10s")
-	}
-	return ns, ns.ClientURL(), nil
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/callreport/callreport/query"
+	"golang.org/x/sync/errgroup"
 )
 
 // reportRef is an existing report the load generator asks for.
 type reportRef struct {
-	id, key, etag string
-	size          int // bytes of the stored document
+	org, id, key, etag string
+	size               int // bytes of the document
 }
 
 // loadTarget is one thing the load generator measures.
@@ -152,76 +153,65 @@ func (t loadTarget) get(client *http.Client, ref reportRef) (time.Duration, int6
 	return took, n, nil
 }
 
-// sampleReports picks n random stored reports of kind ("call" or "job"),
-// with an API key of their organization (created on first need).
-func sampleReports(ctx context.Context, env *benchEnv, kind string, n int, keys map[string]string) ([]reportRef, error) {
-	sql := `SELECT call_id, org_id, octet_length(report::text) FROM call_attempts ORDER BY random() LIMIT $1`
-	if kind == "job" {
-		sql = `SELECT job_id, org_id, octet_length(report::text) FROM jobs ORDER BY random() LIMIT $1`
-	}
-	rows, err := env.pool.Query(ctx, sql, n)
-	if err != nil {
-		return nil, fmt.Errorf("sample %s reports: %w", kind, err)
-	}
-	defer rows.Close()
-	var refs []reportRef
-	var orgs []string
-	for rows.Next() {
-		var r reportRef
-		var org string
-		if err := rows.Scan(&r.id, &org, &r.size); err != nil {
-			return nil, err
-		}
-		refs = append(refs, r)
-		orgs = append(orgs, org)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for i, org := range orgs {
+// fetchReports asks the query API for each ref once, with an API key of
+// its organization (created on first need), and keeps its ETag and size;
+// body, when set, is given each document. Refs whose report does not
+// exist (a job whose only event was a dropped duplicate, say) are left
+// out.
+func fetchReports(ctx context.Context, env *benchEnv, url string, refs []reportRef, keys map[string]string, body func(ref reportRef, doc []byte) error) ([]reportRef, error) {
+	for i := range refs {
+		org := refs[i].org
 		if keys[org] == "" {
 			key, _, err := query.CreateKey(ctx, env.pool, org, "bench")
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("key for %s: %w", org, err)
 			}
 			keys[org] = key
 		}
 		refs[i].key = keys[org]
 	}
-	return refs, nil
-}
-
-// fetchETags reads the ETag the query API gives each ref.
-func fetchETags(ctx context.Context, url string, refs []reportRef) error {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}, Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(refs) && ctx.Err() == nil; i += 8 {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+refs[i].id, nil)
-				req.Header.Set("Authorization", "Bearer "+refs[i].key)
-				resp, err := client.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				refs[i].etag = resp.Header.Get("ETag")
-				if resp.StatusCode != http.StatusOK || refs[i].etag == "" {
-					errs <- fmt.Errorf("GET %s: status %d, ETag %q", req.URL.Path, resp.StatusCode, refs[i].etag)
-					return
-				}
+	docs := make([][]byte, len(refs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range refs {
+		g.Go(func() error {
+			req, _ := http.NewRequestWithContext(gctx, http.MethodGet, url+refs[i].id, nil)
+			req.Header.Set("Authorization", "Bearer "+refs[i].key)
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
 			}
-		}()
+			doc, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode == http.StatusNotFound {
+				return err
+			}
+			refs[i].etag, refs[i].size = resp.Header.Get("ETag"), len(doc)
+			if resp.StatusCode != http.StatusOK || refs[i].etag == "" {
+				return fmt.Errorf("GET %s: status %d, ETag %q", req.URL.Path, resp.StatusCode, refs[i].etag)
+			}
+			docs[i] = doc
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var found []reportRef
+	for i, ref := range refs {
+		if docs[i] == nil {
+			continue
+		}
+		if body != nil {
+			if err := body(ref, docs[i]); err != nil {
+				return nil, err
+			}
+		}
+		found = append(found, ref)
+	}
+	return found, nil
 }
 
 // meanSize is the mean stored size of refs.
