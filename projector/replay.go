@@ -86,6 +86,10 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cf
 
 		// The calls start empty; so does a replayed job. The job of a
 		// replayed call keeps its stored state (and owner).
+		w := &Writer{pool: pool, q: p.q, log: p.log, consumer: cfg.Consumer, streamName: streams.Stream, lock: cfg.Consumer}
+		if err := w.retract(ctx, tx, calls); err != nil {
+			return err
+		}
 		if err := p.q.CallsDelete(ctx, tx, calls); err != nil {
 			return fmt.Errorf("delete the calls' rows: %w", err)
 		}
@@ -103,7 +107,6 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cf
 			items = append(items, item{seq: m.Sequence, subject: m.Subject, header: m.Header, data: m.Data, event: ev})
 		}
 		// Not dead-lettered again: a rejection here was rejected live too.
-		w := &Writer{pool: pool, q: p.q, log: p.log, consumer: cfg.Consumer, streamName: streams.Stream, lock: cfg.Consumer}
 		_, set, err := w.applyTx(ctx, tx, items, nil)
 		if err != nil {
 			return err

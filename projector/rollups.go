@@ -128,7 +128,6 @@ type callNode struct {
 	cost   schema.Number // "" without a billing line
 }
 
-func (n callNode) empty() bool { return n.visits == 0 && len(n.exits) == 0 && n.cost == "" }
 
 func (n callNode) clone() callNode {
 	return callNode{visits: n.visits, exits: maps.Clone(n.exits), cost: n.cost}
@@ -328,4 +327,82 @@ func callNodeOf(visits int32, exits []byte, cost string) (callNode, error) {
 		return n, fmt.Errorf("call node exits %s: %w", exits, err)
 	}
 	return n, nil
+}
+
+// retract takes out of the rollups what the calls contribute, before their
+// rows are deleted (a replay folds them again, an erasure does not).
+func (w *Writer) retract(ctx context.Context, tx pgx.Tx, callIDs []string) error {
+	states, err := w.q.CallStatesGet(ctx, tx, callIDs)
+	if err != nil {
+		return fmt.Errorf("load call states: %w", err)
+	}
+	funnelOf := map[string]fold.FunnelKey{}
+	sums := rollupSums{}
+	for _, r := range states {
+		c, err := fold.DecodeCall(r.State)
+		if err != nil {
+			return fmt.Errorf("decode state of call %s: %w", r.CallID, err)
+		}
+		if k, v, ok := c.Rollup(); ok {
+			sums.add(k, v, -1)
+		}
+		if k, ok := c.Funnel(); ok {
+			funnelOf[r.CallID] = k
+		}
+	}
+	var rollups rows
+	for _, k := range slices.SortedFunc(maps.Keys(sums), compareRollupKeys) {
+		v := sums[k]
+		cost, err := numeric(ptr(fold.Sum(v.TotalCost)))
+		if err != nil {
+			return err
+		}
+		rollups.add(false, []any{k.OrgID, k.Bucket, k.Outcome, k.ProgramID, k.FlowID, k.Direction, w.part,
+			v.Calls, v.Answered, v.DurationMs, cost})
+	}
+	nodes, err := w.q.CallNodesOfCalls(ctx, tx, callIDs)
+	if err != nil {
+		return fmt.Errorf("load call nodes: %w", err)
+	}
+	type at struct {
+		fold.FunnelKey
+		node, out string
+	}
+	reached, exitSums := map[at]int64{}, map[at]int64{}
+	cost := map[at]schema.Number{}
+	for _, r := range nodes {
+		k, ok := funnelOf[r.CallID]
+		if !ok {
+			continue
+		}
+		n, err := callNodeOf(r.Visits, r.Exits, r.Cost)
+		if err != nil {
+			return err
+		}
+		f := at{FunnelKey: k, node: r.NodeID}
+		if n.visits > 0 {
+			reached[f]--
+		}
+		cost[f] = fold.Sum(cost[f], fold.Negate(n.cost))
+		for out, x := range n.exits {
+			exitSums[at{FunnelKey: k, node: r.NodeID, out: out}] -= x
+		}
+	}
+	compare := func(a, b at) int {
+		return slices.Compare([]string{a.OrgID, a.FlowID, a.Bucket.Format(time.RFC3339), a.node, a.out},
+			[]string{b.OrgID, b.FlowID, b.Bucket.Format(time.RFC3339), b.node, b.out})
+	}
+	var funnels, exits rows
+	for _, f := range slices.SortedFunc(maps.Keys(cost), compare) {
+		c := fold.Sum(cost[f])
+		cn, err := numeric(&c)
+		if err != nil {
+			return err
+		}
+		funnels.add(false, []any{f.OrgID, f.FlowID, f.Bucket, f.node, w.part, reached[f], cn})
+	}
+	for _, e := range slices.SortedFunc(maps.Keys(exitSums), compare) {
+		exits.add(false, []any{e.OrgID, e.FlowID, e.Bucket, e.node, e.out, w.part, exitSums[e]})
+	}
+	return writeTables(ctx, tx, []table{rollupsTable, funnelsTable, funnelExitsTable}, []rows{rollups, funnels, exits})
 }

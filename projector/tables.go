@@ -74,8 +74,10 @@ func (t table) mergeSQL() string {
 		set = append(set, "updated_at = now()")
 	}
 	cols := strings.Join(t.cols, ", ")
-	return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) DO UPDATE SET %s",
-		t.name, cols, cols, t.stage(), strings.Join(t.key, ", "), strings.Join(set, ", "))
+	// The staging table is emptied in the same statement: a transaction
+	// may write a table twice (a replay retracts, then folds again).
+	return fmt.Sprintf("WITH merged AS (INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) DO UPDATE SET %s) DELETE FROM %s",
+		t.name, cols, cols, t.stage(), strings.Join(t.key, ", "), strings.Join(set, ", "), t.stage())
 }
 
 func (t table) hasUpdatedAt() bool {

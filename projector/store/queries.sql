@@ -87,12 +87,14 @@ WITH k AS (SELECT unnest(@call_ids::text[]) AS call_id, unnest(@job_ids::text[])
 UPDATE call_timeline_events t SET job_id = k.job_id FROM k WHERE t.call_id = k.call_id AND t.job_id IS NULL;
 
 -- name: CallsDelete :exec
--- Every row of the calls, before a replay folds them again.
+-- Every row of the calls, before a replay folds them again (their
+-- contributions to the rollups retracted first).
 WITH s AS (DELETE FROM call_states t WHERE t.call_id = ANY(@call_ids::text[])),
      a AS (DELETE FROM call_attempts t WHERE t.call_id = ANY(@call_ids::text[])),
      p AS (DELETE FROM call_path_entries t WHERE t.call_id = ANY(@call_ids::text[])),
      v AS (DELETE FROM call_variables t WHERE t.call_id = ANY(@call_ids::text[])),
-     b AS (DELETE FROM call_billing_lines t WHERE t.call_id = ANY(@call_ids::text[]))
+     b AS (DELETE FROM call_billing_lines t WHERE t.call_id = ANY(@call_ids::text[])),
+     n AS (DELETE FROM call_nodes t WHERE t.call_id = ANY(@call_ids::text[]))
 DELETE FROM call_timeline_events t WHERE t.call_id = ANY(@call_ids::text[]);
 
 -- name: JobsDelete :exec

@@ -237,11 +237,13 @@ WITH s AS (DELETE FROM call_states t WHERE t.call_id = ANY($1::text[])),
      a AS (DELETE FROM call_attempts t WHERE t.call_id = ANY($1::text[])),
      p AS (DELETE FROM call_path_entries t WHERE t.call_id = ANY($1::text[])),
      v AS (DELETE FROM call_variables t WHERE t.call_id = ANY($1::text[])),
-     b AS (DELETE FROM call_billing_lines t WHERE t.call_id = ANY($1::text[]))
+     b AS (DELETE FROM call_billing_lines t WHERE t.call_id = ANY($1::text[])),
+     n AS (DELETE FROM call_nodes t WHERE t.call_id = ANY($1::text[]))
 DELETE FROM call_timeline_events t WHERE t.call_id = ANY($1::text[])
 `
 
-// Every row of the calls, before a replay folds them again.
+// Every row of the calls, before a replay folds them again (their
+// contributions to the rollups retracted first).
 func (q *Queries) CallsDelete(ctx context.Context, db DBTX, callIds []string) error {
 	_, err := db.Exec(ctx, callsDelete, callIds)
 	return err
