@@ -128,7 +128,6 @@ type callNode struct {
 	cost   schema.Number // "" without a billing line
 }
 
-
 func (n callNode) clone() callNode {
 	return callNode{visits: n.visits, exits: maps.Clone(n.exits), cost: n.cost}
 }
