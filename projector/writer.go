@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path"
 	"slices"
 	"time"
 
@@ -269,8 +270,16 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 		}
 	}
 	began := time.Now()
-	set, attempts, err := w.load(ctx, tx, fold.TouchedBy(events))
+	touched := fold.TouchedBy(events)
+	erased, err := w.erased(ctx, tx, touched)
 	if err != nil {
+		return res, nil, err
+	}
+	set, attempts, err := w.load(ctx, tx, touched)
+	if err != nil {
+		return res, nil, err
+	}
+	if set.Redact, err = w.redactions(ctx, tx, events); err != nil {
 		return res, nil, err
 	}
 	was := snapshot(set)
@@ -279,6 +288,13 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 	var rejects []stream.Reject
 	for _, it := range items {
 		res.lastSeq = max(res.lastSeq, it.seq)
+		if it.reject == nil && it.event.Data != nil && (erased["call:"+it.event.CallID] || erased["job:"+it.event.JobID]) {
+			// Of a call or job erased on request: dropped, not
+			// dead-lettered, since it holds what was erased.
+			res.skipped++
+			res.counts[countKey{string(it.event.Type), "erased", ""}]++
+			continue
+		}
 		if it.reject == nil && it.event.Data == nil {
 			res.skipped++
 			res.counts[countKey{"unknown", "skipped", ""}]++
@@ -313,6 +329,59 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 	w.log.DebugContext(ctx, "batch", "events", len(items), "calls", len(set.Calls), "jobs", len(set.Jobs),
 		"load", loaded.Sub(began), "fold", folded.Sub(loaded), "write", time.Since(folded))
 	return res, set, err
+}
+
+// erased reads which of the calls and jobs a batch touches were erased,
+// keyed "call:<id>" and "job:<id>".
+func (w *Writer) erased(ctx context.Context, tx pgx.Tx, t fold.Touched) (map[string]bool, error) {
+	if len(t.Calls) == 0 && len(t.Jobs) == 0 {
+		return nil, nil
+	}
+	rows, err := w.q.ErasedGet(ctx, tx, store.ErasedGetParams{CallIds: t.Calls, JobIds: t.Jobs})
+	if err != nil {
+		return nil, fmt.Errorf("read erasures: %w", err)
+	}
+	erased := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		erased[r.Kind+":"+r.ID] = true
+	}
+	return erased, nil
+}
+
+// redactions reads the variable names the organizations of a batch never
+// store, as a filter for the fold; nil when none has any.
+func (w *Writer) redactions(ctx context.Context, tx pgx.Tx, events []*schema.Event) (func(org, name string) bool, error) {
+	var orgs []string
+	seen := map[string]bool{}
+	for _, ev := range events {
+		if _, ok := ev.Data.(*schema.FlowVariablesData); ok && !seen[ev.OrgID] {
+			seen[ev.OrgID] = true
+			orgs = append(orgs, ev.OrgID)
+		}
+	}
+	if len(orgs) == 0 {
+		return nil, nil
+	}
+	rows, err := w.q.RedactionsGet(ctx, tx, orgs)
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	patterns := make(map[string][]string, len(rows))
+	for _, r := range rows {
+		patterns[r.OrgID] = r.Redact
+	}
+	return func(org, name string) bool { return Redacted(patterns[org], name) }, nil
+}
+
+// Redacted reports whether a variable name matches one of an
+// organization's redaction patterns (path.Match globs: *, ?, [...]).
+func Redacted(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, err := path.Match(p, name); ok && err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // load reads what a batch touches: the states of its calls and jobs (and of

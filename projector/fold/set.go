@@ -1,6 +1,10 @@
 package fold
 
-import "github.com/callreport/callreport/schema"
+import (
+	"encoding/json"
+
+	"github.com/callreport/callreport/schema"
+)
 
 // Set is the state of the calls and jobs that one batch touches, loaded
 // before the batch and written back after it.
@@ -10,6 +14,9 @@ type Set struct {
 	// AttemptsChanged holds the jobs whose attempts changed: a job report
 	// is rendered from them.
 	AttemptsChanged map[string]bool
+	// Redact, when set, names the flow variables an organization never
+	// stores: they are dropped from flow.variables before the fold.
+	Redact func(org, name string) bool
 }
 
 // NewSet returns an empty set.
@@ -56,6 +63,7 @@ func (s *Set) Apply(ev *schema.Event, seq uint64) *schema.Error {
 	if fresh {
 		call = &Call{OrgID: ev.OrgID}
 	}
+	ev = s.redacted(ev)
 	changed, err := ApplyCall(call, ev, seq)
 	if err != nil {
 		return err // nothing changed: not even a new call or job is kept
@@ -147,4 +155,30 @@ func (c *Call) entryChanged() bool {
 		}
 	}
 	return false
+}
+
+// redacted is ev without the variables its organization never stores.
+func (s *Set) redacted(ev *schema.Event) *schema.Event {
+	d, ok := ev.Data.(*schema.FlowVariablesData)
+	if !ok || s.Redact == nil {
+		return ev
+	}
+	var kept map[string]json.RawMessage
+	for name := range d.Variables {
+		if s.Redact(ev.OrgID, name) {
+			kept = make(map[string]json.RawMessage, len(d.Variables))
+			break
+		}
+	}
+	if kept == nil {
+		return ev
+	}
+	for name, v := range d.Variables {
+		if !s.Redact(ev.OrgID, name) {
+			kept[name] = v
+		}
+	}
+	e := *ev
+	e.Data = &schema.FlowVariablesData{Variables: kept}
+	return &e
 }

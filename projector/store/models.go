@@ -247,6 +247,30 @@ type CallVariable struct {
 	Fragment string
 }
 
+// Calls and jobs erased: the projector drops every event naming one of them (counted, not dead-lettered: it holds personal data), live and in rebuilds.
+type ErasedID struct {
+	Kind      string
+	ID        string
+	OrgID     string
+	ErasureID int64
+}
+
+// Each erasure carried out: what was asked (a call, a job, a contact, or a retention run) and when; the erased ids are in erased_ids. Holds no personal data: a contact erasure keeps only a hash of the contact id.
+type Erasure struct {
+	ErasureID int64
+	OrgID     string
+	Kind      string
+	// The call or job id asked for, a SHA-256 of the contact id, or the retention cut-off.
+	Subject string
+	// Free text the operator gave (a ticket number, say).
+	Reason   string
+	ErasedAt pgtype.Timestamptz
+	// Calls erased.
+	Calls int32
+	// Jobs erased.
+	Jobs int32
+}
+
 // Per node of a flow, by 15-minute UTC bucket of the calls' createdAt: calls that reached the node and their billed cost there. GET /call-report/flows/{flowId}/funnel.
 type FlowFunnel struct {
 	OrgID  string
@@ -342,6 +366,16 @@ type JobState struct {
 	// Last-writer-wins registers of the job events.
 	State []byte
 	// When a batch last changed the state.
+	UpdatedAt pgtype.Timestamptz
+}
+
+// What an organization asks of its data: how long calls are kept, which flow variables are never stored. reportctl orgs set-retention / set-redact.
+type OrgPolicy struct {
+	OrgID string
+	// Calls and jobs created longer ago than this are erased; NULL keeps them for ever.
+	RetentionDays *int32
+	// Glob patterns (path.Match syntax: *, ?, [...]) of flow variable names the projector never stores.
+	Redact    []string
 	UpdatedAt pgtype.Timestamptz
 }
 

@@ -259,3 +259,31 @@ WHERE g.state = 'live';
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
 FROM generations WHERE state IN ('building', 'retired')
 ORDER BY generation;
+
+-- Erasure and policies
+
+-- name: ErasedGet :many
+-- Which of a batch's calls and jobs were erased: their events are dropped.
+SELECT kind, id FROM erased_ids
+WHERE (kind = 'call' AND id = ANY(@call_ids::text[])) OR (kind = 'job' AND id = ANY(@job_ids::text[]));
+
+-- name: RedactionsGet :many
+-- The variable names the organizations of a batch never store.
+SELECT org_id, redact FROM org_policies WHERE org_id = ANY(@org_ids::text[]) AND cardinality(redact) > 0;
+
+-- name: ErasureInsert :one
+INSERT INTO erasures (org_id, kind, subject, reason, calls, jobs)
+VALUES (@org_id, @kind, @subject, @reason, @calls, @jobs)
+RETURNING erasure_id;
+
+-- name: ErasedInsert :exec
+INSERT INTO erased_ids (kind, id, org_id, erasure_id)
+SELECT k.kind, k.id, @org_id, @erasure_id
+FROM (SELECT 'call'::text AS kind, unnest(@call_ids::text[]) AS id
+      UNION ALL SELECT 'job'::text AS kind, unnest(@job_ids::text[]) AS id) k
+ON CONFLICT (kind, id) DO NOTHING;
+
+-- name: JobsWithoutReportDelete :exec
+-- Jobs left with neither a job event nor an attempt have no report.
+DELETE FROM jobs j WHERE j.job_id = ANY(@job_ids::text[]) AND j.attempt_count = 0
+  AND NOT EXISTS (SELECT 1 FROM job_states s WHERE s.job_id = j.job_id AND s.state::jsonb ? 'status');

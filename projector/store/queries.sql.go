@@ -319,6 +319,98 @@ func (q *Queries) ChecksumTables(ctx context.Context, db DBTX) ([]ChecksumTables
 	return items, nil
 }
 
+const erasedGet = `-- name: ErasedGet :many
+
+SELECT kind, id FROM erased_ids
+WHERE (kind = 'call' AND id = ANY($1::text[])) OR (kind = 'job' AND id = ANY($2::text[]))
+`
+
+type ErasedGetParams struct {
+	CallIds []string
+	JobIds  []string
+}
+
+type ErasedGetRow struct {
+	Kind string
+	ID   string
+}
+
+// Erasure and policies
+// Which of a batch's calls and jobs were erased: their events are dropped.
+func (q *Queries) ErasedGet(ctx context.Context, db DBTX, arg ErasedGetParams) ([]ErasedGetRow, error) {
+	rows, err := db.Query(ctx, erasedGet, arg.CallIds, arg.JobIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ErasedGetRow
+	for rows.Next() {
+		var i ErasedGetRow
+		if err := rows.Scan(&i.Kind, &i.ID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const erasedInsert = `-- name: ErasedInsert :exec
+INSERT INTO erased_ids (kind, id, org_id, erasure_id)
+SELECT k.kind, k.id, $1, $2
+FROM (SELECT 'call'::text AS kind, unnest($3::text[]) AS id
+      UNION ALL SELECT 'job'::text AS kind, unnest($4::text[]) AS id) k
+ON CONFLICT (kind, id) DO NOTHING
+`
+
+type ErasedInsertParams struct {
+	OrgID     string
+	ErasureID int64
+	CallIds   []string
+	JobIds    []string
+}
+
+func (q *Queries) ErasedInsert(ctx context.Context, db DBTX, arg ErasedInsertParams) error {
+	_, err := db.Exec(ctx, erasedInsert,
+		arg.OrgID,
+		arg.ErasureID,
+		arg.CallIds,
+		arg.JobIds,
+	)
+	return err
+}
+
+const erasureInsert = `-- name: ErasureInsert :one
+INSERT INTO erasures (org_id, kind, subject, reason, calls, jobs)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING erasure_id
+`
+
+type ErasureInsertParams struct {
+	OrgID   string
+	Kind    string
+	Subject string
+	Reason  string
+	Calls   int32
+	Jobs    int32
+}
+
+func (q *Queries) ErasureInsert(ctx context.Context, db DBTX, arg ErasureInsertParams) (int64, error) {
+	row := db.QueryRow(ctx, erasureInsert,
+		arg.OrgID,
+		arg.Kind,
+		arg.Subject,
+		arg.Reason,
+		arg.Calls,
+		arg.Jobs,
+	)
+	var erasure_id int64
+	err := row.Scan(&erasure_id)
+	return erasure_id, err
+}
+
 const generationAdopt = `-- name: GenerationAdopt :execrows
 UPDATE generations SET fold_version = $1
 WHERE state = 'live' AND fold_version <> $1
@@ -655,6 +747,17 @@ func (q *Queries) JobsLock(ctx context.Context, db DBTX, jobIds []string) error 
 	return err
 }
 
+const jobsWithoutReportDelete = `-- name: JobsWithoutReportDelete :exec
+DELETE FROM jobs j WHERE j.job_id = ANY($1::text[]) AND j.attempt_count = 0
+  AND NOT EXISTS (SELECT 1 FROM job_states s WHERE s.job_id = j.job_id AND s.state::jsonb ? 'status')
+`
+
+// Jobs left with neither a job event nor an attempt have no report.
+func (q *Queries) JobsWithoutReportDelete(ctx context.Context, db DBTX, jobIds []string) error {
+	_, err := db.Exec(ctx, jobsWithoutReportDelete, jobIds)
+	return err
+}
+
 const pathEntriesGet = `-- name: PathEntriesGet :many
 SELECT p.call_id, p.execution_index, p.node_id, p.node_type, p.node_label, p.output_path,
        p.entered, p.exited, octet_length(p.fragment)::int AS size
@@ -817,6 +920,36 @@ SELECT pg_advisory_unlock(hashtextextended('callreport-rebuild', 0))
 func (q *Queries) RebuildUnlock(ctx context.Context, db DBTX) error {
 	_, err := db.Exec(ctx, rebuildUnlock)
 	return err
+}
+
+const redactionsGet = `-- name: RedactionsGet :many
+SELECT org_id, redact FROM org_policies WHERE org_id = ANY($1::text[]) AND cardinality(redact) > 0
+`
+
+type RedactionsGetRow struct {
+	OrgID  string
+	Redact []string
+}
+
+// The variable names the organizations of a batch never store.
+func (q *Queries) RedactionsGet(ctx context.Context, db DBTX, orgIds []string) ([]RedactionsGetRow, error) {
+	rows, err := db.Query(ctx, redactionsGet, orgIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []RedactionsGetRow
+	for rows.Next() {
+		var i RedactionsGetRow
+		if err := rows.Scan(&i.OrgID, &i.Redact); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const reportsNotify = `-- name: ReportsNotify :exec
