@@ -101,7 +101,7 @@ func Erase(ctx context.Context, pool *pgxpool.Pool, cfg Config, e Erasure) (Eras
 
 // eraseIn erases the calls and jobs from the tables of one generation.
 func eraseIn(ctx context.Context, tx pgx.Tx, q *store.Queries, cfg Config, schemaName, org string, calls, jobs []string) error {
-	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", pgx.Identifier{schemaName}.Sanitize()); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", pgx.Identifier{schemaName}.Sanitize()+", public"); err != nil {
 		return err
 	}
 	defer tx.Exec(context.WithoutCancel(ctx), "SELECT set_config('search_path', 'public', true)")

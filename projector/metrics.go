@@ -17,15 +17,15 @@ type Metrics struct {
 	batchSize   prometheus.Histogram
 	batchTime   prometheus.Histogram
 	retries     prometheus.Counter
-	position    prometheus.Gauge
-	lagEvents   prometheus.Gauge
-	lagSeconds  prometheus.Gauge
-	redelivered prometheus.Gauge
+	position    *prometheus.GaugeVec
+	lagEvents   *prometheus.GaugeVec
+	lagSeconds  *prometheus.GaugeVec
+	redelivered *prometheus.GaugeVec
 	info        *prometheus.GaugeVec
 	bulk        prometheus.Counter
 	splits      prometheus.Counter
-	lastCommit  prometheus.Gauge
-	stalled     prometheus.Gauge
+	lastCommit  *prometheus.GaugeVec
+	stalled     *prometheus.GaugeVec
 }
 
 // NewMetrics registers the projector's metrics with reg.
@@ -49,22 +49,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "callreport_projector_batch_retries_total",
 			Help: "Batches that failed (Postgres or NATS trouble) and were retried.",
 		}),
-		position: prometheus.NewGauge(prometheus.GaugeOpts{
+		position: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "callreport_projector_position",
 			Help: "Highest stream sequence committed.",
-		}),
-		lagEvents: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, []string{"partition"}),
+		lagEvents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "callreport_projector_lag_events",
 			Help: "Messages in the stream the projector has not committed yet (consumer pending plus unacknowledged).",
-		}),
-		lagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, []string{"partition"}),
+		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "callreport_projector_lag_seconds",
 			Help: "Age of the oldest message the projector has not committed, 0 when caught up.",
-		}),
-		redelivered: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, []string{"partition"}),
+		redelivered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "callreport_projector_redelivered",
 			Help: "Messages delivered more than once and not yet acknowledged.",
-		}),
+		}, []string{"partition"}),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "callreport_projector_info",
 			Help: "Always 1; labels say what the projector runs.",
@@ -78,14 +78,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "callreport_projector_batch_splits_total",
 		Help: "Transactions Postgres refused for their data, split to find the event at fault.",
 	})
-	m.lastCommit = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.lastCommit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "callreport_projector_last_commit_timestamp_seconds",
 		Help: "When the last batch committed (Unix time).",
-	})
-	m.stalled = prometheus.NewGauge(prometheus.GaugeOpts{
+	}, []string{"partition"})
+	m.stalled = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "callreport_projector_stalled",
 		Help: "1 while a batch has not committed for longer than the stall threshold with events pending, else 0.",
-	})
+	}, []string{"partition"})
 	reg.MustRegister(m.events, m.batchSize, m.batchTime, m.retries, m.position, m.lagEvents, m.lagSeconds, m.redelivered, m.info,
 		m.bulk, m.splits, m.lastCommit, m.stalled)
 	return m
@@ -94,7 +94,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // countKey is one label set of callreport_projector_events_total.
 type countKey struct{ typ, outcome, reason string }
 
-func (m *Metrics) committed(res result, size int, bulk bool, took time.Duration) {
+func (m *Metrics) committed(part string, res result, size int, bulk bool, took time.Duration) {
 	if m == nil {
 		return
 	}
@@ -102,17 +102,17 @@ func (m *Metrics) committed(res result, size int, bulk bool, took time.Duration)
 		m.bulk.Inc()
 	}
 	m.splits.Add(float64(res.split))
-	m.lastCommit.SetToCurrentTime()
+	m.lastCommit.WithLabelValues(part).SetToCurrentTime()
 	for k, n := range res.counts {
 		m.events.WithLabelValues(k.typ, k.outcome, k.reason).Add(float64(n))
 	}
 	m.batchSize.Observe(float64(size))
 	m.batchTime.Observe(took.Seconds())
-	m.position.Set(float64(res.lastSeq))
+	m.position.WithLabelValues(part).Set(float64(res.lastSeq))
 }
 
 // watchStall refreshes the stall gauge every interval until ctx ends.
-func (m *Metrics) watchStall(ctx context.Context, stalled func() error, every time.Duration) {
+func (m *Metrics) watchStall(ctx context.Context, part string, stalled func() error, every time.Duration) {
 	if m == nil {
 		return
 	}
@@ -120,9 +120,9 @@ func (m *Metrics) watchStall(ctx context.Context, stalled func() error, every ti
 	defer t.Stop()
 	for {
 		if stalled() != nil {
-			m.stalled.Set(1)
+			m.stalled.WithLabelValues(part).Set(1)
 		} else {
-			m.stalled.Set(0)
+			m.stalled.WithLabelValues(part).Set(0)
 		}
 		select {
 		case <-ctx.Done():
@@ -139,13 +139,13 @@ func (m *Metrics) retried() {
 }
 
 // lagged sets the lag gauges.
-func (m *Metrics) lagged(lag stream.Lag) {
+func (m *Metrics) lagged(part string, lag stream.Lag) {
 	if m == nil {
 		return
 	}
-	m.lagEvents.Set(float64(lag.Events))
-	m.lagSeconds.Set(lag.Age.Seconds())
-	m.redelivered.Set(float64(lag.Redelivered))
+	m.lagEvents.WithLabelValues(part).Set(float64(lag.Events))
+	m.lagSeconds.WithLabelValues(part).Set(lag.Age.Seconds())
+	m.redelivered.WithLabelValues(part).Set(float64(lag.Redelivered))
 }
 
 func (m *Metrics) running(consumer, streamName string) {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,7 +130,9 @@ func (c *Config) setDefaults() {
 // batchBytes bounds the message bytes of one batch.
 func (c *Config) batchBytes() int { return int(max(c.MemoryBudget/16, 1<<20)) }
 
-// Projector is the consume loop. Create it with New and start it with Run.
+// Projector keeps the live generation of the reports: it consumes the
+// stream's partitions that its process holds the leases of. Create it with
+// New and start it with Run.
 type Projector struct {
 	cfg     Config
 	pool    *pgxpool.Pool
@@ -137,7 +140,21 @@ type Projector struct {
 	js      jetstream.JetStream
 	q       *store.Queries
 	log     *slog.Logger
-	w       *Writer
+	// instance names this process in the partitions' leases.
+	instance string
+
+	mu      sync.Mutex
+	workers map[int]*worker // the partitions it projects, by number
+}
+
+// worker consumes one partition (or the whole stream) with its own durable
+// consumer and writes it through its own Writer.
+type worker struct {
+	*Projector
+	part     int
+	consumer string // durable consumer
+	filter   string // its subjects
+	w        *Writer
 
 	// For Stalled: when the batch in hand was first tried (zero when
 	// none is), and the last commit.
@@ -154,15 +171,50 @@ type Projector struct {
 // New returns a projector reading streams and writing to pool.
 func New(pool *pgxpool.Pool, streams *stream.Streams, cfg Config) *Projector {
 	cfg.setDefaults()
-	p := &Projector{cfg: cfg, pool: pool, streams: streams, js: streams.JetStream(), q: store.New(), log: cfg.Logger}
-	p.w = &Writer{pool: pool, q: p.q, log: cfg.Logger, consumer: cfg.Consumer, streamName: streams.Stream, lock: cfg.Consumer}
-	if cfg.build == nil { // a rebuild meets the rejects the live projector dead-lettered
-		p.w.deadLetter = func(ctx context.Context, rejects []stream.Reject, published map[uint64]bool) error {
-			return streams.DeadLetter(ctx, rejects, published, cfg.Logger)
-		}
-		p.w.notify = true
+	return &Projector{cfg: cfg, pool: pool, streams: streams, js: streams.JetStream(), q: store.New(), log: cfg.Logger,
+		instance: newInstanceID(), workers: map[int]*worker{}}
+}
+
+// newWorker prepares the consumption of partition part (of the whole stream
+// when it has none), under lease (nil in a rebuild, whose consumer is its
+// own).
+func (p *Projector) newWorker(part int, lease *leaseHold) *worker {
+	w := &worker{Projector: p, part: part, consumer: p.consumerOf(part), filter: p.streams.PartitionFilter(part)}
+	if p.cfg.build != nil {
+		w.filter = p.streams.Filter()
 	}
-	return p
+	w.w = &Writer{pool: p.pool, q: p.q, log: p.log, consumer: w.consumer, streamName: p.streams.Stream, lock: w.consumer,
+		part: int32(part), lease: lease}
+	if p.cfg.build == nil { // a rebuild meets the rejects the live projector dead-lettered
+		w.w.deadLetter = func(ctx context.Context, rejects []stream.Reject, published map[uint64]bool) error {
+			return p.streams.DeadLetter(ctx, rejects, published, p.log)
+		}
+		w.w.notify = true
+	}
+	return w
+}
+
+// consumerOf is the durable consumer of partition part: the configured
+// consumer itself without partitions.
+func (p *Projector) consumerOf(part int) string {
+	if !p.streams.Partitioned() || p.cfg.build != nil {
+		return p.cfg.Consumer
+	}
+	return p.cfg.Consumer + "-p" + strconv.Itoa(part)
+}
+
+// Consumers are the durable consumers of the live projection, one a
+// partition: the batch locks a replay, an erasure or a switch of
+// generations takes, and the positions that say how fresh the reports are.
+func Consumers(consumer string, partitions int) []string {
+	if partitions <= 1 {
+		return []string{consumer}
+	}
+	out := make([]string, partitions)
+	for i := range out {
+		out[i] = consumer + "-p" + strconv.Itoa(i)
+	}
+	return out
 }
 
 // ErrFoldVersion is returned by Run when the live reports were built by
@@ -177,11 +229,6 @@ func (p *Projector) Run(ctx context.Context) error {
 	if err := p.streams.Ensure(ctx); err != nil {
 		return err
 	}
-	release, err := p.standby(ctx)
-	if err != nil || release == nil {
-		return err
-	}
-	defer release()
 	live, err := p.q.GenerationLive(ctx, p.pool)
 	if err != nil {
 		return fmt.Errorf("read the live generation: %w", err)
@@ -208,63 +255,40 @@ func (p *Projector) Run(ctx context.Context) error {
 	if err := p.q.GenerationClaim(ctx, p.pool, p.cfg.Consumer); err != nil {
 		return fmt.Errorf("record the live consumer: %w", err)
 	}
-	return p.consume(ctx, jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	return p.lead(ctx)
 }
 
-// Stalled returns why the projector is stuck, or nil: a batch in hand that
-// has not committed for longer than StallAfter (the database refusing it,
-// or unreachable).
+// Stalled returns why the projector is stuck, or nil: a batch of one of
+// its partitions in hand that has not committed for longer than StallAfter
+// (the database refusing it, or unreachable).
 func (p *Projector) Stalled() error {
-	since := p.trying.Load()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.workers {
+		if err := w.stalled(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *worker) stalled() error {
+	since := w.trying.Load()
 	if since == 0 {
 		return nil
 	}
-	stuck := time.Since(time.Unix(0, max(since, p.lastCommit.Load())))
-	if stuck < p.cfg.StallAfter {
+	stuck := time.Since(time.Unix(0, max(since, w.lastCommit.Load())))
+	if stuck < w.cfg.StallAfter {
 		return nil
 	}
 	msg := fmt.Sprintf("no batch committed for %s while events are pending", stuck.Round(time.Second))
-	if e := p.lastErr.Load(); e != nil {
+	if w.streams.Partitioned() {
+		msg = fmt.Sprintf("partition %d: %s", w.part, msg)
+	}
+	if e := w.lastErr.Load(); e != nil {
 		msg += ": " + *e
 	}
 	return errors.New(msg)
-}
-
-// standby takes the session lock of the consumer, waiting while another
-// process holds it. It returns nil, nil when ctx ends first.
-func (p *Projector) standby(ctx context.Context) (release func(), err error) {
-	for announced := false; ; {
-		conn, err := p.pool.Acquire(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, nil
-			}
-			return nil, fmt.Errorf("connect for the consumer lock: %w", err)
-		}
-		got, err := p.q.StandbyLockTry(ctx, conn, p.cfg.Consumer)
-		if err == nil && got {
-			if announced {
-				p.log.InfoContext(ctx, "consumer lock taken; leaving standby", "consumer", p.cfg.Consumer)
-			}
-			return func() {
-				_ = p.q.StandbyUnlock(context.Background(), conn, p.cfg.Consumer)
-				conn.Release()
-			}, nil
-		}
-		conn.Release()
-		if err != nil {
-			return nil, fmt.Errorf("take the consumer lock: %w", err)
-		}
-		if !announced {
-			p.log.WarnContext(ctx, "another projector is running consumer "+p.cfg.Consumer+"; standing by until it stops", "consumer", p.cfg.Consumer)
-			announced = true
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil
-		case <-time.After(2 * time.Second):
-		}
-	}
 }
 
 // maxAckPending bounds the messages delivered and not yet acknowledged: the
@@ -292,20 +316,20 @@ func (b *batch) meta() batchMeta {
 // watch measures the consumer's lag every interval until ctx ends: for the
 // metrics, and for the freshness the position records between batches
 // (caught up; past messages deleted from the stream).
-func (p *Projector) watch(ctx context.Context, cons jetstream.Consumer, every time.Duration) {
+func (p *worker) watch(ctx context.Context, cons jetstream.Consumer, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		lag, err := p.streams.LagOf(ctx, cons)
 		if err == nil {
-			p.cfg.Metrics.lagged(lag)
+			p.cfg.Metrics.lagged(strconv.Itoa(p.part), lag)
 			p.ackFloor.Store(lag.AckFloor)
 			var oldest pgtype.Timestamptz
 			if lag.Events > 0 {
 				oldest = pgtype.Timestamptz{Time: time.Now().Add(-lag.Age).UTC(), Valid: true}
 			}
 			err = p.q.PositionFreshness(ctx, p.pool, store.PositionFreshnessParams{
-				Consumer: p.cfg.Consumer, Through: int64(lag.AckFloor), OldestPending: oldest})
+				Consumer: p.consumer, Through: int64(lag.AckFloor), OldestPending: oldest})
 			if err != nil && ctx.Err() == nil {
 				p.log.WarnContext(ctx, "record the freshness of the position", "err", err)
 			}
@@ -322,24 +346,27 @@ func (p *Projector) watch(ctx context.Context, cons jetstream.Consumer, every ti
 // start's delivery policy if it does not exist yet. One goroutine fetches
 // and decodes the next batch while the current one is written, so that the
 // reading and the writing share the machine rather than take turns.
-func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig) error {
+func (p *worker) consume(ctx context.Context, start jetstream.ConsumerConfig) error {
 	cc := start
-	cc.Durable = p.cfg.Consumer
+	cc.Durable = p.consumer
 	cc.Description = "callreport projector"
+	if p.streams.Partitioned() && p.cfg.build == nil {
+		cc.Description = fmt.Sprintf("callreport projector, partition %d of %d", p.part, p.streams.Partitions)
+	}
 	// Each message is acknowledged: an ack of all up to one would also
 	// take messages a pull delivered into a connection that broke, which
 	// JetStream redelivers only if they stay unacknowledged.
 	cc.AckPolicy = jetstream.AckExplicitPolicy
 	cc.AckWait = p.cfg.AckWait
-	cc.FilterSubject = p.streams.Filter()
+	cc.FilterSubject = p.filter
 	cc.MaxAckPending = maxAckPending
 	cc.MaxDeliver = -1
-	cons, err := p.js.Consumer(ctx, p.streams.Stream, p.cfg.Consumer)
+	cons, err := p.js.Consumer(ctx, p.streams.Stream, p.consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		cons, err = p.js.CreateConsumer(ctx, p.streams.Stream, cc)
 		if err != nil {
 			// Created meanwhile, by a process stopping in recover: use it.
-			cons, err = p.js.Consumer(ctx, p.streams.Stream, p.cfg.Consumer)
+			cons, err = p.js.Consumer(ctx, p.streams.Stream, p.consumer)
 		}
 	}
 	if err == nil {
@@ -349,19 +376,19 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 		cons, err = p.roomy(ctx, cons)
 	}
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", p.cfg.Consumer, err)
+		return fmt.Errorf("consumer %s: %w", p.consumer, err)
 	}
-	p.cfg.Metrics.running(p.cfg.Consumer, p.streams.Stream)
+	p.cfg.Metrics.running(p.consumer, p.streams.Stream)
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
-	if pos, err := p.q.PositionGet(ctx, p.pool, p.cfg.Consumer); err == nil {
+	if pos, err := p.q.PositionGet(ctx, p.pool, p.consumer); err == nil {
 		p.w.through = uint64(pos.Through)
 	} else if !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("read the position: %w", err)
 	}
 	go p.watch(lagCtx, cons, 5*time.Second)
-	go p.cfg.Metrics.watchStall(lagCtx, p.Stalled, time.Second)
-	p.log.InfoContext(ctx, "projector running", "stream", p.streams.Stream, "consumer", p.cfg.Consumer, "fold_version", fold.Version)
+	go p.cfg.Metrics.watchStall(lagCtx, strconv.Itoa(p.part), p.stalled, time.Second)
+	p.log.InfoContext(ctx, "projector running", "stream", p.streams.Stream, "consumer", p.consumer, "fold_version", fold.Version)
 
 	var hand inHand
 	fetchCtx, stopFetch := context.WithCancel(ctx)
@@ -396,7 +423,7 @@ func (p *Projector) consume(ctx context.Context, start jetstream.ConsumerConfig)
 
 // roomy raises the consumer's MaxAckPending to what two bulk batches need,
 // for a consumer made with less.
-func (p *Projector) roomy(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
+func (p *worker) roomy(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
 	cfg := cons.CachedInfo().Config
 	if cfg.MaxAckPending >= maxAckPending || cfg.MaxAckPending < 0 {
 		return cons, nil
@@ -408,7 +435,7 @@ func (p *Projector) roomy(ctx context.Context, cons jetstream.Consumer) (jetstre
 // fetchLoop fetches and decodes batches until ctx ends, handing each to
 // the applier: in bulk while many events are pending (and always in a
 // rebuild), else live batches of what arrived.
-func (p *Projector) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *inHand, out chan<- *batch) {
+func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *inHand, out chan<- *batch) {
 	bulk := p.cfg.build != nil
 	for ctx.Err() == nil {
 		msgs, err := p.fetch(ctx, cons, bulk)
@@ -416,7 +443,7 @@ func (p *Projector) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand
 			if ctx.Err() != nil {
 				return
 			}
-			p.log.WarnContext(ctx, "fetch", "consumer", p.cfg.Consumer, "err", err)
+			p.log.WarnContext(ctx, "fetch", "consumer", p.consumer, "err", err)
 			select {
 			case <-ctx.Done():
 			case <-time.After(250 * time.Millisecond):
@@ -445,7 +472,7 @@ func (p *Projector) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand
 // batchBytes, waiting a little if the stream holds fewer. Live: it waits
 // for a first message, then takes what arrives within BatchWait, up to
 // BatchSize messages and batchBytes.
-func (p *Projector) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool) ([]jetstream.Msg, error) {
+func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool) ([]jetstream.Msg, error) {
 	if bulk {
 		return collect(cons.Fetch(p.cfg.BulkBatchSize, jetstream.FetchMaxBytes(p.cfg.batchBytes()),
 			jetstream.FetchMaxWait(2*time.Second)))
@@ -509,7 +536,7 @@ func collect(mb jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
 var nats408 = jetstream.ErrNoMessages
 
 // decode decodes a batch's messages, in either content mode.
-func (p *Projector) decode(msgs []jetstream.Msg) []item {
+func (p *worker) decode(msgs []jetstream.Msg) []item {
 	items := make([]item, len(msgs))
 	for i, m := range msgs {
 		it := item{subject: m.Subject(), header: m.Headers(), data: m.Data()}
@@ -579,7 +606,7 @@ func (h *inHand) heartbeat(ctx context.Context, every time.Duration) {
 // below it is committed, and what follows is folded again, which changes
 // nothing where it was already applied. Only the holder of the consumer's
 // lock gets here, so nobody else owns those messages.
-func (p *Projector) recover(ctx context.Context, cons jetstream.Consumer, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+func (p *worker) recover(ctx context.Context, cons jetstream.Consumer, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	info, err := cons.Info(ctx)
 	if err != nil || info.NumAckPending == 0 {
 		return cons, err
@@ -590,8 +617,8 @@ func (p *Projector) recover(ctx context.Context, cons jetstream.Consumer, cc jet
 		floor = info.Config.OptStartSeq - 1
 	}
 	p.log.InfoContext(ctx, "messages of a stopped projector are unacknowledged; resuming above the ack floor",
-		"consumer", p.cfg.Consumer, "ack_pending", info.NumAckPending, "ack_floor", floor)
-	if err := p.js.DeleteConsumer(ctx, p.streams.Stream, p.cfg.Consumer); err != nil {
+		"consumer", p.consumer, "ack_pending", info.NumAckPending, "ack_floor", floor)
+	if err := p.js.DeleteConsumer(ctx, p.streams.Stream, p.consumer); err != nil {
 		return nil, err
 	}
 	cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -602,7 +629,7 @@ func (p *Projector) recover(ctx context.Context, cons jetstream.Consumer, cc jet
 
 // handle applies a batch, retrying with backoff while Postgres or NATS
 // fail, and acknowledges it once committed.
-func (p *Projector) handle(ctx context.Context, b *batch) error {
+func (p *worker) handle(ctx context.Context, b *batch) error {
 	published := make(map[uint64]bool) // dead-lettered already, across retries
 	backoff := 100 * time.Millisecond
 	began := time.Now()
@@ -613,7 +640,7 @@ func (p *Projector) handle(ctx context.Context, b *batch) error {
 		if err == nil {
 			p.lastCommit.Store(time.Now().UnixNano())
 			p.lastErr.Store(nil)
-			p.cfg.Metrics.committed(res, len(b.items), b.bulk, time.Since(began))
+			p.cfg.Metrics.committed(strconv.Itoa(p.part), res, len(b.items), b.bulk, time.Since(began))
 			if p.cfg.afterCommit != nil {
 				if err := p.cfg.afterCommit(); err != nil {
 					return err
@@ -626,6 +653,9 @@ func (p *Projector) handle(ctx context.Context, b *batch) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, errFenced) {
+			return err
 		}
 		msg := err.Error()
 		p.lastErr.Store(&msg)

@@ -191,7 +191,7 @@ func discardBuild(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStrea
 // first: the projector's SQL then writes the generation being built.
 func poolOn(ctx context.Context, pool *pgxpool.Pool, schema string) (*pgxpool.Pool, error) {
 	cfg := pool.Config()
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize() + ", public"
 	cfg.MaxConns = 4
 	p, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -205,7 +205,7 @@ func poolOn(ctx context.Context, pool *pgxpool.Pool, schema string) (*pgxpool.Po
 func runUntilCaughtUp(ctx context.Context, builder *Projector, buildPool, pool *pgxpool.Pool, streams *stream.Streams, cfg RebuildConfig, gen store.Generation) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- builder.consume(runCtx, builder.cfg.build.start) }()
+	go func() { done <- builder.newWorker(0, nil).consume(runCtx, builder.cfg.build.start) }()
 	stop := func() error {
 		cancel()
 		err := <-done

@@ -55,6 +55,8 @@ type Writer struct {
 	// part is the stream partition the writer's rows of the rollups are
 	// kept under.
 	part int32
+	// lease, when set, must still be held for a batch to commit.
+	lease *leaseHold
 
 	// through is the largest sequence up to which every event of the
 	// consumer is committed; above holds the committed ones past a gap.
@@ -185,6 +187,13 @@ func (w *Writer) applyOnce(ctx context.Context, items []item, meta batchMeta, pu
 	if w.notify {
 		if err := w.q.ReportsNotify(ctx, tx, notification(set)); err != nil {
 			return res, fmt.Errorf("notify: %w", err)
+		}
+	}
+	// Last, so that the lease's row is locked only while the commit lasts:
+	// the batch lock above keeps a taker's batches after this one.
+	if w.lease != nil {
+		if err := w.lease.check(ctx, w.q, tx); err != nil {
+			return res, err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -55,6 +55,9 @@ type NATS struct {
 	DLQStream     string // dead letters, CALL_EVENTS_DLQ
 	SubjectPrefix string // first token of event subjects, callevents
 	DLQPrefix     string // first token of dead-letter subjects, callevents_dlq
+	// Partitions divides the events into partitions by their id token,
+	// each projected by its own consumer (1: none).
+	Partitions int
 }
 
 // HTTP is the query process's listener.
@@ -119,7 +122,7 @@ func Default() Config {
 		Log:      Log{Format: "text", Level: "info"},
 		Database: Database{URL: DefaultDatabaseURL},
 		NATS: NATS{URL: DefaultNATSURL, Stream: DefaultStream, DLQStream: DefaultDLQStream,
-			SubjectPrefix: DefaultSubjectPrefix, DLQPrefix: DefaultDLQPrefix},
+			SubjectPrefix: DefaultSubjectPrefix, DLQPrefix: DefaultDLQPrefix, Partitions: 1},
 		HTTP: HTTP{Addr: DefaultHTTPAddr},
 		Projector: Projector{Consumer: DefaultConsumer, MetricsAddr: DefaultMetricsAddr, BatchSize: DefaultBatchSize,
 			BulkThreshold: DefaultBulkThreshold, MemoryBudget: DefaultMemoryBudget, StallAfter: DefaultStallAfter},
@@ -150,6 +153,7 @@ func Register(fs *flag.FlagSet, sections ...Section) *Config {
 		r.str(&c.NATS.DLQStream, "dlq-stream", "CALLREPORT_DLQ_STREAM", "dead-letter stream")
 		r.str(&c.NATS.SubjectPrefix, "subject-prefix", "CALLREPORT_SUBJECT_PREFIX", "first token of event subjects")
 		r.str(&c.NATS.DLQPrefix, "dlq-prefix", "CALLREPORT_DLQ_PREFIX", "first token of dead-letter subjects")
+		r.integer(&c.NATS.Partitions, "partitions", "CALLREPORT_PARTITIONS", "partitions of the event stream, each projected by a consumer of its own (the stream is created with them)")
 	}
 	if want&SectionHTTP != 0 {
 		r.str(&c.HTTP.Addr, "http-addr", "HTTP_ADDR", "HTTP listen address of the query API")

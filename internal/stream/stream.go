@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,10 @@ type Names struct {
 	DLQStream     string // CALL_EVENTS_DLQ
 	SubjectPrefix string // callevents
 	DLQPrefix     string // callevents_dlq
+	// Partitions is how many partitions the event stream divides its
+	// events into (1: none). With more, the stream stores each event under
+	// <prefix>.<partition>.<orgid>.…, the partition of its id token.
+	Partitions int
 }
 
 // DefaultNames are the contract's names.
@@ -37,24 +42,115 @@ func DefaultNames() Names {
 		DLQStream:     schema.DefaultDLQStream,
 		SubjectPrefix: schema.SubjectPrefix,
 		DLQPrefix:     schema.DLQSubjectPrefix,
+		Partitions:    1,
 	}
 }
 
 // NamesOf are the names a configuration gives.
 func NamesOf(c config.NATS) Names {
-	return Names{Stream: c.Stream, DLQStream: c.DLQStream, SubjectPrefix: c.SubjectPrefix, DLQPrefix: c.DLQPrefix}
+	return Names{Stream: c.Stream, DLQStream: c.DLQStream, SubjectPrefix: c.SubjectPrefix, DLQPrefix: c.DLQPrefix,
+		Partitions: max(c.Partitions, 1)}
 }
+
+// Partitioned reports whether the stream divides its events into
+// partitions.
+func (n Names) Partitioned() bool { return n.Partitions > 1 }
 
 // Filter is the subject filter of every event.
 func (n Names) Filter() string { return n.SubjectPrefix + ".>" }
 
-// ContractSubject is a stored subject as the contract names it
-// (callevents.<orgid>.…), whatever prefix the stream is configured with.
-func (n Names) ContractSubject(stored string) string {
-	if rest, ok := strings.CutPrefix(stored, n.SubjectPrefix+"."); ok {
-		return schema.SubjectPrefix + "." + rest
+// PartitionFilter is the subject filter of the events of partition p.
+func (n Names) PartitionFilter(p int) string {
+	if !n.Partitioned() {
+		return n.Filter()
 	}
-	return stored
+	return n.SubjectPrefix + "." + strconv.Itoa(p) + ".>"
+}
+
+// StoredFilter is a filter on contract subjects (callevents.<orgid>.…,
+// wildcards allowed) as it matches the stored subjects: under the
+// configured prefix, with any partition.
+func (n Names) StoredFilter(contract string) string {
+	if rest, ok := strings.CutPrefix(contract, schema.SubjectPrefix+"."); ok {
+		if n.Partitioned() {
+			return n.SubjectPrefix + ".*." + rest
+		}
+		return n.SubjectPrefix + "." + rest
+	}
+	return contract
+}
+
+// ContractSubject is a stored subject as the contract names it
+// (callevents.<orgid>.…), whatever prefix the stream is configured with
+// and without the partition token.
+func (n Names) ContractSubject(stored string) string {
+	rest, ok := strings.CutPrefix(stored, n.SubjectPrefix+".")
+	if !ok {
+		return stored
+	}
+	if n.Partitioned() {
+		if _, after, ok := strings.Cut(rest, "."); ok {
+			rest = after
+		}
+	}
+	return schema.SubjectPrefix + "." + rest
+}
+
+// PartitionOf is the partition of a stored subject, 0 without partitions.
+func (n Names) PartitionOf(stored string) int {
+	if !n.Partitioned() {
+		return 0
+	}
+	rest, _ := strings.CutPrefix(stored, n.SubjectPrefix+".")
+	tok, _, _ := strings.Cut(rest, ".")
+	p, _ := strconv.Atoi(tok)
+	return p
+}
+
+// transform is the stream's subject transform: the partition of the id
+// token (the call id, or the job id of job.*) inserted as a token after
+// the prefix, by the server.
+func (n Names) transform() *jetstream.SubjectTransformConfig {
+	if !n.Partitioned() {
+		return nil
+	}
+	return &jetstream.SubjectTransformConfig{
+		Source:      n.SubjectPrefix + ".*.*.*.*",
+		Destination: fmt.Sprintf("%s.{{partition(%d,3)}}.{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}.{{wildcard(4)}}", n.SubjectPrefix, n.Partitions),
+	}
+}
+
+// MinPartitionServer is the first nats-server version whose streams take
+// subject transforms with partition().
+const MinPartitionServer = "2.10.0"
+
+// ErrPartitions is returned when the stream and the configuration disagree
+// on the partitions.
+var ErrPartitions = errors.New("partitions")
+
+// versionAtLeast reports whether a server version (2.9.10) is major.minor
+// or newer.
+func versionAtLeast(version string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(version, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
+// partitionsOf reads the partitions a stream was created with.
+func partitionsOf(cfg jetstream.StreamConfig) int {
+	t := cfg.SubjectTransform
+	if t == nil {
+		return 1
+	}
+	var parts, token int
+	if i := strings.Index(t.Destination, "{{partition("); i >= 0 {
+		if _, err := fmt.Sscanf(t.Destination[i:], "{{partition(%d,%d)}}", &parts, &token); err == nil && parts > 0 {
+			return parts
+		}
+	}
+	return 1
 }
 
 // StoredSubject is the subject a contract subject is published on here.
@@ -73,6 +169,7 @@ type Streams struct {
 
 // New returns the streams of n reached through nc.
 func New(nc *nats.Conn, n Names, opts ...jetstream.JetStreamOpt) (*Streams, error) {
+	n.Partitions = max(n.Partitions, 1)
 	js, err := jetstream.New(nc, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -91,13 +188,25 @@ func (s *Streams) Conn() *nats.Conn { return s.js.Conn() }
 // (the stream is the system of record), a two-minute duplicate window.
 // Existing streams are left as the operator configured them.
 func (s *Streams) Ensure(ctx context.Context) error {
+	if s.Partitioned() && !versionAtLeast(s.js.Conn().ConnectedServerVersion(), 2, 10) {
+		return fmt.Errorf("%w: %d partitions need nats-server %s or newer (subject transforms with partition()); the server is %s",
+			ErrPartitions, s.Partitions, MinPartitionServer, s.js.Conn().ConnectedServerVersion())
+	}
+	if st, err := s.js.Stream(ctx, s.Stream); err == nil {
+		if got := partitionsOf(st.CachedInfo().Config); got != s.Partitions {
+			return fmt.Errorf("%w: stream %s divides its events into %d partition(s), CALLREPORT_PARTITIONS says %d: "+
+				"run `reportctl repartition` to move to %d (docs/scaling.md), or set CALLREPORT_PARTITIONS=%d",
+				ErrPartitions, s.Stream, got, s.Partitions, s.Partitions, got)
+		}
+	}
 	for _, cfg := range []jetstream.StreamConfig{{
-		Name:        s.Stream,
-		Description: "Call events (callreport contract v1); the system of record of the reports",
-		Subjects:    []string{s.Filter()},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Duplicates:  schema.DuplicateWindow,
+		Name:             s.Stream,
+		Description:      "Call events (callreport contract v1); the system of record of the reports",
+		Subjects:         []string{s.Filter()},
+		Storage:          jetstream.FileStorage,
+		Retention:        jetstream.LimitsPolicy,
+		Duplicates:       schema.DuplicateWindow,
+		SubjectTransform: s.transform(),
 	}, {
 		Name:        s.DLQStream,
 		Description: "Call events the projector rejected, with the reason in headers",

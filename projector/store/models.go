@@ -379,6 +379,26 @@ type OrgPolicy struct {
 	UpdatedAt pgtype.Timestamptz
 }
 
+// Which projector process projects which partition of the stream; the process renews its leases, another takes an expired one.
+type PartitionLease struct {
+	// The projector's consumer name (CALLREPORT_CONSUMER); each partition has the durable consumer <consumer>-p<partition>.
+	Consumer  string
+	Partition int32
+	// Instance id of the process holding the lease; NULL when released.
+	Owner *string
+	// Raised by every new owner; a batch commits only under the epoch its process took.
+	Epoch int64
+	// The lease is the owner's until then.
+	ExpiresAt pgtype.Timestamptz
+}
+
+// The projector processes alive (seen within a lease's length): the partitions are shared among them.
+type ProjectorMember struct {
+	Consumer string
+	Instance string
+	SeenAt   pgtype.Timestamptz
+}
+
 // Position of each projector consumer in the event stream, committed with the reports of each batch.
 type ProjectorPosition struct {
 	// Durable JetStream consumer name.

@@ -287,3 +287,60 @@ ON CONFLICT (kind, id) DO NOTHING;
 -- Jobs left with neither a job event nor an attempt have no report.
 DELETE FROM jobs j WHERE j.job_id = ANY(@job_ids::text[]) AND j.attempt_count = 0
   AND NOT EXISTS (SELECT 1 FROM job_states s WHERE s.job_id = j.job_id AND s.state::jsonb ? 'status');
+
+-- Partitions
+
+-- name: LeasesCreate :exec
+-- The leases of a consumer's partitions exist from its first start.
+INSERT INTO partition_leases (consumer, partition)
+SELECT sqlc.arg(consumer)::text, n FROM generate_series(0, sqlc.arg(partitions)::int - 1) n
+ON CONFLICT (consumer, partition) DO NOTHING;
+
+-- name: LeaseCount :one
+SELECT count(*)::int FROM partition_leases WHERE consumer = @consumer;
+
+-- name: MemberSeen :exec
+-- A process says it is alive.
+INSERT INTO projector_members (consumer, instance, seen_at) VALUES (@consumer, @instance, now())
+ON CONFLICT (consumer, instance) DO UPDATE SET seen_at = now();
+
+-- name: MembersAlive :one
+-- How many processes are alive; the ones that stopped saying so are
+-- forgotten.
+WITH gone AS (DELETE FROM projector_members g WHERE g.consumer = @consumer AND g.seen_at < now() - @ttl::interval)
+SELECT count(*)::int FROM projector_members m WHERE m.consumer = @consumer AND m.seen_at >= now() - @ttl::interval;
+
+-- name: MemberGone :exec
+DELETE FROM projector_members WHERE consumer = @consumer AND instance = @instance;
+
+-- name: LeasesRenew :many
+-- Extends the leases the process still holds, expired or not (expiry lets
+-- another process take a lease, and one that did is its owner now); the
+-- ones it lost are not returned.
+UPDATE partition_leases SET expires_at = clock_timestamp() + @ttl::interval
+WHERE consumer = @consumer AND owner = @instance
+RETURNING partition, epoch;
+
+-- name: LeaseAcquire :one
+-- Takes one free or expired lease, raising its epoch.
+UPDATE partition_leases l SET owner = @instance, epoch = l.epoch + 1, expires_at = now() + @ttl::interval
+WHERE (l.consumer, l.partition) = (
+    SELECT f.consumer, f.partition FROM partition_leases f
+    WHERE f.consumer = @consumer AND (f.owner IS NULL OR f.expires_at <= now())
+    ORDER BY f.partition LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING l.partition, l.epoch;
+
+-- name: LeaseRelease :exec
+UPDATE partition_leases SET owner = NULL, expires_at = '-infinity'
+WHERE consumer = @consumer AND partition = @partition AND owner = @instance AND epoch = @epoch;
+
+-- name: LeaseCheck :one
+-- The last statement of a batch's transaction: the process still holds
+-- the partition at its epoch. FOR SHARE holds a taker back until the batch
+-- commits (and the owner's renewal, for as long as a commit takes).
+SELECT epoch FROM partition_leases
+WHERE consumer = @consumer AND partition = @partition AND owner = @instance AND epoch = @epoch
+FOR SHARE;
+
+-- name: Leases :many
+SELECT partition, owner, epoch, expires_at FROM partition_leases WHERE consumer = @consumer ORDER BY partition;

@@ -758,6 +758,239 @@ func (q *Queries) JobsWithoutReportDelete(ctx context.Context, db DBTX, jobIds [
 	return err
 }
 
+const leaseAcquire = `-- name: LeaseAcquire :one
+UPDATE partition_leases l SET owner = $1, epoch = l.epoch + 1, expires_at = now() + $2::interval
+WHERE (l.consumer, l.partition) = (
+    SELECT f.consumer, f.partition FROM partition_leases f
+    WHERE f.consumer = $3 AND (f.owner IS NULL OR f.expires_at <= now())
+    ORDER BY f.partition LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING l.partition, l.epoch
+`
+
+type LeaseAcquireParams struct {
+	Instance *string
+	Ttl      pgtype.Interval
+	Consumer string
+}
+
+type LeaseAcquireRow struct {
+	Partition int32
+	Epoch     int64
+}
+
+// Takes one free or expired lease, raising its epoch.
+func (q *Queries) LeaseAcquire(ctx context.Context, db DBTX, arg LeaseAcquireParams) (LeaseAcquireRow, error) {
+	row := db.QueryRow(ctx, leaseAcquire, arg.Instance, arg.Ttl, arg.Consumer)
+	var i LeaseAcquireRow
+	err := row.Scan(&i.Partition, &i.Epoch)
+	return i, err
+}
+
+const leaseCheck = `-- name: LeaseCheck :one
+SELECT epoch FROM partition_leases
+WHERE consumer = $1 AND partition = $2 AND owner = $3 AND epoch = $4
+FOR SHARE
+`
+
+type LeaseCheckParams struct {
+	Consumer  string
+	Partition int32
+	Instance  *string
+	Epoch     int64
+}
+
+// The last statement of a batch's transaction: the process still holds
+// the partition at its epoch. FOR SHARE holds a taker back until the batch
+// commits (and the owner's renewal, for as long as a commit takes).
+func (q *Queries) LeaseCheck(ctx context.Context, db DBTX, arg LeaseCheckParams) (int64, error) {
+	row := db.QueryRow(ctx, leaseCheck,
+		arg.Consumer,
+		arg.Partition,
+		arg.Instance,
+		arg.Epoch,
+	)
+	var epoch int64
+	err := row.Scan(&epoch)
+	return epoch, err
+}
+
+const leaseCount = `-- name: LeaseCount :one
+SELECT count(*)::int FROM partition_leases WHERE consumer = $1
+`
+
+func (q *Queries) LeaseCount(ctx context.Context, db DBTX, consumer string) (int32, error) {
+	row := db.QueryRow(ctx, leaseCount, consumer)
+	var column_1 int32
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
+const leaseRelease = `-- name: LeaseRelease :exec
+UPDATE partition_leases SET owner = NULL, expires_at = '-infinity'
+WHERE consumer = $1 AND partition = $2 AND owner = $3 AND epoch = $4
+`
+
+type LeaseReleaseParams struct {
+	Consumer  string
+	Partition int32
+	Instance  *string
+	Epoch     int64
+}
+
+func (q *Queries) LeaseRelease(ctx context.Context, db DBTX, arg LeaseReleaseParams) error {
+	_, err := db.Exec(ctx, leaseRelease,
+		arg.Consumer,
+		arg.Partition,
+		arg.Instance,
+		arg.Epoch,
+	)
+	return err
+}
+
+const leases = `-- name: Leases :many
+SELECT partition, owner, epoch, expires_at FROM partition_leases WHERE consumer = $1 ORDER BY partition
+`
+
+type LeasesRow struct {
+	Partition int32
+	Owner     *string
+	Epoch     int64
+	ExpiresAt pgtype.Timestamptz
+}
+
+func (q *Queries) Leases(ctx context.Context, db DBTX, consumer string) ([]LeasesRow, error) {
+	rows, err := db.Query(ctx, leases, consumer)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LeasesRow
+	for rows.Next() {
+		var i LeasesRow
+		if err := rows.Scan(
+			&i.Partition,
+			&i.Owner,
+			&i.Epoch,
+			&i.ExpiresAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const leasesCreate = `-- name: LeasesCreate :exec
+
+INSERT INTO partition_leases (consumer, partition)
+SELECT $1::text, n FROM generate_series(0, $2::int - 1) n
+ON CONFLICT (consumer, partition) DO NOTHING
+`
+
+type LeasesCreateParams struct {
+	Consumer   string
+	Partitions int32
+}
+
+// Partitions
+// The leases of a consumer's partitions exist from its first start.
+func (q *Queries) LeasesCreate(ctx context.Context, db DBTX, arg LeasesCreateParams) error {
+	_, err := db.Exec(ctx, leasesCreate, arg.Consumer, arg.Partitions)
+	return err
+}
+
+const leasesRenew = `-- name: LeasesRenew :many
+UPDATE partition_leases SET expires_at = clock_timestamp() + $1::interval
+WHERE consumer = $2 AND owner = $3
+RETURNING partition, epoch
+`
+
+type LeasesRenewParams struct {
+	Ttl      pgtype.Interval
+	Consumer string
+	Instance *string
+}
+
+type LeasesRenewRow struct {
+	Partition int32
+	Epoch     int64
+}
+
+// Extends the leases the process still holds, expired or not (expiry lets
+// another process take a lease, and one that did is its owner now); the
+// ones it lost are not returned.
+func (q *Queries) LeasesRenew(ctx context.Context, db DBTX, arg LeasesRenewParams) ([]LeasesRenewRow, error) {
+	rows, err := db.Query(ctx, leasesRenew, arg.Ttl, arg.Consumer, arg.Instance)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LeasesRenewRow
+	for rows.Next() {
+		var i LeasesRenewRow
+		if err := rows.Scan(&i.Partition, &i.Epoch); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const memberGone = `-- name: MemberGone :exec
+DELETE FROM projector_members WHERE consumer = $1 AND instance = $2
+`
+
+type MemberGoneParams struct {
+	Consumer string
+	Instance string
+}
+
+func (q *Queries) MemberGone(ctx context.Context, db DBTX, arg MemberGoneParams) error {
+	_, err := db.Exec(ctx, memberGone, arg.Consumer, arg.Instance)
+	return err
+}
+
+const memberSeen = `-- name: MemberSeen :exec
+INSERT INTO projector_members (consumer, instance, seen_at) VALUES ($1, $2, now())
+ON CONFLICT (consumer, instance) DO UPDATE SET seen_at = now()
+`
+
+type MemberSeenParams struct {
+	Consumer string
+	Instance string
+}
+
+// A process says it is alive.
+func (q *Queries) MemberSeen(ctx context.Context, db DBTX, arg MemberSeenParams) error {
+	_, err := db.Exec(ctx, memberSeen, arg.Consumer, arg.Instance)
+	return err
+}
+
+const membersAlive = `-- name: MembersAlive :one
+WITH gone AS (DELETE FROM projector_members g WHERE g.consumer = $1 AND g.seen_at < now() - $2::interval)
+SELECT count(*)::int FROM projector_members m WHERE m.consumer = $1 AND m.seen_at >= now() - $2::interval
+`
+
+type MembersAliveParams struct {
+	Consumer string
+	Ttl      pgtype.Interval
+}
+
+// How many processes are alive; the ones that stopped saying so are
+// forgotten.
+func (q *Queries) MembersAlive(ctx context.Context, db DBTX, arg MembersAliveParams) (int32, error) {
+	row := db.QueryRow(ctx, membersAlive, arg.Consumer, arg.Ttl)
+	var column_1 int32
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const pathEntriesGet = `-- name: PathEntriesGet :many
 SELECT p.call_id, p.execution_index, p.node_id, p.node_type, p.node_label, p.output_path,
        p.entered, p.exited, octet_length(p.fragment)::int AS size
