@@ -2,11 +2,9 @@ package schema
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"time"
 	"unicode"
@@ -228,32 +226,6 @@ func (l Limits) decode(subject string, attrs attrSource, data json.RawMessage) (
 	}
 	ev.Digest = digest(ev)
 	return ev, nil
-}
-
-// digest hashes what an event says rather than the bytes that said it, so
-// that both content modes of one event give the same: FNV-1a (64 bits) over
-// the attributes the Event holds, each after its length, the time as Unix
-// nanoseconds, and Data encoded as JSON (the fields of its type in their
-// order, variables by name, strings and numbers as decoded). Two events
-// that differ only in what the decoder ignores (unknown attributes and data
-// fields, white space, key order, escapes, the time's offset) share a
-// digest, and project alike.
-func digest(ev *Event) uint64 {
-	h := fnv.New64a()
-	var n [8]byte
-	for _, s := range [...]string{ev.ID, ev.Source, string(ev.Type), ev.OrgID, ev.JobID, ev.CallID} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	binary.BigEndian.PutUint64(n[:], uint64(ev.Time.UnixNano()))
-	h.Write(n[:])
-	if ev.Data != nil {
-		// It cannot fail: every value of Data was read from valid JSON.
-		b, _ := json.Marshal(ev.Data)
-		h.Write(b)
-	}
-	return h.Sum64()
 }
 
 // required returns an attribute the contract requires.
