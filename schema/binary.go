@@ -2,7 +2,6 @@ package schema
 
 import (
 	"bytes"
-	"encoding/json"
 	"mime"
 	"strings"
 	"unicode/utf8"
@@ -64,12 +63,17 @@ func (l Limits) DecodeMessage(subject string, header map[string][]string, body [
 	if err := l.checkBody(body); err != nil {
 		return nil, err
 	}
-	data := bytes.TrimLeft(bytes.TrimRight(body, jsonSpace), jsonSpace)
-	if len(data) > 0 {
-		var v json.RawMessage
-		if err := json.Unmarshal(data, &v); err != nil {
-			return nil, &Error{Reason: ReasonInvalidJSON, Msg: jsonErrMsg(err)}
+	var dataBuf [12]member
+	var data rawData
+	s := scanner{text: body}
+	if len(bytes.Trim(body, jsonSpace)) > 0 {
+		doc, ok := s.document(dataBuf[:0], nil)
+		if !ok {
+			// As encoding/json says it of the body without the white
+			// space around it, with offsets into that.
+			return nil, syntaxErr(bytes.Trim(body, jsonSpace))
 		}
+		data = rawData{text: doc.value, members: doc.members, depth: doc.depth}
 	}
 	if l.Storable {
 		for _, name := range envelopeAttrs {
@@ -79,7 +83,7 @@ func (l Limits) DecodeMessage(subject string, header map[string][]string, body [
 				}
 			}
 		}
-		if hasNULEscape(data) {
+		if s.nul {
 			return nil, nulErr()
 		}
 	}
@@ -94,7 +98,7 @@ func (l Limits) DecodeMessage(subject string, header map[string][]string, body [
 const jsonSpace = " \t\r\n"
 
 // envelopeAttrs are the attributes of the contract's envelope other than data.
-var envelopeAttrs = []string{"specversion", "id", "source", "type", "time", "orgid", "jobid", "callid", "datacontenttype"}
+var envelopeAttrs = [...]string{"specversion", "id", "source", "type", "time", "orgid", "jobid", "callid", "datacontenttype"}
 
 // headerAttrs are the attributes of a binary-mode message: the values of its
 // ce- headers by attribute name, and its content-type headers.

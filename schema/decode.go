@@ -77,17 +77,30 @@ func (l Limits) Decode(subject string, body []byte) (*Event, error) {
 	if err := l.checkBody(body); err != nil {
 		return nil, err
 	}
-	var attrs map[string]json.RawMessage
-	if err := json.Unmarshal(body, &attrs); err != nil {
-		return nil, &Error{Reason: ReasonInvalidJSON, Msg: jsonErrMsg(err)}
+	// Most events have fewer members, in the envelope and in data.
+	var topBuf, dataBuf [12]member
+	s := scanner{text: body}
+	doc, ok := s.document(topBuf[:0], dataBuf[:0])
+	if !ok {
+		return nil, syntaxErr(body)
 	}
-	if attrs == nil {
+	if doc.value[0] != '{' {
+		// null too, which leaves a map nil.
 		return nil, &Error{Reason: ReasonInvalidJSON, Msg: "body is not a JSON object"}
 	}
-	if l.Storable && hasNULEscape(body) {
+	if l.Storable && s.nul {
 		return nil, nulErr()
 	}
-	ev, err := l.decode(subject, jsonAttrs(attrs), attrs["data"])
+	var attrs jsonAttrs
+	d := rawData{members: doc.data}
+	for _, m := range doc.members { // in order: the last member of a name counts, as in a map
+		if string(m.key) == "data" {
+			d.text, d.depth = m.value, m.depth
+		} else if i := attrIndex(string(m.key)); i >= 0 {
+			attrs[i] = m.value
+		}
+	}
+	ev, err := l.decode(subject, &attrs, d)
 	if err != nil {
 		return nil, err
 	}
@@ -119,12 +132,23 @@ type attrSource interface {
 	checkContentType() *Error
 }
 
-// jsonAttrs are the attributes of a structured event.
-type jsonAttrs map[string]json.RawMessage
+// jsonAttrs are the attributes of a structured event: the JSON text of the
+// value of each attribute of envelopeAttrs, in that order, nil when absent.
+type jsonAttrs [len(envelopeAttrs)][]byte
 
-func (a jsonAttrs) get(name string) (string, bool, *Error) {
-	raw, ok := a[name]
-	if !ok || isNull(raw) {
+// attrIndex is the index of name in envelopeAttrs, or -1.
+func attrIndex(name string) int {
+	for i, a := range envelopeAttrs {
+		if name == a {
+			return i
+		}
+	}
+	return -1
+}
+
+func (a *jsonAttrs) get(name string) (string, bool, *Error) {
+	raw := a[attrIndex(name)]
+	if raw == nil || isNull(raw) {
 		return "", false, nil
 	}
 	s, ok := unquote(raw)
@@ -136,7 +160,7 @@ func (a jsonAttrs) get(name string) (string, bool, *Error) {
 
 // checkContentType checks datacontenttype, which structured mode takes
 // exactly as the JSON Schema documents have it.
-func (a jsonAttrs) checkContentType() *Error {
+func (a *jsonAttrs) checkContentType() *Error {
 	ct, ok, err := a.get("datacontenttype")
 	if err != nil {
 		return err
@@ -147,9 +171,15 @@ func (a jsonAttrs) checkContentType() *Error {
 	return nil
 }
 
-// decode validates the envelope of attrs, the data and the subject. data is
-// the data's JSON, nil or null when there is none.
-func (l Limits) decode(subject string, attrs attrSource, data json.RawMessage) (*Event, *Error) {
+// rawData is the data of an event as the scanner found it.
+type rawData struct {
+	text    []byte     // its JSON text; nil when there is none
+	members memberList // its members, when it is an object
+	depth   int        // the deepest nesting of objects and arrays in it
+}
+
+// decode validates the envelope of attrs, the data and the subject.
+func (l Limits) decode(subject string, attrs attrSource, data rawData) (*Event, *Error) {
 	ev := &Event{}
 	specversion, err := required(attrs, "specversion")
 	if err != nil {
@@ -202,22 +232,21 @@ func (l Limits) decode(subject string, attrs attrSource, data json.RawMessage) (
 		return nil, err
 	}
 
-	if len(data) == 0 || isNull(data) {
+	if len(data.text) == 0 || isNull(data.text) {
 		return nil, envelopeErr("data", "is required (an object, {} when the type has no fields)")
 	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(data, &fields) != nil || fields == nil {
+	if data.text[0] != '{' {
 		return nil, envelopeErr("data", "must be a JSON object")
 	}
-	if l.DataDepth > 0 && depth(data) > l.DataDepth+1 {
+	if l.DataDepth > 0 && data.depth > l.DataDepth+1 {
 		field := "data"
-		if inner, ok := fields["data"]; ok && ev.Type == CallEvent && depth(inner) > l.DataDepth {
+		if inner, ok := data.members.lookup("data"); ok && ev.Type == CallEvent && inner.depth > l.DataDepth {
 			field = "data.data"
 		}
 		return nil, limitErr(field, "nested deeper than %d levels", l.DataDepth)
 	}
 	if ev.Type.Known() {
-		if ev.Data, err = l.decodeData(ev.Type, fields); err != nil {
+		if ev.Data, err = l.decodeData(ev.Type, data.members); err != nil {
 			return nil, err
 		}
 	}
@@ -273,8 +302,18 @@ func checkSubject(subject string, ev *Event) *Error {
 	mismatch := func(format string, args ...any) *Error {
 		return &Error{Reason: ReasonSubjectMismatch, Field: "subject", Msg: fmt.Sprintf(format, args...)}
 	}
-	tok := strings.Split(subject, ".")
-	if len(tok) != 5 || tok[0] != SubjectPrefix {
+	// The tokens of subject, as strings.Split would cut them, into an
+	// array: it needs no allocation.
+	var tok [5]string
+	rest, n := subject, 0
+	for ; n < len(tok); n++ {
+		var more bool
+		tok[n], rest, more = strings.Cut(rest, ".")
+		if !more {
+			break
+		}
+	}
+	if n != len(tok)-1 || tok[0] != SubjectPrefix {
 		return mismatch("%q is not %s.<orgid>.<family>.<id>.<name>", truncate(subject), SubjectPrefix)
 	}
 	if tok[1] != ev.OrgID {
@@ -340,17 +379,15 @@ func parseTime(s string) (time.Time, *Error) {
 }
 
 // unquote decodes a JSON string. Most strings have no escape: their bytes,
-// valid UTF-8 already, are the value, and need no second pass of the JSON
-// decoder.
-func unquote(raw json.RawMessage) (string, bool) {
+// valid UTF-8 already, are the value.
+func unquote(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
 	}
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw[1 : len(raw)-1]), true
 	}
-	var s string
-	return s, json.Unmarshal(raw, &s) == nil
+	return string(unescape(raw[1 : len(raw)-1])), true
 }
 
 // checkID applies the contract's rule for ids: 1–maxLen characters (no
@@ -387,7 +424,7 @@ func ValidID(s string) bool {
 	return msg == ""
 }
 
-func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+func isNull(raw []byte) bool { return string(raw) == "null" }
 
 // truncate shortens what an error message quotes: a value past a limit can
 // be a megabyte long.
@@ -412,25 +449,4 @@ func jsonErrMsg(err error) string {
 		return "body is not a JSON object"
 	}
 	return "not valid JSON: " + err.Error()
-}
-
-// hasNULEscape reports whether body holds the escape \u0000 inside a string
-// (a raw NUL byte is not valid JSON and never gets this far).
-func hasNULEscape(body []byte) bool {
-	for i := 0; ; {
-		j := bytes.Index(body[i:], []byte(`u0000`))
-		if j < 0 {
-			return false
-		}
-		j += i
-		// Count the backslashes before "u0000": an odd number is an escape.
-		n := 0
-		for k := j - 1; k >= 0 && body[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 1 {
-			return true
-		}
-		i = j + 1
-	}
 }
