@@ -60,7 +60,7 @@ func (l Limits) DecodeMessage(subject string, header map[string][]string, body [
 		}
 	}
 
-	if err := l.checkBody(body); err != nil {
+	if err := l.checkSize(body); err != nil {
 		return nil, err
 	}
 	var dataBuf [12]member
@@ -71,7 +71,7 @@ func (l Limits) DecodeMessage(subject string, header map[string][]string, body [
 		if !ok {
 			// As encoding/json says it of the body without the white
 			// space around it, with offsets into that.
-			return nil, syntaxErr(bytes.Trim(body, jsonSpace))
+			return nil, notJSON(body, bytes.Trim(body, jsonSpace))
 		}
 		data = rawData{text: doc.value, members: doc.members, depth: doc.depth}
 	}
@@ -87,7 +87,7 @@ func (l Limits) DecodeMessage(subject string, header map[string][]string, body [
 			return nil, nulErr()
 		}
 	}
-	ev, err := l.decode(subject, h, data)
+	ev, err := l.decode(subject, attrSource{header: &h}, data)
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,7 @@ func Decode(subject string, body []byte) (*Event, error) {
 
 // Decode is the package-level Decode under the limits l.
 func (l Limits) Decode(subject string, body []byte) (*Event, error) {
-	if err := l.checkBody(body); err != nil {
+	if err := l.checkSize(body); err != nil {
 		return nil, err
 	}
 	// Most events have fewer members, in the envelope and in data.
@@ -82,7 +82,7 @@ func (l Limits) Decode(subject string, body []byte) (*Event, error) {
 	s := scanner{text: body}
 	doc, ok := s.document(topBuf[:0], dataBuf[:0])
 	if !ok {
-		return nil, syntaxErr(body)
+		return nil, notJSON(body, body)
 	}
 	if doc.value[0] != '{' {
 		// null too, which leaves a map nil.
@@ -100,22 +100,29 @@ func (l Limits) Decode(subject string, body []byte) (*Event, error) {
 			attrs[i] = m.value
 		}
 	}
-	ev, err := l.decode(subject, &attrs, d)
+	ev, err := l.decode(subject, attrSource{json: &attrs}, d)
 	if err != nil {
 		return nil, err
 	}
 	return ev, nil
 }
 
-// checkBody bounds the body and checks that it is UTF-8.
-func (l Limits) checkBody(body []byte) *Error {
+// checkSize bounds the body.
+func (l Limits) checkSize(body []byte) *Error {
 	if l.EventBytes > 0 && len(body) > l.EventBytes {
 		return limitErr("", "event body is %d bytes, more than %d", len(body), l.EventBytes)
 	}
+	return nil
+}
+
+// notJSON rejects a body the scanner refused, text being the part of it
+// that was to be JSON: the body is not UTF-8 (which the scanner checks in
+// strings, where alone JSON allows bytes past ASCII), or text is not JSON.
+func notJSON(body, text []byte) *Error {
 	if !utf8.Valid(body) {
 		return &Error{Reason: ReasonInvalidJSON, Msg: "body is not valid UTF-8"}
 	}
-	return nil
+	return syntaxErr(text)
 }
 
 // nulErr rejects U+0000, which Postgres text and jsonb cannot hold.
@@ -123,13 +130,31 @@ func nulErr() *Error {
 	return &Error{Reason: ReasonInvalidData, Msg: "a string contains the NUL character (\\u0000)"}
 }
 
-// attrSource gives the attributes of an event, whatever its content mode.
-type attrSource interface {
-	// get returns the string value of attribute name; ok is false when
-	// the attribute is absent (or null).
-	get(name string) (v string, ok bool, err *Error)
-	// checkContentType checks the media type of data, when given.
-	checkContentType() *Error
+// attrSource gives the attributes of an event, whatever its content mode:
+// those of a structured event's object, or of a binary-mode message's
+// headers. It is a struct rather than an interface so that the attributes
+// of a structured event, on the decoder's stack, stay there: through an
+// interface, escape analysis would move them to the heap.
+type attrSource struct {
+	json   *jsonAttrs   // structured mode
+	header *headerAttrs // binary mode
+}
+
+// get returns the string value of attribute name; ok is false when the
+// attribute is absent (or null).
+func (a attrSource) get(name string) (v string, ok bool, err *Error) {
+	if a.json != nil {
+		return a.json.get(name)
+	}
+	return a.header.get(name)
+}
+
+// checkContentType checks the media type of data, when given.
+func (a attrSource) checkContentType() *Error {
+	if a.json != nil {
+		return a.json.checkContentType()
+	}
+	return a.header.checkContentType()
 }
 
 // jsonAttrs are the attributes of a structured event: the JSON text of the
@@ -138,10 +163,25 @@ type jsonAttrs [len(envelopeAttrs)][]byte
 
 // attrIndex is the index of name in envelopeAttrs, or -1.
 func attrIndex(name string) int {
-	for i, a := range envelopeAttrs {
-		if name == a {
-			return i
-		}
+	switch name { // faster than a loop over envelopeAttrs; TestAttrIndex holds them together
+	case "specversion":
+		return 0
+	case "id":
+		return 1
+	case "source":
+		return 2
+	case "type":
+		return 3
+	case "time":
+		return 4
+	case "orgid":
+		return 5
+	case "jobid":
+		return 6
+	case "callid":
+		return 7
+	case "datacontenttype":
+		return 8
 	}
 	return -1
 }

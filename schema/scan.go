@@ -15,11 +15,12 @@ import (
 // text is JSON, and keeps the members of the objects the decoder reads
 // (the event, its data) as slices of the text.
 //
-// It accepts exactly the text encoding/json accepts: RFC 8259 JSON (the
-// body is UTF-8 already: checkBody saw to it), nested at most maxNesting
-// levels deep. FuzzDecodeEquivalent holds it to that. It does not say what
-// is wrong with text that is not JSON: syntaxErr asks encoding/json, so
-// that the error messages are the ones they always were.
+// It accepts exactly the text encoding/json accepts, if UTF-8: RFC 8259
+// JSON nested at most maxNesting levels deep. (It refuses text that is not
+// UTF-8 too, which the decoder rejects before it asks whether it is JSON.)
+// FuzzDecodeEquivalent holds it to that. It does not say what is wrong
+// with text that is not JSON: syntaxErr asks encoding/json, so that the
+// error messages are the ones they always were.
 
 // maxNesting is encoding/json's bound on nesting (its maxNestingDepth):
 // text with objects and arrays nested deeper is not JSON to it.
@@ -224,10 +225,11 @@ func (s *scanner) array(depth int) (int, bool) {
 	}
 }
 
-// plain marks the bytes a string holds as they are: all but the quote,
-// the backslash and the control characters, which JSON requires escaped.
+// plain marks the ASCII characters a string holds as they are: all but the
+// quote, the backslash and the control characters, which JSON requires
+// escaped.
 var plain = func() (t [256]bool) {
-	for c := 0x20; c < 256; c++ {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
 		t[c] = c != '"' && c != '\\'
 	}
 	return t
@@ -264,8 +266,18 @@ func (s *scanner) string() (escaped, ok bool) {
 			default:
 				return false, false
 			}
-		default: // a control character
-			return false, false
+		default:
+			if t[i] < utf8.RuneSelf { // a control character
+				return false, false
+			}
+			// Past ASCII: the scanner checks UTF-8 here, the only place
+			// in JSON where such bytes may be, rather than in a pass of
+			// its own over the whole text.
+			r, size := utf8.DecodeRune(t[i:])
+			if r == utf8.RuneError && size == 1 {
+				return false, false
+			}
+			i += size
 		}
 	}
 	return false, false
