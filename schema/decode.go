@@ -191,11 +191,39 @@ func (a *jsonAttrs) get(name string) (string, bool, *Error) {
 	if raw == nil || isNull(raw) {
 		return "", false, nil
 	}
+	if s, ok := contractString(raw); ok {
+		return s, true, nil
+	}
 	s, ok := unquote(raw)
 	if !ok {
 		return "", false, envelopeErr(name, "must be a string")
 	}
 	return s, true, nil
+}
+
+// contractStrings are the values of the attributes the contract fixes
+// (specversion, datacontenttype, type) as JSON strings, to the constants;
+// maxContractString is the length of the longest.
+var contractStrings, maxContractString = func() (map[string]string, int) {
+	m := map[string]string{`"` + SpecVersion + `"`: SpecVersion, `"` + ContentType + `"`: ContentType}
+	for _, t := range Types {
+		m[`"`+string(t.Type)+`"`] = string(t.Type)
+	}
+	n := 0
+	for k := range m {
+		n = max(n, len(k))
+	}
+	return m, n
+}()
+
+// contractString returns the constant of the contract the JSON string raw
+// holds, if any: a string that needs no allocation of its own.
+func contractString(raw []byte) (string, bool) {
+	if len(raw) > maxContractString { // ids, most of them
+		return "", false
+	}
+	s, ok := contractStrings[string(raw)]
+	return s, ok
 }
 
 // checkContentType checks datacontenttype, which structured mode takes
