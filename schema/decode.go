@@ -474,6 +474,9 @@ func checkID(s string, maxLen int) (msg string, limit bool) {
 			return fmt.Sprintf("is %d characters, more than %d", n, maxLen), true
 		}
 	}
+	if asciiID(s) {
+		return "", false
+	}
 	for _, r := range s {
 		switch {
 		case r == '.' || r == '*' || r == '>':
@@ -483,6 +486,27 @@ func checkID(s string, maxLen int) (msg string, limit bool) {
 		}
 	}
 	return "", false
+}
+
+// idASCII marks the ASCII characters an id may hold: not '.', '*', '>',
+// white space or a control character.
+var idASCII = func() (t [utf8.RuneSelf]bool) {
+	for c := rune(0); c < utf8.RuneSelf; c++ {
+		t[c] = c != '.' && c != '*' && c != '>' && !unicode.IsSpace(c) && !unicode.IsControl(c)
+	}
+	return t
+}()
+
+// asciiID reports whether s is ASCII and holds only characters of ids, as
+// most ids do: the test of each character by the unicode package is then
+// not needed.
+func asciiID(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || !idASCII[c] {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidID reports whether s is a valid id of the contract. The query process
