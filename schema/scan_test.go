@@ -1,6 +1,14 @@
 package schema
 
-import "testing"
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
 
 // TestAttrIndex holds attrIndex, a switch, to envelopeAttrs.
 func TestAttrIndex(t *testing.T) {
@@ -14,4 +22,158 @@ func TestAttrIndex(t *testing.T) {
 			t.Errorf("attrIndex(%q) = %d, want -1", name, got)
 		}
 	}
+}
+
+// scanSeeds are JSON texts, valid and not, for the fuzz tests of the
+// scanner's parts.
+var scanSeeds = []string{
+	``, ` `, `{}`, ` { } `, `[]`, `null`, `true`, `false`, `0`, `-0`, `-0.5e+3`, `1E-2`, `"x"`, `"\u0000"`, `"\\u0000"`,
+	`"\\\u0000"`, `"\ud83d\ude00"`, `"\ud800"`, `"\udc00\ud800x"`, `"\ud800\u0041"`, `"\/\b\f\n\r\t\"\\"`, "\"\u2028<&>\u2029\x7f\"",
+	`{"a":1,"a":2}`, `{"\u0061":1,"a":[{"b":{}}]}`, `{"data":{"x":1},"data":[2]}`, `{"data":{"x":1},"data":{"y":{"z":[]}}}`,
+	`{"a" : [ 1 , 2 ] , "b" : { "c" : null } }`, `{"b":1,"a":2}`, `{"a":[1e1001]}`, `{"é":"é","z":0.10}`,
+	`01`, `1.`, `.1`, `-`, `+1`, `1e`, `tru`, `nul`, `[1,]`, `{"a":1,}`, `{"a"}`, `{a:1}`, `"\x"`, `"\u12"`, "\"\x01\"",
+	"\"\xff\"", "\"\xed\xa0\x80\"", "\xef\xbb\xbf{}", `{}{}`, `[] x`, strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+}
+
+// FuzzScan holds the scanner to encoding/json: it accepts the texts
+// json.Valid accepts, if UTF-8; of those, the value, its depth and the
+// \u0000 escape are what the decoder found before by other means, an
+// object's members are those json.Unmarshal puts in a map, the last of a
+// name counting, and a string unquotes as json.Unmarshal unquotes it.
+func FuzzScan(f *testing.F) {
+	for _, s := range scanSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		var topBuf, dataBuf [4]member
+		s := scanner{text: text}
+		doc, ok := s.document(topBuf[:0], dataBuf[:0])
+		if want := utf8.Valid(text) && json.Valid(text); ok != want {
+			t.Fatalf("scanner says %v, encoding/json %v, of %q", ok, want, text)
+		}
+		if !ok {
+			return
+		}
+		if value := bytes.Trim(text, jsonSpace); !bytes.Equal(doc.value, value) {
+			t.Fatalf("value %q, want %q", doc.value, value)
+		}
+		if want := refDepth(doc.value); doc.depth != want {
+			t.Fatalf("depth %d, want %d, of %q", doc.depth, want, text)
+		}
+		if want := refHasNULEscape(text); s.nul != want {
+			t.Fatalf("nul %v, want %v, of %q", s.nul, want, text)
+		}
+		switch doc.value[0] {
+		case '"':
+			var want string
+			if err := json.Unmarshal(doc.value, &want); err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := unquote(doc.value); !ok || got != want {
+				t.Fatalf("unquote(%q) = %q, %v; want %q", doc.value, got, ok, want)
+			}
+			if n := unquotedLen(doc.value); n != len(want) {
+				t.Fatalf("unquotedLen(%q) = %d, want %d", doc.value, n, len(want))
+			}
+		case '{':
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(doc.value, &m); err != nil {
+				t.Fatal(err)
+			}
+			checkMembers(t, doc.members, m)
+			if d, ok := m["data"]; ok && d[0] == '{' {
+				var dm map[string]json.RawMessage
+				if err := json.Unmarshal(d, &dm); err != nil {
+					t.Fatal(err)
+				}
+				checkMembers(t, doc.data, dm)
+			}
+		}
+	})
+}
+
+// checkMembers checks that ms, looked up as the decoder does, is m.
+func checkMembers(t *testing.T, ms memberList, m map[string]json.RawMessage) {
+	t.Helper()
+	names := map[string]bool{}
+	for _, v := range ms {
+		names[string(v.key)] = true
+	}
+	if len(names) != len(m) {
+		t.Fatalf("%d names, want %d: %q", len(names), len(m), m)
+	}
+	for k, want := range m {
+		v, ok := ms.lookup(k)
+		if !ok || !bytes.Equal(v.value, want) || v.depth != refDepth(want) {
+			t.Fatalf("member %q = %q (depth %d), %v; want %q", k, v.value, v.depth, ok, want)
+		}
+	}
+}
+
+// FuzzIsCanonical checks that what isCanonical takes as canonical already
+// is what canonical gives back as it is.
+func FuzzIsCanonical(f *testing.F) {
+	for _, s := range scanSeeds {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, bounded bool) {
+		if !utf8.Valid(raw) || !json.Valid(raw) || !bytes.Equal(raw, bytes.Trim(raw, jsonSpace)) {
+			return // the decoder calls it on values alone
+		}
+		if !isCanonical(raw, bounded) {
+			return
+		}
+		c, err := refCanonical(raw, bounded)
+		if err != nil || !bytes.Equal(c, raw) {
+			t.Fatalf("isCanonical(%q, %v), but canonical gives %q, %v", raw, bounded, c, err)
+		}
+	})
+}
+
+// FuzzDigest holds digest to the reference, json.Marshal included, on
+// events the decoder cannot give: any strings (not UTF-8 too), numbers and
+// JSON values in every field of every data type.
+func FuzzDigest(f *testing.F) {
+	f.Add("evt-1", int64(1_700_000_000_000_000_000), []byte(`{"a":1}`))
+	f.Add("<tag> & \u2028\u2029 \x00\x1f\x7f \"\\ é", int64(-1), []byte(`{ "s" : "<&>\u2028" , "n":[1.50, -0] }`))
+	f.Add("\xff\xed\xa0\x80", int64(0), []byte(`"\ud800"`))
+	f.Add("", int64(42), []byte(`1e400`))
+	f.Fuzz(func(t *testing.T, s string, n int64, raw []byte) {
+		if !json.Valid(raw) {
+			raw = []byte(strconv.Quote(string(raw)))
+			if !json.Valid(raw) {
+				return
+			}
+		}
+		num := Number(strconv.FormatInt(n, 10))
+		if raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9' {
+			num = Number(raw)
+		}
+		datas := []any{
+			&Empty{}, &JobQueuedData{}, &JobQueuedData{MaxAttempts: &n, ProgramID: &s, ProgramExecutionID: &s, ContactID: &s},
+			&JobFailedData{}, &JobFailedData{Reason: &s},
+			&CallCreatedData{Attempt: n, Direction: s, From: s, To: s},
+			&CallCreatedData{Attempt: n, Direction: s, From: s, To: s, ProgramID: &s, ProgramExecutionID: &s, ContactID: &s},
+			&CallStatusData{Status: s}, &CallStatusData{Status: s, DurationMs: &n},
+			&CallOutcomeData{Outcome: s}, &CallOutcomeData{Outcome: s, Reason: &s},
+			&CallEventData{Type: s, Data: raw}, &CallEventData{Type: s},
+			&FlowStartedData{FlowID: s, FlowName: s, FlowVersion: n},
+			&FlowNodeEnteredData{ExecutionIndex: n, NodeID: s, NodeType: s}, &FlowNodeEnteredData{NodeLabel: &s},
+			&FlowNodeExitedData{ExecutionIndex: n, NodeID: s, OutputPath: s},
+			&FlowVariablesData{}, &FlowVariablesData{Variables: map[string]json.RawMessage{}},
+			&FlowVariablesData{Variables: map[string]json.RawMessage{s: raw, "a": raw, "<": json.RawMessage(`null`), s + "z": json.RawMessage(num)}},
+			&BillingNodeCostData{NodeID: s, NodeType: s, Cost: num, CostPerUnit: num, Unit: s},
+			&BillingNodeCostData{DurationMs: &n, MinDurationMs: &n, Cost: num, CostPerUnit: "0"},
+			nil,
+		}
+		for _, d := range datas {
+			ev := &Event{ID: s, Source: s + "x", Type: Type(s), Time: time.Unix(0, n).UTC(), OrgID: s, JobID: "", CallID: s, Data: d}
+			if got, want := digest(ev), refDigest(ev); got != want {
+				b, _ := json.Marshal(d)
+				t.Fatalf("digest of %T %s = %x, want %x", d, b, got, want)
+			}
+		}
+	})
 }
