@@ -295,12 +295,8 @@ func (f *fields) object(name string) json.RawMessage {
 		f.fail(name, "must be an object")
 		return nil
 	}
-	var c json.RawMessage
-	if isCanonical(raw, f.l.Storable) {
-		// Producers mostly write it so (encoding/json sorts the names of
-		// a map): canonical would give it back as it is.
-		c = bytes.Clone(raw)
-	} else {
+	c, ok := quickCanonical(raw, f.l.Storable)
+	if !ok {
 		var err error
 		if c, err = canonical(raw, f.l.Storable); err != nil {
 			f.fail(name, "%v", err)
@@ -362,7 +358,7 @@ func (f *fields) variables(name string) map[string]json.RawMessage {
 	}
 	values := make([]byte, 0, size)
 	for k, v := range m {
-		if v[0] == '"' && !isCanonicalString(v) {
+		if v[0] == '"' && !unescaped(v) {
 			m[k], _ = canonical(v, false)
 			continue
 		}
@@ -406,136 +402,6 @@ func unquotedLen(raw []byte) int {
 		return len(raw) - 2
 	}
 	return len(unescape(raw[1 : len(raw)-1]))
-}
-
-// isCanonical reports whether canonical(raw, bounded) would give raw back
-// as it is: raw is compact, the names of each of its objects are in
-// increasing byte order without a repeat (which is how canonical sorts
-// them, the names having no escapes), its strings have neither escapes
-// nor the characters canonical escapes (U+2028 and U+2029: the others,
-// quotes and control characters, are escaped in JSON already), and, when
-// bounded, its numbers are within the bounds of checkNumbers. raw is JSON.
-func isCanonical(raw []byte, bounded bool) bool {
-	c := canonicalCheck{text: raw, bounded: bounded}
-	return c.value() && c.pos == len(raw)
-}
-
-// canonicalCheck walks JSON text for isCanonical. It can take the text's
-// validity for granted; white space it finds where a value or a
-// punctuation mark should be makes the text not compact.
-type canonicalCheck struct {
-	text    []byte
-	pos     int
-	bounded bool
-}
-
-func (c *canonicalCheck) peek() byte {
-	if c.pos < len(c.text) {
-		return c.text[c.pos]
-	}
-	return 0
-}
-
-func (c *canonicalCheck) value() bool {
-	switch c.peek() {
-	case '{':
-		c.pos++
-		if c.peek() == '}' {
-			c.pos++
-			return true
-		}
-		var prev []byte
-		for {
-			key, ok := c.string()
-			if !ok || prev != nil && bytes.Compare(prev, key) >= 0 {
-				return false
-			}
-			prev = key
-			if c.peek() != ':' {
-				return false
-			}
-			c.pos++
-			if !c.value() {
-				return false
-			}
-			switch c.peek() {
-			case ',':
-				c.pos++
-			case '}':
-				c.pos++
-				return true
-			default:
-				return false
-			}
-		}
-	case '[':
-		c.pos++
-		if c.peek() == ']' {
-			c.pos++
-			return true
-		}
-		for {
-			if !c.value() {
-				return false
-			}
-			switch c.peek() {
-			case ',':
-				c.pos++
-			case ']':
-				c.pos++
-				return true
-			default:
-				return false
-			}
-		}
-	case '"':
-		_, ok := c.string()
-		return ok
-	case 't', 'n':
-		c.pos += len("true")
-		return true
-	case 'f':
-		c.pos += len("false")
-		return true
-	}
-	start := c.pos
-	for c.pos < len(c.text) && isNumberByte(c.text[c.pos]) {
-		c.pos++
-	}
-	if c.pos == start {
-		return false // white space
-	}
-	return !c.bounded || checkNumber(string(c.text[start:c.pos]), maxDataNumLen, maxDataExp) == ""
-}
-
-// string returns the characters of the string at pos, if canonical.
-func (c *canonicalCheck) string() ([]byte, bool) {
-	if c.peek() != '"' {
-		return nil, false
-	}
-	// The first quote ends it: one escaped would come after a backslash,
-	// and canonical rewrites those.
-	n := bytes.IndexByte(c.text[c.pos+1:], '"')
-	if n < 0 {
-		return nil, false
-	}
-	end := c.pos + 1 + n
-	s := c.text[c.pos+1 : end]
-	if !isCanonicalString(c.text[c.pos : end+1]) {
-		return nil, false
-	}
-	c.pos = end + 1
-	return s, true
-}
-
-// isCanonicalString reports whether the JSON string raw is as canonical
-// writes it: without an escape, U+2028 or U+2029.
-func isCanonicalString(raw []byte) bool {
-	return bytes.IndexByte(raw, '\\') < 0 && !bytes.Contains(raw, []byte("\u2028")) && !bytes.Contains(raw, []byte("\u2029"))
-}
-
-func isNumberByte(c byte) bool {
-	return '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }
 
 // canonical re-encodes valid JSON with numbers kept as written, strings
