@@ -65,12 +65,15 @@ type document struct {
 }
 
 // document reads the whole text: one value, white space around it allowed.
-// When the value is an object and members is not nil, the document's
-// members are members with the object's members appended. When data is not
-// nil too, its data are data with the members appended of the value of the
-// object's last member named "data", when that is an object. The lists
-// travel as arguments and results rather than through pointers, so that
-// arrays on the caller's stack stay there.
+// When the value is an object:
+//   - if members is not nil, doc.members is members with the object's
+//     members appended;
+//   - if data is not nil, doc.data is data with the members appended of
+//     the object's last member named "data", when its value is an object.
+//
+// The lists travel as arguments and results rather than through pointers,
+// so that arrays on the caller's stack stay there (escape analysis takes
+// what is stored through a pointer to be on the heap).
 func (s *scanner) document(members, data memberList) (doc document, ok bool) {
 	s.space()
 	start := s.pos
@@ -154,7 +157,7 @@ func (s *scanner) object(depth int, members, data memberList) (_, _ memberList, 
 			return nil, nil, 0, false
 		}
 		key := s.text[start+1 : s.pos-1]
-		if escaped && members != nil {
+		if escaped && (members != nil || data != nil) { // the name is wanted
 			key = unescape(key)
 		}
 		s.space()
@@ -235,7 +238,8 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
-// string reads the string at pos and reports whether it has escapes.
+// string reads the string at pos and reports whether it has escapes. It
+// notes the escape \u0000 in nul.
 func (s *scanner) string() (escaped, ok bool) {
 	t := s.text
 	for i := s.pos + 1; i < len(t); {
