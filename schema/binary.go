@@ -49,12 +49,18 @@ func (l Limits) DecodeMessage(subject string, header map[string][]string, body [
 	if !BinaryMode(header) {
 		return l.Decode(subject, body)
 	}
-	h := headerAttrs{attrs: map[string][]string{}}
+	h := headerAttrs{attrs: make(map[string][]string, len(header))}
 	for k, v := range header {
 		switch {
 		case len(k) > len(ceHeaderPrefix) && strings.EqualFold(k[:len(ceHeaderPrefix)], ceHeaderPrefix):
 			name := strings.ToLower(k[len(ceHeaderPrefix):])
-			h.attrs[name] = append(h.attrs[name], v...)
+			if prev, ok := h.attrs[name]; ok {
+				h.attrs[name] = append(prev, v...) // headers whose names differ in case only
+			} else {
+				// The caller's values, not a copy: they are only read, and
+				// the capacity cut to the length makes an append above copy.
+				h.attrs[name] = v[:len(v):len(v)]
+			}
 		case strings.EqualFold(k, "content-type"):
 			h.contentType = append(h.contentType, v...)
 		}
