@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -180,4 +181,47 @@ func FuzzDigest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDigestFollowsTypes fills every field of every data type and compares
+// digest with the reference, which marshals: a field added to a type and
+// not to dataJSON fails here.
+func TestDigestFollowsTypes(t *testing.T) {
+	fill := func(v reflect.Value) {
+		switch v.Interface().(type) {
+		case json.RawMessage:
+			v.Set(reflect.ValueOf(json.RawMessage(`{"a":"<&>"}`)))
+			return
+		case Number:
+			v.Set(reflect.ValueOf(Number("1.50")))
+			return
+		case map[string]json.RawMessage:
+			v.Set(reflect.ValueOf(map[string]json.RawMessage{"b": json.RawMessage(`1`), "a": json.RawMessage(`"x"`)}))
+			return
+		}
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString("s<\u2028>")
+		case reflect.Int64:
+			v.SetInt(-7)
+		default:
+			t.Fatalf("a field of kind %s: teach this test and dataJSON", v.Kind())
+		}
+	}
+	for _, tt := range Types {
+		d := reflect.New(reflect.TypeOf(tt.Data))
+		for i := range d.Elem().NumField() {
+			f := d.Elem().Field(i)
+			if f.Kind() == reflect.Pointer {
+				f.Set(reflect.New(f.Type().Elem()))
+				f = f.Elem()
+			}
+			fill(f)
+		}
+		ev := &Event{ID: "e", Source: "s", Type: tt.Type, Time: time.Unix(1, 2).UTC(), OrgID: "o", CallID: "c", Data: d.Interface()}
+		if got, want := digest(ev), refDigest(ev); got != want {
+			b, _ := json.Marshal(ev.Data)
+			t.Errorf("%s %s: digest %x, want %x", tt.Type, b, got, want)
+		}
+	}
 }
