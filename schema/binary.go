@@ -2,7 +2,6 @@ package schema
 
 import (
 	"bytes"
-	"encoding/json"
 	"mime"
 	"strings"
 	"unicode/utf8"
@@ -50,26 +49,37 @@ func (l Limits) DecodeMessage(subject string, header map[string][]string, body [
 	if !BinaryMode(header) {
 		return l.Decode(subject, body)
 	}
-	h := headerAttrs{attrs: map[string][]string{}}
+	h := headerAttrs{attrs: make(map[string][]string, len(header))}
 	for k, v := range header {
 		switch {
 		case len(k) > len(ceHeaderPrefix) && strings.EqualFold(k[:len(ceHeaderPrefix)], ceHeaderPrefix):
 			name := strings.ToLower(k[len(ceHeaderPrefix):])
-			h.attrs[name] = append(h.attrs[name], v...)
+			if prev, ok := h.attrs[name]; ok {
+				h.attrs[name] = append(prev, v...) // headers whose names differ in case only
+			} else {
+				// The caller's values, not a copy: they are only read, and
+				// the capacity cut to the length makes an append above copy.
+				h.attrs[name] = v[:len(v):len(v)]
+			}
 		case strings.EqualFold(k, "content-type"):
 			h.contentType = append(h.contentType, v...)
 		}
 	}
 
-	if err := l.checkBody(body); err != nil {
+	if err := l.checkSize(body); err != nil {
 		return nil, err
 	}
-	data := bytes.TrimLeft(bytes.TrimRight(body, jsonSpace), jsonSpace)
-	if len(data) > 0 {
-		var v json.RawMessage
-		if err := json.Unmarshal(data, &v); err != nil {
-			return nil, &Error{Reason: ReasonInvalidJSON, Msg: jsonErrMsg(err)}
+	var dataBuf [12]member
+	var data rawData
+	s := scanner{text: body}
+	if len(bytes.Trim(body, jsonSpace)) > 0 {
+		doc, ok := s.document(dataBuf[:0], nil)
+		if !ok {
+			// As encoding/json says it of the body without the white
+			// space around it, with offsets into that.
+			return nil, notJSON(body, bytes.Trim(body, jsonSpace))
 		}
+		data = rawData{text: doc.value, members: doc.members, depth: doc.depth}
 	}
 	if l.Storable {
 		for _, name := range envelopeAttrs {
@@ -79,11 +89,11 @@ func (l Limits) DecodeMessage(subject string, header map[string][]string, body [
 				}
 			}
 		}
-		if hasNULEscape(data) {
+		if s.nul {
 			return nil, nulErr()
 		}
 	}
-	ev, err := l.decode(subject, h, data)
+	ev, err := l.decode(subject, attrSource{header: &h}, data)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +104,7 @@ func (l Limits) DecodeMessage(subject string, header map[string][]string, body [
 const jsonSpace = " \t\r\n"
 
 // envelopeAttrs are the attributes of the contract's envelope other than data.
-var envelopeAttrs = []string{"specversion", "id", "source", "type", "time", "orgid", "jobid", "callid", "datacontenttype"}
+var envelopeAttrs = [...]string{"specversion", "id", "source", "type", "time", "orgid", "jobid", "callid", "datacontenttype"}
 
 // headerAttrs are the attributes of a binary-mode message: the values of its
 // ce- headers by attribute name, and its content-type headers.

@@ -12,9 +12,10 @@ import (
 	"unicode/utf8"
 )
 
-// decodeData reads the data object of a known type.
-func (l Limits) decodeData(t Type, m map[string]json.RawMessage) (any, *Error) {
-	f := &fields{m: m, l: l}
+// decodeData reads the data object of a known type, given its members.
+func (l Limits) decodeData(t Type, m memberList) (any, *Error) {
+	var err *Error
+	f := &fields{m: m, l: l, err: &err}
 	var v any
 	switch t {
 	case JobActive, JobCompleted, CallDialed, CallAnswered, CallTerminated, FlowCompleted:
@@ -74,8 +75,8 @@ func (l Limits) decodeData(t Type, m map[string]json.RawMessage) (any, *Error) {
 	default:
 		return nil, nil
 	}
-	if f.err != nil {
-		return nil, f.err
+	if err != nil {
+		return nil, err
 	}
 	return v, nil
 }
@@ -84,14 +85,21 @@ const minInt = -1 << 63
 
 // fields reads the data object of one type, remembering the first error.
 type fields struct {
-	m   map[string]json.RawMessage
-	l   Limits
-	err *Error
+	m memberList // the members of data
+	l Limits
+	// err is where the first error goes: a variable of decodeData rather
+	// than a field, for escape analysis, which does not tell the fields of
+	// a struct apart. It would see the members (arrays on the decoder's
+	// stack) flow into the error decodeData returns, and move them to the
+	// heap.
+	err **Error
 }
 
-func (f *fields) present(name string) (json.RawMessage, bool) {
-	raw, ok := f.m[name]
-	return raw, ok && !isNull(raw)
+func (f *fields) failed() bool { return *f.err != nil }
+
+func (f *fields) present(name string) ([]byte, bool) {
+	m, ok := f.m.lookup(name)
+	return m.value, ok && !isNull(m.value)
 }
 
 // fail rejects the field name as invalid_data, unless a field failed before.
@@ -105,9 +113,14 @@ func (f *fields) exceed(name, format string, args ...any) {
 }
 
 func (f *fields) failWith(r Reason, name, format string, args ...any) {
-	if f.err == nil {
-		f.err = &Error{Reason: r, Field: "data." + name, Msg: fmt.Sprintf(format, args...)}
+	if !f.failed() {
+		*f.err = fieldErr(r, name, format, args...)
 	}
+}
+
+// fieldErr rejects the field name of data.
+func fieldErr(r Reason, name, format string, args ...any) *Error {
+	return &Error{Reason: r, Field: "data." + name, Msg: fmt.Sprintf(format, args...)}
 }
 
 func (f *fields) str(name string) string {
@@ -126,7 +139,7 @@ func (f *fields) str(name string) string {
 // text is a required string of the class "any other string".
 func (f *fields) text(name string) string {
 	s := f.str(name)
-	if f.err == nil && f.l.StringBytes > 0 && len(s) > f.l.StringBytes {
+	if !f.failed() && f.l.StringBytes > 0 && len(s) > f.l.StringBytes {
 		f.exceed(name, "is %d bytes, more than %d", len(s), f.l.StringBytes)
 	}
 	return s
@@ -143,7 +156,7 @@ func (f *fields) optText(name string) *string {
 // id is a required id-like field: 1–IDChars characters, as ids of the envelope.
 func (f *fields) id(name string) string {
 	s := f.str(name)
-	if f.err == nil {
+	if !f.failed() {
 		if msg, limit := checkID(s, f.l.IDChars); limit {
 			f.exceed(name, "%s", msg)
 		} else if msg != "" {
@@ -164,7 +177,7 @@ func (f *fields) optID(name string) *string {
 // code is a required short name: 1–CodeChars characters.
 func (f *fields) code(name string) string {
 	s := f.str(name)
-	if f.err != nil {
+	if f.failed() {
 		return s
 	}
 	if s == "" {
@@ -178,7 +191,7 @@ func (f *fields) code(name string) string {
 // enum is a code that must be one of allowed.
 func (f *fields) enum(name string, allowed ...string) string {
 	s := f.code(name)
-	if f.err == nil && !slices.Contains(allowed, s) {
+	if !f.failed() && !slices.Contains(allowed, s) {
 		f.fail(name, "must be one of %s, got %q", strings.Join(allowed, ", "), truncate(s))
 	}
 	return s
@@ -193,7 +206,7 @@ func (f *fields) int(name string, min int64) int64 {
 	return f.parseInt(name, raw, min)
 }
 
-func (f *fields) parseInt(name string, raw json.RawMessage, min int64) int64 {
+func (f *fields) parseInt(name string, raw []byte, min int64) int64 {
 	s := string(raw)
 	if s == "" || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) {
 		f.fail(name, "must be an integer")
@@ -225,7 +238,7 @@ func (f *fields) optInt(name string, min int64) *int64 {
 
 // nullableInt is a required field whose value may be null.
 func (f *fields) nullableInt(name string, min int64) *int64 {
-	if _, ok := f.m[name]; !ok {
+	if _, ok := f.m.lookup(name); !ok {
 		f.fail(name, "is required (an integer or null)")
 		return nil
 	}
@@ -282,10 +295,13 @@ func (f *fields) object(name string) json.RawMessage {
 		f.fail(name, "must be an object")
 		return nil
 	}
-	c, err := canonical(raw, f.l.Storable)
-	if err != nil {
-		f.fail(name, "%v", err)
-		return nil
+	c, ok := quickCanonical(raw, f.l.Storable)
+	if !ok {
+		var err error
+		if c, err = canonical(raw, f.l.Storable); err != nil {
+			f.fail(name, "%v", err)
+			return nil
+		}
 	}
 	if n := f.l.TimelineDataBytes; n > 0 && len(c) > n {
 		f.exceed(name, "is %d bytes as compact JSON, more than %d", len(c), n)
@@ -294,82 +310,98 @@ func (f *fields) object(name string) json.RawMessage {
 }
 
 // variables is the object of flow.variables: names to strings, numbers,
-// booleans or null. Its names are checked in order, so that of two bad
-// variables the error always names the same one.
+// booleans or null. Of two bad variables, the error names the first in
+// the order of names, so that it is always the same one.
 func (f *fields) variables(name string) map[string]json.RawMessage {
 	raw, ok := f.present(name)
 	if !ok {
 		f.fail(name, "is required")
 		return nil
 	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil || m == nil {
+	if raw[0] != '{' {
 		f.fail(name, "must be an object")
 		return nil
+	}
+	var buf [16]member
+	s := scanner{text: raw}
+	doc, _ := s.document(buf[:0], nil) // raw is JSON: the body's scan said so
+	// Values are slices of the body until they are all valid; the last
+	// value of a name counts.
+	m := make(map[string]json.RawMessage, len(doc.members))
+	for _, v := range doc.members {
+		m[string(v.key)] = v.value
 	}
 	if n := f.l.Variables; n > 0 && len(m) > n {
 		f.exceed(name, "has %d names, more than %d", len(m), n)
 		return nil
 	}
-	maxBytes := f.l.StringBytes
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		if maxBytes > 0 && len(k) > maxBytes {
-			f.exceed(name, "the name %q is %d bytes, more than %d", truncate(k), len(k), maxBytes)
-			break
+	// The first bad name in order is the smallest bad name: no need to
+	// sort them all.
+	var bad string
+	var badErr *Error
+	for k, v := range m {
+		if err := f.checkVariable(name, k, v); err != nil && (badErr == nil || k < bad) {
+			bad, badErr = k, err
 		}
-		v := m[k]
-		switch v[0] {
-		case '"':
-			s, _ := unquote(v)
-			if maxBytes > 0 && len(s) > maxBytes {
-				f.exceed(name+"."+k, "is %d bytes, more than %d", len(s), maxBytes)
-				break
-			}
-			c, err := canonical(v, false)
-			if err != nil {
-				f.fail(name+"."+k, "must be a string, number, boolean or null")
-			}
-			m[k] = c
-		case 't', 'f', 'n':
-		default:
-			if !isNumber(string(v)) {
-				f.fail(name+"."+k, "must be a string, number, boolean or null")
-			} else if f.l.Storable {
-				if msg := checkNumber(string(v), maxDataNumLen, maxDataExp); msg != "" {
-					f.fail(name+"."+k, "%s", msg)
-				}
-			}
+	}
+	if badErr != nil {
+		if !f.failed() {
+			*f.err = badErr
 		}
-		if f.err != nil {
-			break
+		return m
+	}
+	// Each value becomes a copy, all in one allocation; a string with an
+	// escape (or U+2028, U+2029) is re-encoded as canonical writes it.
+	size := 0
+	for _, v := range m {
+		size += len(v)
+	}
+	values := make([]byte, 0, size)
+	for k, v := range m {
+		if v[0] == '"' && !unescaped(v) {
+			m[k], _ = canonical(v, false)
+			continue
 		}
+		start := len(values)
+		values = append(values, v...)
+		m[k] = values[start:len(values):len(values)]
 	}
 	return m
 }
 
-// depth is the deepest nesting of objects and arrays in valid JSON.
-func depth(raw []byte) int {
-	d, maxD, inString, escaped := 0, 0, false, false
-	for _, c := range raw {
-		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			if c == '\\' {
-				escaped = true
-			} else if c == '"' {
-				inString = false
+// checkVariable returns what is wrong with the variable k of value v, or nil.
+func (f *fields) checkVariable(name, k string, v []byte) *Error {
+	maxBytes := f.l.StringBytes
+	if maxBytes > 0 && len(k) > maxBytes {
+		return fieldErr(ReasonLimitExceeded, name, "the name %q is %d bytes, more than %d", truncate(k), len(k), maxBytes)
+	}
+	switch v[0] {
+	case '"':
+		if maxBytes > 0 {
+			if n := unquotedLen(v); n > maxBytes {
+				return fieldErr(ReasonLimitExceeded, name+"."+k, "is %d bytes, more than %d", n, maxBytes)
 			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
-			d++
-			maxD = max(maxD, d)
-		case c == '}' || c == ']':
-			d--
+		}
+	case 't', 'f', 'n':
+	default:
+		if !isNumber(string(v)) {
+			return fieldErr(ReasonInvalidData, name+"."+k, "must be a string, number, boolean or null")
+		}
+		if f.l.Storable {
+			if msg := checkNumber(string(v), maxDataNumLen, maxDataExp); msg != "" {
+				return fieldErr(ReasonInvalidData, name+"."+k, "%s", msg)
+			}
 		}
 	}
-	return maxD
+	return nil
+}
+
+// unquotedLen is the length of the JSON string raw once decoded.
+func unquotedLen(raw []byte) int {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return len(raw) - 2
+	}
+	return len(unescape(raw[1 : len(raw)-1]))
 }
 
 // canonical re-encodes valid JSON with numbers kept as written, strings

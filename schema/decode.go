@@ -2,11 +2,9 @@ package schema
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"time"
 	"unicode"
@@ -76,35 +74,55 @@ func Decode(subject string, body []byte) (*Event, error) {
 
 // Decode is the package-level Decode under the limits l.
 func (l Limits) Decode(subject string, body []byte) (*Event, error) {
-	if err := l.checkBody(body); err != nil {
+	if err := l.checkSize(body); err != nil {
 		return nil, err
 	}
-	var attrs map[string]json.RawMessage
-	if err := json.Unmarshal(body, &attrs); err != nil {
-		return nil, &Error{Reason: ReasonInvalidJSON, Msg: jsonErrMsg(err)}
+	// Most events have fewer members, in the envelope and in data.
+	var topBuf, dataBuf [12]member
+	s := scanner{text: body}
+	doc, ok := s.document(topBuf[:0], dataBuf[:0])
+	if !ok {
+		return nil, notJSON(body, body)
 	}
-	if attrs == nil {
+	if doc.value[0] != '{' {
+		// null too, which leaves a map nil.
 		return nil, &Error{Reason: ReasonInvalidJSON, Msg: "body is not a JSON object"}
 	}
-	if l.Storable && hasNULEscape(body) {
+	if l.Storable && s.nul {
 		return nil, nulErr()
 	}
-	ev, err := l.decode(subject, jsonAttrs(attrs), attrs["data"])
+	var attrs jsonAttrs
+	d := rawData{members: doc.data}
+	for _, m := range doc.members { // in order: the last member of a name counts, as in a map
+		if string(m.key) == "data" {
+			d.text, d.depth = m.value, m.depth
+		} else if i := attrIndex(string(m.key)); i >= 0 {
+			attrs[i] = m.value
+		}
+	}
+	ev, err := l.decode(subject, attrSource{json: &attrs}, d)
 	if err != nil {
 		return nil, err
 	}
 	return ev, nil
 }
 
-// checkBody bounds the body and checks that it is UTF-8.
-func (l Limits) checkBody(body []byte) *Error {
+// checkSize bounds the body.
+func (l Limits) checkSize(body []byte) *Error {
 	if l.EventBytes > 0 && len(body) > l.EventBytes {
 		return limitErr("", "event body is %d bytes, more than %d", len(body), l.EventBytes)
 	}
+	return nil
+}
+
+// notJSON rejects a body the scanner refused, text being the part of it
+// that was to be JSON: the body is not UTF-8 (which the scanner checks in
+// strings, where alone JSON allows bytes past ASCII), or text is not JSON.
+func notJSON(body, text []byte) *Error {
 	if !utf8.Valid(body) {
 		return &Error{Reason: ReasonInvalidJSON, Msg: "body is not valid UTF-8"}
 	}
-	return nil
+	return syntaxErr(text)
 }
 
 // nulErr rejects U+0000, which Postgres text and jsonb cannot hold.
@@ -112,22 +130,69 @@ func nulErr() *Error {
 	return &Error{Reason: ReasonInvalidData, Msg: "a string contains the NUL character (\\u0000)"}
 }
 
-// attrSource gives the attributes of an event, whatever its content mode.
-type attrSource interface {
-	// get returns the string value of attribute name; ok is false when
-	// the attribute is absent (or null).
-	get(name string) (v string, ok bool, err *Error)
-	// checkContentType checks the media type of data, when given.
-	checkContentType() *Error
+// attrSource gives the attributes of an event, whatever its content mode:
+// those of a structured event's object, or of a binary-mode message's
+// headers. It is a struct rather than an interface so that the attributes
+// of a structured event, on the decoder's stack, stay there: through an
+// interface, escape analysis would move them to the heap.
+type attrSource struct {
+	json   *jsonAttrs   // structured mode
+	header *headerAttrs // binary mode
 }
 
-// jsonAttrs are the attributes of a structured event.
-type jsonAttrs map[string]json.RawMessage
+// get returns the string value of attribute name; ok is false when the
+// attribute is absent (or null).
+func (a attrSource) get(name string) (v string, ok bool, err *Error) {
+	if a.json != nil {
+		return a.json.get(name)
+	}
+	return a.header.get(name)
+}
 
-func (a jsonAttrs) get(name string) (string, bool, *Error) {
-	raw, ok := a[name]
-	if !ok || isNull(raw) {
+// checkContentType checks the media type of data, when given.
+func (a attrSource) checkContentType() *Error {
+	if a.json != nil {
+		return a.json.checkContentType()
+	}
+	return a.header.checkContentType()
+}
+
+// jsonAttrs are the attributes of a structured event: the JSON text of the
+// value of each attribute of envelopeAttrs, in that order, nil when absent.
+type jsonAttrs [len(envelopeAttrs)][]byte
+
+// attrIndex is the index of name in envelopeAttrs, or -1.
+func attrIndex(name string) int {
+	switch name { // faster than a loop over envelopeAttrs; TestAttrIndex holds them together
+	case "specversion":
+		return 0
+	case "id":
+		return 1
+	case "source":
+		return 2
+	case "type":
+		return 3
+	case "time":
+		return 4
+	case "orgid":
+		return 5
+	case "jobid":
+		return 6
+	case "callid":
+		return 7
+	case "datacontenttype":
+		return 8
+	}
+	return -1
+}
+
+func (a *jsonAttrs) get(name string) (string, bool, *Error) {
+	raw := a[attrIndex(name)]
+	if raw == nil || isNull(raw) {
 		return "", false, nil
+	}
+	if s, ok := contractString(raw); ok {
+		return s, true, nil
 	}
 	s, ok := unquote(raw)
 	if !ok {
@@ -136,9 +201,34 @@ func (a jsonAttrs) get(name string) (string, bool, *Error) {
 	return s, true, nil
 }
 
+// contractStrings are the values of the attributes the contract fixes
+// (specversion, datacontenttype, type) as JSON strings, to the constants;
+// maxContractString is the length of the longest.
+var contractStrings, maxContractString = func() (map[string]string, int) {
+	m := map[string]string{`"` + SpecVersion + `"`: SpecVersion, `"` + ContentType + `"`: ContentType}
+	for _, t := range Types {
+		m[`"`+string(t.Type)+`"`] = string(t.Type)
+	}
+	n := 0
+	for k := range m {
+		n = max(n, len(k))
+	}
+	return m, n
+}()
+
+// contractString returns the constant of the contract the JSON string raw
+// holds, if any: a string that needs no allocation of its own.
+func contractString(raw []byte) (string, bool) {
+	if len(raw) > maxContractString { // ids, most of them
+		return "", false
+	}
+	s, ok := contractStrings[string(raw)]
+	return s, ok
+}
+
 // checkContentType checks datacontenttype, which structured mode takes
 // exactly as the JSON Schema documents have it.
-func (a jsonAttrs) checkContentType() *Error {
+func (a *jsonAttrs) checkContentType() *Error {
 	ct, ok, err := a.get("datacontenttype")
 	if err != nil {
 		return err
@@ -149,9 +239,15 @@ func (a jsonAttrs) checkContentType() *Error {
 	return nil
 }
 
-// decode validates the envelope of attrs, the data and the subject. data is
-// the data's JSON, nil or null when there is none.
-func (l Limits) decode(subject string, attrs attrSource, data json.RawMessage) (*Event, *Error) {
+// rawData is the data of an event as the scanner found it.
+type rawData struct {
+	text    []byte     // its JSON text; nil when there is none
+	members memberList // its members, when it is an object
+	depth   int        // the deepest nesting of objects and arrays in it
+}
+
+// decode validates the envelope of attrs, the data and the subject.
+func (l Limits) decode(subject string, attrs attrSource, data rawData) (*Event, *Error) {
 	ev := &Event{}
 	specversion, err := required(attrs, "specversion")
 	if err != nil {
@@ -204,22 +300,21 @@ func (l Limits) decode(subject string, attrs attrSource, data json.RawMessage) (
 		return nil, err
 	}
 
-	if len(data) == 0 || isNull(data) {
+	if len(data.text) == 0 || isNull(data.text) {
 		return nil, envelopeErr("data", "is required (an object, {} when the type has no fields)")
 	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(data, &fields) != nil || fields == nil {
+	if data.text[0] != '{' {
 		return nil, envelopeErr("data", "must be a JSON object")
 	}
-	if l.DataDepth > 0 && depth(data) > l.DataDepth+1 {
+	if l.DataDepth > 0 && data.depth > l.DataDepth+1 {
 		field := "data"
-		if inner, ok := fields["data"]; ok && ev.Type == CallEvent && depth(inner) > l.DataDepth {
+		if inner, ok := data.members.lookup("data"); ok && ev.Type == CallEvent && inner.depth > l.DataDepth {
 			field = "data.data"
 		}
 		return nil, limitErr(field, "nested deeper than %d levels", l.DataDepth)
 	}
 	if ev.Type.Known() {
-		if ev.Data, err = l.decodeData(ev.Type, fields); err != nil {
+		if ev.Data, err = l.decodeData(ev.Type, data.members); err != nil {
 			return nil, err
 		}
 	}
@@ -228,32 +323,6 @@ func (l Limits) decode(subject string, attrs attrSource, data json.RawMessage) (
 	}
 	ev.Digest = digest(ev)
 	return ev, nil
-}
-
-// digest hashes what an event says rather than the bytes that said it, so
-// that both content modes of one event give the same: FNV-1a (64 bits) over
-// the attributes the Event holds, each after its length, the time as Unix
-// nanoseconds, and Data encoded as JSON (the fields of its type in their
-// order, variables by name, strings and numbers as decoded). Two events
-// that differ only in what the decoder ignores (unknown attributes and data
-// fields, white space, key order, escapes, the time's offset) share a
-// digest, and project alike.
-func digest(ev *Event) uint64 {
-	h := fnv.New64a()
-	var n [8]byte
-	for _, s := range [...]string{ev.ID, ev.Source, string(ev.Type), ev.OrgID, ev.JobID, ev.CallID} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	binary.BigEndian.PutUint64(n[:], uint64(ev.Time.UnixNano()))
-	h.Write(n[:])
-	if ev.Data != nil {
-		// It cannot fail: every value of Data was read from valid JSON.
-		b, _ := json.Marshal(ev.Data)
-		h.Write(b)
-	}
-	return h.Sum64()
 }
 
 // required returns an attribute the contract requires.
@@ -301,8 +370,18 @@ func checkSubject(subject string, ev *Event) *Error {
 	mismatch := func(format string, args ...any) *Error {
 		return &Error{Reason: ReasonSubjectMismatch, Field: "subject", Msg: fmt.Sprintf(format, args...)}
 	}
-	tok := strings.Split(subject, ".")
-	if len(tok) != 5 || tok[0] != SubjectPrefix {
+	// The tokens of subject, as strings.Split would cut them, into an
+	// array: it needs no allocation.
+	var tok [5]string
+	rest, n := subject, 0
+	for ; n < len(tok); n++ {
+		var more bool
+		tok[n], rest, more = strings.Cut(rest, ".")
+		if !more {
+			break
+		}
+	}
+	if n != len(tok)-1 || tok[0] != SubjectPrefix {
 		return mismatch("%q is not %s.<orgid>.<family>.<id>.<name>", truncate(subject), SubjectPrefix)
 	}
 	if tok[1] != ev.OrgID {
@@ -368,17 +447,15 @@ func parseTime(s string) (time.Time, *Error) {
 }
 
 // unquote decodes a JSON string. Most strings have no escape: their bytes,
-// valid UTF-8 already, are the value, and need no second pass of the JSON
-// decoder.
-func unquote(raw json.RawMessage) (string, bool) {
+// valid UTF-8 already, are the value.
+func unquote(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
 	}
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw[1 : len(raw)-1]), true
 	}
-	var s string
-	return s, json.Unmarshal(raw, &s) == nil
+	return string(unescape(raw[1 : len(raw)-1])), true
 }
 
 // checkID applies the contract's rule for ids: 1–maxLen characters (no
@@ -397,6 +474,9 @@ func checkID(s string, maxLen int) (msg string, limit bool) {
 			return fmt.Sprintf("is %d characters, more than %d", n, maxLen), true
 		}
 	}
+	if asciiID(s) {
+		return "", false
+	}
 	for _, r := range s {
 		switch {
 		case r == '.' || r == '*' || r == '>':
@@ -408,6 +488,27 @@ func checkID(s string, maxLen int) (msg string, limit bool) {
 	return "", false
 }
 
+// idASCII marks the ASCII characters an id may hold: not '.', '*', '>',
+// white space or a control character.
+var idASCII = func() (t [utf8.RuneSelf]bool) {
+	for c := rune(0); c < utf8.RuneSelf; c++ {
+		t[c] = c != '.' && c != '*' && c != '>' && !unicode.IsSpace(c) && !unicode.IsControl(c)
+	}
+	return t
+}()
+
+// asciiID reports whether s is ASCII and holds only characters of ids, as
+// most ids do: the test of each character by the unicode package is then
+// not needed.
+func asciiID(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || !idASCII[c] {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidID reports whether s is a valid id of the contract. The query process
 // uses it to answer 404 without a database round trip.
 func ValidID(s string) bool {
@@ -415,7 +516,7 @@ func ValidID(s string) bool {
 	return msg == ""
 }
 
-func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+func isNull(raw []byte) bool { return string(raw) == "null" }
 
 // truncate shortens what an error message quotes: a value past a limit can
 // be a megabyte long.
@@ -440,25 +541,4 @@ func jsonErrMsg(err error) string {
 		return "body is not a JSON object"
 	}
 	return "not valid JSON: " + err.Error()
-}
-
-// hasNULEscape reports whether body holds the escape \u0000 inside a string
-// (a raw NUL byte is not valid JSON and never gets this far).
-func hasNULEscape(body []byte) bool {
-	for i := 0; ; {
-		j := bytes.Index(body[i:], []byte(`u0000`))
-		if j < 0 {
-			return false
-		}
-		j += i
-		// Count the backslashes before "u0000": an odd number is an escape.
-		n := 0
-		for k := j - 1; k >= 0 && body[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 1 {
-			return true
-		}
-		i = j + 1
-	}
 }
