@@ -5,8 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRedact(t *testing.T) {
@@ -76,5 +79,63 @@ func TestRegister(t *testing.T) {
 	c.Log.Format = "xml"
 	if err := c.Validate(); err == nil {
 		t.Fatal("a bad log format passed")
+	}
+}
+
+func TestNewSettings(t *testing.T) {
+	t.Setenv("NATS_NKEY", "/etc/callreport/projector.nk")
+	t.Setenv("CALLREPORT_DLQ_MAX_AGE", "48h")
+	t.Setenv("CALLREPORT_DLQ_MAX_BYTES", "1048576")
+	t.Setenv("QUERY_METRICS_ADDR", "")
+	t.Setenv("HTTP_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	c := Register(fs, SectionNATS, SectionHTTP)
+	if err := fs.Parse([]string{"-http-tls-cert", "c.pem", "-http-tls-key", "k.pem"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.NKey != "/etc/callreport/projector.nk" || c.NATS.DLQMaxAge != 48*time.Hour || c.NATS.DLQMaxBytes != 1<<20 ||
+		c.HTTP.MetricsAddr != "" || c.HTTP.TLSCert != "c.pem" || c.HTTP.TLSKey != "k.pem" {
+		t.Errorf("got %+v %+v", c.NATS, c.HTTP)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	nets, err := c.HTTP.Proxies()
+	if err != nil || len(nets) != 2 || !nets[0].Contains(net.ParseIP("10.1.2.3")) || !nets[1].Contains(net.ParseIP("192.0.2.7")) || nets[1].Contains(net.ParseIP("192.0.2.8")) {
+		t.Errorf("proxies %v %v", nets, err)
+	}
+	if d := Default(); d.HTTP.MetricsAddr != "127.0.0.1:9092" || d.NATS.DLQMaxBytes != 1<<30 || d.NATS.DLQMaxAge != 720*time.Hour {
+		t.Errorf("defaults %+v %+v", d.HTTP, d.NATS)
+	}
+
+	for name, set := range map[string]func(*Config){
+		"half a TLS pair":       func(c *Config) { c.HTTP.TLSKey = "" },
+		"half a NATS TLS pair":  func(c *Config) { c.NATS.TLSCert = "x.pem" },
+		"creds and nkey":        func(c *Config) { c.NATS.Creds = "x.creds" },
+		"a proxy that is not":   func(c *Config) { c.HTTP.TrustedProxies = []string{"proxy.example"} },
+		"negative dlq max size": func(c *Config) { c.NATS.DLQMaxBytes = -1 },
+	} {
+		bad := *c
+		set(&bad)
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	t.Setenv("CALLREPORT_DLQ_MAX_AGE", "a month")
+	bad := Register(flag.NewFlagSet("y", flag.ContinueOnError), SectionNATS)
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "CALLREPORT_DLQ_MAX_AGE") {
+		t.Errorf("a malformed duration in the environment: %v", err)
+	}
+}
+
+// TestSecretEnv: a child process gets the secrets in its environment,
+// which only its owner can read, never on its command line.
+func TestSecretEnv(t *testing.T) {
+	c := Default()
+	c.Database.URL = "postgres://app:s3cr3t@db/callreport"
+	c.NATS.URL = "nats://u:s3cr3t@a:4222"
+	env := c.SecretEnv()
+	if !slices.Contains(env, "DATABASE_URL=postgres://app:s3cr3t@db/callreport") || !slices.Contains(env, "NATS_URL=nats://u:s3cr3t@a:4222") {
+		t.Errorf("SecretEnv() = %q", env)
 	}
 }
