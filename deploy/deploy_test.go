@@ -90,7 +90,7 @@ func TestAlertRules(t *testing.T) {
 	for _, name := range []string{
 		"CallreportProjectorDown", "CallreportQueryDown",
 		"CallreportProjectorLagHigh", "CallreportProjectorStalled", "CallreportProjectorRetrying",
-		"CallreportDeadLettersGrowing", "CallreportHTTPErrorRate", "CallreportHTTPLatencyHigh",
+		"CallreportDeadLettersGrowing", "CallreportDeadLettersDiscarded", "CallreportHTTPErrorRate", "CallreportHTTPLatencyHigh",
 	} {
 		if !seen[name] {
 			t.Errorf("%s: no alert %s", alertsFile, name)

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -109,19 +108,9 @@ func writeKeys(w io.Writer, keys []query.Key) {
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.OrgID, oneLine(name), stamp(k.CreatedAt), revoked)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(k.ID), printable(k.OrgID), printable(name), stamp(k.CreatedAt), revoked)
 	}
 	tw.Flush()
-}
-
-// oneLine keeps a free-text name from breaking the table.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
 }
 
 // parseInterspersed parses flags anywhere among the arguments

@@ -36,5 +36,6 @@ func openStreams(cfg *config.Config, name string, stderr io.Writer) (s *stream.S
 		close()
 		return nil, nil, err
 	}
+	s.DLQLimits = stream.DLQLimitsOf(cfg.NATS)
 	return s, close, nil
 }
