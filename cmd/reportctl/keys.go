@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/query"
+	"github.com/callreport/callreport/schema"
 )
 
 func init() {
@@ -60,6 +62,14 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if sub == "create" && org == "" {
 		fmt.Fprintf(stderr, "reportctl keys create: --org is required\n\n%s", keysUsage)
+		return errUsage
+	}
+	if sub == "create" && !schema.ValidID(org) {
+		fmt.Fprintf(stderr, "reportctl keys create: --org %s is not a valid organization id\n", strconv.Quote(org))
+		return errUsage
+	}
+	if sub == "revoke" && !schema.ValidID(pos[0]) {
+		fmt.Fprintf(stderr, "reportctl keys revoke: %s is not a key id (see reportctl keys list)\n", strconv.Quote(pos[0]))
 		return errUsage
 	}
 
