@@ -87,7 +87,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 			m.close()
 		}
 	}()
-	if m.pool, err = pg.Open(ctx, m.Config.Database, pg.Options{MaxConns: poolSize, Create: true}); err != nil {
+	if m.pool, err = pg.Open(ctx, m.Config.Database, pg.Options{MaxConns: poolSize}); err != nil {
 		return err
 	}
 	if m.nc, err = stream.Connect(m.Config.NATS, "callreport-projector", log); err != nil {

@@ -61,7 +61,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		m.Registry = prometheus.NewRegistry()
 		m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	if m.pool, err = pg.Open(ctx, m.Config.Database, pg.Options{Create: true}); err != nil {
+	if m.pool, err = pg.Open(ctx, m.Config.Database, pg.Options{}); err != nil {
 		return err
 	}
 	if m.ln = m.Listener; m.ln == nil {

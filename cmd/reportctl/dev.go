@@ -20,6 +20,7 @@ import (
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/natsserver"
 	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/migrations"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/query"
 )
@@ -58,6 +59,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cfg.NATS.URL = config.Secret(ns.ClientURL())
 	}
 
+	// dev, like migrate, creates the database; the processes never do.
+	if err := migrations.CreateDatabase(ctx, cfg.Database.URL.Value()); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The projector migrates the database before the query process checks it.
