@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callreport/callreport/internal/pg"
+	"github.com/callreport/callreport/internal/tlstest"
 	"github.com/callreport/callreport/migrations"
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/query"
@@ -26,8 +28,11 @@ func TestRun(t *testing.T) {
 	defer cancel()
 	addrs := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	args := []string{"-database-url", pgtest.URL(t), "-http-addr", "127.0.0.1:0", "-log-format", "json"}
-	go func() { done <- run(ctx, args, io.Discard, func(a net.Addr) { addrs <- a }) }()
+	metricsAddrs := make(chan net.Addr, 1)
+	args := []string{"-database-url", pgtest.URL(t), "-http-addr", "127.0.0.1:0", "-query-metrics-addr", "127.0.0.1:0", "-log-format", "json"}
+	go func() {
+		done <- run(ctx, args, io.Discard, func(a, m net.Addr) { addrs <- a; metricsAddrs <- m })
+	}()
 
 	var base string
 	select {
@@ -48,6 +53,7 @@ func TestRun(t *testing.T) {
 		{"/healthz", 200, `{"status":"ok"}`},
 		{"/readyz", 200, `{"status":"ok"}`},
 		{"/call-report/jobs/j1", 401, `{"statusCode":401,"message":"Unauthorized","error":"Unauthorized"}`},
+		{"/metrics", 404, `{"statusCode":404,"message":"Cannot GET /metrics","error":"Not Found"}`},
 	}
 	for _, tt := range tests {
 		res, err := client.Get(base + tt.path)
@@ -61,6 +67,17 @@ func TestRun(t *testing.T) {
 		}
 	}
 
+	// The metrics, on their own listener.
+	res, err := client.Get("http://" + (<-metricsAddrs).String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(b), "callreport_http_requests_total{") || res.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("GET /metrics on the metrics listener: %d %.300s", res.StatusCode, b)
+	}
+
 	cancel()
 	select {
 	case err := <-done:
@@ -69,6 +86,47 @@ func TestRun(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not return after its context ended")
+	}
+}
+
+// TestRunTLS serves the API over TLS with -http-tls-cert and -http-tls-key.
+func TestRunTLS(t *testing.T) {
+	ca := tlstest.New(t)
+	cert, key := ca.Issue(t, "query", false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrs := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	args := []string{"-database-url", pgtest.URL(t), "-http-addr", "127.0.0.1:0", "-query-metrics-addr", "",
+		"-http-tls-cert", cert, "-http-tls-key", key}
+	go func() { done <- run(ctx, args, io.Discard, func(a, _ net.Addr) { addrs <- a }) }()
+	var addr string
+	select {
+	case a := <-addrs:
+		addr = a.String()
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("not listening after a minute")
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
+	res, err := client.Get("https://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("GET over TLS: %v", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.TLS == nil {
+		t.Errorf("GET over TLS: %d, tls %v", res.StatusCode, res.TLS != nil)
+	}
+	if res, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		res.Body.Close()
+		if res.StatusCode == 200 {
+			t.Error("plain HTTP answered on the TLS listener")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after cancel: %v", err)
 	}
 }
 
@@ -106,7 +164,7 @@ func TestRunOnNewerSchema(t *testing.T) {
 	addrs := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	args := []string{"-database-url", url, "-http-addr", "127.0.0.1:0", "-query-metrics-addr", ""}
-	go func() { done <- run(ctx, args, io.Discard, func(a net.Addr) { addrs <- a }) }()
+	go func() { done <- run(ctx, args, io.Discard, func(a, _ net.Addr) { addrs <- a }) }()
 	var base string
 	select {
 	case a := <-addrs:

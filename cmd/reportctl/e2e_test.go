@@ -59,7 +59,10 @@ func startService(t *testing.T) *service {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { _ = p.Run(ctx); done <- struct{}{} }()
-	go func() { _ = query.New(s.pool, query.Config{Logger: log}).Serve(ctx, ln); done <- struct{}{} }()
+	// Hostile-input tests send many unauthenticated requests from one
+	// address; the limit of failed authentications has tests of its own.
+	qcfg := query.Config{Logger: log, AuthFailures: 1 << 30}
+	go func() { _ = query.New(ctx, s.pool, qcfg).Serve(ctx, ln); done <- struct{}{} }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -94,12 +97,15 @@ func (s *service) waitProjected() {
 	s.waitLive(info.State.LastSeq)
 }
 
+// key creates an API key of org and waits until the query server, which
+// learns of new keys through a notification, accepts it.
 func (s *service) key(org string) string {
 	s.t.Helper()
 	key, _, err := query.CreateKey(context.Background(), s.pool, org, "test")
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	s.get("/jobs/no-such-job", key, http.StatusNotFound)
 	return key
 }
 

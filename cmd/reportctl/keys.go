@@ -100,7 +100,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			return err
 		}
-		fmt.Fprintf(stderr, "revoked key %s; running query servers refuse it within %s\n", pos[0], query.DefaultKeyCacheTTL)
+		fmt.Fprintf(stderr, "revoked key %s; running query servers refuse it within a second\n", pos[0])
 	}
 	return nil
 }

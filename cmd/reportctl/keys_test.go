@@ -26,10 +26,12 @@ func reportctl(t *testing.T, args ...string) (stdout, stderr string, err error) 
 	return out.String(), errOut.String(), err
 }
 
-// status asks a fresh query server (empty key cache) for a job with key.
+// status asks a fresh query server for a job with key.
 func status(t *testing.T, pool *pgxpool.Pool, key string) int {
 	t.Helper()
-	s := query.New(pool, query.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := query.New(ctx, pool, query.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	req := httptest.NewRequest("GET", "/call-report/jobs/some-job", nil)
 	req.Header.Set("Authorization", "Bearer "+key)
 	rec := httptest.NewRecorder()
