@@ -46,6 +46,10 @@ type StatusReport struct {
 	// Warnings say what needs the operator: a fold version mismatch, a
 	// missing stream or consumer, a stall; [] when all is well.
 	Warnings []string `json:"warnings"`
+	// Database and NATS say where the status was read, passwords and
+	// tokens redacted; set by the caller, which knows the configuration.
+	Database string `json:"database"`
+	NATS     string `json:"nats"`
 }
 
 // StreamStatus is the event stream.

@@ -29,7 +29,8 @@ func main() {
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(2)
 	default:
-		fmt.Fprintln(os.Stderr, "query:", err)
+		// Whatever an error quotes, no secret reaches the terminal.
+		fmt.Fprintln(os.Stderr, "query:", config.ScrubString(err.Error()))
 		os.Exit(1)
 	}
 }

@@ -41,6 +41,7 @@ added, never renamed or removed:
   stalled               true when events are pending and nothing was committed for
                         30 s: the projector is down or stuck (its /readyz says why)
   warnings              [string]
+  database, nats        where the status was read, passwords and tokens redacted
 Unknown times are null.
 
 Flags:
@@ -76,6 +77,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	r.Database, r.NATS = cfg.Database.URL.String(), cfg.NATS.URL.String() // redacted
 	if *asJSON {
 		return writeJSON(stdout, r)
 	}
@@ -92,6 +94,8 @@ func writeStatus(w io.Writer, r projector.StatusReport) {
 	}
 	at := func(t *time.Time) string { return stamp(t, r.CheckedAt) }
 
+	line("Database", "%s", printable(r.Database))
+	line("NATS", "%s", printable(r.NATS))
 	st := r.Stream
 	line("Stream", "%s", printable(st.Name))
 	if st.LastSeq == 0 {

@@ -234,6 +234,7 @@ func (r registrar) str(p *string, name, env, usage string) {
 func (r registrar) secret(p *Secret, name, env, usage string) {
 	if v, ok := os.LookupEnv(env); ok && v != "" {
 		*p = Secret(v)
+		remember(v)
 	}
 	r.fs.Var(p, name, help(usage, env))
 }
@@ -348,12 +349,14 @@ func (l Log) level() (slog.Level, error) {
 	return level, nil
 }
 
-// Logger builds the logger the log section asks for, writing to w.
+// Logger builds the logger the log section asks for, writing to w with the
+// secrets this process was given hidden (ScrubString), whatever quotes them.
 func (l Log) Logger(w io.Writer) (*slog.Logger, error) {
 	level, err := l.level()
 	if err != nil {
 		return nil, err
 	}
+	w = scrubWriter{w}
 	opts := &slog.HandlerOptions{Level: level}
 	switch l.Format {
 	case "text":

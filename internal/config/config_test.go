@@ -2,10 +2,15 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -46,6 +51,9 @@ func TestSecretNeverPrinted(t *testing.T) {
 	fs.PrintDefaults()
 	var logged bytes.Buffer
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "db", c.Database.URL, "nats", c.NATS.URL, "all", c)
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "db", c.Database.URL, "nats", c.NATS.URL, "all", c, "value", *c)
+	js, _ := json.Marshal(c)
+	logged.Write(js)
 	printed := out.String() + logged.String() +
 		fmt.Sprint(c.Database.URL) + fmt.Sprintf("%v %s %+v %#v", c.NATS.URL, c.NATS.URL, *c, *c)
 	if strings.Contains(printed, "s3cr3t") {
@@ -137,5 +145,74 @@ func TestSecretEnv(t *testing.T) {
 	env := c.SecretEnv()
 	if !slices.Contains(env, "DATABASE_URL=postgres://app:s3cr3t@db/callreport") || !slices.Contains(env, "NATS_URL=nats://u:s3cr3t@a:4222") {
 		t.Errorf("SecretEnv() = %q", env)
+	}
+}
+
+// TestScrub: what a library quotes of a connection string (net/url's parse
+// error quotes it whole) loses its secrets, in errors and in logs.
+func TestScrub(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://app:pg-s3cr3t@db:5432/callreport")
+	t.Setenv("NATS_URL", "nats://u:n%40ts-s3cr3t@a:bad,nats://tok-s3cr3t@b:4222")
+	c := Register(flag.NewFlagSet("x", flag.ContinueOnError), SectionDatabase, SectionNATS)
+	_, perr := url.Parse(strings.Split(c.NATS.URL.Value(), ",")[0])
+	for _, msg := range []string{
+		perr.Error(),
+		"connect: " + c.Database.URL.Value(),
+		"password pg-s3cr3t was refused; the token tok-s3cr3t too; n@ts-s3cr3t unescaped",
+	} {
+		got := ScrubString(msg)
+		if strings.Contains(got, "s3cr3t") {
+			t.Errorf("ScrubString(%q) = %q", msg, got)
+		}
+	}
+	base := errors.New("base")
+	err := Scrub(fmt.Errorf("open %s: %w", c.Database.URL.Value(), base))
+	if strings.Contains(err.Error(), "s3cr3t") || !errors.Is(err, base) {
+		t.Errorf("Scrub: %q, Is(base) = %v", err, errors.Is(err, base))
+	}
+	var logged bytes.Buffer
+	log, err := c.Log.Logger(&logged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Error("failed", "err", perr, "raw", c.Database.URL.Value())
+	if strings.Contains(logged.String(), "s3cr3t") || !strings.Contains(logged.String(), "xxxxx") {
+		t.Errorf("log: %s", logged.String())
+	}
+	if got := ScrubString("postgres://postgres@localhost/x and nothing secret"); got != "postgres://postgres@localhost/x and nothing secret" {
+		t.Errorf("text without secrets changed: %q", got)
+	}
+}
+
+// TestPanicRedacted: a panic prints its value with Error or String, so a
+// Secret (or an error that prints one) is redacted there too. The panic
+// happens in a child process, as in a real crash.
+func TestPanicRedacted(t *testing.T) {
+	if os.Getenv("CONFIG_TEST_PANIC") != "" {
+		c := Register(flag.NewFlagSet("x", flag.ContinueOnError), SectionDatabase)
+		switch os.Getenv("CONFIG_TEST_PANIC") {
+		case "secret":
+			panic(c.Database.URL)
+		case "error":
+			panic(fmt.Errorf("open %s: %w", c.Database.URL, errors.New("boom")))
+		case "config":
+			panic(*c)
+		case "goroutine":
+			done := make(chan struct{})
+			go func() { panic(fmt.Errorf("open %v", c.Database)) }()
+			<-done
+		}
+		return
+	}
+	for _, kind := range []string{"secret", "error", "config", "goroutine"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestPanicRedacted$")
+		cmd.Env = append(os.Environ(), "CONFIG_TEST_PANIC="+kind, "DATABASE_URL=postgres://app:p4n1c-s3cr3t@db/callreport")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "panic: ") {
+			t.Fatalf("%s: the child did not panic: %v\n%s", kind, err, out)
+		}
+		if strings.Contains(string(out), "s3cr3t") {
+			t.Errorf("%s: the panic printed the secret:\n%s", kind, out)
+		}
 	}
 }

@@ -39,13 +39,13 @@ func Open(ctx context.Context, db config.Database, o Options) (*pgxpool.Pool, er
 	defer cancel()
 	if o.Create {
 		if err := migrations.CreateDatabase(ctx, db.URL.Value()); err != nil {
-			return nil, err
+			return nil, config.Scrub(err)
 		}
 	}
 	// pgx redacts the password in its own errors.
 	cfg, err := pgxpool.ParseConfig(db.URL.Value())
 	if err != nil {
-		return nil, fmt.Errorf("parse DATABASE_URL %s: %w", db.URL, err)
+		return nil, fmt.Errorf("parse DATABASE_URL %s: %w", db.URL, config.Scrub(err))
 	}
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
@@ -58,7 +58,7 @@ func Open(ctx context.Context, db config.Database, o Options) (*pgxpool.Pool, er
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", db.URL, err)
+		return nil, fmt.Errorf("open database %s: %w", db.URL, config.Scrub(err))
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
@@ -66,11 +66,11 @@ func Open(ctx context.Context, db config.Database, o Options) (*pgxpool.Pool, er
 		if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
 			return nil, fmt.Errorf("%w: %q at %s: create it with `reportctl migrate`", ErrNoDatabase, cfg.ConnConfig.Database, db.URL)
 		}
-		return nil, fmt.Errorf("connect to database %s: %w", db.URL, err)
+		return nil, fmt.Errorf("connect to database %s: %w", db.URL, config.Scrub(err))
 	}
 	if err := migrations.Ensure(ctx, pool, db.Migrate); err != nil {
 		pool.Close()
-		return nil, err
+		return nil, config.Scrub(err)
 	}
 	return pool, nil
 }

@@ -221,8 +221,9 @@ func Connect(c config.NATS, name string, log *slog.Logger) (*nats.Conn, error) {
 	)
 	nc, err := nats.Connect(strings.Join(c.URLs(), ","), opts...)
 	if err != nil {
-		// c.URL prints redacted; the client's own errors name no URL.
-		return nil, fmt.Errorf("connect to NATS at %s: %w", c.URL, err)
+		// c.URL prints redacted; the client's error may quote a URL it
+		// could not parse, password and all.
+		return nil, fmt.Errorf("connect to NATS at %s: %w", c.URL, config.Scrub(err))
 	}
 	return nc, nil
 }
