@@ -18,14 +18,18 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callreport/callreport/internal/pg"
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations"
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/query"
+	"github.com/callreport/callreport/schema"
+	"github.com/callreport/callreport/schema/schematest"
 )
 
 // TestPostgresRoles runs deploy/postgres/roles.sql and grants.sql (their
@@ -106,17 +110,17 @@ func TestPostgresRoles(t *testing.T) {
 	projected := make(chan error, 1)
 	go func() { projected <- projector.New(projPool, streams, pcfg).Run(pctx) }()
 	t.Cleanup(func() { stopProjector(); <-projected })
-	publish(t, streams)
+	examples := schematest.Examples(t)
+	for _, ex := range examples {
+		publishLines(t, streams, ex.Lines)
+	}
 	last := lastSeq(t, streams.JetStream(), env.Stream)
 	waitPosition(t, owner, env.Consumer, last)
 
-	// The query process, as its role, with a key the owner made.
+	// The query process, as its role, with a key the owner made: every
+	// example's report (a call's is assembled from the child tables).
 	key, _, err := query.CreateKey(ctx, owner, "5f0c7d52-8f5e-4b6a-9a43-1b2f1a9c0d11", "roles")
 	if err != nil {
-		t.Fatal(err)
-	}
-	var jobID string
-	if err := owner.QueryRow(ctx, `SELECT job_id FROM jobs LIMIT 1`).Scan(&jobID); err != nil {
 		t.Fatal(err)
 	}
 	queryPool := poolAs(role("callreport_query"))
@@ -128,8 +132,11 @@ func TestPostgresRoles(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- query.New(qctx, queryPool, query.Config{Logger: discard}).Serve(qctx, ln) }()
 	t.Cleanup(func() { stopQuery(); <-served })
-	report := "http://" + ln.Addr().String() + "/call-report/jobs/" + jobID
-	waitHTTP(t, report, key, http.StatusOK)
+	base := "http://" + ln.Addr().String() + "/call-report/"
+	for _, ex := range examples {
+		waitHTTP(t, base+ex.Kind+"/"+ex.ID, key, http.StatusOK)
+	}
+	report := base + examples[0].Kind + "/" + examples[0].ID
 
 	// Each role is refused what is not its part.
 	denied := func(p *pgxpool.Pool, who, stmt string) {
@@ -177,7 +184,9 @@ func TestPostgresRoles(t *testing.T) {
 	if err := projector.Rebuild(ctx, owner, streams, projector.RebuildConfig{Config: projector.Config{Consumer: env.Consumer, Logger: discard}}); err != nil {
 		t.Fatalf("rebuild as the owner: %v", err)
 	}
-	waitHTTP(t, report, key, http.StatusOK)
+	for _, ex := range examples {
+		waitHTTP(t, base+ex.Kind+"/"+ex.ID, key, http.StatusOK)
+	}
 	publish(t, streams)
 	waitPosition(t, owner, env.Consumer, lastSeq(t, streams.JetStream(), env.Stream))
 	if err := analyst.QueryRow(ctx, `SELECT count(*) FROM jobs`).Scan(&n); err != nil || n == 0 {
@@ -197,6 +206,21 @@ func lastSeq(t *testing.T, js jetstream.JetStream, name string) uint64 {
 		t.Fatal(err)
 	}
 	return s.CachedInfo().State.LastSeq
+}
+
+// publishLines publishes example lines with the test's subject prefix.
+func publishLines(t *testing.T, s *stream.Streams, lines []schematest.Line) {
+	t.Helper()
+	for _, l := range lines {
+		m := nats.NewMsg(s.SubjectPrefix + strings.TrimPrefix(l.Subject, schema.SubjectPrefix))
+		for k, v := range l.Header {
+			m.Header[k] = v
+		}
+		m.Data = l.Body
+		if _, err := s.JetStream().PublishMsg(context.Background(), m); err != nil {
+			t.Fatalf("publish %s: %v", l.Subject, err)
+		}
+	}
 }
 
 func randomHex(n int) string {
