@@ -138,7 +138,7 @@ func (s *service) get(path, key string, want int) []byte {
 const exampleOrg = "5f0c7d52-8f5e-4b6a-9a43-1b2f1a9c0d11"
 
 // TestGoldenExamples publishes each contract example
-// (../shared/contract/examples, found by schematest.Dir) with reportctl's
+// (schema/examples, found by schematest.Dir) with reportctl's
 // publisher and compares the HTTP answer with the expected report.
 func TestGoldenExamples(t *testing.T) {
 	s := startService(t)
