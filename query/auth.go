@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 )
@@ -18,8 +19,10 @@ const (
 // authenticate lets a request through when its bearer key is a valid API
 // key, and remembers the key's organization for the handler. Keys are
 // verified against the keyring in memory: whatever the key, the request's
-// only database round trip is the handler's read. A client with too many
-// failed authentications is refused (429) before its key is looked at.
+// only database round trip is the handler's read (a key not in memory
+// waits for the keyring's next sync, which it shares with every other). A
+// client with too many failed authentications is refused (429) before its
+// key is looked at.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		client := clientKey(c.RealIP())
@@ -31,10 +34,16 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			s.failures.failed(client)
 			return errUnauthorized
 		}
+		arrived := time.Now()
+		hash := sha256.Sum256([]byte(key))
 		wait, cancel := s.dbContext(c)
+		defer cancel()
 		s.keys.waitLoaded(wait)
-		cancel()
-		info, valid, current := s.keys.lookup(sha256.Sum256([]byte(key)))
+		info, valid, current := s.keys.lookup(hash)
+		if current && !valid && s.keys.sync(wait, arrived) {
+			// Created a moment ago, its notification maybe on its way.
+			info, valid, current = s.keys.lookup(hash)
+		}
 		if !current {
 			// Cut off from the changes: a revoked key might pass.
 			return errKeysStale

@@ -33,6 +33,12 @@ type keyInfo struct {
 // is refused as soon as the revocation commits (within a second) and a new
 // key works as soon as it is created.
 //
+// A notification takes a few milliseconds: a key created just before a
+// request would be refused. So a key not in the set waits for the set's
+// next sync (sync), a ping of its connection after which every change
+// committed before the request is in: one ping every barrierEvery at most,
+// shared by every request waiting, never a statement of the request's own.
+//
 // A keyring that lost its connection cannot learn of revocations: it pings
 // the connection every pingEvery, and once it has not been sure to be
 // current for staleAfter, it answers ok=false and the request gets 503.
@@ -42,17 +48,56 @@ type keyring struct {
 	pingEvery  time.Duration
 	staleAfter time.Duration
 	now        func() time.Time
+	wake       chan struct{} // asks listen for a sync now
 
 	mu       sync.RWMutex
 	keys     map[[sha256.Size]byte]keyInfo
-	syncedAt time.Time // every change committed before it is in keys
+	syncedAt time.Time     // every change committed before it is in keys
+	synced   chan struct{} // closed when syncedAt moves
 	loaded   chan struct{}
 	once     sync.Once
 }
 
+// barrierEvery bounds how often requests with unknown keys make the keyring
+// ping: a flood of made-up keys costs Postgres at most this.
+const barrierEvery = 25 * time.Millisecond
+
 func newKeyring(pool *pgxpool.Pool, log *slog.Logger, pingEvery, staleAfter time.Duration) *keyring {
 	return &keyring{pool: pool, log: log, pingEvery: pingEvery, staleAfter: staleAfter, now: time.Now,
-		loaded: make(chan struct{})}
+		wake: make(chan struct{}, 1), synced: make(chan struct{}), loaded: make(chan struct{})}
+}
+
+// markSynced records that every change committed before at is in keys.
+func (k *keyring) markSynced(at time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if at.After(k.syncedAt) {
+		k.syncedAt = at
+	}
+	close(k.synced)
+	k.synced = make(chan struct{})
+}
+
+// sync waits, up to ctx, until every change committed before after is in
+// the set, and reports whether it got there.
+func (k *keyring) sync(ctx context.Context, after time.Time) bool {
+	for {
+		k.mu.RLock()
+		done, ch := !k.syncedAt.Before(after), k.synced
+		k.mu.RUnlock()
+		if done {
+			return true
+		}
+		select {
+		case k.wake <- struct{}{}:
+		default: // a sync is asked for already
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // lookup returns the key with this hash. current is false when the keyring
@@ -135,10 +180,27 @@ func (k *keyring) listen(ctx context.Context) error {
 	if err := k.load(ctx, conn); err != nil {
 		return err
 	}
+	var lastPing time.Time
 	for {
 		wctx, cancel := context.WithTimeout(ctx, k.pingEvery)
+		woken := make(chan struct{})
+		go func() {
+			select {
+			case <-k.wake:
+				// A request waits for a sync: ping now, or once
+				// barrierEvery has passed since the last.
+				select {
+				case <-time.After(time.Until(lastPing.Add(barrierEvery))):
+				case <-wctx.Done():
+				}
+				cancel()
+			case <-wctx.Done():
+			}
+			close(woken)
+		}()
 		_, err := conn.WaitForNotification(wctx)
 		cancel()
+		<-woken
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -147,8 +209,9 @@ func (k *keyring) listen(ctx context.Context) error {
 			if err := k.load(ctx, conn); err != nil {
 				return err
 			}
-		case wctx.Err() != nil: // no change within pingEvery: is the connection alive?
+		case wctx.Err() != nil: // no change within pingEvery, or a request waits
 			started := k.now()
+			lastPing = started
 			pctx, cancel := context.WithTimeout(ctx, k.staleAfter)
 			_, err := conn.Exec(pctx, "SELECT 1")
 			cancel()
@@ -163,9 +226,7 @@ func (k *keyring) listen(ctx context.Context) error {
 				}
 				continue
 			}
-			k.mu.Lock()
-			k.syncedAt = started
-			k.mu.Unlock()
+			k.markSynced(started)
 		default:
 			return fmt.Errorf("wait for changes: %w", err)
 		}
@@ -206,8 +267,9 @@ func (k *keyring) load(ctx context.Context, conn *pgx.Conn) error {
 		keys[h] = keyInfo{ID: r.KeyID, Org: r.OrgID}
 	}
 	k.mu.Lock()
-	k.keys, k.syncedAt = keys, started
+	k.keys = keys
 	k.mu.Unlock()
+	k.markSynced(started)
 	k.once.Do(func() { close(k.loaded) })
 	k.log.DebugContext(ctx, "API keys loaded", slog.Int("keys", len(keys)))
 	return nil
