@@ -89,14 +89,6 @@ func redactURL(s string) string {
 	return u.String()
 }
 
-// SecretEnv is the environment that hands the secrets of c to a child
-// process, as "NAME=value" pairs to append to its exec.Cmd.Env: a command
-// line is readable by every user of the machine (ps, /proc/PID/cmdline),
-// the environment of a process only by its owner.
-func (c Config) SecretEnv() []string {
-	return []string{"DATABASE_URL=" + c.Database.URL.Value(), "NATS_URL=" + c.NATS.URL.Value()}
-}
-
 // The secrets this process was given (DATABASE_URL, NATS_URL, as flags or
 // environment), so that text from elsewhere can be scrubbed of them: a
 // library's error may quote a connection string as it got it (net/url's
