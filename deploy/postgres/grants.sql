@@ -16,6 +16,20 @@ REVOKE ALL ON ALL TABLES IN SCHEMA public FROM callreport_projector, callreport_
 GRANT SELECT ON goose_db_version, schema_compat TO callreport_projector, callreport_query;
 -- The projector records which consumer keeps the live generation.
 GRANT SELECT, UPDATE ON generations TO callreport_projector;
+-- It reads what it must not store, where the schema has it (migration
+-- 00006): erased calls and jobs, organizations' redaction policies.
+-- Erasures themselves are an operator's, run as the owner.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['erased_ids', 'org_policies'] LOOP
+        IF to_regclass(t) IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT ON %I TO callreport_projector', t);
+        END IF;
+    END LOOP;
+END
+$$;
 -- The query processes verify keys against their hashes (only hashes are
 -- stored).
 GRANT SELECT ON api_keys TO callreport_query;
