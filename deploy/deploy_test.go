@@ -90,7 +90,7 @@ func TestAlertRules(t *testing.T) {
 	for _, name := range []string{
 		"CallreportProjectorDown", "CallreportQueryDown",
 		"CallreportProjectorLagHigh", "CallreportProjectorStalled", "CallreportProjectorRetrying",
-		"CallreportDeadLettersGrowing", "CallreportHTTPErrorRate", "CallreportHTTPLatencyHigh",
+		"CallreportDeadLettersGrowing", "CallreportDeadLettersDiscarded", "CallreportHTTPErrorRate", "CallreportHTTPLatencyHigh",
 	} {
 		if !seen[name] {
 			t.Errorf("%s: no alert %s", alertsFile, name)
@@ -173,14 +173,15 @@ func exported(t *testing.T) map[string]*dto.MetricFamily {
 	})
 	publish(t, streams)
 
-	h := query.New(pool, query.Config{Logger: discard, Registerer: reg, Gatherer: reg}).Handler()
-	for _, target := range []string{"/healthz", "/readyz", "/call-report/jobs/" + "550e8400-e29b-41d4-a716-446655440000", "/nope", "/metrics"} {
+	srv := query.New(ctx, pool, query.Config{Logger: discard, Registerer: reg, Gatherer: reg})
+	h := srv.Handler()
+	for _, target := range []string{"/healthz", "/readyz", "/call-report/jobs/" + "550e8400-e29b-41d4-a716-446655440000", "/nope"} {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, target, nil))
 	}
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "callreport_http_requests_total{") {
-		t.Errorf("query GET /metrics: %d, without the HTTP metrics:\n%.2000s", rec.Code, rec.Body.String())
+		t.Errorf("query GET /metrics (metrics listener): %d, without the HTTP metrics:\n%.2000s", rec.Code, rec.Body.String())
 	}
 
 	var families map[string]*dto.MetricFamily

@@ -9,7 +9,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -28,12 +31,15 @@ var FS embed.FS
 var ErrSchemaBehind = errors.New("database schema is behind this binary")
 
 // ErrSchemaAhead is returned by Check when the database was migrated by a
-// newer binary.
+// newer binary that no longer works with this one (a contract migration).
 var ErrSchemaAhead = errors.New("database schema is ahead of this binary")
 
 func provider(pool *pgxpool.Pool) (*goose.Provider, *sql.DB, error) {
 	db := stdlib.OpenDBFromPool(pool)
-	p, err := goose.NewProvider(goose.DialectPostgres, db, FS)
+	// Out of order: migrations only add (expand) until a contract step,
+	// so one numbered below an applied one (written in parallel) applies
+	// as well after it.
+	p, err := goose.NewProvider(goose.DialectPostgres, db, FS, goose.WithAllowOutofOrder(true))
 	if err != nil {
 		db.Close()
 		return nil, nil, fmt.Errorf("load migrations: %w", err)
@@ -69,36 +75,106 @@ func Latest() int64 {
 
 // Version is the version the database is at, 0 when never migrated.
 func Version(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	applied, err := appliedVersions(ctx, pool)
+	if err != nil || len(applied) == 0 {
+		return 0, err
+	}
+	return slices.Max(slices.Collect(maps.Keys(applied))), nil
+}
+
+// appliedVersions is the set of migrations applied to the database.
+func appliedVersions(ctx context.Context, pool *pgxpool.Pool) (map[int64]bool, error) {
 	var exists bool
 	if err := pool.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL`).Scan(&exists); err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
+		return nil, fmt.Errorf("read schema version: %w", err)
 	}
+	applied := map[int64]bool{}
 	if !exists {
-		return 0, nil
+		return applied, nil
 	}
-	var v int64
-	err := pool.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&v)
+	// goose records a rollback as a row with is_applied false.
+	rows, err := pool.Query(ctx, `SELECT version_id, bool_and(is_applied) FROM (
+		SELECT DISTINCT ON (version_id) version_id, is_applied FROM goose_db_version
+		WHERE version_id > 0 ORDER BY version_id, id DESC) last GROUP BY version_id`)
 	if err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
+		return nil, fmt.Errorf("read schema version: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v int64
+		var ok bool
+		if err := rows.Scan(&v, &ok); err != nil {
+			return nil, fmt.Errorf("read schema version: %w", err)
+		}
+		if ok {
+			applied[v] = true
+		}
+	}
+	return applied, rows.Err()
+}
+
+// versions are the versions of the embedded migrations.
+func versions() []int64 {
+	files, _ := FS.ReadDir(".")
+	var vs []int64
+	for _, f := range files {
+		var v int64
+		if _, err := fmt.Sscanf(f.Name(), "%d_", &v); err == nil {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
+// MinBinaryVersion is the oldest binary version the database allows
+// (schema_compat), 0 before the table exists.
+func MinBinaryVersion(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var v int64
+	err := pool.QueryRow(ctx, `SELECT CASE WHEN to_regclass('schema_compat') IS NULL THEN 0
+		ELSE (SELECT min_binary_version FROM schema_compat) END`).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("read the schema's oldest compatible binary: %w", err)
 	}
 	return v, nil
 }
 
-// Check returns nil when the database is exactly at Latest, and otherwise an
+// Check returns nil when the database holds every migration of this binary
+// and nothing a newer binary did excludes it: the same version, or a newer
+// one whose schema_compat still admits Latest. Otherwise it returns an
 // error wrapping ErrSchemaBehind or ErrSchemaAhead that tells the operator
 // what to do.
 func Check(ctx context.Context, pool *pgxpool.Pool) error {
-	v, err := Version(ctx, pool)
+	applied, err := appliedVersions(ctx, pool)
 	if err != nil {
 		return err
 	}
-	switch want := Latest(); {
-	case v < want:
-		return fmt.Errorf("%w: it is at version %d, this binary needs %d: run `reportctl migrate` (or start with -migrate)", ErrSchemaBehind, v, want)
-	case v > want:
-		return fmt.Errorf("%w: it is at version %d, this binary knows up to %d: deploy the newer binary", ErrSchemaAhead, v, want)
+	want := Latest()
+	var missing []string
+	for _, v := range versions() {
+		if !applied[v] {
+			missing = append(missing, strconv.FormatInt(v, 10))
+		}
 	}
-	return nil
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: migration(s) %s not applied, this binary needs version %d: run `reportctl migrate` (or start with -migrate)",
+			ErrSchemaBehind, strings.Join(missing, ", "), want)
+	}
+	var v int64
+	for a := range applied {
+		v = max(v, a)
+	}
+	if v <= want {
+		return nil
+	}
+	minBinary, err := MinBinaryVersion(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if minBinary == 0 || want < minBinary {
+		return fmt.Errorf("%w: it is at version %d and admits binaries from version %d on, this binary is at %d: deploy the newer binary",
+			ErrSchemaAhead, v, max(minBinary, v), want)
+	}
+	return nil // a newer schema that still works with this binary
 }
 
 // Ensure migrates when migrate is set and then checks the version; it is

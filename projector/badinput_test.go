@@ -406,8 +406,9 @@ func TestBadInput(t *testing.T) {
 		}
 		reason := schema.Reason(dm.Header.Get(stream.HeaderReason))
 		got[i] = reason
-		if dm.Subject != h.env.DLQPrefix+"."+string(reason) || !bytes.Equal(dm.Data, lines[i].Body) {
-			t.Errorf("line %d: dead letter on %q, body %q; want the original bytes on %s.%s", i, dm.Subject, dm.Data, h.env.DLQPrefix, reason)
+		org := strings.Split(lines[i].Subject, ".")[1]
+		if dm.Subject != h.env.DLQPrefix+"."+string(reason)+"."+org || !bytes.Equal(dm.Data, lines[i].Body) {
+			t.Errorf("line %d: dead letter on %q, body %q; want the original bytes on %s.%s.%s", i, dm.Subject, dm.Data, h.env.DLQPrefix, reason, org)
 		}
 		if dm.Header.Get(stream.HeaderDetail) == "" || len(dm.Header[stream.HeaderReason]) != 1 {
 			t.Errorf("line %d: headers %q", i, dm.Header)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/schematest"
@@ -106,8 +109,10 @@ func TestDeadLetters(t *testing.T) {
 		orig, _ := strconv.ParseUint(m.Header.Get(stream.HeaderStreamSeq), 10, 64)
 		reason := m.Header.Get(stream.HeaderReason)
 		got[orig] = reason
-		if m.Subject != h.env.DLQPrefix+"."+reason {
-			t.Errorf("seq %d: DLQ subject %q", orig, m.Subject)
+		// Contract 1.2: <dlqprefix>.<reason>.<orgid of the original subject>.
+		org := strings.Split(lines[orig-1].Subject, ".")[1]
+		if m.Subject != h.env.DLQPrefix+"."+reason+"."+org {
+			t.Errorf("seq %d: DLQ subject %q, want %s.%s.%s", orig, m.Subject, h.env.DLQPrefix, reason, org)
 		}
 		if string(m.Data) != string(lines[orig-1].Body) {
 			t.Errorf("seq %d: DLQ body %q, want the original bytes", orig, m.Data)
@@ -118,5 +123,58 @@ func TestDeadLetters(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("dead letters %v, want %v", got, want)
+	}
+}
+
+// TestDeadLetterStreamBounded: the dead-letter stream gets the configured
+// limits (an existing one too) and, when full, discards its oldest dead
+// letters to store new ones; the projector counts them in
+// callreport_projector_dead_letters_discarded_total.
+func TestDeadLetterStreamBounded(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	// The harness created the dead-letter stream without limits, as a
+	// deployment from before them has it.
+	h.s.DLQLimits = stream.DLQLimits{MaxAge: time.Hour, MaxBytes: 4 << 10}
+	if err := h.s.ApplyDLQLimits(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := h.js.Stream(ctx, h.env.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := dlq.CachedInfo().Config; c.MaxAge != time.Hour || c.MaxBytes != 4<<10 || c.Discard != jetstream.DiscardOld || c.Duplicates > time.Hour {
+		t.Fatalf("dead-letter stream limits: max age %s, max bytes %d, discard %v", c.MaxAge, c.MaxBytes, c.Discard)
+	}
+	if err := h.s.ApplyDLQLimits(ctx); err != nil { // nothing to change
+		t.Fatal(err)
+	}
+
+	metrics := NewMetrics(prometheus.NewRegistry())
+	metrics.CountDiscards(h.s)
+	cfg := h.cfg
+	cfg.Metrics = metrics
+	h.start(cfg)
+	var lines []schematest.Line
+	for i := range 40 { // about 400 bytes each as dead letters
+		lines = append(lines, schematest.Line{Subject: "callevents.org-a.call.call-x.status", Body: []byte(fmt.Sprintf(`not json %03d`, i))})
+	}
+	h.waitPosition(h.publish(lines))
+	info, err := dlq.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := info.State.Msgs
+	discarded := testutil.ToFloat64(metrics.discarded)
+	if held == 0 || held >= 40 || info.State.Bytes > 4<<10 {
+		t.Fatalf("the dead-letter stream holds %d dead letters (%d bytes), want fewer than 40 within 4 KiB", held, info.State.Bytes)
+	}
+	if discarded != float64(40-held) {
+		t.Errorf("counted %v discarded dead letters, want %d (40 rejected, %d kept)", discarded, 40-held, held)
+	}
+	// The newest are the ones kept.
+	last, err := dlq.GetMsg(ctx, info.State.LastSeq)
+	if err != nil || !strings.HasSuffix(string(last.Data), "039") {
+		t.Errorf("last dead letter %q %v, want the last rejected event", last.Data, err)
 	}
 }

@@ -67,7 +67,7 @@ func TestListDeadLetters(t *testing.T) {
 	h.waitPosition(h.publish(lines))
 	h.waitDeadLetters(7)
 
-	all, err := h.s.ListDeadLetters(ctx, "", 0)
+	all, err := h.s.ListDeadLetters(ctx, stream.Select{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,26 +90,60 @@ func TestListDeadLetters(t *testing.T) {
 		}
 	}
 
-	tenant, err := h.s.ListDeadLetters(ctx, "tenant_mismatch", 0)
+	tenant, err := h.s.ListDeadLetters(ctx, stream.Select{Reason: "tenant_mismatch"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(tenant) != 2 || tenant[0].Reason != "tenant_mismatch" || tenant[1].Reason != "tenant_mismatch" {
 		t.Errorf("tenant_mismatch: %+v", tenant)
 	}
-	firstThree, err := h.s.ListDeadLetters(ctx, "", 3)
+	firstThree, err := h.s.ListDeadLetters(ctx, stream.Select{}, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(firstThree) != 3 || firstThree[2].Seq != all[2].Seq {
 		t.Errorf("limit 3: %d dead letters", len(firstThree))
 	}
-	none, err := h.s.ListDeadLetters(ctx, "no_such_reason", 0)
+	none, err := h.s.ListDeadLetters(ctx, stream.Select{Reason: "no_such_reason"}, 0)
 	if err != nil || len(none) != 0 {
 		t.Errorf("unknown reason: %v %v", none, err)
 	}
-	if _, err := h.s.ListDeadLetters(ctx, "a.>", 0); err == nil {
-		t.Error("a reason with subject wildcards was accepted")
+	for _, sel := range []stream.Select{{Reason: "a.>"}, {Org: "*"}, {Org: "a.b"}, {Reason: "x", Org: ">"}} {
+		if _, err := h.s.ListDeadLetters(ctx, sel, 0); err == nil {
+			t.Errorf("%+v with subject wildcards was accepted", sel)
+		}
+	}
+
+	// One tenant's (contract 1.2: the organization is the last token of
+	// the dead-letter subject), and those of a reason and a tenant.
+	var ofB []uint64
+	for _, d := range all {
+		if d.Org == orgB {
+			ofB = append(ofB, d.Seq)
+		}
+	}
+	for _, sel := range []stream.Select{{Org: orgB}, {Org: orgB, Reason: "tenant_mismatch"}} {
+		got, err := h.s.ListDeadLetters(ctx, sel, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []uint64
+		for _, d := range got {
+			if d.Org != orgB || sel.Reason != "" && d.Reason != sel.Reason {
+				t.Errorf("%+v listed %+v", sel, d)
+			}
+			seqs = append(seqs, d.Seq)
+		}
+		if n, _ := h.s.CountSelected(ctx, sel); len(seqs) == 0 || n != uint64(len(seqs)) || sel.Reason == "" && !slices.Equal(seqs, ofB) {
+			t.Errorf("%+v: %v (counted %d), want the %v of %s", sel, seqs, n, ofB, orgB)
+		}
+	}
+	// Dead letters stored before contract 1.2 carry no organization: a
+	// reason still finds them.
+	legacy := h.deadLetter("tenant_mismatch", "callevents.org-a.call.call-x.created", []byte(`{}`), 1)
+	withLegacy, err := h.s.ListDeadLetters(ctx, stream.Select{Reason: "tenant_mismatch"}, 0)
+	if err != nil || len(withLegacy) != 3 || withLegacy[2].Seq != legacy || withLegacy[2].Org != "" {
+		t.Errorf("tenant_mismatch with a dead letter without organization: %+v %v", withLegacy, err)
 	}
 
 	one, err := h.s.GetDeadLetter(ctx, all[3].Seq)
@@ -133,15 +167,22 @@ func TestRetryDeadLetter(t *testing.T) {
 	ctx := context.Background()
 	h.start(h.cfg)
 	good := event("e-good", "call.created", orgA, jobJ, "call-y", `{"attempt":1,"direction":"outbound","from":"1","to":"2"}`)
-	goodSeq := h.deadLetter("tenant_mismatch", good.Subject, good.Body, 41)
+	goodOrig := h.publish([]schematest.Line{good})
+	goodSeq := h.deadLetter("tenant_mismatch", good.Subject, good.Body, goodOrig)
 	bad := schematest.Line{Subject: "callevents.org-a.call.call-y.status", Body: []byte(`{"broken"`)}
-	badSeq := h.deadLetter("invalid_json", bad.Subject, bad.Body, 42)
+	badOrig := h.publish([]schematest.Line{bad})
+	h.waitDeadLetters(2) // goodSeq, and the projector's own of bad
+	mine, err := h.s.ListDeadLetters(ctx, stream.Select{Reason: "invalid_json", Org: orgA}, 0)
+	if err != nil || len(mine) != 1 || mine[0].StreamSeq != badOrig {
+		t.Fatalf("the projector's dead letter of %d: %+v %v", badOrig, mine, err)
+	}
+	badSeq := mine[0].Seq
 
 	r, err := h.s.RetryDeadLetter(ctx, goodSeq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Stream != h.env.Stream || r.StreamSeq == 0 || r.Duplicate || r.MsgID != "e-good-retry-"+strconv.FormatUint(goodSeq, 10) ||
+	if r.Stream != h.env.Stream || r.StreamSeq <= badOrig || r.Duplicate || r.MsgID != "e-good-retry-"+strconv.FormatUint(goodSeq, 10) ||
 		r.Subject != h.env.SubjectPrefix+".org-a.call.call-y.created" {
 		t.Errorf("retried %+v", r)
 	}
@@ -165,12 +206,90 @@ func TestRetryDeadLetter(t *testing.T) {
 	}
 	h.waitPosition(r.StreamSeq)
 	again := h.waitDeadLetters(1)
-	list, err := h.s.ListDeadLetters(ctx, "", 0)
+	list, err := h.s.ListDeadLetters(ctx, stream.Select{}, 0)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("%v %v", list, err)
 	}
-	if d := list[0]; d.Seq <= badSeq || d.StreamSeq != r.StreamSeq || string(d.Data) != string(bad.Body) || d.Reason != "invalid_json" {
+	if d := list[0]; d.Seq <= badSeq || d.StreamSeq != r.StreamSeq || string(d.Data) != string(bad.Body) || d.Reason != "invalid_json" || d.Org != orgA {
 		t.Errorf("dead-lettered again: %+v (counts %+v), want a new sequence naming stream seq %d", d, again, r.StreamSeq)
+	}
+}
+
+// TestRetryIgnoresForgedHeaders: whoever may publish to the dead-letter
+// subjects must not get to choose what a retry publishes. The retry reads
+// the original again from the event stream at the recorded sequence and
+// publishes it, with its own headers (but Nats-*), to its own subject; a
+// dead letter that is not a copy of that message is refused.
+func TestRetryIgnoresForgedHeaders(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.start(h.cfg)
+	orig := event("e-z", "call.created", orgA, jobJ, "call-z", `{"attempt":1,"direction":"outbound","from":"1","to":"2"}`)
+	m := nats.NewMsg(h.env.SubjectPrefix + strings.TrimPrefix(orig.Subject, "callevents"))
+	m.Data = orig.Body
+	m.Header.Set("X-Trace", "t-1")
+	m.Header.Set(jetstream.MsgIDHeader, "e-z")
+	ack, err := h.js.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitPosition(ack.Sequence)
+
+	forge := func(body []byte, origSeq uint64) uint64 {
+		seq := h.deadLetter("tenant_mismatch", "callevents.org-b.call.call-z.created", body, origSeq)
+		return seq
+	}
+	// Every header but the sequence lies: another organization's subject,
+	// another stream.
+	forged := forge(orig.Body, ack.Sequence)
+	r, err := h.s.RetryDeadLetter(ctx, forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Subject != m.Subject || r.Stream != h.env.Stream {
+		t.Fatalf("retried to %s on %s, want the original subject %s", r.Subject, r.Stream, m.Subject)
+	}
+	events, err := h.s.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := events.GetMsg(ctx, r.StreamSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copied.Subject != m.Subject || string(copied.Data) != string(orig.Body) || copied.Header.Get("X-Trace") != "t-1" ||
+		copied.Header.Get(jetstream.MsgIDHeader) != "e-z-retry-"+strconv.FormatUint(forged, 10) ||
+		copied.Header.Get(stream.HeaderSubject) != "" || copied.Header.Get(stream.HeaderReason) != "" {
+		t.Errorf("published %s %q %v; want the original's subject, bytes and headers with a retry id", copied.Subject, copied.Data, copied.Header)
+	}
+
+	// Bytes that are not the message at the recorded sequence, and a
+	// sequence the stream does not hold: refused, nothing published, the
+	// dead letters kept.
+	before, err := events.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := event("e-evil", "call.created", orgB, "", "call-evil", `{"attempt":1,"direction":"outbound","from":"1","to":"2"}`)
+	wrongBytes := forge(other.Body, ack.Sequence)
+	if _, err := h.s.RetryDeadLetter(ctx, wrongBytes); !errors.Is(err, stream.ErrNotTheOriginal) {
+		t.Errorf("retry of a dead letter with other bytes: %v, want ErrNotTheOriginal", err)
+	}
+	gone := forge(orig.Body, 999)
+	if _, err := h.s.RetryDeadLetter(ctx, gone); err == nil || !strings.Contains(err.Error(), "no longer in the stream") {
+		t.Errorf("retry of a dead letter naming no message: %v", err)
+	}
+	after, err := events.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.State.LastSeq != before.State.LastSeq {
+		t.Errorf("refused retries published %d messages", after.State.LastSeq-before.State.LastSeq)
+	}
+	for _, seq := range []uint64{wrongBytes, gone} {
+		if _, err := h.s.GetDeadLetter(ctx, seq); err != nil {
+			t.Errorf("refused dead letter %d: %v", seq, err)
+		}
 	}
 }
 
@@ -184,13 +303,13 @@ func TestRetryDeadLetters(t *testing.T) {
 	h.start(h.cfg)
 	h.waitPosition(h.publish(lines))
 	h.waitDeadLetters(7)
-	// Two that must not be published: a subject no stream takes, and one
-	// of the dead-letter stream itself.
+	// Two that must not be published: bytes that are not the message at
+	// the sequence they name, and a sequence the stream does not hold.
 	lost := h.deadLetter("invalid_json", "nowhere.at.all", []byte(`{}`), 1)
-	loop := h.deadLetter("invalid_json", h.env.DLQPrefix+".invalid_json", []byte(`{}`), 1)
+	loop := h.deadLetter("invalid_json", h.env.DLQPrefix+".invalid_json", []byte(`{}`), 10_000)
 
 	var calls, lastTotal uint64
-	sum, err := h.s.RetryDeadLetters(ctx, "", func(done, total uint64) { calls, lastTotal = done, total })
+	sum, err := h.s.RetryDeadLetters(ctx, stream.Select{}, func(done, total uint64) { calls, lastTotal = done, total })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +326,7 @@ func TestRetryDeadLetters(t *testing.T) {
 	}
 
 	// One reason only.
-	sum, err = h.s.RetryDeadLetters(ctx, "tenant_mismatch", nil)
+	sum, err = h.s.RetryDeadLetters(ctx, stream.Select{Reason: "tenant_mismatch"}, nil)
 	if err != nil || sum.Total != 2 || sum.Retried != 2 || len(sum.Failed) != 0 {
 		t.Fatalf("tenant_mismatch: %+v %v", sum, err)
 	}
@@ -221,18 +340,18 @@ func TestPurgeDeadLetters(t *testing.T) {
 	h.waitPosition(h.publish(mixedLines()))
 	h.waitDeadLetters(7)
 
-	n, err := h.s.PurgeDeadLetters(ctx, "tenant_mismatch")
+	n, err := h.s.PurgeDeadLetters(ctx, stream.Select{Reason: "tenant_mismatch"})
 	if err != nil || n != 2 {
 		t.Fatalf("purge tenant_mismatch: %d %v", n, err)
 	}
 	if c := h.waitDeadLetters(5); c.ByReason["tenant_mismatch"] != 0 {
 		t.Errorf("after purging tenant_mismatch: %v", c.ByReason)
 	}
-	if n, err = h.s.PurgeDeadLetters(ctx, ""); err != nil || n != 5 {
+	if n, err = h.s.PurgeDeadLetters(ctx, stream.Select{}); err != nil || n != 5 {
 		t.Fatalf("purge: %d %v", n, err)
 	}
 	h.waitDeadLetters(0)
-	if n, err = h.s.PurgeDeadLetters(ctx, ""); err != nil || n != 0 {
+	if n, err = h.s.PurgeDeadLetters(ctx, stream.Select{}); err != nil || n != 0 {
 		t.Fatalf("purge of nothing: %d %v", n, err)
 	}
 }
@@ -246,7 +365,7 @@ func TestRetryMsgID(t *testing.T) {
 		{`{"id":"a\nb"}`, "dlq-retry-7"},
 		{`{"type":"call.created"}`, "dlq-retry-7"},
 	} {
-		if got := stream.RetryMsgID(stream.DeadLetter{Seq: 7, Data: []byte(tc.body)}); got != tc.want {
+		if got := stream.RetryMsgID(7, []byte(tc.body), nil); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.body, got, tc.want)
 		}
 	}

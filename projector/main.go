@@ -87,7 +87,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 			m.close()
 		}
 	}()
-	if m.pool, err = pg.Open(ctx, m.Config.Database, pg.Options{MaxConns: poolSize, Create: true}); err != nil {
+	if m.pool, err = pg.Open(ctx, m.Config.Database, pg.Options{MaxConns: poolSize}); err != nil {
 		return err
 	}
 	if m.nc, err = stream.Connect(m.Config.NATS, "callreport-projector", log); err != nil {
@@ -97,6 +97,18 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	streams.DLQLimits = stream.DLQLimitsOf(m.Config.NATS)
+	// The projector is the process the dead-letter limits are configured
+	// for: it brings the stream to them (reportctl, which may run with
+	// another environment, only creates it with them).
+	if err := streams.Ensure(ctx); err != nil {
+		return err
+	}
+	if err := streams.ApplyDLQLimits(ctx); err != nil {
+		return err
+	}
+	metrics := NewMetrics(m.Registry)
+	metrics.CountDiscards(streams)
 	budget := int64(m.Config.Projector.MemoryBudget) << 20
 	if budget > 0 {
 		// The runtime collects harder as the heap nears the budget, rather
@@ -110,7 +122,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		MemoryBudget:      budget,
 		StallAfter:        m.Config.Projector.StallAfter,
 		Logger:            log,
-		Metrics:           NewMetrics(m.Registry),
+		Metrics:           metrics,
 		RebuildOnMismatch: m.Config.Projector.RebuildOnMismatch,
 	})
 	if m.ln, err = net.Listen("tcp", m.Config.Projector.MetricsAddr); err != nil {

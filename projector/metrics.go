@@ -26,6 +26,7 @@ type Metrics struct {
 	splits      prometheus.Counter
 	lastCommit  *prometheus.GaugeVec
 	stalled     *prometheus.GaugeVec
+	discarded   prometheus.Counter
 }
 
 // NewMetrics registers the projector's metrics with reg.
@@ -69,6 +70,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "callreport_projector_info",
 			Help: "Always 1; labels say what the projector runs.",
 		}, []string{"fold_version", "consumer", "stream"}),
+		discarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callreport_projector_dead_letters_discarded_total",
+			Help: "Old dead letters the dead-letter stream discarded, when full (CALLREPORT_DLQ_MAX_BYTES), to store new ones.",
+		}),
 	}
 	m.bulk = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "callreport_projector_bulk_batches_total",
@@ -87,8 +92,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "1 while a batch has not committed for longer than the stall threshold with events pending, else 0.",
 	}, []string{"partition"})
 	reg.MustRegister(m.events, m.batchSize, m.batchTime, m.retries, m.position, m.lagEvents, m.lagSeconds, m.redelivered, m.info,
-		m.bulk, m.splits, m.lastCommit, m.stalled)
+		m.bulk, m.splits, m.lastCommit, m.stalled, m.discarded)
 	return m
+}
+
+// CountDiscards makes s count, in
+// callreport_projector_dead_letters_discarded_total, the old dead letters
+// its dead-letter stream discards to store new ones.
+func (m *Metrics) CountDiscards(s *stream.Streams) {
+	if m != nil {
+		s.OnDLQDiscard = func(n uint64) { m.discarded.Add(float64(n)) }
+	}
 }
 
 // countKey is one label set of callreport_projector_events_total.

@@ -27,6 +27,10 @@ type RebuildConfig struct {
 	Since   time.Time
 	// Restart discards an interrupted build instead of resuming it.
 	Restart bool
+	// AllowPartial lets a generation whose build started after the
+	// stream's first message go live; without it the build stops before
+	// the switch (checkComplete, generations.go).
+	AllowPartial bool
 	// Progress, when set, is called about twice a second.
 	Progress func(RebuildProgress)
 }
@@ -131,6 +135,9 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, c
 			log.InfoContext(ctx, "indexed the new generation", "generation", gen.Generation, "took", time.Since(began).Round(time.Millisecond))
 			indexed = true
 			continue
+		}
+		if err := checkComplete(ctx, streams, cfg, gen); err != nil {
+			return err
 		}
 		switched, err := trySwitch(ctx, pool, buildPool, q, cfg, gen)
 		if err != nil {

@@ -45,6 +45,12 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cf
 	if (cfg.CallID == "") == (cfg.JobID == "") {
 		return ReplayResult{}, errors.New("replay: name a call or a job")
 	}
+	// The ids become subject tokens: a wildcard would replay everything.
+	for _, id := range []string{cfg.CallID, cfg.JobID} {
+		if id != "" && !schema.ValidID(id) {
+			return ReplayResult{}, fmt.Errorf("replay: %q is not a valid id", id)
+		}
+	}
 	p := New(pool, streams, cfg.Config)
 	var res ReplayResult
 	var err error

@@ -46,6 +46,10 @@ type StatusReport struct {
 	// Warnings say what needs the operator: a fold version mismatch, a
 	// missing stream or consumer, a stall; [] when all is well.
 	Warnings []string `json:"warnings"`
+	// Database and NATS say where the status was read, passwords and
+	// tokens redacted; set by the caller, which knows the configuration.
+	Database string `json:"database"`
+	NATS     string `json:"nats"`
 }
 
 // StreamStatus is the event stream.
@@ -132,7 +136,7 @@ func Status(ctx context.Context, pool *pgxpool.Pool, s *stream.Streams, consumer
 		CheckedAt:   time.Now().UTC().Truncate(time.Millisecond),
 		FoldVersion: fold.Version,
 		Stream:      StreamStatus{Name: s.Stream},
-		DeadLetters: stream.DeadLetterCounts{Stream: s.DLQStream, ByReason: map[string]uint64{}},
+		DeadLetters: stream.DeadLetterCounts{Stream: s.DLQStream, ByReason: map[string]uint64{}, ByOrg: map[string]uint64{}},
 		Retired:     []RetiredStatus{},
 		Warnings:    []string{},
 	}
@@ -182,7 +186,7 @@ func Status(ctx context.Context, pool *pgxpool.Pool, s *stream.Streams, consumer
 
 	r.DeadLetters, err = s.CountDeadLetters(ctx)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		r.DeadLetters = stream.DeadLetterCounts{Stream: s.DLQStream, ByReason: map[string]uint64{}}
+		r.DeadLetters = stream.DeadLetterCounts{Stream: s.DLQStream, ByReason: map[string]uint64{}, ByOrg: map[string]uint64{}}
 		warn("dead-letter stream %s does not exist", s.DLQStream)
 	} else if err != nil {
 		return r, err

@@ -118,7 +118,7 @@ func TestStatus(t *testing.T) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"checked_at", "consumer", "dead_letters", "fold_version", "lag", "live", "rebuild", "retired", "stalled", "stream", "warnings"}
+	want := []string{"checked_at", "consumer", "database", "dead_letters", "fold_version", "lag", "live", "nats", "rebuild", "retired", "stalled", "stream", "warnings"}
 	if got := slices.Sorted(func(yield func(string) bool) {
 		for k := range doc {
 			if !yield(k) {

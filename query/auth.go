@@ -2,49 +2,58 @@ package query
 
 import (
 	"crypto/sha256"
-	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 )
 
-// orgContextKey holds the organization of the request's API key.
-const orgContextKey = "query.org"
+// Context keys of what authenticate found, for the handler and the access
+// log.
+const (
+	orgContextKey   = "query.org"
+	keyIDContextKey = "query.key_id"
+)
 
 // authenticate lets a request through when its bearer key is a valid API
 // key, and remembers the key's organization for the handler. Keys are
-// verified from the key cache, so with a warm cache the handler's read is
-// the request's only database round trip.
+// verified against the keyring in memory: whatever the key, the request's
+// only database round trip is the handler's read (a key not in memory
+// waits for the keyring's next sync, which it shares with every other). A
+// client with too many failed authentications is refused (429) before its
+// key is looked at.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		client := clientKey(c.RealIP())
+		if wait, blocked := s.failures.blocked(client); blocked {
+			return &tooManyFailures{retryAfter: wait}
+		}
 		key, ok := bearerKey(c.Request().Header)
 		if !ok {
+			s.failures.failed(client)
 			return errUnauthorized
 		}
+		arrived := time.Now()
 		hash := sha256.Sum256([]byte(key))
-		org, known := s.keys.get(hash)
-		if !known {
-			ctx, cancel := s.dbContext(c)
-			var err error
-			org, err = s.q.ApiKeyGetByHash(ctx, s.pool, hash[:])
-			cancel()
-			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-				org = ""
-			case err != nil:
-				// Not remembered: the key may well be valid.
-				return dbError("verify API key", err)
-			}
-			s.keys.put(hash, org)
+		wait, cancel := s.dbContext(c)
+		defer cancel()
+		s.keys.waitLoaded(wait)
+		info, valid, current := s.keys.lookup(hash)
+		if current && !valid && s.keys.sync(wait, arrived) {
+			// Created a moment ago, its notification maybe on its way.
+			info, valid, current = s.keys.lookup(hash)
 		}
-		if org == "" {
+		if !current {
+			// Cut off from the changes: a revoked key might pass.
+			return errKeysStale
+		}
+		if !valid {
+			s.failures.failed(client)
 			return errUnauthorized
 		}
-		c.Set(orgContextKey, org)
+		c.Set(orgContextKey, info.Org)
+		c.Set(keyIDContextKey, info.ID)
 		return next(c)
 	}
 }
@@ -68,77 +77,4 @@ func bearerKey(h http.Header) (string, bool) {
 	}
 	key = strings.TrimLeft(key, " ")
 	return key, wellFormedKey(key)
-}
-
-// keyCache remembers, for a short time, which organization a key hash
-// belongs to, or that it belongs to none (unknown or revoked). Entries live
-// for ttl whatever happens to the key meanwhile: that is the delay after
-// which a revocation takes effect.
-type keyCache struct {
-	ttl time.Duration
-	max int
-	now func() time.Time
-
-	mu      sync.Mutex
-	entries map[[sha256.Size]byte]keyEntry
-}
-
-type keyEntry struct {
-	org     string // "" when the key is not valid
-	expires time.Time
-}
-
-func newKeyCache(ttl time.Duration, max int, now func() time.Time) *keyCache {
-	return &keyCache{ttl: ttl, max: max, now: now, entries: make(map[[sha256.Size]byte]keyEntry)}
-}
-
-// get returns the remembered organization of hash ("" for a refused key)
-// and whether there is an unexpired entry at all.
-func (k *keyCache) get(hash [sha256.Size]byte) (org string, known bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	e, ok := k.entries[hash]
-	if !ok {
-		return "", false
-	}
-	if !k.now().Before(e.expires) {
-		delete(k.entries, hash)
-		return "", false
-	}
-	return e.org, true
-}
-
-// put remembers org ("" for a refused key) for hash.
-func (k *keyCache) put(hash [sha256.Size]byte, org string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	now := k.now()
-	if _, ok := k.entries[hash]; !ok && len(k.entries) >= k.max {
-		k.evict(now)
-	}
-	k.entries[hash] = keyEntry{org: org, expires: now.Add(k.ttl)}
-}
-
-// evict makes room for a tenth of the capacity, so that the next puts need
-// no sweep: expired entries go first, then, if the cache is full of live ones
-// (a flood of made-up keys), arbitrary ones.
-func (k *keyCache) evict(now time.Time) {
-	target := k.max - max(1, k.max/10)
-	for h, e := range k.entries {
-		if !now.Before(e.expires) {
-			delete(k.entries, h)
-		}
-	}
-	for h := range k.entries {
-		if len(k.entries) <= target {
-			break
-		}
-		delete(k.entries, h)
-	}
-}
-
-func (k *keyCache) len() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.entries)
 }

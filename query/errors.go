@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
@@ -27,6 +30,20 @@ var (
 	errUnavailable = errors.New("database unavailable")
 )
 
+// statusClientClosed is nginx's code for a request whose client went away
+// before the answer: logged and counted as such, never as a 5xx, since
+// nothing failed on this side.
+const statusClientClosed = 499
+
+// tooManyFailures refuses a client that failed to authenticate too often.
+type tooManyFailures struct {
+	retryAfter time.Duration
+}
+
+func (e *tooManyFailures) Error() string {
+	return fmt.Sprintf("too many failed authentications; retry after %s", e.retryAfter)
+}
+
 // errorBody is the shape of every error response, NestJS's: the same bytes
 // for the same error, whatever caused it.
 type errorBody struct {
@@ -42,13 +59,21 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	if clientGone(c.Request()) {
+		// Nobody reads the answer; the code is for the log and metrics.
+		c.Response().WriteHeader(statusClientClosed)
+		return
+	}
 	code, msg := status(err, c.Request())
 	h := c.Response().Header()
-	switch code {
-	case http.StatusUnauthorized:
+	var tooMany *tooManyFailures
+	switch {
+	case code == http.StatusUnauthorized:
 		h.Set(echo.HeaderWWWAuthenticate, "Bearer")
-	case http.StatusServiceUnavailable:
+	case code == http.StatusServiceUnavailable:
 		h.Set(echo.HeaderRetryAfter, "1")
+	case errors.As(err, &tooMany):
+		h.Set(echo.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(max(tooMany.retryAfter, time.Second).Seconds()))))
 	}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(code)
@@ -70,8 +95,12 @@ func status(err error, r *http.Request) (int, string) {
 		return http.StatusNotFound, "Job not found"
 	case errors.Is(err, errCallNotFound):
 		return http.StatusNotFound, "Call not found"
-	case errors.Is(err, errUnavailable):
+	case errors.Is(err, errUnavailable), errors.Is(err, errKeysStale):
 		return http.StatusServiceUnavailable, http.StatusText(http.StatusServiceUnavailable)
+	}
+	var tooMany *tooManyFailures
+	if errors.As(err, &tooMany) {
+		return http.StatusTooManyRequests, http.StatusText(http.StatusTooManyRequests)
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
@@ -116,6 +145,13 @@ func unavailable(err error) bool {
 	}
 	// A closed pool (the process is stopping) has no type of its own.
 	return strings.Contains(err.Error(), "closed pool")
+}
+
+// clientGone reports whether the client of r closed its connection (or
+// HTTP/2 stream) before the answer: its context is cancelled. Shutdown does
+// not cancel it, and the database timeout is a deadline, not a cancel.
+func clientGone(r *http.Request) bool {
+	return errors.Is(r.Context().Err(), context.Canceled)
 }
 
 func truncate(s string, n int) string {

@@ -3,13 +3,17 @@ package query
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
@@ -38,8 +42,9 @@ func (s *Server) routes() *echo.Echo {
 	e.HidePort = true
 	e.Logger.SetOutput(io.Discard) // everything goes through s.log
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = clientIP(s.cfg.TrustedProxies)
 
-	e.Pre(dropOddRequestID)
+	e.Pre(nosniffMiddleware, dropOddRequestID)
 	e.Use(
 		middleware.RequestID(),
 		s.measure,
@@ -71,14 +76,46 @@ func (s *Server) routes() *echo.Echo {
 	get := []string{http.MethodGet, http.MethodHead}
 	e.Match(get, "/healthz", s.healthz)
 	e.Match(get, "/readyz", s.readyz)
-	if s.cfg.Gatherer != nil {
-		e.Match(get, "/metrics", s.serveMetrics())
-	}
 	e.Match(get, "/call-report/jobs/:jobId", s.jobReport, s.authenticate)
 	e.Match(get, "/call-report/calls/:callId", s.callReport, s.authenticate)
 	return e
 }
 
+// clientIP is how the client's address is found: the peer's, or, from a
+// trusted proxy only, the nearest untrusted address of X-Forwarded-For.
+// Echo's defaults trust private and loopback peers, and without an
+// extractor RealIP believes any X-Forwarded-For: a client would choose the
+// address its failures are counted under.
+func clientIP(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// nosniff is on every response: browsers must not guess another type than
+// the one sent (a report holds producer text).
+func nosniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(echo.HeaderXContentTypeOptions, "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func nosniffMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderXContentTypeOptions, "nosniff")
+		return next(c)
+	}
+}
+
+// accessLog writes one line per request: what was asked, by whom (the
+// client address, the key's public id and organization, never the key)
+// and how it was answered.
 func (s *Server) accessLog(c echo.Context, v middleware.RequestLoggerValues) error {
 	level := slog.LevelInfo
 	attrs := []slog.Attr{
@@ -88,6 +125,13 @@ func (s *Server) accessLog(c echo.Context, v middleware.RequestLoggerValues) err
 		slog.Duration("latency", v.Latency),
 		slog.Int64("bytes", v.ResponseSize),
 		slog.String("request_id", v.RequestID),
+		slog.String("client", c.RealIP()),
+	}
+	if id, _ := c.Get(keyIDContextKey).(string); id != "" {
+		attrs = append(attrs, slog.String("key_id", id), slog.String("org", orgOf(c)))
+	}
+	if v.Status == statusClientClosed && v.Error != nil {
+		attrs = append(attrs, slog.String("err", v.Error.Error()))
 	}
 	if v.Status >= 500 {
 		level = slog.LevelError
@@ -187,26 +231,97 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.Blob(http.StatusOK, contentTypeJSON, []byte(`{"status":"ok"}`))
 }
 
-// readyz answers 200 while Postgres answers a ping promptly and its schema
-// is the one this binary reads, so a load balancer stops sending requests
-// that could only get 503 (or 500, from a schema migrated under it).
+// readyz answers the last readiness check: 200 while Postgres answers
+// promptly, its schema is one this binary reads, and the API keys are
+// current, so a load balancer stops sending requests that could only get
+// 503 (or 500, from a schema migrated under it). The check runs in the
+// background (readiness): probes, however many, cost the database nothing.
 func (s *Server) readyz(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*readyTimeout)
 	defer cancel()
+	code, body := s.ready.get(ctx)
+	return c.Blob(code, contentTypeJSON, body)
+}
+
+// readiness is the last readiness check of a Server.
+type readiness struct {
+	s     *Server
+	mu    sync.Mutex
+	code  int
+	body  []byte
+	first chan struct{} // closed after the first check
+	once  sync.Once
+}
+
+func newReadiness(s *Server) *readiness {
+	return &readiness{s: s, code: http.StatusServiceUnavailable,
+		body: []byte(`{"status":"unavailable","reason":"starting"}`), first: make(chan struct{})}
+}
+
+// get is the last check's answer, waiting (up to ctx) for the first.
+func (r *readiness) get(ctx context.Context) (int, []byte) {
+	select {
+	case <-r.first:
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.code, r.body
+}
+
+// run checks every ReadyEvery until ctx ends; a failure is logged when the
+// answer changes, not at every check.
+func (r *readiness) run(ctx context.Context) {
+	// The keys load as the process starts: wait for them a little, so the
+	// first answer is not a failure for that alone.
+	wait, cancel := context.WithTimeout(ctx, r.s.cfg.DBTimeout)
+	r.s.keys.waitLoaded(wait)
+	cancel()
+	t := time.NewTicker(r.s.cfg.ReadyEvery)
+	defer t.Stop()
+	for {
+		code, body, err := r.s.check(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		r.mu.Lock()
+		changed := code != r.code || string(body) != string(r.body)
+		r.code, r.body = code, body
+		r.mu.Unlock()
+		r.once.Do(func() { close(r.first) })
+		if changed && err != nil {
+			r.s.log.WarnContext(ctx, "not ready", slog.String("reason", string(body)), slog.Any("err", err))
+		} else if changed {
+			r.s.log.InfoContext(ctx, "ready")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// check is one readiness check.
+func (s *Server) check(ctx context.Context) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	unavailable := func(reason string, err error) (int, []byte, error) {
+		return http.StatusServiceUnavailable, []byte(`{"status":"unavailable","reason":"` + reason + `"}`), err
+	}
 	if err := s.pool.Ping(ctx); err != nil {
-		s.log.WarnContext(ctx, "not ready: database ping failed", slog.Any("err", err))
-		return c.Blob(http.StatusServiceUnavailable, contentTypeJSON,
-			[]byte(`{"status":"unavailable","reason":"database"}`))
+		return unavailable("database", err)
 	}
 	if err := migrations.Check(ctx, s.pool); err != nil {
-		reason := `{"status":"unavailable","reason":"database"}`
 		if errors.Is(err, migrations.ErrSchemaBehind) || errors.Is(err, migrations.ErrSchemaAhead) {
-			reason = `{"status":"unavailable","reason":"schema"}`
+			return unavailable("schema", err)
 		}
-		s.log.WarnContext(ctx, "not ready: schema check failed", slog.Any("err", err))
-		return c.Blob(http.StatusServiceUnavailable, contentTypeJSON, []byte(reason))
+		return unavailable("database", err)
 	}
-	return c.Blob(http.StatusOK, contentTypeJSON, []byte(`{"status":"ok"}`))
+	if !s.keys.current() {
+		return unavailable("keys", fmt.Errorf("the API keys were last known current %s ago", s.keys.age()))
+	}
+	return http.StatusOK, []byte(`{"status":"ok"}`), nil
 }
 
 // dropOddRequestID removes an incoming X-Request-Id that is too long or holds

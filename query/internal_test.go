@@ -2,7 +2,6 @@ package query
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
+
+	"github.com/callreport/callreport/migrations/pgtest"
 )
 
 func TestNoneMatch(t *testing.T) {
@@ -152,61 +153,78 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time { return c.t }
 
-func TestKeyCache(t *testing.T) {
+// TestFailLimiter: more than 20 failures within a minute and the client
+// waits until the oldest of them is a minute old; other clients are not
+// concerned; the memory stays bounded.
+func TestFailLimiter(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	c := newKeyCache(5*time.Second, 100, clock.now)
-	h := func(i int) [sha256.Size]byte { return sha256.Sum256([]byte(fmt.Sprint(i))) }
+	l := newFailLimiter(20, time.Minute, clock.now)
+	for i := range 20 {
+		if _, blocked := l.blocked("a"); blocked {
+			t.Fatalf("blocked after %d failures", i)
+		}
+		l.failed("a")
+		clock.t = clock.t.Add(time.Second)
+	}
+	// 20 failures at 1000..1019 s, now 1020 s: refused until 1060 s.
+	wait, blocked := l.blocked("a")
+	if !blocked || wait != 40*time.Second {
+		t.Fatalf("after 20 failures: blocked %v for %s, want 40s", blocked, wait)
+	}
+	if _, blocked := l.blocked("b"); blocked {
+		t.Fatal("another client is blocked")
+	}
+	clock.t = clock.t.Add(39 * time.Second)
+	if wait, blocked := l.blocked("a"); !blocked || wait != time.Second {
+		t.Fatalf("a second before: blocked %v for %s", blocked, wait)
+	}
+	clock.t = clock.t.Add(time.Second)
+	if _, blocked := l.blocked("a"); blocked {
+		t.Fatal("still blocked once the oldest failure is a minute old")
+	}
+	l.failed("a") // the 20th within the minute again
+	if wait, blocked := l.blocked("a"); !blocked || wait != time.Second {
+		t.Fatalf("one more failure: blocked %v for %s, want 1s (the next oldest)", blocked, wait)
+	}
+	clock.t = clock.t.Add(2 * time.Minute)
+	if _, blocked := l.blocked("a"); blocked || len(l.clients) != 0 {
+		t.Fatalf("after two quiet minutes: blocked %v, %d clients remembered", blocked, len(l.clients))
+	}
 
-	c.put(h(1), "org-1")
-	c.put(h(2), "") // a refused key
-	steps := []struct {
-		advance time.Duration
-		key     int
-		org     string
-		known   bool
-	}{
-		{0, 1, "org-1", true},
-		{0, 2, "", true},
-		{0, 3, "", false},
-		{4999 * time.Millisecond, 1, "org-1", true},
-		{time.Millisecond, 1, "", false},
-		{0, 2, "", false},
+	for i := range maxTrackedClients + 1000 {
+		l.failed(fmt.Sprint("c", i))
+		clock.t = clock.t.Add(time.Microsecond)
 	}
-	for i, s := range steps {
-		clock.t = clock.t.Add(s.advance)
-		org, known := c.get(h(s.key))
-		if org != s.org || known != s.known {
-			t.Errorf("step %d: get(%d) = %q, %v; want %q, %v", i, s.key, org, known, s.org, s.known)
-		}
+	if n := len(l.clients); n > maxTrackedClients {
+		t.Fatalf("%d clients remembered, more than %d", n, maxTrackedClients)
 	}
+}
 
-	// Full of live entries (a flood of made-up keys): the size stays bounded
-	// and the newest entry is kept.
-	for i := range 1000 {
-		c.put(h(100+i), "")
-		if n := c.len(); n > 100 {
-			t.Fatalf("cache holds %d entries, more than its 100", n)
+func TestClientKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
+		"::ffff:192.0.2.7":     "192.0.2.7",
+		"not an address":       "not an address",
+	} {
+		if got := clientKey(in); got != want {
+			t.Errorf("clientKey(%q) = %q, want %q", in, got, want)
 		}
-		if _, known := c.get(h(100 + i)); !known {
-			t.Fatalf("entry %d evicted as it was added", i)
-		}
-	}
-	// Expired entries go before live ones.
-	clock.t = clock.t.Add(time.Hour)
-	c.put(h(5000), "org-5000")
-	if n := c.len(); n != 1 {
-		t.Errorf("after expiry the cache holds %d entries, want 1", n)
 	}
 }
 
 func TestPanicIsA500(t *testing.T) {
-	s := New(nil, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := New(t.Context(), pgtest.Pool(t), Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	s.e.GET("/panic", func(echo.Context) error { panic("boom: SELECT secret FROM t") })
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/panic", nil))
 	want := `{"statusCode":500,"message":"Internal Server Error","error":"Internal Server Error"}`
 	if rec.Code != 500 || rec.Body.String() != want {
 		t.Fatalf("got %d %s", rec.Code, rec.Body)
+	}
+	if rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+		t.Error("a 500 without X-Content-Type-Options: nosniff")
 	}
 }
 

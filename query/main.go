@@ -2,10 +2,12 @@ package query
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,24 +18,27 @@ import (
 )
 
 // Main is a query process, wired in this one place: configuration →
-// Postgres pool → the HTTP server → shutdown. cmd/query runs it, and so do
-// `reportctl dev`, the benchmark and the end-to-end tests.
+// Postgres pool → the HTTP server (over TLS when configured) and the
+// metrics server → shutdown. cmd/query runs it, and so do `reportctl dev`,
+// the benchmark and the end-to-end tests.
 type Main struct {
 	// Config is read from the environment and flags by the caller.
 	Config config.Config
 	// Logger receives the access log and the errors; default: Config.Log
 	// on stderr.
 	Logger *slog.Logger
-	// Registry receives the metrics and is served on /metrics; default: a
-	// new registry with the Go and process collectors.
+	// Registry receives the metrics and is served on /metrics of
+	// Config.HTTP.MetricsAddr; default: a new registry with the Go and
+	// process collectors.
 	Registry *prometheus.Registry
 	// Listener, when set, is served instead of listening on
 	// Config.HTTP.Addr (a listener inherited from a parent process).
 	Listener net.Listener
 
-	pool *pgxpool.Pool
-	ln   net.Listener
-	done chan error
+	pool      *pgxpool.Pool
+	ln        net.Listener
+	metricsLn net.Listener
+	done      chan error
 }
 
 // Run starts the process and waits until ctx is done.
@@ -61,20 +66,56 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		m.Registry = prometheus.NewRegistry()
 		m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	if m.pool, err = pg.Open(ctx, m.Config.Database, pg.Options{Create: true}); err != nil {
+	proxies, err := m.Config.HTTP.Proxies()
+	if err != nil {
 		return err
 	}
+	var tlsConfig *tls.Config
+	if m.Config.HTTP.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(m.Config.HTTP.TLSCert, m.Config.HTTP.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load the TLS certificate %s: %w", m.Config.HTTP.TLSCert, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if m.pool, err = pg.Open(ctx, m.Config.Database, pg.Options{}); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			m.close()
+		}
+	}()
 	if m.ln = m.Listener; m.ln == nil {
 		if m.ln, err = net.Listen("tcp", m.Config.HTTP.Addr); err != nil {
-			m.pool.Close()
 			return fmt.Errorf("listen on %s: %w", m.Config.HTTP.Addr, err)
 		}
 	}
-	log.InfoContext(ctx, "query API listening", "addr", m.ln.Addr().String())
-	srv := New(m.pool, Config{Logger: log, Registerer: m.Registry, Gatherer: m.Registry})
+	if addr := m.Config.HTTP.MetricsAddr; addr != "" {
+		if m.metricsLn, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("listen for metrics on %s: %w", addr, err)
+		}
+	}
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	log.InfoContext(ctx, "query API listening", "addr", m.ln.Addr().String(), "scheme", scheme)
+	srv := New(ctx, m.pool, Config{Logger: log, Registerer: m.Registry, Gatherer: m.Registry,
+		TLS: tlsConfig, TrustedProxies: proxies})
 	m.done = make(chan error, 1)
+	metricsDone := make(chan error, 1)
+	if m.metricsLn != nil {
+		log.InfoContext(ctx, "metrics listening", "addr", m.metricsLn.Addr().String())
+		go func() { metricsDone <- serveHTTP(ctx, m.metricsLn, srv.MetricsHandler(), nil, time.Second, log) }()
+	} else {
+		metricsDone <- nil
+	}
 	go func() {
 		err := srv.Serve(ctx, m.ln)
+		if merr := <-metricsDone; err == nil && merr != nil {
+			err = merr
+		}
 		m.pool.Close()
 		if err == nil {
 			log.InfoContext(ctx, "query API stopped")
@@ -82,6 +123,17 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		m.done <- err
 	}()
 	return nil
+}
+
+func (m *Main) close() {
+	for _, ln := range []net.Listener{m.ln, m.metricsLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if m.pool != nil {
+		m.pool.Close()
+	}
 }
 
 // Wait waits until the server has shut down and returns why: nil after a
@@ -94,3 +146,12 @@ func (m *Main) Wait() error {
 
 // Addr is where the server listens, once started.
 func (m *Main) Addr() net.Addr { return m.ln.Addr() }
+
+// MetricsAddr is where /metrics is served, once started; nil without a
+// metrics listener.
+func (m *Main) MetricsAddr() net.Addr {
+	if m.metricsLn == nil {
+		return nil
+	}
+	return m.metricsLn.Addr()
+}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // routeUnmatched labels the requests whose path no route takes (the
@@ -88,16 +87,6 @@ func (s *Server) measure(next echo.HandlerFunc) echo.HandlerFunc {
 		s.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		return err
 	}
-}
-
-// serveMetrics is GET /metrics: what cfg.Gatherer gathers. The gzip
-// middleware compresses it like any other response.
-func (s *Server) serveMetrics() echo.HandlerFunc {
-	return echo.WrapHandler(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{
-		ErrorLog:           slogPrinter{s},
-		ErrorHandling:      promhttp.ContinueOnError,
-		DisableCompression: true,
-	}))
 }
 
 // slogPrinter hands promhttp's errors to the server's log.

@@ -6,6 +6,7 @@ package query
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,16 +17,22 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/callreport/callreport/query/store"
 )
 
 // Defaults of Config.
 const (
-	DefaultKeyCacheTTL     = 5 * time.Second
-	DefaultKeyCacheSize    = 10000
+	// DefaultKeysStaleAfter bounds how long the API keys in memory are
+	// trusted without being sure they are current (their connection
+	// lost): revocations normally take effect within a second.
+	DefaultKeysStaleAfter  = 5 * time.Second
 	DefaultDBTimeout       = 2 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultReadyEvery is how often /readyz is computed, in the
+	// background: probes, however many, cost the database nothing.
+	DefaultReadyEvery = time.Second
 )
 
 // Limits of the HTTP server. Reports are read from one row, so a request
@@ -37,31 +44,44 @@ const (
 	idleTimeout       = 2 * time.Minute
 	// maxHeaderBytes bounds the request headers; larger ones get 431.
 	maxHeaderBytes = 16 << 10
-	// readyTimeout bounds the database ping of /readyz.
+	// readyTimeout bounds the database checks of /readyz.
 	readyTimeout = time.Second
+	// keysPingEvery is how often the keyring checks its connection when
+	// nothing changes.
+	keysPingEvery = time.Second
 )
 
 // Config tunes a Server. Zero values take the defaults.
 type Config struct {
 	// Logger receives the access log and the errors. Default: slog.Default().
 	Logger *slog.Logger
-	// KeyCacheTTL is how long a verified API key (or a refused one) is
-	// remembered. Revoking a key therefore takes effect within KeyCacheTTL,
-	// and a new key may be refused for KeyCacheTTL if it was tried before it
-	// existed. Default 5s.
-	KeyCacheTTL time.Duration
-	// KeyCacheSize bounds the number of remembered keys. Default 10000.
-	KeyCacheSize int
+	// KeysStaleAfter is how long the API keys are trusted once their
+	// connection to Postgres is lost; after it, requests get 503 until
+	// the keys are current again. Default 5s.
+	KeysStaleAfter time.Duration
+	// AuthFailures failed authentications within AuthFailureWindow from
+	// one client address get it 429 (Retry-After) until the oldest is
+	// older than the window. Defaults 20 and 1m.
+	AuthFailures      int
+	AuthFailureWindow time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (the address counted for AuthFailures and logged); the header of any
+	// other peer is ignored. Default: none, the peer is the client.
+	TrustedProxies []*net.IPNet
 	// DBTimeout bounds each database statement of a request, so a request
 	// answers 503 rather than hang while Postgres is unreachable. Default 2s.
 	DBTimeout time.Duration
+	// ReadyEvery is how often /readyz is computed. Default 1s.
+	ReadyEvery time.Duration
 	// ShutdownTimeout bounds how long Serve waits for in-flight requests
 	// once its context is done. Default 10s.
 	ShutdownTimeout time.Duration
+	// TLS, when set, serves over TLS (certificates, minimum version).
+	TLS *tls.Config
 	// Registerer, when set, receives the HTTP metrics (requests by route
 	// and status, latency by route). Default: no metrics.
 	Registerer prometheus.Registerer
-	// Gatherer, when set, is served on GET /metrics.
+	// Gatherer, when set, is what MetricsHandler serves.
 	Gatherer prometheus.Gatherer
 }
 
@@ -69,14 +89,20 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.KeyCacheTTL <= 0 {
-		c.KeyCacheTTL = DefaultKeyCacheTTL
+	if c.KeysStaleAfter <= 0 {
+		c.KeysStaleAfter = DefaultKeysStaleAfter
 	}
-	if c.KeyCacheSize <= 0 {
-		c.KeyCacheSize = DefaultKeyCacheSize
+	if c.AuthFailures <= 0 {
+		c.AuthFailures = DefaultAuthFailures
+	}
+	if c.AuthFailureWindow <= 0 {
+		c.AuthFailureWindow = DefaultAuthFailureWindow
 	}
 	if c.DBTimeout <= 0 {
 		c.DBTimeout = DefaultDBTimeout
+	}
+	if c.ReadyEvery <= 0 {
+		c.ReadyEvery = DefaultReadyEvery
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
@@ -84,60 +110,95 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Server serves the report API from a Postgres pool. It holds no state but
-// the key cache, so any number of them can serve the same database.
+// Server serves the report API from a Postgres pool. Its state is the API
+// keys in memory, the failed authentications by client and the last
+// readiness check, so any number of them can serve the same database.
 type Server struct {
-	pool *pgxpool.Pool
-	q    *store.Queries
-	cfg  Config
-	log  *slog.Logger
-	keys *keyCache
-	e    *echo.Echo
+	pool     *pgxpool.Pool
+	q        *store.Queries
+	cfg      Config
+	log      *slog.Logger
+	keys     *keyring
+	failures *failLimiter
+	ready    *readiness
+	e        *echo.Echo
 	// metrics is nil without Config.Registerer.
 	metrics *metrics
 }
 
-// New builds a Server reading from pool.
-func New(pool *pgxpool.Pool, cfg Config) *Server {
+// New builds a Server reading from pool. Until ctx ends it keeps the API
+// keys current (LISTEN/NOTIFY on a connection of its own) and computes
+// /readyz in the background.
+func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	s := &Server{
-		pool: pool,
-		q:    store.New(),
-		cfg:  cfg,
-		log:  cfg.Logger,
-		keys: newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheSize, time.Now),
+		pool:     pool,
+		q:        store.New(),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		keys:     newKeyring(pool, cfg.Logger, keysPingEvery, cfg.KeysStaleAfter),
+		failures: newFailLimiter(cfg.AuthFailures, cfg.AuthFailureWindow, time.Now),
 	}
+	s.ready = newReadiness(s)
 	s.e = s.routes()
 	s.metrics = newMetrics(cfg.Registerer, s.e.Routes())
+	go s.keys.run(ctx)
+	go s.ready.run(ctx)
 	return s
 }
 
 // Handler is the whole API as an http.Handler (the echo instance).
 func (s *Server) Handler() http.Handler { return s.e }
 
-// Serve answers requests on ln until ctx is done, then stops accepting and
-// waits up to Config.ShutdownTimeout for in-flight requests before closing
-// what remains. It returns nil after a clean shutdown.
+// MetricsHandler serves Config.Gatherer's metrics on GET /metrics, for a
+// listener apart from the API's: they are not the public's business.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	if s.cfg.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:      slogPrinter{s},
+			ErrorHandling: promhttp.ContinueOnError,
+		}))
+	}
+	return nosniff(mux)
+}
+
+// Serve answers requests on ln (over TLS with Config.TLS) until ctx is
+// done, then stops accepting and waits up to Config.ShutdownTimeout for
+// in-flight requests before closing what remains. It returns nil after a
+// clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return serveHTTP(ctx, ln, s.e, s.cfg.TLS, s.cfg.ShutdownTimeout, s.log)
+}
+
+// serveHTTP serves h on ln until ctx is done, then shuts down gracefully.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, tlsConfig *tls.Config, shutdownTimeout time.Duration, log *slog.Logger) error {
 	srv := &http.Server{
-		Handler:           s.e,
+		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsConfig,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			served <- srv.ServeTLS(ln, "", "")
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
 
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve HTTP: %w", err)
 	case <-ctx.Done():
 	}
-	s.log.InfoContext(ctx, "shutting down HTTP server", slog.Duration("timeout", s.cfg.ShutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	log.InfoContext(ctx, "shutting down HTTP server", slog.String("addr", ln.Addr().String()), slog.Duration("timeout", shutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
 	if err != nil {

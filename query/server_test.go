@@ -153,7 +153,7 @@ func newServer(t *testing.T, pool *pgxpool.Pool, cfg query.Config) *query.Server
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return query.New(pool, cfg)
+	return query.New(t.Context(), pool, cfg)
 }
 
 func TestReports(t *testing.T) {
@@ -251,7 +251,7 @@ func TestUnauthorized(t *testing.T) {
 		t.Fatal(err)
 	}
 	unknown := "crk_" + strings.Repeat("a", 52)
-	h := newServer(t, f.pool, query.Config{}).Handler()
+	h := newServer(t, f.pool, query.Config{AuthFailures: 1000} /* the shapes of 401, not the limit */).Handler()
 
 	tests := []struct {
 		name    string
@@ -353,10 +353,17 @@ func TestRoutes(t *testing.T) {
 		{"delete healthz", "DELETE", "/healthz", nil, 405, `{"statusCode":405,"message":"Method Not Allowed","error":"Method Not Allowed"}`},
 		{"head report", "HEAD", "/call-report/jobs/" + jobA, bearer(f.keyA), 200, ""},
 		{"head missing", "HEAD", "/call-report/jobs/nope", bearer(f.keyA), 404, ""},
+		// Metrics are served on a listener of their own (MetricsHandler).
+		{"no metrics on the API", "GET", "/metrics", nil, 404, `{"statusCode":404,"message":"Cannot GET /metrics","error":"Not Found"}`},
+		{"report", "GET", "/call-report/jobs/" + jobA, bearer(f.keyA), 200, string(f.jobDoc)},
+		{"401", "GET", "/call-report/jobs/" + jobA, nil, 401, body401},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := get(t, h, tt.method, tt.target, tt.headers...)
+			if got := res.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("X-Content-Type-Options %q, want nosniff", got)
+			}
 			if tt.method == http.MethodHead {
 				// The recorder keeps what net/http would drop.
 				if res.StatusCode != tt.status {
@@ -368,6 +375,8 @@ func TestRoutes(t *testing.T) {
 		})
 	}
 }
+
+func slogJSON(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }
 
 // syncBuffer is a log destination safe for the server's goroutines.
 type syncBuffer struct {
@@ -418,7 +427,9 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 	if line == nil {
 		t.Fatalf("no access log line with the request id in:\n%s", logs.String())
 	}
-	want := map[string]any{"msg": "request", "method": "GET", "route": "/call-report/jobs/:jobId", "status": float64(200), "bytes": float64(len(f.jobDoc)), "request_id": "req-42"}
+	keyID := f.keyA[:12]
+	want := map[string]any{"msg": "request", "method": "GET", "route": "/call-report/jobs/:jobId", "status": float64(200), "bytes": float64(len(f.jobDoc)),
+		"request_id": "req-42", "key_id": keyID, "org": orgA, "client": "192.0.2.1"}
 	for k, v := range want {
 		if line[k] != v {
 			t.Errorf("access log %s = %v, want %v (line %v)", k, line[k], v, line)
@@ -427,17 +438,29 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 	if _, ok := line["latency"]; !ok {
 		t.Errorf("access log without latency: %v", line)
 	}
+	// The key's public id, never the key.
+	if strings.Contains(logs.String(), f.keyA) || strings.Contains(logs.String(), f.keyA[12:]) {
+		t.Errorf("the API key is in the log:\n%s", logs.String())
+	}
 }
 
-// countingTracer counts the statements sent through a pool.
+// countingTracer counts the statements requests send through a pool: not
+// those of the API keys' own connection, nor the background readiness
+// checks, which run whatever the requests.
 type countingTracer struct{ n atomic.Int64 }
 
-func (c *countingTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
+func (c *countingTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if !strings.HasSuffix(conn.Config().RuntimeParams["application_name"], "-keys") &&
+		(strings.Contains(d.SQL, "jobs") || strings.Contains(d.SQL, "call_attempts") || strings.Contains(d.SQL, "api_keys")) {
+		c.n.Add(1)
+	}
 	return ctx
 }
 func (c *countingTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+// TestOneRoundTripPerRequest: a report is one statement; verifying a key,
+// valid, unknown or malformed, costs none (the keys are in memory), so a
+// flood of made-up keys cannot load Postgres.
 func TestOneRoundTripPerRequest(t *testing.T) {
 	t.Parallel()
 	url := pgtest.URL(t)
@@ -453,7 +476,7 @@ func TestOneRoundTripPerRequest(t *testing.T) {
 	}
 	t.Cleanup(pool.Close)
 	f := newFixture(t, pool)
-	h := newServer(t, pool, query.Config{KeyCacheTTL: time.Hour}).Handler()
+	h := newServer(t, pool, query.Config{}).Handler()
 
 	steps := []struct {
 		name, target string
@@ -461,12 +484,12 @@ func TestOneRoundTripPerRequest(t *testing.T) {
 		status       int
 		statements   int64
 	}{
-		{"cold key", "/call-report/jobs/" + jobA, f.keyA, 200, 2},
-		{"warm key", "/call-report/jobs/" + jobA, f.keyA, 200, 1},
-		{"warm key, call", "/call-report/calls/" + callA, f.keyA, 200, 1},
-		{"warm key, invalid id", "/call-report/calls/a.b", f.keyA, 404, 0},
-		{"unknown key", "/call-report/jobs/" + jobA, "crk_" + strings.Repeat("b", 52), 401, 1},
-		{"unknown key again", "/call-report/jobs/" + jobA, "crk_" + strings.Repeat("b", 52), 401, 0},
+		{"first request of a key", "/call-report/jobs/" + jobA, f.keyA, 200, 1},
+		{"again", "/call-report/jobs/" + jobA, f.keyA, 200, 1},
+		{"a call", "/call-report/calls/" + callA, f.keyA, 200, 1},
+		{"invalid id", "/call-report/calls/a.b", f.keyA, 404, 0},
+		{"unknown key", "/call-report/jobs/" + jobA, "crk_" + strings.Repeat("b", 52), 401, 0},
+		{"another unknown key", "/call-report/jobs/" + jobA, "crk_" + strings.Repeat("c", 52), 401, 0},
 		{"malformed key", "/call-report/jobs/" + jobA, "nope", 401, 0},
 	}
 	for _, s := range steps {
@@ -481,26 +504,74 @@ func TestOneRoundTripPerRequest(t *testing.T) {
 	}
 }
 
-func TestRevocationWithinTTL(t *testing.T) {
+// TestKeysFollowChanges: the keys in memory follow api_keys through
+// LISTEN/NOTIFY: a revoked key is refused within a second of the
+// revocation (there is no cache that keeps it valid for a while); a new key
+// works at once, even one tried before it existed.
+func TestKeysFollowChanges(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, pgtest.Pool(t))
 	ctx := context.Background()
+	h := newServer(t, f.pool, query.Config{}).Handler()
 	key, id, err := query.CreateKey(ctx, f.pool, orgA, "soon revoked")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cached := newServer(t, f.pool, query.Config{KeyCacheTTL: time.Hour}).Handler()
-	short := newServer(t, f.pool, query.Config{KeyCacheTTL: 20 * time.Millisecond}).Handler()
-	for _, h := range []http.Handler{cached, short} {
-		expect(t, get(t, h, "GET", "/call-report/calls/"+callA, bearer(key)...), 200, string(f.callDoc))
-	}
+	// At once: a key not in memory waits for the keys' next sync, after
+	// which every key created before the request is in.
+	expect(t, get(t, h, "GET", "/call-report/calls/"+callA, bearer(key)...), http.StatusOK, string(f.callDoc))
 	if err := query.RevokeKey(ctx, f.pool, id); err != nil {
 		t.Fatal(err)
 	}
-	// Within the TTL the cached verdict stands: the documented delay.
-	expect(t, get(t, cached, "GET", "/call-report/calls/"+callA, bearer(key)...), 200, string(f.callDoc))
-	waitFor(t, 10*time.Second, "revoked key refused", func() bool {
-		return get(t, short, "GET", "/call-report/calls/"+callA, bearer(key)...).StatusCode == http.StatusUnauthorized
+	revoked := time.Now()
+	waitFor(t, 10*time.Second, "the revoked key refused", func() bool {
+		return get(t, h, "GET", "/call-report/calls/"+callA, bearer(key)...).StatusCode == http.StatusUnauthorized
+	})
+	took := time.Since(revoked)
+	t.Logf("revoked key refused %s after the revocation committed", took)
+	if took > time.Second {
+		t.Errorf("the revoked key was accepted for %s after its revocation, more than a second", took)
+	}
+
+	// A key tried before it exists is not remembered as unknown.
+	unknown := "crk_" + strings.Repeat("e", 52)
+	expect(t, get(t, h, "GET", "/call-report/calls/"+callA, bearer(unknown)...), http.StatusUnauthorized, body401)
+	sum := sha256.Sum256([]byte(unknown))
+	if _, err := f.pool.Exec(ctx, `INSERT INTO api_keys (key_id, org_id, name, key_hash) VALUES ('crk_eeeeeeee', $1, 'late', $2)`, orgA, sum[:]); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, get(t, h, "GET", "/call-report/calls/"+callA, bearer(unknown)...), http.StatusOK, string(f.callDoc))
+}
+
+// TestKeysStaleFailClosed: a server cut off from the changes of the keys
+// cannot know of a revocation; past KeysStaleAfter it answers 503 rather
+// than trust keys it may no longer hold, and /readyz says why. Once the
+// connection is back, it serves again.
+func TestKeysStaleFailClosed(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.URL(t)
+	f := newFixture(t, lazyPool(t, dsn))
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	h := newServer(t, lazyPool(t, u.String()), query.Config{KeysStaleAfter: 500 * time.Millisecond, DBTimeout: 300 * time.Millisecond}).Handler()
+	target := "/call-report/jobs/" + jobA
+	waitFor(t, 10*time.Second, "serving", func() bool { return get(t, h, "GET", target, bearer(f.keyA)...).StatusCode == http.StatusOK })
+
+	p.setUp(false)
+	waitFor(t, 10*time.Second, "/readyz failing", func() bool {
+		return get(t, h, "GET", "/readyz").StatusCode == http.StatusServiceUnavailable
+	})
+	waitFor(t, 10*time.Second, "503 with a valid key while the keys are stale", func() bool {
+		res := get(t, h, "GET", target, bearer(f.keyA)...)
+		return res.StatusCode == http.StatusServiceUnavailable && res.Header.Get("Retry-After") != ""
+	})
+	p.setUp(true)
+	waitFor(t, 20*time.Second, "200 once the keys are current again", func() bool {
+		return get(t, h, "GET", target, bearer(f.keyA)...).StatusCode == http.StatusOK
 	})
 }
 
@@ -715,6 +786,10 @@ func TestRecoversWhenDatabaseReturns(t *testing.T) {
 	waitFor(t, 10*time.Second, "200 once the database is back", func() bool {
 		return get(t, h, "GET", target, bearer(f.keyA)...).StatusCode == http.StatusOK
 	})
+	// /readyz is checked in the background, once a second.
+	waitFor(t, 10*time.Second, "/readyz 200 once the database is back", func() bool {
+		return get(t, h, "GET", "/readyz").StatusCode == http.StatusOK
+	})
 	expect(t, get(t, h, "GET", "/readyz"), 200, `{"status":"ok"}`)
 }
 
@@ -797,22 +872,12 @@ func TestServe(t *testing.T) {
 
 func TestServeDrainsInFlightRequests(t *testing.T) {
 	t.Parallel()
-	// The database accepts the connection and stays silent, so the request
-	// is in flight until the DB timeout answers it with 503.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { silent.Close() })
-	arrived := make(chan net.Conn, 1)
-	go func() {
-		c, err := silent.Accept()
-		if err == nil {
-			arrived <- c
-		}
-	}()
-	pool := lazyPool(t, "postgres://postgres@"+silent.Addr().String()+"/x?sslmode=disable&connect_timeout=30")
-	base, stop := serve(t, newServer(t, pool, query.Config{DBTimeout: time.Second}))
+	// A lock holds the request's read, so it is in flight when Serve is
+	// told to stop; the read completes once the lock goes, within the
+	// shutdown timeout, and the client gets its whole answer.
+	f := newFixture(t, pgtest.Pool(t))
+	base, stop := serve(t, newServer(t, f.pool, query.Config{DBTimeout: time.Minute}))
+	lock := holdLock(t, f.pool, "jobs")
 
 	type result struct {
 		status int
@@ -822,8 +887,8 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	got := make(chan result, 1)
 	go func() {
 		req, _ := http.NewRequest("GET", base+"/call-report/jobs/"+jobA, nil)
-		req.Header.Set("Authorization", "Bearer crk_"+strings.Repeat("d", 52))
-		res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		req.Header.Set("Authorization", "Bearer "+f.keyA)
+		res, err := (&http.Client{Timeout: time.Minute}).Do(req)
 		if err != nil {
 			got <- result{err: err}
 			return
@@ -832,19 +897,55 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		res.Body.Close()
 		got <- result{res.StatusCode, string(b), err}
 	}()
-	select {
-	case c := <-arrived:
-		defer c.Close()
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the database")
-	}
-	if err := stop(); err != nil {
+	waitLocked(t, f.pool, "jobs")
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(50 * time.Millisecond) // let Shutdown begin; the request must survive it either way
+	lock.release()
+	if err := <-stopped; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
 	r := <-got
-	if r.err != nil || r.status != http.StatusServiceUnavailable || r.body != body503 {
-		t.Fatalf("in-flight request: %d %q %v, want its full 503", r.status, r.body, r.err)
+	if r.err != nil || r.status != http.StatusOK || r.body != string(f.jobDoc) {
+		t.Fatalf("in-flight request: %d %.80q %v, want its full 200", r.status, r.body, r.err)
 	}
+}
+
+// heldLock is a transaction holding an exclusive lock on a table.
+type heldLock struct {
+	tx   pgx.Tx
+	once sync.Once
+}
+
+// holdLock locks table until release or the end of the test: reads of it
+// wait.
+func holdLock(t *testing.T, pool *pgxpool.Pool, table string) *heldLock {
+	t.Helper()
+	tx, err := pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), `LOCK TABLE `+table+` IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	l := &heldLock{tx: tx}
+	t.Cleanup(l.release)
+	return l
+}
+
+func (l *heldLock) release() {
+	l.once.Do(func() { _ = l.tx.Rollback(context.Background()) })
+}
+
+// waitLocked waits until a statement waits for the lock on table.
+func waitLocked(t *testing.T, pool *pgxpool.Pool, table string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "a request waiting on the lock of "+table, func() bool {
+		var n int
+		_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM `+table+` %'`).Scan(&n)
+		return n > 0
+	})
 }
 
 // A rebuild swaps in a new generation of the report tables by moving tables

@@ -28,7 +28,8 @@ func main() {
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(2)
 	default:
-		fmt.Fprintln(os.Stderr, "projector:", err)
+		// Whatever an error quotes, no secret reaches the terminal.
+		fmt.Fprintln(os.Stderr, "projector:", config.ScrubString(err.Error()))
 		os.Exit(1)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,12 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/callreport/callreport/internal/pg"
 	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/migrations"
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema"
@@ -255,5 +260,82 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRunOnNewerSchema is the old projector of a rolling deploy: the
+// database was migrated for the next release (it added a column, a table,
+// an index), and this binary still starts, is ready and projects. After a
+// contract step that excludes it, it refuses to start, saying what to do.
+func TestRunOnNewerSchema(t *testing.T) {
+	env := natstest.New(t)
+	url := pgtest.URL(t)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	pgtest.Future(t, pool,
+		`ALTER TABLE call_attempts ADD COLUMN recording_url text;
+		 CREATE TABLE report_exports (id bigserial PRIMARY KEY, org_id text NOT NULL);`)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrs := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	args := []string{
+		"-database-url", url, "-nats-url", env.URL,
+		"-stream", env.Stream, "-dlq-stream", env.DLQStream, "-consumer", env.Consumer,
+		"-subject-prefix", env.SubjectPrefix, "-dlq-prefix", env.DLQPrefix,
+		"-metrics-addr", "127.0.0.1:0", "-log-format", "json",
+	}
+	go func() { done <- run(ctx, args, io.Discard, func(a net.Addr) { addrs <- a }) }()
+	var base string
+	select {
+	case a := <-addrs:
+		base = "http://" + a.String()
+	case err := <-done:
+		t.Fatalf("the old projector on the expanded schema: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("not listening after a minute")
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	expectJSON(t, client, base+"/readyz", http.StatusOK, `{"status":"ok"}`)
+	last := publish(t, env.URL, env.Names())
+	waitFor(t, time.Minute, "the events projected", func() bool {
+		var pos int64
+		_ = pool.QueryRow(context.Background(), `SELECT stream_seq FROM projector_positions WHERE consumer = $1`, env.Consumer).Scan(&pos)
+		return uint64(pos) >= last
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after cancel: %v", err)
+	}
+
+	pgtest.Future(t, pool, "", fmt.Sprintf(`UPDATE schema_compat SET min_binary_version = %d;`, migrations.Latest()+2))
+	err = run(context.Background(), args, io.Discard, nil)
+	if !errors.Is(err, migrations.ErrSchemaAhead) || !strings.Contains(err.Error(), "deploy the newer binary") {
+		t.Fatalf("the old projector after a contract step: %v", err)
+	}
+}
+
+// TestRunRefusesMissingDatabase: only reportctl migrate (and dev) create
+// the database; a projector pointed at a missing one says so and creates
+// nothing.
+func TestRunRefusesMissingDatabase(t *testing.T) {
+	missing := strings.Replace(pgtest.URL(t), "callreport_test_", "callreport_missing_", 1)
+	err := run(context.Background(), []string{"-database-url", missing, "-metrics-addr", "127.0.0.1:0"}, io.Discard, nil)
+	if !errors.Is(err, pg.ErrNoDatabase) || !strings.Contains(err.Error(), "reportctl migrate") {
+		t.Fatalf("projector on a missing database: %v", err)
+	}
+	admin, err := pgxpool.New(context.Background(), pgtest.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var exists bool
+	name := missing[strings.LastIndex(missing, "/")+1 : strings.Index(missing, "?")]
+	if err := admin.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil || exists {
+		t.Fatalf("the projector created database %s (%v)", name, err)
 	}
 }

@@ -1,6 +1,8 @@
-// Command query serves the call reports over HTTP until SIGINT or SIGTERM.
-// The same listener serves /healthz, /readyz and the Prometheus metrics on
-// /metrics. The process is query.Main; this file parses its configuration.
+// Command query serves the call reports over HTTP (HTTPS with
+// -http-tls-cert) until SIGINT or SIGTERM. The same listener serves
+// /healthz and /readyz; the Prometheus metrics are on a listener of their
+// own (-query-metrics-addr). The process is query.Main; this file parses
+// its configuration.
 package main
 
 import (
@@ -27,14 +29,15 @@ func main() {
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(2)
 	default:
-		fmt.Fprintln(os.Stderr, "query:", err)
+		// Whatever an error quotes, no secret reaches the terminal.
+		fmt.Fprintln(os.Stderr, "query:", config.ScrubString(err.Error()))
 		os.Exit(1)
 	}
 }
 
 // run is the whole program; a test starts it on 127.0.0.1:0 and learns the
-// address through listening.
-func run(ctx context.Context, args []string, stderr io.Writer, listening func(net.Addr)) error {
+// addresses (the API's, the metrics', nil without) through listening.
+func run(ctx context.Context, args []string, stderr io.Writer, listening func(api, metrics net.Addr)) error {
 	fs := flag.NewFlagSet("query", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := config.Register(fs, config.SectionDatabase, config.SectionHTTP)
@@ -53,7 +56,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, listening func(ne
 		return err
 	}
 	if listening != nil {
-		listening(m.Addr())
+		listening(m.Addr(), m.MetricsAddr())
 	}
 	return m.Wait()
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,8 +21,10 @@ import (
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/natsserver"
 	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/migrations"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/query"
+	"github.com/callreport/callreport/schema/examples"
 )
 
 func init() {
@@ -34,12 +37,12 @@ func init() {
 // loads the example streams and prints a curl command for each example
 // report.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("reportctl dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg := config.Register(fs, config.SectionAll)
-	dataDir := fs.String("data-dir", "data", "where an embedded NATS server keeps its store")
-	examples := fs.String("examples", "", "folder of *.events.ndjson files to load (default: the contract's examples in ../shared/contract/examples)")
-	if err := fs.Parse(args); err != nil {
+	flags := flag.NewFlagSet("reportctl dev", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	cfg := config.Register(flags, config.SectionAll)
+	dataDir := flags.String("data-dir", "data", "where an embedded NATS server keeps its store")
+	examplesDir := flags.String("examples", "", "folder of *.events.ndjson files to load (default: the contract's examples, embedded from schema/examples)")
+	if err := flags.Parse(args); err != nil {
 		return err
 	}
 	cfg.Database.Migrate = true
@@ -58,6 +61,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cfg.NATS.URL = config.Secret(ns.ClientURL())
 	}
 
+	// dev, like migrate, creates the database; the processes never do.
+	if err := migrations.CreateDatabase(ctx, cfg.Database.URL.Value()); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The projector migrates the database before the query process checks it.
@@ -76,7 +83,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	g.Go(func() error { defer cancel(); return proj.Wait() })
 	g.Go(func() error { defer cancel(); return api.Wait() })
 	g.Go(func() error {
-		if err := loadExamples(gctx, cfg, *examples, base, stdout, stderr); err != nil && gctx.Err() == nil {
+		var fsys fs.FS = examples.FS
+		if *examplesDir != "" {
+			fsys = os.DirFS(*examplesDir)
+		}
+		if err := loadExamples(gctx, cfg, fsys, base, stdout, stderr); err != nil && gctx.Err() == nil {
 			log.Error("loading the examples failed", "err", err)
 		}
 		return nil
@@ -88,33 +99,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return err
 }
 
-// contractExamples finds the contract's examples folder.
-func contractExamples() (string, error) {
-	var candidates []string
-	if d := os.Getenv("CALLREPORT_CONTRACT_DIR"); d != "" {
-		candidates = append(candidates, filepath.Join(d, "examples"))
-	}
-	candidates = append(candidates, "../shared/contract/examples", "shared/contract/examples")
-	for _, c := range candidates {
-		if st, err := os.Stat(c); err == nil && st.IsDir() {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("contract examples not found in %s: pass -examples DIR", strings.Join(candidates, ", "))
-}
-
 // loadExamples publishes every example stream, issues a dev key per
 // organization, waits for each example's report and prints how to get it.
-func loadExamples(ctx context.Context, cfg *config.Config, dir, base string, stdout, stderr io.Writer) error {
-	if dir == "" {
-		var err error
-		if dir, err = contractExamples(); err != nil {
-			return err
-		}
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.events.ndjson"))
+func loadExamples(ctx context.Context, cfg *config.Config, dir fs.FS, base string, stdout, stderr io.Writer) error {
+	files, _ := fs.Glob(dir, "*.events.ndjson")
 	if len(files) == 0 {
-		return fmt.Errorf("no *.events.ndjson in %s", dir)
+		return errors.New("no *.events.ndjson among the examples")
 	}
 	sort.Strings(files)
 	s, closeNATS, err := openStreams(cfg, "callreport-dev", stderr)
@@ -135,13 +125,13 @@ func loadExamples(ctx context.Context, cfg *config.Config, dir, base string, std
 	type report struct{ name, url, org string }
 	var reports []report
 	for _, f := range files {
-		st, err := publishFile(ctx, s, f, stderr)
+		st, err := publishFS(ctx, s, dir, f, stderr)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "published %s: %d events, %d of them dropped by JetStream as duplicates\n", filepath.Base(f), st.published, st.duplicates)
-		name := strings.TrimSuffix(filepath.Base(f), ".events.ndjson")
-		kind, id, org, err := exampleTarget(filepath.Join(dir, name+".expected.json"), f)
+		fmt.Fprintf(stdout, "published %s: %d events, %d of them dropped by JetStream as duplicates\n", f, st.published, st.duplicates)
+		name := strings.TrimSuffix(f, ".events.ndjson")
+		kind, id, org, err := exampleTarget(dir, name+".expected.json", f)
 		if err != nil {
 			slog.Warn("no expected report beside the stream", "file", f, "err", err)
 			continue
@@ -168,8 +158,8 @@ func loadExamples(ctx context.Context, cfg *config.Config, dir, base string, std
 }
 
 // exampleTarget reads which report an example produces, and its org.
-func exampleTarget(expectedPath, streamPath string) (kind, id, org string, err error) {
-	b, err := os.ReadFile(expectedPath)
+func exampleTarget(dir fs.FS, expectedPath, streamPath string) (kind, id, org string, err error) {
+	b, err := fs.ReadFile(dir, expectedPath)
 	if err != nil {
 		return "", "", "", err
 	}
@@ -181,7 +171,7 @@ func exampleTarget(expectedPath, streamPath string) (kind, id, org string, err e
 	if head.CallID != "" {
 		kind, id = "calls", head.CallID
 	}
-	s, err := os.ReadFile(streamPath)
+	s, err := fs.ReadFile(dir, streamPath)
 	if err != nil {
 		return "", "", "", err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/schema"
 )
 
 func init() {
@@ -28,33 +28,43 @@ func init() {
 }
 
 const dlqUsage = `Usage:
-  reportctl dlq list [--reason R] [--limit N] [--json]   list the dead letters, oldest first
-  reportctl dlq show SEQ                                  print one: its headers and the original bytes
-  reportctl dlq retry SEQ... | --all [--reason R]         publish the original bytes again to their
-                                                          subject on the event stream, then delete
-                                                          the dead letters
-  reportctl dlq purge [--reason R] --yes                  delete the dead letters (of reason R)
+  reportctl dlq list [--reason R] [--org ORG] [--limit N] [--json]
+                                         list the dead letters, oldest first
+  reportctl dlq show SEQ                 print one: its headers and the original bytes
+  reportctl dlq retry SEQ... | --all [--reason R] [--org ORG]
+                                         read each original again from the event
+                                         stream, publish it again to its subject,
+                                         then delete the dead letter
+  reportctl dlq purge [--reason R] [--org ORG] [--yes]
+                                         delete the dead letters (of reason R, of
+                                         organization ORG); asks to confirm on a
+                                         terminal, needs --yes elsewhere
 
 SEQ is a sequence of the dead-letter stream: the first column of 'dlq list'.
-A retried event that is still bad is dead-lettered again by the projector,
-under a new sequence; 'retry --all' leaves those for another run.
-Reasons: invalid_json, invalid_envelope, invalid_data, subject_mismatch,
+retry trusts nothing of the dead letter but the sequence of its original in
+the event stream (Callreport-Stream-Seq), and refuses one that is not a copy
+of that message. A retried event that is still bad is dead-lettered again by
+the projector, under a new sequence; 'retry --all' leaves those for another
+run. Reasons: invalid_json, invalid_envelope, invalid_data, subject_mismatch,
 tenant_mismatch, job_conflict.
 
-list --json prints {stream, reason, total, dead_letters: [{seq, time, reason,
-field, detail, subject, stream, stream_seq}]}: total counts every dead letter
-(of the reason), the list stops at --limit; subject, stream and stream_seq
-say where the original message was.
+Text from events (subjects, fields, details, bytes) is printed with control
+characters escaped (\x1b, \u202e): an event cannot write to your terminal.
+
+list --json prints {stream, reason, org, total, dead_letters: [{seq, time,
+reason, org, field, detail, subject, stream, stream_seq}]}: total counts
+every dead letter chosen, the list stops at --limit; subject, stream and
+stream_seq say where the original message was.
 
 Flags (each subcommand takes the ones it names, and the NATS flags):
 `
 
 // dlqFlags are the flags each subcommand accepts besides the shared ones.
 var dlqFlags = map[string][]string{
-	"list":  {"reason", "limit", "json"},
+	"list":  {"reason", "org", "limit", "json"},
 	"show":  {},
-	"retry": {"all", "reason"},
-	"purge": {"reason", "yes"},
+	"retry": {"all", "reason", "org"},
+	"purge": {"reason", "org", "yes"},
 }
 
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -68,10 +78,11 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	shared := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) { shared[f.Name] = true })
 	reason := fs.String("reason", "", "only the dead letters of this reason (list, retry --all, purge)")
+	org := fs.String("org", "", "only the dead letters of this organization (list, retry --all, purge)")
 	limit := fs.Int("limit", 100, "list at most this many, 0 for all (list)")
 	asJSON := fs.Bool("json", false, "print JSON (list)")
 	all := fs.Bool("all", false, "retry every dead letter, or every one of --reason (retry)")
-	yes := fs.Bool("yes", false, "really purge (purge)")
+	yes := fs.Bool("yes", false, "purge without asking (purge)")
 	// Flags may come before the subcommand as well as after it.
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -110,11 +121,16 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageErr(stderr, "reportctl dlq show: want one SEQ")
 	case sub == "retry" && *all == (len(seqs) > 0):
 		return usageErr(stderr, "reportctl dlq retry: want SEQ... or --all")
-	case sub == "retry" && *reason != "" && !*all:
-		return usageErr(stderr, "reportctl dlq retry: --reason goes with --all")
+	case sub == "retry" && (*reason != "" || *org != "") && !*all:
+		return usageErr(stderr, "reportctl dlq retry: --reason and --org go with --all")
 	case (sub == "list" || sub == "purge") && len(seqs) > 0:
 		return usageErr(stderr, "reportctl dlq %s takes no SEQ", sub)
 	}
+
+	if *org != "" && !schema.ValidID(*org) {
+		return usageErr(stderr, "reportctl dlq %s: --org %s is not an organization id", sub, strconv.Quote(*org))
+	}
+	sel := stream.Select{Reason: *reason, Org: *org}
 
 	s, closeNATS, err := openStreams(cfg, "reportctl-dlq", stderr)
 	if err != nil {
@@ -123,7 +139,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer closeNATS()
 	switch sub {
 	case "list":
-		return dlqList(ctx, s, *reason, *limit, *asJSON, stdout)
+		return dlqList(ctx, s, sel, *limit, *asJSON, stdout)
 	case "show":
 		d, err := s.GetDeadLetter(ctx, seqs[0])
 		if err != nil {
@@ -133,11 +149,11 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	case "retry":
 		if *all {
-			return dlqRetryAll(ctx, s, *reason, stdout, stderr)
+			return dlqRetryAll(ctx, s, sel, stdout, stderr)
 		}
 		return dlqRetry(ctx, s, seqs, stdout, stderr)
 	default: // purge
-		return dlqPurge(ctx, s, *reason, *yes, stdout)
+		return dlqPurge(ctx, s, sel, *yes, stdout, stderr)
 	}
 }
 
@@ -150,42 +166,49 @@ func usageErr(stderr io.Writer, format string, args ...any) error {
 type dlqListing struct {
 	Stream      string              `json:"stream"`
 	Reason      string              `json:"reason,omitempty"`
-	Total       uint64              `json:"total"` // of the reason, if any; the list may be shorter (--limit)
+	Org         string              `json:"org,omitempty"`
+	Total       uint64              `json:"total"` // chosen by reason and org; the list may be shorter (--limit)
 	DeadLetters []stream.DeadLetter `json:"dead_letters"`
 }
 
-func dlqList(ctx context.Context, s *stream.Streams, reason string, limit int, asJSON bool, stdout io.Writer) error {
-	list, err := s.ListDeadLetters(ctx, reason, limit)
+// describe says which dead letters sel chooses, for messages.
+func describe(sel stream.Select) string {
+	var parts []string
+	if sel.Reason != "" {
+		parts = append(parts, "of reason "+sel.Reason)
+	}
+	if sel.Org != "" {
+		parts = append(parts, "of organization "+sel.Org)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " " + strings.Join(parts, " ")
+}
+
+func dlqList(ctx context.Context, s *stream.Streams, sel stream.Select, limit int, asJSON bool, stdout io.Writer) error {
+	list, err := s.ListDeadLetters(ctx, sel, limit)
 	if err != nil {
 		return err
 	}
-	counts, err := s.CountDeadLetters(ctx)
+	total, err := s.CountSelected(ctx, sel)
 	if err != nil {
 		return err
-	}
-	total := counts.Total
-	if reason != "" {
-		total = counts.ByReason[reason]
 	}
 	total = max(total, uint64(len(list)))
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(dlqListing{Stream: s.DLQStream, Reason: reason, Total: total, DeadLetters: list})
+		return writeJSON(stdout, dlqListing{Stream: s.DLQStream, Reason: sel.Reason, Org: sel.Org, Total: total, DeadLetters: list})
 	}
 	if len(list) == 0 {
-		if reason != "" {
-			fmt.Fprintf(stdout, "no dead letters of reason %s in %s\n", reason, s.DLQStream)
-		} else {
-			fmt.Fprintf(stdout, "no dead letters in %s\n", s.DLQStream)
-		}
+		fmt.Fprintf(stdout, "no dead letters%s in %s\n", describe(sel), s.DLQStream)
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tREASON\tFIELD\tSTREAM SEQ\tSUBJECT\tDETAIL")
+	fmt.Fprintln(tw, "SEQ\tTIME\tREASON\tORG\tFIELD\tSTREAM SEQ\tSUBJECT\tDETAIL")
 	for _, d := range list {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Seq, d.Time.Format(time.RFC3339), oneLine(d.Reason),
-			dash(oneLineTrunc(d.Field, 40)), d.StreamSeq, dash(oneLine(d.Subject)), dash(oneLineTrunc(d.Detail, 80)))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Seq, d.Time.Format(time.RFC3339), printable(d.Reason),
+			dash(printableTrunc(d.Org, 40)), dash(printableTrunc(d.Field, 40)), d.StreamSeq,
+			dash(printable(d.Subject)), dash(printableTrunc(d.Detail, 80)))
 	}
 	tw.Flush()
 	if uint64(len(list)) < total {
@@ -208,7 +231,7 @@ func writeDeadLetter(w io.Writer, d stream.DeadLetter) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Seq:\t%d\n", d.Seq)
 	fmt.Fprintf(tw, "Time:\t%s\n", d.Time.Format(time.RFC3339Nano))
-	fmt.Fprintf(tw, "Retry id:\t%s\n", stream.RetryMsgID(d))
+	fmt.Fprintf(tw, "Retry id:\t%s\n", printable(stream.RetryMsgID(d.Seq, d.Data, d.Header)))
 	fmt.Fprintln(tw, "Headers:")
 	names := make([]string, 0, len(d.Header))
 	for k := range d.Header {
@@ -217,7 +240,7 @@ func writeDeadLetter(w io.Writer, d stream.DeadLetter) {
 	sort.Strings(names)
 	for _, k := range names {
 		for _, v := range d.Header[k] {
-			fmt.Fprintf(tw, "  %s:\t%s\n", k, oneLine(v))
+			fmt.Fprintf(tw, "  %s:\t%s\n", printable(k), printable(v))
 		}
 	}
 	tw.Flush()
@@ -227,9 +250,11 @@ func writeDeadLetter(w io.Writer, d stream.DeadLetter) {
 	case len(d.Data) == 0:
 		fmt.Fprintln(w, "\nOriginal bytes: none")
 	case json.Valid(d.Data) && json.Indent(&pretty, d.Data, "", "  ") == nil:
-		fmt.Fprintf(w, "\nOriginal bytes (%d, JSON, indented here):\n%s\n", len(d.Data), pretty.Bytes())
+		// JSON escapes C0 controls but lets DEL, C1 and format characters
+		// through raw.
+		fmt.Fprintf(w, "\nOriginal bytes (%d, JSON, indented here):\n%s\n", len(d.Data), printableText(pretty.String()))
 	case isText(d.Data):
-		fmt.Fprintf(w, "\nOriginal bytes (%d, not JSON):\n%s\n", len(d.Data), strings.TrimRight(string(d.Data), "\n"))
+		fmt.Fprintf(w, "\nOriginal bytes (%d, not JSON):\n%s\n", len(d.Data), printableText(strings.TrimRight(string(d.Data), "\n")))
 	default:
 		fmt.Fprintf(w, "\nOriginal bytes (%d, binary):\n%s", len(d.Data), hex.Dump(d.Data))
 	}
@@ -253,10 +278,10 @@ func dlqRetry(ctx context.Context, s *stream.Streams, seqs []uint64, stdout, std
 				return ctx.Err()
 			}
 			failed++
-			fmt.Fprintf(stderr, "dead letter %d: %v\n", seq, err)
+			fmt.Fprintf(stderr, "dead letter %d: %s\n", seq, printable(err.Error()))
 			continue
 		}
-		fmt.Fprintf(stdout, "dead letter %d → %s seq %d (%s)%s\n", seq, r.Stream, r.StreamSeq, r.Subject, dupNote(r.Duplicate))
+		fmt.Fprintf(stdout, "dead letter %d → %s seq %d (%s)%s\n", seq, r.Stream, r.StreamSeq, printable(r.Subject), dupNote(r.Duplicate))
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d dead letters not retried", failed, len(seqs))
@@ -271,14 +296,16 @@ func dupNote(dup bool) string {
 	return ""
 }
 
-func dlqRetryAll(ctx context.Context, s *stream.Streams, reason string, stdout, stderr io.Writer) error {
+func dlqRetryAll(ctx context.Context, s *stream.Streams, sel stream.Select, stdout, stderr io.Writer) error {
 	what := "retry"
-	if reason != "" {
-		what += " " + reason
+	for _, v := range []string{sel.Reason, sel.Org} {
+		if v != "" {
+			what += " " + v
+		}
 	}
 	bar := progress.New(stderr, what)
 	var last, total uint64
-	sum, err := s.RetryDeadLetters(ctx, reason, func(done, of uint64) {
+	sum, err := s.RetryDeadLetters(ctx, sel, func(done, of uint64) {
 		last, total = done, of
 		bar.Update(done, of)
 	})
@@ -286,7 +313,7 @@ func dlqRetryAll(ctx context.Context, s *stream.Streams, reason string, stdout, 
 		bar.Finish(last, total)
 	}
 	for _, f := range sum.Failed {
-		fmt.Fprintf(stderr, "dead letter %d: %s\n", f.DLQSeq, f.Error)
+		fmt.Fprintf(stderr, "dead letter %d: %s\n", f.DLQSeq, printable(f.Error))
 	}
 	if err != nil {
 		return err
@@ -306,29 +333,22 @@ func dlqRetryAll(ctx context.Context, s *stream.Streams, reason string, stdout, 
 	return nil
 }
 
-func dlqPurge(ctx context.Context, s *stream.Streams, reason string, yes bool, stdout io.Writer) error {
-	of := ""
-	if reason != "" {
-		of = " of reason " + reason
-	}
-	if !yes {
-		counts, err := s.CountDeadLetters(ctx)
-		if err != nil {
-			return err
-		}
-		n := counts.Total
-		if reason != "" {
-			n = counts.ByReason[reason]
-		}
-		return fmt.Errorf("purge %s dead letters%s from %s: %w", count(n), of, s.DLQStream, errNotConfirmed)
-	}
-	n, err := s.PurgeDeadLetters(ctx, reason)
+func dlqPurge(ctx context.Context, s *stream.Streams, sel stream.Select, yes bool, stdout, stderr io.Writer) error {
+	n, err := s.CountSelected(ctx, sel)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "purged %s dead letters%s from %s\n", count(n), of, s.DLQStream)
+	if n == 0 {
+		fmt.Fprintf(stdout, "no dead letters%s in %s\n", describe(sel), s.DLQStream)
+		return nil
+	}
+	if err := confirm(stderr, yes, fmt.Sprintf("purge %s dead letters%s from %s", count(n), describe(sel), s.DLQStream)); err != nil {
+		return err
+	}
+	n, err = s.PurgeDeadLetters(ctx, sel)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "purged %s dead letters%s from %s\n", count(n), describe(sel), s.DLQStream)
 	return nil
 }
-
-// errNotConfirmed is returned by a destructive command run without --yes.
-var errNotConfirmed = errors.New("refusing without --yes")

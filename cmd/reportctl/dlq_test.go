@@ -70,8 +70,9 @@ func (s *service) dlqList(what string, ok func(dlqListing) bool, args ...string)
 }
 
 // rawDeadLetter stores a dead letter by hand whose original bytes are
-// body, from subject (of the contract, mapped to the test's prefix).
-func (s *service) rawDeadLetter(reason, subject string, body []byte) uint64 {
+// body, from subject (of the contract, mapped to the test's prefix), naming
+// origSeq of the event stream.
+func (s *service) rawDeadLetter(reason, subject string, body []byte, origSeq uint64) uint64 {
 	s.t.Helper()
 	m := nats.NewMsg(s.env.DLQPrefix + "." + reason)
 	m.Data = body
@@ -80,7 +81,7 @@ func (s *service) rawDeadLetter(reason, subject string, body []byte) uint64 {
 	m.Header.Set(stream.HeaderDetail, "call owned by another organization")
 	m.Header.Set(stream.HeaderSubject, s.env.SubjectPrefix+strings.TrimPrefix(subject, "callevents"))
 	m.Header.Set(stream.HeaderStream, s.env.Stream)
-	m.Header.Set(stream.HeaderStreamSeq, "999")
+	m.Header.Set(stream.HeaderStreamSeq, strconv.FormatUint(origSeq, 10))
 	ack, err := s.js.PublishMsg(context.Background(), m)
 	if err != nil {
 		s.t.Fatal(err)
@@ -111,8 +112,8 @@ func TestDLQCommands(t *testing.T) {
 	}
 	t.Logf("reportctl dlq list:\n%s", out)
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 4 ||
-		!regexp.MustCompile(`^SEQ +TIME +REASON +FIELD +STREAM SEQ +SUBJECT +DETAIL$`).MatchString(lines[0]) ||
-		!regexp.MustCompile(`^\d+ +\S+Z +invalid_json +- +2 +`+s.env.SubjectPrefix+`\.\S+\.status +\S`).MatchString(lines[1]) {
+		!regexp.MustCompile(`^SEQ +TIME +REASON +ORG +FIELD +STREAM SEQ +SUBJECT +DETAIL$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^\d+ +\S+Z +invalid_json +`+statusOrg+` +- +2 +`+s.env.SubjectPrefix+`\.\S+\.status +\S`).MatchString(lines[1]) {
 		t.Errorf("dlq list:\n%s", out)
 	}
 	out, err = s.reportctl(ctx, "dlq", "list", "--limit", "2")
@@ -121,8 +122,19 @@ func TestDLQCommands(t *testing.T) {
 	}
 	tenant := s.dlqList("one tenant_mismatch", func(l dlqListing) bool { return true }, "--reason", "tenant_mismatch")
 	if tenant.Total != 1 || len(tenant.DeadLetters) != 1 || tenant.DeadLetters[0].StreamSeq != 3 || tenant.Reason != "tenant_mismatch" ||
-		tenant.DeadLetters[0].Subject != s.env.SubjectPrefix+".another-org.call."+statusCall+".status" {
+		tenant.DeadLetters[0].Subject != s.env.SubjectPrefix+".another-org.call."+statusCall+".status" || tenant.DeadLetters[0].Org != "another-org" {
 		t.Errorf("dlq list --reason tenant_mismatch: %+v", tenant)
+	}
+	// One tenant's dead letters (contract 1.2: the organization is in the
+	// dead-letter subject).
+	mine := s.dlqList("two of statusOrg", func(l dlqListing) bool { return true }, "--org", statusOrg)
+	if mine.Total != 2 || len(mine.DeadLetters) != 2 || mine.Org != statusOrg || mine.DeadLetters[0].Org != statusOrg || mine.DeadLetters[1].Org != statusOrg {
+		t.Errorf("dlq list --org %s: %+v", statusOrg, mine)
+	}
+	for _, bad := range []string{"*", ">", "a.b", "a b"} {
+		if _, err := s.reportctl(ctx, "dlq", "list", "--org", bad); !errors.Is(err, errUsage) {
+			t.Errorf("dlq list --org %q: %v, want a usage error", bad, err)
+		}
 	}
 
 	// show: the headers, and the original bytes indented when JSON.
@@ -154,18 +166,20 @@ func TestDLQCommands(t *testing.T) {
 		t.Errorf("dlq show 999: %v", err)
 	}
 
-	// A dead letter whose event is valid now: retried, its report appears
-	// and the dead letter is gone.
+	// A dead letter whose event (seq 6 of the stream) is valid: retried
+	// from the stream, where it is read again, to seq 7; its report is
+	// there and the dead letter is gone.
 	const call2 = "c0ffee00-0000-4000-8000-000000000002"
 	subject := "callevents." + statusOrg + ".call." + call2 + ".created"
 	body := fmt.Sprintf(`{"specversion":"1.0","id":"evt-r1","source":"call-engine","type":"call.created","time":"2025-12-18T09:00:00.000Z","orgid":%q,"callid":%q,"datacontenttype":"application/json","data":{"attempt":1,"direction":"outbound","from":"1000","to":"6002"}}`,
 		statusOrg, call2)
-	raw := s.rawDeadLetter("tenant_mismatch", subject, []byte(body))
+	s.publish(writeFixture(t, "retry.ndjson", []map[string]any{{"subject": subject, "event": json.RawMessage(body)}}))
+	raw := s.rawDeadLetter("tenant_mismatch", subject, []byte(body), 6)
 	out, err = s.reportctl(ctx, "dlq", "retry", strconv.FormatUint(raw, 10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(fmt.Sprintf(`^dead letter %d → %s seq 6 \(%s\)\n$`, raw, s.env.Stream, regexp.QuoteMeta(s.env.SubjectPrefix+strings.TrimPrefix(subject, "callevents")))).MatchString(out) {
+	if !regexp.MustCompile(fmt.Sprintf(`^dead letter %d → %s seq 7 \(%s\)\n$`, raw, s.env.Stream, regexp.QuoteMeta(s.env.SubjectPrefix+strings.TrimPrefix(subject, "callevents")))).MatchString(out) {
 		t.Errorf("dlq retry %d: %q", raw, out)
 	}
 	key := s.key(statusOrg)
@@ -183,20 +197,31 @@ func TestDLQCommands(t *testing.T) {
 		t.Errorf("dlq retry --all --reason invalid_json: %v\nstdout: %s\nstderr: %s", err, out, errOut)
 	}
 	again := s.dlqList("invalid_json dead-lettered again", func(l dlqListing) bool { return l.Total == 1 && len(l.DeadLetters) == 1 }, "--reason", "invalid_json")
-	if d := again.DeadLetters[0]; d.Seq <= seqOf["invalid_json"] || d.StreamSeq != 7 {
-		t.Errorf("dead-lettered again: %+v, want a new sequence naming stream seq 7", d)
+	if d := again.DeadLetters[0]; d.Seq <= seqOf["invalid_json"] || d.StreamSeq != 8 {
+		t.Errorf("dead-lettered again: %+v, want a new sequence naming stream seq 8", d)
 	}
 
-	// purge refuses without --yes, then purges one reason, then all.
+	// purge refuses without --yes where nobody can confirm, and when the
+	// operator does not; then purges one reason, then all.
 	if _, err := s.reportctl(ctx, "dlq", "purge"); !errors.Is(err, errNotConfirmed) || !strings.Contains(err.Error(), "purge 3 dead letters from "+s.env.DLQStream+": refusing without --yes") {
 		t.Errorf("dlq purge without --yes: %v", err)
 	}
+	answer(t, "no\n")
+	if _, err := s.reportctl(ctx, "dlq", "purge"); !errors.Is(err, errDeclined) {
+		t.Errorf("dlq purge answered no: %v", err)
+	}
+	answer(t, "yes\n")
+	out, err = s.reportctl(ctx, "dlq", "purge", "--org", "another-org")
+	if err != nil || out != "purged 1 dead letters of organization another-org from "+s.env.DLQStream+"\n" {
+		t.Errorf("dlq purge --org another-org, confirmed: %v %q", err, out)
+	}
+	noTerminal(t)
 	out, err = s.reportctl(ctx, "dlq", "purge", "--reason", "invalid_data", "--yes")
 	if err != nil || out != "purged 1 dead letters of reason invalid_data from "+s.env.DLQStream+"\n" {
 		t.Errorf("dlq purge --reason invalid_data: %v %q", err, out)
 	}
 	out, err = s.reportctl(ctx, "dlq", "purge", "--yes")
-	if err != nil || out != "purged 2 dead letters from "+s.env.DLQStream+"\n" {
+	if err != nil || out != "purged 1 dead letters from "+s.env.DLQStream+"\n" {
 		t.Errorf("dlq purge: %v %q", err, out)
 	}
 	out, err = s.reportctl(ctx, "dlq", "list")

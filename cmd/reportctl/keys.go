@@ -6,12 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/query"
+	"github.com/callreport/callreport/schema"
 )
 
 func init() {
@@ -63,6 +64,14 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "reportctl keys create: --org is required\n\n%s", keysUsage)
 		return errUsage
 	}
+	if sub == "create" && !schema.ValidID(org) {
+		fmt.Fprintf(stderr, "reportctl keys create: --org %s is not a valid organization id\n", strconv.Quote(org))
+		return errUsage
+	}
+	if sub == "revoke" && !schema.ValidID(pos[0]) {
+		fmt.Fprintf(stderr, "reportctl keys revoke: %s is not a key id (see reportctl keys list)\n", strconv.Quote(pos[0]))
+		return errUsage
+	}
 
 	pool, err := openDB(ctx, cfg)
 	if err != nil {
@@ -91,7 +100,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			return err
 		}
-		fmt.Fprintf(stderr, "revoked key %s; running query servers refuse it within %s\n", pos[0], query.DefaultKeyCacheTTL)
+		fmt.Fprintf(stderr, "revoked key %s; running query servers refuse it within a second\n", pos[0])
 	}
 	return nil
 }
@@ -109,19 +118,9 @@ func writeKeys(w io.Writer, keys []query.Key) {
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.OrgID, oneLine(name), stamp(k.CreatedAt), revoked)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(k.ID), printable(k.OrgID), printable(name), stamp(k.CreatedAt), revoked)
 	}
 	tw.Flush()
-}
-
-// oneLine keeps a free-text name from breaking the table.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
 }
 
 // parseInterspersed parses flags anywhere among the arguments

@@ -26,10 +26,12 @@ func reportctl(t *testing.T, args ...string) (stdout, stderr string, err error) 
 	return out.String(), errOut.String(), err
 }
 
-// status asks a fresh query server (empty key cache) for a job with key.
+// status asks a fresh query server for a job with key.
 func status(t *testing.T, pool *pgxpool.Pool, key string) int {
 	t.Helper()
-	s := query.New(pool, query.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := query.New(ctx, pool, query.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	req := httptest.NewRequest("GET", "/call-report/jobs/some-job", nil)
 	req.Header.Set("Authorization", "Bearer "+key)
 	rec := httptest.NewRecorder()
@@ -75,7 +77,7 @@ func TestKeysRoundTrip(t *testing.T) {
 	}
 	header := regexp.MustCompile(`^KEY ID +ORG +NAME +CREATED +REVOKED$`)
 	row := regexp.MustCompile(`^` + id + ` +o1 +- +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +-$`)
-	if !header.MatchString(lines[0]) || !row.MatchString(lines[1]) || !strings.Contains(lines[2], "billing team") {
+	if !header.MatchString(lines[0]) || !row.MatchString(lines[1]) || !strings.Contains(lines[2], `billing\tteam`) {
 		t.Fatalf("keys list:\n%s", out)
 	}
 	if col := strings.Index(lines[0], "ORG"); lines[1][col:col+2] != "o1" || lines[2][col:col+2] != "o2" {
@@ -134,8 +136,13 @@ func TestKeysUsage(t *testing.T) {
 
 func TestKeysCreateRefusesBadOrg(t *testing.T) {
 	url := pgtest.URL(t)
-	out, _, err := reportctl(t, "keys", "create", "--org", "a.b", "--database-url", url)
-	if err == nil || out != "" {
-		t.Fatalf("create for org a.b: %q, %v; want an error and no key", out, err)
+	for _, org := range []string{"a.b", "*", ">", "a b", "\x1b[2J"} {
+		out, _, err := reportctl(t, "keys", "create", "--org", org, "--database-url", url)
+		if !errors.Is(err, errUsage) || out != "" {
+			t.Errorf("create for org %q: %q, %v; want a usage error and no key", org, out, err)
+		}
+	}
+	if _, _, err := reportctl(t, "keys", "revoke", "*", "--database-url", url); !errors.Is(err, errUsage) {
+		t.Errorf("revoke '*': %v, want a usage error", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/progress"
 )
 
@@ -41,7 +42,8 @@ func main() {
 	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
 		os.Exit(2)
 	default:
-		fmt.Fprintln(os.Stderr, "reportctl:", err)
+		// Whatever an error quotes, no secret reaches the terminal.
+		fmt.Fprintln(os.Stderr, "reportctl:", config.ScrubString(err.Error()))
 		os.Exit(1)
 	}
 }

@@ -22,7 +22,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	cfg.Database.Migrate = true
-	pool, err := openDB(ctx, cfg)
+	pool, err := createDB(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,14 @@ import (
 	"github.com/callreport/callreport/internal/stream"
 )
 
-// openDB opens the configured database for a command.
+// openDB opens the configured database for a command. Only migrate and dev
+// create it (createDB).
 func openDB(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
+	return pg.Open(ctx, cfg.Database, pg.Options{MaxConns: 4})
+}
+
+// createDB opens the configured database, creating it if it is missing.
+func createDB(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
 	return pg.Open(ctx, cfg.Database, pg.Options{MaxConns: 4, Create: true})
 }
 
@@ -36,5 +42,6 @@ func openStreams(cfg *config.Config, name string, stderr io.Writer) (s *stream.S
 		close()
 		return nil, nil, err
 	}
+	s.DLQLimits = stream.DLQLimitsOf(cfg.NATS)
 	return s, close, nil
 }

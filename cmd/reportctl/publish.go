@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,8 +97,20 @@ type publishStats struct{ published, duplicates, errors int }
 // publishFile publishes every line of path, a window of them in flight at a
 // time, and reports each line it could not publish on errw.
 func publishFile(ctx context.Context, s *stream.Streams, path string, errw io.Writer) (publishStats, error) {
+	return publishFS(ctx, s, nil, path, errw)
+}
+
+// publishFS is publishFile on a file of fsys (the embedded examples), or of
+// the file system when fsys is nil.
+func publishFS(ctx context.Context, s *stream.Streams, fsys fs.FS, path string, errw io.Writer) (publishStats, error) {
 	var st publishStats
-	f, err := os.Open(path)
+	var f fs.File
+	var err error
+	if fsys == nil {
+		f, err = os.Open(path)
+	} else {
+		f, err = fsys.Open(path)
+	}
 	if err != nil {
 		return st, err
 	}

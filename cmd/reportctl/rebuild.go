@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/callreport/callreport/internal/config"
@@ -22,12 +24,18 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("reportctl rebuild", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: reportctl rebuild [--from-seq N | --since TIME] [--restart]\n"+
-			"       reportctl rebuild --drop-old\n\n"+
+		fmt.Fprintln(stderr, "Usage: reportctl rebuild [--from-seq N | --since TIME] [--allow-partial] [--restart] [--yes]\n"+
+			"       reportctl rebuild --drop-old [--yes]\n\n"+
 			"Builds a complete new generation of the report tables from the stream while the\n"+
 			"live projector and the query API keep working, then switches to it atomically.\n"+
-			"The old generation is kept, retired, until --drop-old. An interrupted rebuild is\n"+
-			"resumed by the next one (or discarded with --restart).\n\nFlags:")
+			"The old generation is kept, retired, until --drop-old (reportctl generations\n"+
+			"switch N goes back to it). An interrupted rebuild is resumed by the next one (or\n"+
+			"discarded with --restart).\n\n"+
+			"A generation built from after the stream's first message (--from-seq, --since)\n"+
+			"lacks the reports of what came before: it is built, but only switched live with\n"+
+			"--allow-partial.\n\n"+
+			"Switching the live generation and dropping tables ask to confirm on a terminal,\n"+
+			"and need --yes elsewhere.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	cfg := config.Register(fs, config.SectionAll)
@@ -35,8 +43,14 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	since := fs.String("since", "", "fold the events stored since this RFC 3339 time instead of --from-seq")
 	restart := fs.Bool("restart", false, "discard an interrupted rebuild instead of resuming it")
 	dropOld := fs.Bool("drop-old", false, "drop the tables of the retired generations, and do nothing else")
+	allowPartial := fs.Bool("allow-partial", false, "switch to the new generation even if it was not built from the stream's first message")
+	yes := fs.Bool("yes", false, "switch (or drop) without asking")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
 	}
 	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
@@ -48,6 +62,23 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer pool.Close()
 	if *dropOld {
+		var retired []string
+		gens, err := projector.ListGenerations(ctx, pool)
+		if err != nil {
+			return err
+		}
+		for _, g := range gens {
+			if g.State == "retired" {
+				retired = append(retired, strconv.Itoa(int(g.Generation)))
+			}
+		}
+		if len(retired) == 0 {
+			fmt.Fprintln(stdout, "no retired generation to drop")
+			return nil
+		}
+		if err := confirm(stderr, *yes, "drop the tables of retired generation(s) "+strings.Join(retired, ", ")+": they cannot be switched back to"); err != nil {
+			return err
+		}
 		dropped, err := projector.DropRetired(ctx, pool)
 		for _, g := range dropped {
 			fmt.Fprintf(stdout, "dropped generation %d\n", g)
@@ -57,7 +88,8 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return err
 	}
-	rc := projector.RebuildConfig{Config: projector.Config{Consumer: cfg.Projector.Consumer, Logger: log}, FromSeq: *fromSeq, Restart: *restart}
+	rc := projector.RebuildConfig{Config: projector.Config{Consumer: cfg.Projector.Consumer, Logger: log},
+		FromSeq: *fromSeq, Restart: *restart, AllowPartial: *allowPartial}
 	if *since != "" {
 		if rc.Since, err = time.Parse(time.RFC3339Nano, *since); err != nil {
 			return fmt.Errorf("--since: %w", err)
@@ -68,6 +100,21 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer closeNATS()
+	// Refused before hours of building rather than after (the build would
+	// stop before the switch anyway).
+	if !*allowPartial {
+		why, err := projector.PartialStart(ctx, s, *fromSeq, rc.Since)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			return fmt.Errorf("rebuild: the new generation would lack the reports of what came before: %s; pass --allow-partial to switch to it anyway: %w",
+				why, projector.ErrPartialGeneration)
+		}
+	}
+	if err := confirm(stderr, *yes, "build a new generation of the reports from the stream and make it live when it has caught up (the live one is retired, kept until --drop-old)"); err != nil {
+		return err
+	}
 	bar := progress.New(stderr, "rebuild")
 	var last projector.RebuildProgress
 	rc.Progress = func(p projector.RebuildProgress) {

@@ -181,7 +181,7 @@ func TestRebuildWithoutDowntime(t *testing.T) {
 	dash, stopPolling := s.pollReports(ctx, key, mine, 4)
 	rebuilt := make(chan error, 1)
 	go func() {
-		_, err := s.reportctl(ctx, "rebuild")
+		_, err := s.reportctl(ctx, "rebuild", "--yes")
 		rebuilt <- err
 	}()
 	last := s.simulate(100, 2) // new jobs and calls arrive during the rebuild
@@ -200,7 +200,7 @@ func TestRebuildWithoutDowntime(t *testing.T) {
 	if afterSwitch.Total == before.Total {
 		t.Fatal("checksum did not change with new events")
 	}
-	if _, err := s.reportctl(ctx, "rebuild"); err != nil {
+	if _, err := s.reportctl(ctx, "rebuild", "--yes"); err != nil {
 		t.Fatal(err)
 	}
 	if again := s.checksum(); again.Total != afterSwitch.Total {
@@ -210,7 +210,7 @@ func TestRebuildWithoutDowntime(t *testing.T) {
 	if old := s.checksum("--generation", "1"); rowsOf(old, "call_attempts") < rowsOf(before, "call_attempts") {
 		t.Fatalf("retired generation 1 lost rows: %+v, had %+v", old, before)
 	}
-	out, err := s.reportctl(ctx, "rebuild", "--drop-old")
+	out, err := s.reportctl(ctx, "rebuild", "--drop-old", "--yes")
 	if err != nil || !strings.Contains(out, "dropped generation 1") || !strings.Contains(out, "dropped generation 2") {
 		t.Fatalf("drop-old: %v %s", err, out)
 	}
@@ -227,7 +227,7 @@ func TestRebuildInterrupted(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.reportctl(cctx, "rebuild")
+		_, err := s.reportctl(cctx, "rebuild", "--yes")
 		done <- err
 	}()
 	// Wait until the build has written something, then interrupt it.
@@ -244,7 +244,7 @@ func TestRebuildInterrupted(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// Meanwhile a second rebuild is refused.
-	if _, err := s.reportctl(ctx, "rebuild"); !errors.Is(err, projector.ErrRebuildRunning) {
+	if _, err := s.reportctl(ctx, "rebuild", "--yes"); !errors.Is(err, projector.ErrRebuildRunning) {
 		t.Fatalf("second rebuild: %v", err)
 	}
 	cancel()
@@ -259,7 +259,7 @@ func TestRebuildInterrupted(t *testing.T) {
 	if state != "building" {
 		t.Fatalf("generation 2 is %q, want building", state)
 	}
-	if _, err := s.reportctl(ctx, "rebuild"); err != nil {
+	if _, err := s.reportctl(ctx, "rebuild", "--yes"); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
 	if d := s.checksum(); d.Total != before.Total {
@@ -268,7 +268,8 @@ func TestRebuildInterrupted(t *testing.T) {
 }
 
 // TestRebuildFrom: --from-seq and --since build a generation from the middle
-// of the stream: it holds only the calls whose events start there.
+// of the stream: it holds only the calls whose events start there, so it
+// only goes live with --allow-partial.
 func TestRebuildFrom(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
@@ -283,7 +284,15 @@ func TestRebuildFrom(t *testing.T) {
 		{"--from-seq", fmt.Sprint(first + 1)},
 		{"--since", mid.Format(time.RFC3339Nano)},
 	} {
-		if _, err := s.reportctl(ctx, append([]string{"rebuild"}, args...)...); err != nil {
+		// Refused before building anything.
+		live := s.checksum()
+		if _, err := s.reportctl(ctx, append([]string{"rebuild", "--yes"}, args...)...); !errors.Is(err, projector.ErrPartialGeneration) {
+			t.Fatalf("rebuild %v without --allow-partial: %v", args, err)
+		}
+		if d := s.checksum(); d.Total != live.Total {
+			t.Fatalf("rebuild %v without --allow-partial changed the live tables", args)
+		}
+		if _, err := s.reportctl(ctx, append([]string{"rebuild", "--yes", "--allow-partial"}, args...)...); err != nil {
 			t.Fatalf("rebuild %v: %v", args, err)
 		}
 		part := s.checksum()
@@ -294,6 +303,70 @@ func TestRebuildFrom(t *testing.T) {
 		var from int64
 		_ = s.pool.QueryRow(ctx, `SELECT from_seq FROM generations WHERE state = 'live'`).Scan(&from)
 		t.Logf("rebuild %v: %d of %d call attempts (from_seq %d)", args, got, want, from)
+	}
+
+	// The check before the switch itself, whoever calls Rebuild: the
+	// partial generation is built, not switched, and kept for a run that
+	// allows it.
+	live := s.checksum()
+	err := projector.Rebuild(ctx, s.pool, s.st, projector.RebuildConfig{
+		Config: projector.Config{Consumer: s.env.Consumer}, FromSeq: first + 1, Restart: true})
+	if !errors.Is(err, projector.ErrPartialGeneration) {
+		t.Fatalf("Rebuild from seq %d: %v, want ErrPartialGeneration", first+1, err)
+	}
+	if d := s.checksum(); d.Total != live.Total {
+		t.Fatal("a partial generation was switched live")
+	}
+	var state string
+	_ = s.pool.QueryRow(ctx, `SELECT state FROM generations ORDER BY generation DESC LIMIT 1`).Scan(&state)
+	if state != "building" {
+		t.Fatalf("the partial generation is %q, want building (kept)", state)
+	}
+	if _, err := s.reportctl(ctx, "rebuild", "--yes", "--allow-partial"); err != nil {
+		t.Fatalf("resume with --allow-partial: %v", err)
+	}
+	_ = s.pool.QueryRow(ctx, `SELECT state FROM generations ORDER BY generation DESC LIMIT 1`).Scan(&state)
+	if state != "live" {
+		t.Fatalf("the partial generation is %q after --allow-partial, want live", state)
+	}
+}
+
+// TestRebuildConfirms: switching the live generation and dropping tables
+// are refused without --yes where nobody can confirm, and when the
+// operator on a terminal does not.
+func TestRebuildConfirms(t *testing.T) {
+	s := startService(t)
+	ctx := context.Background()
+	s.waitLive(s.simulate(10, 5))
+	generations := func() int {
+		var n int
+		_ = s.pool.QueryRow(ctx, `SELECT count(*) FROM generations`).Scan(&n)
+		return n
+	}
+	for _, args := range [][]string{{"rebuild"}, {"rebuild", "--from-seq", "1"}} {
+		if _, err := s.reportctl(ctx, args...); !errors.Is(err, errNotConfirmed) {
+			t.Errorf("%v without a terminal or --yes: %v", args, err)
+		}
+	}
+	answer(t, "n\n")
+	if _, err := s.reportctl(ctx, "rebuild"); !errors.Is(err, errDeclined) {
+		t.Errorf("rebuild declined: %v", err)
+	}
+	if n := generations(); n != 1 {
+		t.Fatalf("%d generations after refused rebuilds, want 1", n)
+	}
+	answer(t, "yes\n")
+	if _, err := s.reportctl(ctx, "rebuild"); err != nil {
+		t.Fatalf("rebuild confirmed: %v", err)
+	}
+	noTerminal(t)
+	if _, err := s.reportctl(ctx, "rebuild", "--drop-old"); !errors.Is(err, errNotConfirmed) {
+		t.Errorf("--drop-old without --yes: %v", err)
+	}
+	var state string
+	_ = s.pool.QueryRow(ctx, `SELECT state FROM generations WHERE generation = 1`).Scan(&state)
+	if state != "retired" {
+		t.Errorf("generation 1 is %s after a refused --drop-old, want retired", state)
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/projector"
+	"github.com/callreport/callreport/schema"
 )
 
 func init() {
@@ -35,6 +37,15 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if (*call == "") == (*job == "") {
 		fs.Usage()
 		return errUsage
+	}
+	// An id becomes a token of the subjects the replay reads: '*' or '>'
+	// would replay every call.
+	for what, id := range map[string]string{"call": *call, "job": *job} {
+		if id != "" && !schema.ValidID(id) {
+			fmt.Fprintf(stderr, "reportctl replay: --%s %s is not a valid %s id (1 to %d characters, no '.', '*', '>', white space or control characters)\n",
+				what, strconv.Quote(id), what, schema.MaxIDLen)
+			return errUsage
+		}
 	}
 	log, err := cfg.Log.Logger(stderr)
 	if err != nil {

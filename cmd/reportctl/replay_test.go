@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/schema/schematest"
 )
 
@@ -60,5 +63,31 @@ func TestReplay(t *testing.T) {
 	}
 	if _, err := s.reportctl(ctx, "replay"); err == nil {
 		t.Fatal("replay without --call or --job succeeded")
+	}
+}
+
+// TestReplayRefusesBadIDs: an id is a token of the subjects a replay reads,
+// so '*' or '>' would replay every call of every organization. Every id an
+// operator types is checked with the contract's id rules first.
+func TestReplayRefusesBadIDs(t *testing.T) {
+	s := startService(t)
+	ctx := context.Background()
+	s.publish(mixedFixture(t))
+	before := s.checksum()
+	for _, id := range []string{"*", ">", "a.*", "a.b", "a b", "a\tb", "\x00", "\x1b[2J", strings.Repeat("x", 129), "\xff"} {
+		for _, flag := range []string{"--call", "--job"} {
+			var out, errOut bytes.Buffer
+			args := append([]string{"replay"}, append(s.flags(), flag, id)...)
+			err := run(ctx, args, &out, &errOut)
+			if !errors.Is(err, errUsage) || !strings.Contains(errOut.String(), "is not a valid") || out.Len() != 0 {
+				t.Errorf("replay %s %q: %v\nstdout: %s\nstderr: %s", flag, id, err, out.String(), errOut.String())
+			}
+		}
+	}
+	if d := s.checksum(); d.Total != before.Total {
+		t.Errorf("the tables changed: %+v, were %+v", d, before)
+	}
+	if _, err := projector.Replay(ctx, s.pool, s.st, projector.ReplayConfig{Config: projector.Config{Consumer: s.env.Consumer}, CallID: "*"}); err == nil {
+		t.Error("projector.Replay took '*' for a call id")
 	}
 }

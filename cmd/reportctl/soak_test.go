@@ -332,7 +332,7 @@ func TestSoak(t *testing.T) {
 	}
 	liveSum := s.checksum()
 	rebuildBegan := time.Now()
-	if _, err := s.reportctl(ctx, "rebuild"); err != nil {
+	if _, err := s.reportctl(ctx, "rebuild", "--yes"); err != nil {
 		t.Fatalf("rebuild: %v", err)
 	}
 	rebuildTook := time.Since(rebuildBegan)

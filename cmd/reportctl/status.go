@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -42,6 +41,7 @@ added, never renamed or removed:
   stalled               true when events are pending and nothing was committed for
                         30 s: the projector is down or stuck (its /readyz says why)
   warnings              [string]
+  database, nats        where the status was read, passwords and tokens redacted
 Unknown times are null.
 
 Flags:
@@ -77,10 +77,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	r.Database, r.NATS = cfg.Database.URL.String(), cfg.NATS.URL.String() // redacted
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return writeJSON(stdout, r)
 	}
 	writeStatus(stdout, r)
 	return nil
@@ -95,8 +94,10 @@ func writeStatus(w io.Writer, r projector.StatusReport) {
 	}
 	at := func(t *time.Time) string { return stamp(t, r.CheckedAt) }
 
+	line("Database", "%s", printable(r.Database))
+	line("NATS", "%s", printable(r.NATS))
 	st := r.Stream
-	line("Stream", "%s", st.Name)
+	line("Stream", "%s", printable(st.Name))
 	if st.LastSeq == 0 {
 		line("  Messages", "none")
 	} else {
@@ -112,7 +113,7 @@ func writeStatus(w io.Writer, r projector.StatusReport) {
 	} else {
 		line("  Fold version", "%d (this binary: %d, MISMATCH: run reportctl rebuild)", lv.FoldVersion, r.FoldVersion)
 	}
-	line("  Consumer", "%s", lv.Consumer)
+	line("  Consumer", "%s", printable(lv.Consumer))
 	line("  Position", "%s of %s", count(lv.Position), count(st.LastSeq))
 	lag := fmt.Sprintf("%s events, oldest %s", count(r.Lag.Events), (time.Duration(r.Lag.Seconds * float64(time.Second))).Round(time.Millisecond))
 	if r.Lag.Events == 0 {
@@ -137,18 +138,23 @@ func writeStatus(w io.Writer, r projector.StatusReport) {
 
 	dl := r.DeadLetters
 	if dl.Total == 0 {
-		line("Dead letters", "none in %s", dl.Stream)
+		line("Dead letters", "none in %s", printable(dl.Stream))
 	} else {
-		line("Dead letters", "%s in %s, last %s", count(dl.Total), dl.Stream, at(dl.LastTime))
+		line("Dead letters", "%s in %s, last %s", count(dl.Total), printable(dl.Stream), at(dl.LastTime))
 		for _, reason := range dl.Reasons() {
-			line("  "+reason, "%s", count(dl.ByReason[reason]))
+			// The reason is the second token of a dead-letter subject:
+			// anyone who may publish there chooses it.
+			line("  "+printable(reason), "%s", count(dl.ByReason[reason]))
+		}
+		if len(dl.ByOrg) > 0 {
+			line("  Organizations", "%d (reportctl dlq list --org ORG)", len(dl.ByOrg))
 		}
 	}
 
 	if b := r.Rebuild; b != nil {
 		line("Rebuild", "generation %d (fold version %d) building since %s", b.Generation, b.FoldVersion, at(b.StartedAt))
 		line("  Position", "%s of %s (%.1f%%)", count(b.Position), count(b.LastSeq), b.Percent)
-		line("  Consumer", "%s", b.Consumer)
+		line("  Consumer", "%s", printable(b.Consumer))
 	} else {
 		line("Rebuild", "none")
 	}
@@ -157,13 +163,13 @@ func writeStatus(w io.Writer, r projector.StatusReport) {
 	} else {
 		line("Retired generations", "%d, kept until reportctl rebuild --drop-old", len(r.Retired))
 		for _, g := range r.Retired {
-			line(fmt.Sprintf("  Generation %d", g.Generation), "fold version %d, schema %s, retired %s", g.FoldVersion, g.Schema, at(g.RetiredAt))
+			line(fmt.Sprintf("  Generation %d", g.Generation), "fold version %d, schema %s, retired %s", g.FoldVersion, printable(g.Schema), at(g.RetiredAt))
 		}
 	}
 	if len(r.Warnings) > 0 {
 		line("Warnings", "%d", len(r.Warnings))
 		for _, wn := range r.Warnings {
-			fmt.Fprintf(tw, "  - %s\n", wn)
+			fmt.Fprintf(tw, "  - %s\n", printable(wn))
 		}
 	}
 	tw.Flush()
@@ -195,11 +201,10 @@ func byteSize(n uint64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// oneLineTrunc keeps free text on one line and at most n runes.
-func oneLineTrunc(s string, n int) string {
-	s = oneLine(s)
+// printableTrunc is printable, cut to at most n runes of s first.
+func printableTrunc(s string, n int) string {
 	if r := []rune(s); len(r) > n {
-		return strings.TrimSpace(string(r[:n-1])) + "…"
+		s = strings.TrimSpace(string(r[:n-1])) + "…"
 	}
-	return s
+	return printable(s)
 }

@@ -157,7 +157,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 
 	// A rebuild retires generation 1, which status then lists.
-	if _, err := s.reportctl(ctx, "rebuild"); err != nil {
+	if _, err := s.reportctl(ctx, "rebuild", "--yes"); err != nil {
 		t.Fatal(err)
 	}
 	r = s.status("generation 2 live", func(r projector.StatusReport) bool { return r.Live.Generation == 2 })

@@ -53,6 +53,7 @@ func ServeProcess(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	switch *mode {
 	case "query":
+		cfg.HTTP.MetricsAddr = "" // a second bench, or reportctl dev, may hold the default
 		return (&query.Main{Config: *cfg, Logger: log, Listener: ln}).Run(ctx)
 	case "baseline":
 		pool, err := pg.Open(ctx, cfg.Database, pg.Options{}) // the pool size of cmd/query

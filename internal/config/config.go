@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -29,6 +30,10 @@ type Config struct {
 	NATS      NATS
 	HTTP      HTTP
 	Projector Projector
+
+	// envErrs are the malformed environment values Register met, for
+	// Validate to report.
+	envErrs []error
 }
 
 // Log says how a process logs.
@@ -46,11 +51,22 @@ type Database struct {
 	Migrate bool
 }
 
-// NATS is the JetStream server and the names of the projection's streams.
+// NATS is the JetStream server, how to authenticate to it, and the names
+// and limits of the projection's streams.
 type NATS struct {
 	// URL is one server URL or a comma-separated list; passwords and
 	// tokens in it are secrets.
-	URL           Secret
+	URL Secret
+	// Creds is a credentials file (a user JWT and its NKey seed), NKey a
+	// file holding an NKey seed: paths, not secrets, so they may be shown.
+	Creds string
+	NKey  string
+	// TLSCA verifies the server's certificate; TLSCert and TLSKey are the
+	// client certificate the server may require. Paths to PEM files.
+	TLSCA   string
+	TLSCert string
+	TLSKey  string
+
 	Stream        string // events, CALL_EVENTS by default
 	DLQStream     string // dead letters, CALL_EVENTS_DLQ
 	SubjectPrefix string // first token of event subjects, callevents
@@ -58,11 +74,25 @@ type NATS struct {
 	// Partitions divides the events into partitions by their id token,
 	// each projected by its own consumer (1: none).
 	Partitions int
+	// DLQMaxAge and DLQMaxBytes bound the dead-letter stream, which then
+	// discards its oldest messages; 0 means no bound.
+	DLQMaxAge   time.Duration
+	DLQMaxBytes int64
 }
 
-// HTTP is the query process's listener.
+// HTTP is the query process's listeners.
 type HTTP struct {
-	Addr string
+	Addr string // the API, /healthz and /readyz
+	// TLSCert and TLSKey, both set, serve Addr over TLS (PEM files).
+	TLSCert string
+	TLSKey  string
+	// MetricsAddr serves /metrics apart from the public listener; "" for
+	// no metrics listener.
+	MetricsAddr string
+	// TrustedProxies are the addresses (CIDR ranges, or single addresses)
+	// whose X-Forwarded-For header names the client; from any other peer
+	// the header is ignored.
+	TrustedProxies []string
 }
 
 // Projector tunes the projector process.
@@ -90,6 +120,7 @@ const (
 	DefaultNATSURL       = "nats://127.0.0.1:4222"
 	DefaultHTTPAddr      = "127.0.0.1:8080"
 	DefaultMetricsAddr   = "127.0.0.1:9091"
+	DefaultQueryMetrics  = "127.0.0.1:9092"
 	DefaultStream        = "CALL_EVENTS"
 	DefaultDLQStream     = "CALL_EVENTS_DLQ"
 	DefaultSubjectPrefix = "callevents"
@@ -99,6 +130,10 @@ const (
 	DefaultBulkThreshold = 20000
 	DefaultMemoryBudget  = 192 // MiB
 	DefaultStallAfter    = 30 * time.Second
+	// The dead-letter stream keeps 30 days and 1 GiB at most: enough to
+	// notice and act on a producer's bug, bounded whatever it sends.
+	DefaultDLQMaxAge   = 30 * 24 * time.Hour
+	DefaultDLQMaxBytes = 1 << 30
 )
 
 // Section names a part of Config for Register.
@@ -122,8 +157,9 @@ func Default() Config {
 		Log:      Log{Format: "text", Level: "info"},
 		Database: Database{URL: DefaultDatabaseURL},
 		NATS: NATS{URL: DefaultNATSURL, Stream: DefaultStream, DLQStream: DefaultDLQStream,
-			SubjectPrefix: DefaultSubjectPrefix, DLQPrefix: DefaultDLQPrefix, Partitions: 1},
-		HTTP: HTTP{Addr: DefaultHTTPAddr},
+			SubjectPrefix: DefaultSubjectPrefix, DLQPrefix: DefaultDLQPrefix, Partitions: 1,
+			DLQMaxAge: DefaultDLQMaxAge, DLQMaxBytes: DefaultDLQMaxBytes},
+		HTTP: HTTP{Addr: DefaultHTTPAddr, MetricsAddr: DefaultQueryMetrics},
 		Projector: Projector{Consumer: DefaultConsumer, MetricsAddr: DefaultMetricsAddr, BatchSize: DefaultBatchSize,
 			BulkThreshold: DefaultBulkThreshold, MemoryBudget: DefaultMemoryBudget, StallAfter: DefaultStallAfter},
 	}
@@ -138,7 +174,7 @@ func Register(fs *flag.FlagSet, sections ...Section) *Config {
 	for _, s := range sections {
 		want |= s
 	}
-	r := registrar{fs: fs}
+	r := registrar{fs: fs, c: &c}
 	if want&SectionLog != 0 {
 		r.str(&c.Log.Format, "log-format", "LOG_FORMAT", "log format: text or json")
 		r.str(&c.Log.Level, "log-level", "LOG_LEVEL", "log level: debug, info, warn, error")
@@ -149,14 +185,25 @@ func Register(fs *flag.FlagSet, sections ...Section) *Config {
 	}
 	if want&SectionNATS != 0 {
 		r.secret(&c.NATS.URL, "nats-url", "NATS_URL", "NATS server URL, or a comma-separated list")
+		r.str(&c.NATS.Creds, "nats-creds", "NATS_CREDS", "NATS credentials file (user JWT and NKey seed)")
+		r.str(&c.NATS.NKey, "nats-nkey", "NATS_NKEY", "file holding the NKey seed to authenticate to NATS with")
+		r.str(&c.NATS.TLSCA, "nats-tls-ca", "NATS_TLS_CA", "PEM file of the CA that signed the NATS server's certificate")
+		r.str(&c.NATS.TLSCert, "nats-tls-cert", "NATS_TLS_CERT", "PEM file of the client certificate for NATS")
+		r.str(&c.NATS.TLSKey, "nats-tls-key", "NATS_TLS_KEY", "PEM file of the client certificate's key for NATS")
 		r.str(&c.NATS.Stream, "stream", "CALLREPORT_STREAM", "JetStream stream of the events")
 		r.str(&c.NATS.DLQStream, "dlq-stream", "CALLREPORT_DLQ_STREAM", "dead-letter stream")
 		r.str(&c.NATS.SubjectPrefix, "subject-prefix", "CALLREPORT_SUBJECT_PREFIX", "first token of event subjects")
 		r.str(&c.NATS.DLQPrefix, "dlq-prefix", "CALLREPORT_DLQ_PREFIX", "first token of dead-letter subjects")
 		r.integer(&c.NATS.Partitions, "partitions", "CALLREPORT_PARTITIONS", "partitions of the event stream, each projected by a consumer of its own (the stream is created with them)")
+		r.duration(&c.NATS.DLQMaxAge, "dlq-max-age", "CALLREPORT_DLQ_MAX_AGE", "oldest dead letter kept, 0 for no bound")
+		r.int64(&c.NATS.DLQMaxBytes, "dlq-max-bytes", "CALLREPORT_DLQ_MAX_BYTES", "bytes of dead letters kept (the oldest go first), 0 for no bound")
 	}
 	if want&SectionHTTP != 0 {
 		r.str(&c.HTTP.Addr, "http-addr", "HTTP_ADDR", "HTTP listen address of the query API")
+		r.str(&c.HTTP.TLSCert, "http-tls-cert", "HTTP_TLS_CERT", "PEM certificate (chain) to serve the query API over TLS")
+		r.str(&c.HTTP.TLSKey, "http-tls-key", "HTTP_TLS_KEY", "PEM key of -http-tls-cert")
+		r.emptyable(&c.HTTP.MetricsAddr, "query-metrics-addr", "QUERY_METRICS_ADDR", "listen address of the query process's /metrics, \"\" for none")
+		r.list(&c.HTTP.TrustedProxies, "trusted-proxies", "HTTP_TRUSTED_PROXIES", "comma-separated addresses or CIDR ranges of the proxies whose X-Forwarded-For names the client")
 	}
 	if want&SectionProjector != 0 {
 		r.str(&c.Projector.Consumer, "consumer", "CALLREPORT_CONSUMER", "durable consumer of the projector")
@@ -176,6 +223,7 @@ func Register(fs *flag.FlagSet, sections ...Section) *Config {
 // silently replaced by the default.
 type registrar struct {
 	fs *flag.FlagSet
+	c  *Config
 }
 
 func help(text, env string) string { return text + " (env " + env + ")" }
@@ -190,6 +238,7 @@ func (r registrar) str(p *string, name, env, usage string) {
 func (r registrar) secret(p *Secret, name, env, usage string) {
 	if v, ok := os.LookupEnv(env); ok && v != "" {
 		*p = Secret(v)
+		remember(v)
 	}
 	r.fs.Var(p, name, help(usage, env))
 }
@@ -201,6 +250,58 @@ func (r registrar) boolean(p *bool, name, env, usage string) {
 	r.fs.BoolVar(p, name, *p, help(usage, env+"=true"))
 }
 
+// emptyable is a string flag whose environment variable may set it to "",
+// as for an address that turns a listener off.
+func (r registrar) emptyable(p *string, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		*p = v
+	}
+	r.fs.StringVar(p, name, *p, help(usage, env))
+}
+
+func (r registrar) duration(p *time.Duration, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+			*p = d
+		} else {
+			r.c.envErrs = append(r.c.envErrs, fmt.Errorf("%s %q: want a duration such as 720h", env, v))
+		}
+	}
+	r.fs.DurationVar(p, name, *p, help(usage, env))
+}
+
+func (r registrar) int64(p *int64, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			*p = n
+		} else {
+			r.c.envErrs = append(r.c.envErrs, fmt.Errorf("%s %q: want a number of bytes", env, v))
+		}
+	}
+	r.fs.Int64Var(p, name, *p, help(usage, env))
+}
+
+// list is a comma-separated list.
+func (r registrar) list(p *[]string, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		*p = splitList(v)
+	}
+	r.fs.Func(name, help(usage, env), func(v string) error {
+		*p = splitList(v)
+		return nil
+	})
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func (r registrar) integer(p *int, name, env, usage string) {
 	if v, ok := os.LookupEnv(env); ok && v != "" {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
@@ -210,19 +311,10 @@ func (r registrar) integer(p *int, name, env, usage string) {
 	r.fs.IntVar(p, name, *p, help(usage, env))
 }
 
-func (r registrar) duration(p *time.Duration, name, env, usage string) {
-	if v, ok := os.LookupEnv(env); ok && v != "" {
-		if d, err := time.ParseDuration(v); err == nil && d > 0 {
-			*p = d
-		}
-	}
-	r.fs.DurationVar(p, name, *p, help(usage, env))
-}
-
 // Validate checks what a flag type cannot: the choices of the log section
 // and the bounds of the projector's.
 func (c *Config) Validate() error {
-	var errs []error
+	errs := append([]error(nil), c.envErrs...)
 	if _, err := c.Log.level(); err != nil {
 		errs = append(errs, err)
 	}
@@ -235,6 +327,21 @@ func (c *Config) Validate() error {
 	if c.Projector.MemoryBudget < 0 || c.Projector.MemoryBudget > 0 && c.Projector.MemoryBudget < 32 {
 		errs = append(errs, fmt.Errorf("memory budget %d MiB: want 32 or more", c.Projector.MemoryBudget))
 	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		errs = append(errs, errors.New("HTTP TLS: set both HTTP_TLS_CERT and HTTP_TLS_KEY, or neither"))
+	}
+	if (c.NATS.TLSCert == "") != (c.NATS.TLSKey == "") {
+		errs = append(errs, errors.New("NATS TLS: set both NATS_TLS_CERT and NATS_TLS_KEY, or neither"))
+	}
+	if c.NATS.Creds != "" && c.NATS.NKey != "" {
+		errs = append(errs, errors.New("NATS: set NATS_CREDS or NATS_NKEY, not both"))
+	}
+	if _, err := c.HTTP.Proxies(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.NATS.DLQMaxAge < 0 || c.NATS.DLQMaxBytes < 0 {
+		errs = append(errs, errors.New("dead-letter limits: want 0 (no bound) or more"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -246,12 +353,14 @@ func (l Log) level() (slog.Level, error) {
 	return level, nil
 }
 
-// Logger builds the logger the log section asks for, writing to w.
+// Logger builds the logger the log section asks for, writing to w with the
+// secrets this process was given hidden (ScrubString), whatever quotes them.
 func (l Log) Logger(w io.Writer) (*slog.Logger, error) {
 	level, err := l.level()
 	if err != nil {
 		return nil, err
 	}
+	w = scrubWriter{w}
 	opts := &slog.HandlerOptions{Level: level}
 	switch l.Format {
 	case "text":
@@ -260,6 +369,32 @@ func (l Log) Logger(w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", l.Format)
+}
+
+// Proxies parses TrustedProxies: CIDR ranges, a single address standing
+// for itself.
+func (h HTTP) Proxies() ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, p := range h.TrustedProxies {
+		if !strings.Contains(p, "/") {
+			ip := net.ParseIP(p)
+			if ip == nil {
+				return nil, fmt.Errorf("trusted proxy %q: want an IP address or a CIDR range", p)
+			}
+			bits := 128
+			if ip4 := ip.To4(); ip4 != nil {
+				ip, bits = ip4, 32
+			}
+			nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: want an IP address or a CIDR range", p)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
 }
 
 // URLs splits the NATS URL list.

@@ -2,11 +2,18 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRedact(t *testing.T) {
@@ -43,6 +50,9 @@ func TestSecretNeverPrinted(t *testing.T) {
 	fs.PrintDefaults()
 	var logged bytes.Buffer
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "db", c.Database.URL, "nats", c.NATS.URL, "all", c)
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "db", c.Database.URL, "nats", c.NATS.URL, "all", c, "value", *c)
+	js, _ := json.Marshal(c)
+	logged.Write(js)
 	printed := out.String() + logged.String() +
 		fmt.Sprint(c.Database.URL) + fmt.Sprintf("%v %s %+v %#v", c.NATS.URL, c.NATS.URL, *c, *c)
 	if strings.Contains(printed, "s3cr3t") {
@@ -76,5 +86,120 @@ func TestRegister(t *testing.T) {
 	c.Log.Format = "xml"
 	if err := c.Validate(); err == nil {
 		t.Fatal("a bad log format passed")
+	}
+}
+
+func TestNewSettings(t *testing.T) {
+	t.Setenv("NATS_NKEY", "/etc/callreport/projector.nk")
+	t.Setenv("CALLREPORT_DLQ_MAX_AGE", "48h")
+	t.Setenv("CALLREPORT_DLQ_MAX_BYTES", "1048576")
+	t.Setenv("QUERY_METRICS_ADDR", "")
+	t.Setenv("HTTP_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	c := Register(fs, SectionNATS, SectionHTTP)
+	if err := fs.Parse([]string{"-http-tls-cert", "c.pem", "-http-tls-key", "k.pem"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.NKey != "/etc/callreport/projector.nk" || c.NATS.DLQMaxAge != 48*time.Hour || c.NATS.DLQMaxBytes != 1<<20 ||
+		c.HTTP.MetricsAddr != "" || c.HTTP.TLSCert != "c.pem" || c.HTTP.TLSKey != "k.pem" {
+		t.Errorf("got %+v %+v", c.NATS, c.HTTP)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	nets, err := c.HTTP.Proxies()
+	if err != nil || len(nets) != 2 || !nets[0].Contains(net.ParseIP("10.1.2.3")) || !nets[1].Contains(net.ParseIP("192.0.2.7")) || nets[1].Contains(net.ParseIP("192.0.2.8")) {
+		t.Errorf("proxies %v %v", nets, err)
+	}
+	if d := Default(); d.HTTP.MetricsAddr != "127.0.0.1:9092" || d.NATS.DLQMaxBytes != 1<<30 || d.NATS.DLQMaxAge != 720*time.Hour {
+		t.Errorf("defaults %+v %+v", d.HTTP, d.NATS)
+	}
+
+	for name, set := range map[string]func(*Config){
+		"half a TLS pair":       func(c *Config) { c.HTTP.TLSKey = "" },
+		"half a NATS TLS pair":  func(c *Config) { c.NATS.TLSCert = "x.pem" },
+		"creds and nkey":        func(c *Config) { c.NATS.Creds = "x.creds" },
+		"a proxy that is not":   func(c *Config) { c.HTTP.TrustedProxies = []string{"proxy.example"} },
+		"negative dlq max size": func(c *Config) { c.NATS.DLQMaxBytes = -1 },
+	} {
+		bad := *c
+		set(&bad)
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	t.Setenv("CALLREPORT_DLQ_MAX_AGE", "a month")
+	bad := Register(flag.NewFlagSet("y", flag.ContinueOnError), SectionNATS)
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "CALLREPORT_DLQ_MAX_AGE") {
+		t.Errorf("a malformed duration in the environment: %v", err)
+	}
+}
+
+// TestScrub: what a library quotes of a connection string (net/url's parse
+// error quotes it whole) loses its secrets, in errors and in logs.
+func TestScrub(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://app:pg-s3cr3t@db:5432/callreport")
+	t.Setenv("NATS_URL", "nats://u:n%40ts-s3cr3t@a:bad,nats://tok-s3cr3t@b:4222")
+	c := Register(flag.NewFlagSet("x", flag.ContinueOnError), SectionDatabase, SectionNATS)
+	_, perr := url.Parse(strings.Split(c.NATS.URL.Value(), ",")[0])
+	for _, msg := range []string{
+		perr.Error(),
+		"connect: " + c.Database.URL.Value(),
+		"password pg-s3cr3t was refused; the token tok-s3cr3t too; n@ts-s3cr3t unescaped",
+	} {
+		got := ScrubString(msg)
+		if strings.Contains(got, "s3cr3t") {
+			t.Errorf("ScrubString(%q) = %q", msg, got)
+		}
+	}
+	base := errors.New("base")
+	err := Scrub(fmt.Errorf("open %s: %w", c.Database.URL.Value(), base))
+	if strings.Contains(err.Error(), "s3cr3t") || !errors.Is(err, base) {
+		t.Errorf("Scrub: %q, Is(base) = %v", err, errors.Is(err, base))
+	}
+	var logged bytes.Buffer
+	log, err := c.Log.Logger(&logged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Error("failed", "err", perr, "raw", c.Database.URL.Value())
+	if strings.Contains(logged.String(), "s3cr3t") || !strings.Contains(logged.String(), "xxxxx") {
+		t.Errorf("log: %s", logged.String())
+	}
+	if got := ScrubString("postgres://postgres@localhost/x and nothing secret"); got != "postgres://postgres@localhost/x and nothing secret" {
+		t.Errorf("text without secrets changed: %q", got)
+	}
+}
+
+// TestPanicRedacted: a panic prints its value with Error or String, so a
+// Secret (or an error that prints one) is redacted there too. The panic
+// happens in a child process, as in a real crash.
+func TestPanicRedacted(t *testing.T) {
+	if os.Getenv("CONFIG_TEST_PANIC") != "" {
+		c := Register(flag.NewFlagSet("x", flag.ContinueOnError), SectionDatabase)
+		switch os.Getenv("CONFIG_TEST_PANIC") {
+		case "secret":
+			panic(c.Database.URL)
+		case "error":
+			panic(fmt.Errorf("open %s: %w", c.Database.URL, errors.New("boom")))
+		case "config":
+			panic(*c)
+		case "goroutine":
+			done := make(chan struct{})
+			go func() { panic(fmt.Errorf("open %v", c.Database)) }()
+			<-done
+		}
+		return
+	}
+	for _, kind := range []string{"secret", "error", "config", "goroutine"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestPanicRedacted$")
+		cmd.Env = append(os.Environ(), "CONFIG_TEST_PANIC="+kind, "DATABASE_URL=postgres://app:p4n1c-s3cr3t@db/callreport")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "panic: ") {
+			t.Fatalf("%s: the child did not panic: %v\n%s", kind, err, out)
+		}
+		if strings.Contains(string(out), "s3cr3t") {
+			t.Errorf("%s: the panic printed the secret:\n%s", kind, out)
+		}
 	}
 }

@@ -1,13 +1,16 @@
 // Package pg opens the Postgres pool of a callreport process: it creates the
-// database when asked to, plans every statement afresh, and checks (or
-// brings) the schema to the version this binary was built for.
+// database when asked to (reportctl migrate and dev only), plans every
+// statement afresh, and checks (or brings) the schema to one this binary
+// works with.
 package pg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callreport/callreport/internal/config"
@@ -19,9 +22,15 @@ type Options struct {
 	// MaxConns bounds the pool; 0 keeps pgx's default (or the URL's
 	// pool_max_conns).
 	MaxConns int32
-	// Create creates the database when it does not exist.
+	// Create creates the database when it does not exist. Only reportctl
+	// migrate and dev do: a process started with a mistyped database name
+	// must not create an empty database and run on it.
 	Create bool
 }
+
+// ErrNoDatabase is returned by Open when the database does not exist and
+// Options.Create is not set.
+var ErrNoDatabase = errors.New("the database does not exist")
 
 // Open opens a pool on the configured database and checks its schema
 // version, migrating first when the configuration says so.
@@ -30,13 +39,13 @@ func Open(ctx context.Context, db config.Database, o Options) (*pgxpool.Pool, er
 	defer cancel()
 	if o.Create {
 		if err := migrations.CreateDatabase(ctx, db.URL.Value()); err != nil {
-			return nil, err
+			return nil, config.Scrub(err)
 		}
 	}
 	// pgx redacts the password in its own errors.
 	cfg, err := pgxpool.ParseConfig(db.URL.Value())
 	if err != nil {
-		return nil, fmt.Errorf("parse DATABASE_URL %s: %w", db.URL, err)
+		return nil, fmt.Errorf("parse DATABASE_URL %s: %w", db.URL, config.Scrub(err))
 	}
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
@@ -49,11 +58,19 @@ func Open(ctx context.Context, db config.Database, o Options) (*pgxpool.Pool, er
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", db.URL, err)
+		return nil, fmt.Errorf("open database %s: %w", db.URL, config.Scrub(err))
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
+			return nil, fmt.Errorf("%w: %q at %s: create it with `reportctl migrate`", ErrNoDatabase, cfg.ConnConfig.Database, db.URL)
+		}
+		return nil, fmt.Errorf("connect to database %s: %w", db.URL, config.Scrub(err))
 	}
 	if err := migrations.Ensure(ctx, pool, db.Migrate); err != nil {
 		pool.Close()
-		return nil, err
+		return nil, config.Scrub(err)
 	}
 	return pool, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/callreport/callreport/schema"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -54,19 +55,49 @@ type Reject struct {
 	Detail  string              // what is wrong with it
 }
 
+// NoOrg is the organization token of a dead-letter subject whose original
+// subject has none (contract 1.2).
+const NoOrg = "_"
+
+// DLQSubject is the subject a reject of reason goes to:
+// <dlqprefix>.<reason>.<orgid>, the organization being the <orgid> token of
+// the original subject, so that an operator can look at one tenant's.
+func (s *Streams) DLQSubject(reason, subject string) string {
+	return s.DLQPrefix + "." + reason + "." + s.orgToken(subject)
+}
+
+// orgToken is the <orgid> token of a stored event subject, NoOrg when it has
+// none.
+func (s *Streams) orgToken(subject string) string {
+	rest, ok := strings.CutPrefix(s.ContractSubject(subject), schema.SubjectPrefix+".")
+	if !ok {
+		return NoOrg
+	}
+	org, _, _ := strings.Cut(rest, ".")
+	if org == "" {
+		return NoOrg
+	}
+	return org
+}
+
 // DeadLetter publishes rejects to the dead-letter stream and waits for
 // JetStream to store them. Each carries a Nats-Msg-Id derived from its
 // stream sequence, so that a batch retried after a crash does not dead-letter
 // twice; published holds the sequences already dead-lettered by earlier
 // attempts of the same batch, and gains the ones this call stores.
+//
+// When the dead-letter stream is full, JetStream makes room by discarding
+// its oldest messages; DeadLetter counts them (OnDLQDiscard) from the
+// stream's message count before and after.
 func (s *Streams) DeadLetter(ctx context.Context, rejects []Reject, published map[uint64]bool, log *slog.Logger) error {
 	var futures []jetstream.PubAckFuture
 	var seqs []uint64
+	held, counted := s.dlqHeld(ctx)
 	for _, r := range rejects {
 		if published[r.Seq] {
 			continue
 		}
-		m := nats.NewMsg(s.DLQPrefix + "." + r.Reason)
+		m := nats.NewMsg(s.DLQSubject(r.Reason, r.Subject))
 		for k, v := range r.Header {
 			// The original's own headers stay, the server's go: a
 			// Nats-Expected-* would be checked against the wrong stream.
@@ -99,10 +130,14 @@ func (s *Streams) DeadLetter(ctx context.Context, rejects []Reject, published ma
 	}
 	timeout := time.NewTimer(10 * time.Second)
 	defer timeout.Stop()
+	var stored uint64
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
 			published[seqs[i]] = true
+			if !ack.Duplicate {
+				stored++
+			}
 		case err := <-f.Err():
 			return fmt.Errorf("dead-letter seq %d: %w", seqs[i], err)
 		case <-timeout.C:
@@ -111,5 +146,25 @@ func (s *Streams) DeadLetter(ctx context.Context, rejects []Reject, published ma
 			return ctx.Err()
 		}
 	}
+	if counted && stored > 0 && s.OnDLQDiscard != nil {
+		if after, ok := s.dlqHeld(ctx); ok && held+stored > after {
+			// An operator's retry or purge at the same moment counts too:
+			// rare, and it errs towards looking at the stream.
+			s.OnDLQDiscard(held + stored - after)
+		}
+	}
 	return nil
+}
+
+// dlqHeld is how many messages the dead-letter stream holds, and whether
+// that could be read; only worth asking when someone counts discards.
+func (s *Streams) dlqHeld(ctx context.Context) (uint64, bool) {
+	if s.OnDLQDiscard == nil {
+		return 0, false
+	}
+	dlq, err := s.js.Stream(ctx, s.DLQStream)
+	if err != nil {
+		return 0, false
+	}
+	return dlq.CachedInfo().State.Msgs, true
 }

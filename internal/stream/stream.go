@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -164,7 +165,26 @@ func (n Names) StoredSubject(contract string) string {
 // Streams is the event stream and the dead-letter stream on one JetStream.
 type Streams struct {
 	Names
-	js jetstream.JetStream
+	// DLQLimits bound the dead-letter stream Ensure creates, and the one
+	// ApplyDLQLimits updates.
+	DLQLimits DLQLimits
+	// OnDLQDiscard, when set, is told how many old dead letters the
+	// dead-letter stream discarded to store new ones.
+	OnDLQDiscard func(n uint64)
+	js           jetstream.JetStream
+}
+
+// DLQLimits bound the dead-letter stream, which then discards its oldest
+// messages: a producer that sends garbage for days fills it, not the disk.
+// Zero means no bound.
+type DLQLimits struct {
+	MaxAge   time.Duration
+	MaxBytes int64
+}
+
+// DLQLimitsOf are the limits a configuration gives.
+func DLQLimitsOf(c config.NATS) DLQLimits {
+	return DLQLimits{MaxAge: c.DLQMaxAge, MaxBytes: c.DLQMaxBytes}
 }
 
 // New returns the streams of n reached through nc.
@@ -185,8 +205,10 @@ func (s *Streams) Conn() *nats.Conn { return s.js.Conn() }
 
 // Ensure creates the event stream and the dead-letter stream if they are
 // missing, as the contract describes them: file storage, limits retention
-// (the stream is the system of record), a two-minute duplicate window.
-// Existing streams are left as the operator configured them.
+// (the stream is the system of record), a two-minute duplicate window; the
+// dead-letter stream with DLQLimits, discarding the oldest when full.
+// Existing streams are left as the operator configured them (see
+// ApplyDLQLimits).
 func (s *Streams) Ensure(ctx context.Context) error {
 	if s.Partitioned() && !versionAtLeast(s.js.Conn().ConnectedServerVersion(), 2, 10) {
 		return fmt.Errorf("%w: %d partitions need nats-server %s or newer (subject transforms with partition()); the server is %s",
@@ -213,7 +235,10 @@ func (s *Streams) Ensure(ctx context.Context) error {
 		Subjects:    []string{s.DLQPrefix + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Duplicates:  schema.DuplicateWindow,
+		Duplicates:  dlqDuplicates(s.DLQLimits),
+		MaxAge:      s.DLQLimits.MaxAge,
+		MaxBytes:    maxBytes(s.DLQLimits.MaxBytes),
+		Discard:     jetstream.DiscardOld,
 	}} {
 		_, err := s.js.Stream(ctx, cfg.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -229,6 +254,48 @@ func (s *Streams) Ensure(ctx context.Context) error {
 	return nil
 }
 
+// ApplyDLQLimits sets DLQLimits on the existing dead-letter stream when it
+// has others (deployed before the limits existed, or configured anew). The
+// projector does it at start: it is the process the limits are configured
+// for, where reportctl may run with another environment.
+func (s *Streams) ApplyDLQLimits(ctx context.Context) error {
+	st, err := s.js.Stream(ctx, s.DLQStream)
+	if err != nil {
+		return fmt.Errorf("dead-letter stream %s: %w", s.DLQStream, err)
+	}
+	cfg := st.CachedInfo().Config
+	want := maxBytes(s.DLQLimits.MaxBytes)
+	if cfg.MaxAge == s.DLQLimits.MaxAge && cfg.MaxBytes == want && cfg.Discard == jetstream.DiscardOld {
+		return nil
+	}
+	cfg.MaxAge, cfg.MaxBytes, cfg.Discard = s.DLQLimits.MaxAge, want, jetstream.DiscardOld
+	// The duplicate window may not exceed MaxAge.
+	if cfg.MaxAge > 0 && cfg.Duplicates > cfg.MaxAge {
+		cfg.Duplicates = cfg.MaxAge
+	}
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("set the limits of dead-letter stream %s: %w", s.DLQStream, err)
+	}
+	return nil
+}
+
+// maxBytes is JetStream's MaxBytes for a bound: -1 for none.
+func maxBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// dlqDuplicates is the duplicate window of the dead-letter stream: the
+// contract's, unless MaxAge is shorter (JetStream refuses a longer one).
+func dlqDuplicates(l DLQLimits) time.Duration {
+	if l.MaxAge > 0 && l.MaxAge < schema.DuplicateWindow {
+		return l.MaxAge
+	}
+	return schema.DuplicateWindow
+}
+
 // Events is the event stream.
 func (s *Streams) Events(ctx context.Context) (jetstream.Stream, error) {
 	st, err := s.js.Stream(ctx, s.Stream)
@@ -238,11 +305,16 @@ func (s *Streams) Events(ctx context.Context) (jetstream.Stream, error) {
 	return st, nil
 }
 
-// Connect connects to the configured NATS servers and keeps reconnecting
-// for as long as the process runs, logging each disconnection. name tells
-// the server who the client is.
+// Connect connects to the configured NATS servers, authenticated and over
+// TLS as configured, and keeps reconnecting for as long as the process
+// runs, logging each disconnection. name tells the server who the client
+// is.
 func Connect(c config.NATS, name string, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(strings.Join(c.URLs(), ","),
+	opts, err := Options(c)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
@@ -256,8 +328,38 @@ func Connect(c config.NATS, name string, log *slog.Logger) (*nats.Conn, error) {
 			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 	)
+	nc, err := nats.Connect(strings.Join(c.URLs(), ","), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", c.URL, err)
+		// c.URL prints redacted; the client's error may quote a URL it
+		// could not parse, password and all.
+		return nil, fmt.Errorf("connect to NATS at %s: %w", c.URL, config.Scrub(err))
 	}
 	return nc, nil
+}
+
+// Options are the NATS client options of the configured credentials and
+// TLS files; every process that connects uses them.
+func Options(c config.NATS) ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case c.Creds != "":
+		if _, err := os.Stat(c.Creds); err != nil {
+			return nil, fmt.Errorf("NATS credentials file: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	case c.NKey != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKey)
+		if err != nil {
+			// The error names the file, never the seed.
+			return nil, fmt.Errorf("NATS NKey seed file %s: %w", c.NKey, err)
+		}
+		opts = append(opts, o)
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
+	}
+	if c.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	return opts, nil
 }

@@ -13,10 +13,13 @@ import (
 	"io/fs"
 	"os"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 
 	"github.com/callreport/callreport/migrations"
 )
@@ -133,4 +136,37 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Future migrates the database of pool past this binary, as the next
+// releases would: each of ups is the Up section of one more migration,
+// numbered from migrations.Latest()+1. The binary under test is then an old
+// binary on a newer schema.
+func Future(t testing.TB, pool *pgxpool.Pool, ups ...string) {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	entries, err := fs.ReadDir(migrations.FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := fs.ReadFile(migrations.FS, e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys[e.Name()] = &fstest.MapFile{Data: b}
+	}
+	for i, up := range ups {
+		name := fmt.Sprintf("%05d_future_%d.sql", migrations.Latest()+int64(i)+1, i+1)
+		fsys[name] = &fstest.MapFile{Data: []byte("-- +goose Up\n-- +goose StatementBegin\n" + up + "\n-- +goose StatementEnd\n")}
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys)
+	if err != nil {
+		t.Fatalf("pgtest: future migrations: %v", err)
+	}
+	if _, err := p.Up(context.Background()); err != nil {
+		t.Fatalf("pgtest: future migrations: %v", err)
+	}
 }

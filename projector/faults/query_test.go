@@ -75,7 +75,9 @@ func TestQueryThroughOutages(t *testing.T) {
 	}
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- query.New(pool, query.Config{Logger: slog.New(slog.DiscardHandler)}).Serve(sctx, ln) }()
+	go func() {
+		served <- query.New(sctx, pool, query.Config{Logger: slog.New(slog.DiscardHandler)}).Serve(sctx, ln)
+	}()
 	t.Cleanup(func() {
 		stop()
 		if err := <-served; err != nil {
@@ -117,9 +119,19 @@ func TestQueryThroughOutages(t *testing.T) {
 		mode proxyMode
 	}{{"down", refuse}, {"unreachable", blackhole}} {
 		px.Set(mode.mode)
+		// /readyz is checked in the background, once a second.
+		for began := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+			if code, _, _, _ := get("/readyz"); code == http.StatusServiceUnavailable {
+				break
+			}
+			if time.Since(began) > time.Minute {
+				t.Fatalf("Postgres %s: /readyz still not 503 after a minute", mode.name)
+			}
+		}
 		var slowest time.Duration
 		answers := 0
-		// Past the key cache's TTL (5s), the key is looked up again too.
+		// Past KeysStaleAfter (5s) the keys in memory are not trusted any
+		// more, and refused with 503 too.
 		for began := time.Now(); time.Since(began) < 7*time.Second; {
 			for _, path := range []string{report, "/readyz"} {
 				code, body, ctype, took := get(path)

@@ -422,3 +422,11 @@ type ProjectorPosition struct {
 	// Stream time of the oldest event not applied yet; NULL when caught up: X-Projection-Lag-Ms.
 	OldestPending pgtype.Timestamptz
 }
+
+// One row: the oldest binary (by the newest migration it embeds) that may run on this schema. Raised only by a migration that removes what older binaries use.
+type SchemaCompat struct {
+	// Always true: the table has one row.
+	Singleton bool
+	// Binaries whose newest migration is older refuse to run.
+	MinBinaryVersion int64
+}

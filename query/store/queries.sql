@@ -10,8 +10,10 @@ FROM call_attempts WHERE call_id = @call_id AND org_id = @org_id;
 SELECT callreport_job_report(job_id)::text AS report, etag
 FROM jobs WHERE job_id = @job_id AND org_id = @org_id;
 
--- name: ApiKeyGetByHash :one
-SELECT org_id FROM api_keys WHERE key_hash = @key_hash AND revoked_at IS NULL;
+-- name: ApiKeyListValid :many
+-- The keys a query process accepts, held in memory (query/keyring.go) and
+-- read again whenever api_keys changes (NOTIFY callreport_api_keys).
+SELECT key_hash, key_id, org_id FROM api_keys WHERE revoked_at IS NULL;
 
 -- name: ApiKeyCreate :one
 -- No row back means the key id is taken; the caller draws another key.

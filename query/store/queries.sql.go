@@ -38,17 +38,6 @@ func (q *Queries) ApiKeyCreate(ctx context.Context, db DBTX, arg ApiKeyCreatePar
 	return key_id, err
 }
 
-const apiKeyGetByHash = `-- name: ApiKeyGetByHash :one
-SELECT org_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL
-`
-
-func (q *Queries) ApiKeyGetByHash(ctx context.Context, db DBTX, keyHash []byte) (string, error) {
-	row := db.QueryRow(ctx, apiKeyGetByHash, keyHash)
-	var org_id string
-	err := row.Scan(&org_id)
-	return org_id, err
-}
-
 const apiKeyList = `-- name: ApiKeyList :many
 SELECT key_id, org_id, name, created_at, revoked_at FROM api_keys
 ORDER BY created_at, key_id
@@ -78,6 +67,38 @@ func (q *Queries) ApiKeyList(ctx context.Context, db DBTX) ([]ApiKeyListRow, err
 			&i.CreatedAt,
 			&i.RevokedAt,
 		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const apiKeyListValid = `-- name: ApiKeyListValid :many
+SELECT key_hash, key_id, org_id FROM api_keys WHERE revoked_at IS NULL
+`
+
+type ApiKeyListValidRow struct {
+	KeyHash []byte
+	KeyID   string
+	OrgID   string
+}
+
+// The keys a query process accepts, held in memory (query/keyring.go) and
+// read again whenever api_keys changes (NOTIFY callreport_api_keys).
+func (q *Queries) ApiKeyListValid(ctx context.Context, db DBTX) ([]ApiKeyListValidRow, error) {
+	rows, err := db.Query(ctx, apiKeyListValid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ApiKeyListValidRow
+	for rows.Next() {
+		var i ApiKeyListValidRow
+		if err := rows.Scan(&i.KeyHash, &i.KeyID, &i.OrgID); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
