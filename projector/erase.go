@@ -51,10 +51,10 @@ func Erase(ctx context.Context, pool *pgxpool.Pool, cfg Config, e Erasure) (Eras
 		if err != nil {
 			return fmt.Errorf("read the generations: %w", err)
 		}
-		// The live consumer's lock, then a build's: the order every
+		// The live consumer's locks, then a build's: the order every
 		// writer that takes both follows.
-		if err := q.BatchLock(ctx, tx, cfg.Consumer); err != nil {
-			return fmt.Errorf("lock the live consumer: %w", err)
+		if _, err := lockLive(ctx, q, tx, cfg.Consumer); err != nil {
+			return err
 		}
 		for _, g := range gens {
 			if g.State == "building" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -223,6 +224,7 @@ func (p *Projector) forget(part int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.workers, part)
+	p.cfg.Metrics.forget(strconv.Itoa(part))
 }
 
 // release gives a lease back, for another process to take at once.

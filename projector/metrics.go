@@ -162,6 +162,17 @@ func (m *Metrics) lagged(part string, lag stream.Lag) {
 	m.redelivered.WithLabelValues(part).Set(float64(lag.Redelivered))
 }
 
+// forget drops the gauges of a partition this process no longer projects:
+// its new owner reports them.
+func (m *Metrics) forget(part string) {
+	if m == nil {
+		return
+	}
+	for _, g := range []*prometheus.GaugeVec{m.position, m.lagEvents, m.lagSeconds, m.redelivered, m.lastCommit, m.stalled} {
+		g.DeleteLabelValues(part)
+	}
+}
+
 func (m *Metrics) running(consumer, streamName string) {
 	if m != nil {
 		m.info.WithLabelValues(strconv.Itoa(fold.Version), consumer, streamName).Set(1)

@@ -166,6 +166,8 @@ type worker struct {
 	meanSize float64
 	// ackFloor is the consumer's, as last measured.
 	ackFloor atomic.Uint64
+	// nudge asks watch to measure the lag and record the freshness now.
+	nudge chan struct{}
 }
 
 // New returns a projector reading streams and writing to pool.
@@ -179,12 +181,13 @@ func New(pool *pgxpool.Pool, streams *stream.Streams, cfg Config) *Projector {
 // when it has none), under lease (nil in a rebuild, whose consumer is its
 // own).
 func (p *Projector) newWorker(part int, lease *leaseHold) *worker {
-	w := &worker{Projector: p, part: part, consumer: p.consumerOf(part), filter: p.streams.PartitionFilter(part)}
+	w := &worker{Projector: p, part: part, consumer: p.consumerOf(part), filter: p.streams.PartitionFilter(part),
+		nudge: make(chan struct{}, 1)}
 	if p.cfg.build != nil {
 		w.filter = p.streams.Filter()
 	}
 	w.w = &Writer{pool: p.pool, q: p.q, log: p.log, consumer: w.consumer, streamName: p.streams.Stream, lock: w.consumer,
-		part: int32(part), lease: lease}
+		part: int32(part), lease: lease, shared: p.streams.Partitioned() && p.cfg.build == nil}
 	if p.cfg.build == nil { // a rebuild meets the rejects the live projector dead-lettered
 		w.w.deadLetter = func(ctx context.Context, rejects []stream.Reject, published map[uint64]bool) error {
 			return p.streams.DeadLetter(ctx, rejects, published, p.log)
@@ -215,6 +218,24 @@ func Consumers(consumer string, partitions int) []string {
 		out[i] = consumer + "-p" + strconv.Itoa(i)
 	}
 	return out
+}
+
+// lockLive takes the batch locks of every partition of the live consumer,
+// in order, so that no live batch runs until tx ends; it returns the
+// partitions' consumers. The partitions are those the projector processes
+// hold leases for (one before any ran).
+func lockLive(ctx context.Context, q *store.Queries, tx pgx.Tx, consumer string) ([]string, error) {
+	n, err := q.LeaseCount(ctx, tx, consumer)
+	if err != nil {
+		return nil, fmt.Errorf("count the partitions of consumer %s: %w", consumer, err)
+	}
+	consumers := Consumers(consumer, max(int(n), 1))
+	for _, c := range consumers {
+		if err := q.BatchLock(ctx, tx, c); err != nil {
+			return nil, fmt.Errorf("lock consumer %s: %w", c, err)
+		}
+	}
+	return consumers, nil
 }
 
 // ErrFoldVersion is returned by Run when the live reports were built by
@@ -329,7 +350,7 @@ func (p *worker) watch(ctx context.Context, cons jetstream.Consumer, every time.
 				oldest = pgtype.Timestamptz{Time: time.Now().Add(-lag.Age).UTC(), Valid: true}
 			}
 			err = p.q.PositionFreshness(ctx, p.pool, store.PositionFreshnessParams{
-				Consumer: p.consumer, Through: int64(lag.AckFloor), OldestPending: oldest})
+				Consumer: p.consumer, Stream: p.streams.Stream, FoldVersion: fold.Version, Through: int64(lag.Through), OldestPending: oldest})
 			if err != nil && ctx.Err() == nil {
 				p.log.WarnContext(ctx, "record the freshness of the position", "err", err)
 			}
@@ -338,6 +359,9 @@ func (p *worker) watch(ctx context.Context, cons jetstream.Consumer, every time.
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-p.nudge:
+			// The acks just sent reach the consumer first.
+			_ = p.js.Conn().Flush()
 		}
 	}
 }
@@ -648,6 +672,15 @@ func (p *worker) handle(ctx context.Context, b *batch) error {
 			}
 			for _, m := range b.msgs {
 				_ = m.Ack() // a lost ack means a redelivery, which changes nothing
+			}
+			if p.w.shared {
+				// A partition's sequences have gaps (the other
+				// partitions'): how far it is complete is the consumer's
+				// ack floor, which watch records now.
+				select {
+				case p.nudge <- struct{}{}:
+				default:
+				}
 			}
 			return nil
 		}

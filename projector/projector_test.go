@@ -33,6 +33,12 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newPartitioned(t, 1)
+}
+
+// newPartitioned is a harness whose stream has partitions.
+func newPartitioned(t *testing.T, partitions int) *harness {
+	t.Helper()
 	h := &harness{t: t, pool: pgtest.Pool(t), env: natstest.New(t)}
 	var err error
 	h.nc, err = nats.Connect(h.env.URL)
@@ -40,7 +46,9 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.nc.Close)
-	if h.s, err = stream.New(h.nc, h.env.Names()); err != nil {
+	names := h.env.Names()
+	names.Partitions = partitions
+	if h.s, err = stream.New(h.nc, names); err != nil {
 		t.Fatal(err)
 	}
 	h.js = h.s.JetStream()

@@ -258,10 +258,16 @@ func buildProgress(ctx context.Context, buildPool, pool *pgxpool.Pool, streams *
 	} else if !errors.Is(err, pgx.ErrNoRows) {
 		return p, err
 	}
-	if pos, err := q.PositionGet(ctx, pool, cfg.Consumer); err == nil {
-		p.Live = uint64(pos.StreamSeq)
-	} else if !errors.Is(err, pgx.ErrNoRows) {
+	n, err := q.LeaseCount(ctx, pool, cfg.Consumer)
+	if err != nil {
 		return p, err
+	}
+	for _, c := range Consumers(cfg.Consumer, max(int(n), 1)) {
+		if pos, err := q.PositionGet(ctx, pool, c); err == nil {
+			p.Live = max(p.Live, uint64(pos.StreamSeq))
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return p, err
+		}
 	}
 	events, err := streams.Events(ctx)
 	if err != nil {
@@ -296,14 +302,19 @@ func trySwitch(ctx context.Context, pool, buildPool *pgxpool.Pool, q *store.Quer
 	}
 	switched := false
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if err := q.BatchLock(ctx, tx, cfg.Consumer); err != nil {
-			return fmt.Errorf("lock the live consumer: %w", err)
-		}
-		var live uint64
-		if pos, err := q.PositionGet(ctx, tx, cfg.Consumer); err == nil {
-			live = uint64(pos.StreamSeq)
-		} else if !errors.Is(err, pgx.ErrNoRows) {
+		consumers, err := lockLive(ctx, q, tx, cfg.Consumer)
+		if err != nil {
 			return err
+		}
+		// The build must hold every event a partition applied live: the
+		// partitions go on from their positions in the new generation.
+		var live uint64
+		for _, c := range consumers {
+			if pos, err := q.PositionGet(ctx, tx, c); err == nil {
+				live = max(live, uint64(pos.StreamSeq))
+			} else if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
 		}
 		if built < live {
 			return nil

@@ -37,7 +37,7 @@ type ReplayResult struct {
 // Replay re-folds one call, or one job with its calls, from the stream and
 // replaces its state, rows and reports: a partial rebuild, for one customer
 // complaint. It reads the aggregate's subjects only, then takes the live
-// projector's batch lock, reads what arrived meanwhile and writes, so a live
+// projector's batch locks (every partition's), reads what arrived meanwhile and writes, so a live
 // batch never interleaves with it.
 func Replay(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cfg ReplayConfig) (ReplayResult, error) {
 	began := time.Now()
@@ -60,11 +60,11 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cf
 		if calls, err = p.q.CallIDsOfJob(ctx, pool, &cfg.JobID); err != nil {
 			return res, fmt.Errorf("calls of job %s: %w", cfg.JobID, err)
 		}
-		subjects = append(subjects, streams.SubjectPrefix+".*."+schema.FamilyJob+"."+cfg.JobID+".*")
+		subjects = append(subjects, streams.StoredFilter(schema.SubjectPrefix+".*."+schema.FamilyJob+"."+cfg.JobID+".*"))
 	}
 	for _, c := range calls {
 		for _, fam := range []string{schema.FamilyCall, schema.FamilyFlow, schema.FamilyBilling} {
-			subjects = append(subjects, streams.SubjectPrefix+".*."+fam+"."+c+".*")
+			subjects = append(subjects, streams.StoredFilter(schema.SubjectPrefix+".*."+fam+"."+c+".*"))
 		}
 	}
 
@@ -81,8 +81,8 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cf
 		return res, err
 	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if err := p.q.BatchLock(ctx, tx, cfg.Consumer); err != nil {
-			return fmt.Errorf("lock the live consumer: %w", err)
+		if _, err := lockLive(ctx, p.q, tx, cfg.Consumer); err != nil {
+			return err
 		}
 		if err := streams.ReadSubjects(ctx, subjects, read, collect); err != nil {
 			return err

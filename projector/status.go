@@ -39,6 +39,9 @@ type StatusReport struct {
 	// Retired lists the generations replaced by a rebuild whose tables are
 	// kept (until reportctl rebuild --drop-old); [] when none.
 	Retired []RetiredStatus `json:"retired"`
+	// Partitions lists every partition of the live projection (one when
+	// the stream has none): who projects it, how far and how late.
+	Partitions []PartitionStatus `json:"partitions"`
 	// Stalled is true when events are pending and the live consumer has
 	// committed nothing for longer than DefaultStallAfter: the projector
 	// is down, or stuck on a batch (its /readyz says why).
@@ -73,13 +76,35 @@ type LiveStatus struct {
 	Consumer           string     `json:"consumer"`
 	SwitchedAt         *time.Time `json:"switched_at"`
 	// Position is the highest stream sequence committed, 0 before the
-	// first batch; the counters count messages since the consumer began,
-	// redeliveries included.
+	// first batch (with partitions, the least of their positions through
+	// which every event is applied); the counters count messages since the
+	// consumer began, redeliveries included (summed over partitions).
 	Position   uint64     `json:"position"`
 	Applied    int64      `json:"applied"`
 	Rejected   int64      `json:"rejected"`
 	Skipped    int64      `json:"skipped"`
 	LastCommit *time.Time `json:"last_commit"`
+}
+
+// PartitionStatus is one partition of the live projection: its lease, its
+// position and its consumer's lag.
+type PartitionStatus struct {
+	Partition int    `json:"partition"`
+	Consumer  string `json:"consumer"`
+	// Owner is the projector process holding the lease (host-pid-random),
+	// "" when none does; Epoch counts the owners it had.
+	Owner          string     `json:"owner"`
+	Epoch          int64      `json:"epoch"`
+	LeaseExpiresAt *time.Time `json:"lease_expires_at"`
+	// Position is the highest stream sequence committed; Through the
+	// largest with every event of the partition up to it applied.
+	Position   uint64     `json:"position"`
+	Through    uint64     `json:"through"`
+	LastCommit *time.Time `json:"last_commit"`
+	// Pending counts the events not acknowledged yet, Seconds the age of
+	// the oldest (0 when caught up).
+	Pending uint64  `json:"pending"`
+	Seconds float64 `json:"lag_seconds"`
 }
 
 // LagStatus is how far the live consumer is behind the stream.
@@ -179,7 +204,7 @@ func Status(ctx context.Context, pool *pgxpool.Pool, s *stream.Streams, consumer
 			t := st.LastTime.UTC()
 			r.Stream.LastTime = &t
 		}
-		if err := r.lag(ctx, s, events, warn); err != nil {
+		if err := r.partitions(ctx, pool, s, events, warn); err != nil {
 			return r, err
 		}
 	}
@@ -213,58 +238,126 @@ func Status(ctx context.Context, pool *pgxpool.Pool, s *stream.Streams, consumer
 			r.Rebuild = b
 		}
 	}
-	if r.Lag.Events > 0 && (r.Live.LastCommit == nil || r.CheckedAt.Sub(*r.Live.LastCommit) > DefaultStallAfter) {
+	for _, ps := range r.Partitions {
+		if ps.Pending == 0 || ps.LastCommit != nil && r.CheckedAt.Sub(*ps.LastCommit) <= DefaultStallAfter {
+			continue
+		}
 		r.Stalled = true
 		since := "ever"
-		if r.Live.LastCommit != nil {
-			since = "for " + r.CheckedAt.Sub(*r.Live.LastCommit).Round(time.Second).String()
+		if ps.LastCommit != nil {
+			since = "for " + r.CheckedAt.Sub(*ps.LastCommit).Round(time.Second).String()
 		}
-		warn("stalled: %d events pending and nothing committed %s: is the projector running? its /readyz says why it is stuck", r.Lag.Events, since)
+		of := ""
+		if len(r.Partitions) > 1 {
+			of = fmt.Sprintf("partition %d: ", ps.Partition)
+		}
+		warn("%sstalled: %d events pending and nothing committed %s: is the projector running? its /readyz says why it is stuck", of, ps.Pending, since)
 	}
 	return r, nil
 }
 
-// lag measures the live consumer's lag with LagOf, or, when the consumer
-// does not exist, estimates it from the committed position.
-func (r *StatusReport) lag(ctx context.Context, s *stream.Streams, events jetstream.Stream, warn func(string, ...any)) error {
-	cons, err := events.Consumer(ctx, r.Live.Consumer)
+// partitions reads every partition of the live consumer: its lease, its
+// position and its lag. Without partitions, the one partition is the live
+// consumer itself, and Consumer its JetStream state.
+func (r *StatusReport) partitions(ctx context.Context, pool *pgxpool.Pool, s *stream.Streams, events jetstream.Stream, warn func(string, ...any)) error {
+	q := store.New()
+	leases, err := q.Leases(ctx, pool, r.Live.Consumer)
+	if err != nil {
+		return fmt.Errorf("read the partitions' leases: %w", err)
+	}
+	consumers := Consumers(r.Live.Consumer, max(len(leases), 1))
+	r.Partitions = make([]PartitionStatus, len(consumers))
+	r.Live.Position = 0
+	r.Live.Applied, r.Live.Rejected, r.Live.Skipped = 0, 0, 0
+	for i, c := range consumers {
+		ps := &r.Partitions[i]
+		ps.Partition, ps.Consumer = i, c
+		if i < len(leases) {
+			l := leases[i]
+			if l.Owner != nil && l.ExpiresAt.Valid && l.ExpiresAt.Time.After(r.CheckedAt) {
+				ps.Owner = *l.Owner
+			}
+			ps.Epoch, ps.LeaseExpiresAt = l.Epoch, finite(l.ExpiresAt)
+		}
+		pos, err := q.PositionGet(ctx, pool, c)
+		if err == nil {
+			ps.Position, ps.Through, ps.LastCommit = uint64(pos.StreamSeq), uint64(pos.Through), timeOf(pos.UpdatedAt)
+			r.Live.Applied += pos.Applied
+			r.Live.Rejected += pos.Rejected
+			r.Live.Skipped += pos.Skipped
+			if r.Live.LastCommit == nil || ps.LastCommit != nil && ps.LastCommit.Before(*r.Live.LastCommit) {
+				r.Live.LastCommit = ps.LastCommit // the stalest partition's
+			}
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("position of consumer %s: %w", c, err)
+		}
+		if len(consumers) == 1 {
+			ps.Through = max(ps.Through, ps.Position)
+			r.Live.Position = ps.Position
+		} else if i == 0 || ps.Through < r.Live.Position {
+			r.Live.Position = ps.Through
+		}
+		if err := r.lag(ctx, s, events, ps, s.PartitionFilter(i), len(consumers) == 1, warn); err != nil {
+			return err
+		}
+		r.Lag.Events += ps.Pending
+		r.Lag.Seconds = max(r.Lag.Seconds, ps.Seconds)
+	}
+	return nil
+}
+
+// lag measures a partition's lag with LagOf, or, when its consumer does
+// not exist, estimates it from the committed position.
+func (r *StatusReport) lag(ctx context.Context, s *stream.Streams, events jetstream.Stream, ps *PartitionStatus, filter string, only bool, warn func(string, ...any)) error {
+	cons, err := events.Consumer(ctx, ps.Consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		warn("consumer %s does not exist on %s: no projector has run on this stream yet", r.Live.Consumer, s.Stream)
+		warn("consumer %s does not exist on %s: no projector has run on this stream yet", ps.Consumer, s.Stream)
 		r.Lag.Estimated = true
-		if r.Stream.LastSeq <= r.Live.Position {
+		if r.Stream.LastSeq <= ps.Position {
 			return nil
 		}
-		r.Lag.Events = r.Stream.LastSeq - r.Live.Position
-		m, err := events.GetMsg(ctx, r.Live.Position+1, jetstream.WithGetMsgSubject(s.Filter()))
+		m, err := events.GetMsg(ctx, ps.Position+1, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			r.Lag.Events = 0
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("oldest event above position %d: %w", r.Live.Position, err)
+			return fmt.Errorf("oldest event above position %d: %w", ps.Position, err)
 		}
-		r.Lag.Seconds = seconds(time.Since(m.Time))
+		// With partitions, a bound: the partition's own messages would
+		// need a pass over its subjects.
+		ps.Pending = r.Stream.LastSeq - ps.Position
+		ps.Seconds = seconds(time.Since(m.Time))
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", r.Live.Consumer, err)
+		return fmt.Errorf("consumer %s: %w", ps.Consumer, err)
 	}
 	lag, err := s.LagOf(ctx, cons)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		// Pending messages deleted from the stream meanwhile: the counts
 		// stand, the age is not known.
-		warn("lag of consumer %s: the oldest pending message is gone from %s; its age is not known", r.Live.Consumer, s.Stream)
+		warn("lag of consumer %s: the oldest pending message is gone from %s; its age is not known", ps.Consumer, s.Stream)
 		info := cons.CachedInfo()
 		lag, err = stream.Lag{Events: info.NumPending + uint64(info.NumAckPending)}, nil
 	}
 	if err != nil {
-		return fmt.Errorf("lag of consumer %s: %w", r.Live.Consumer, err)
+		return fmt.Errorf("lag of consumer %s: %w", ps.Consumer, err)
 	}
-	r.Lag.Events, r.Lag.Seconds = lag.Events, seconds(lag.Age)
-	info := cons.CachedInfo() // as LagOf read it
-	r.Consumer = &ConsumerStatus{Name: info.Name, Pending: info.NumPending, AckPending: info.NumAckPending,
-		Redelivered: info.NumRedelivered, AckFloor: info.AckFloor.Stream, Waiting: info.NumWaiting}
+	ps.Pending, ps.Seconds = lag.Events, seconds(lag.Age)
+	if only {
+		info := cons.CachedInfo() // as LagOf read it
+		r.Consumer = &ConsumerStatus{Name: info.Name, Pending: info.NumPending, AckPending: info.NumAckPending,
+			Redelivered: info.NumRedelivered, AckFloor: info.AckFloor.Stream, Waiting: info.NumWaiting}
+	}
 	return nil
+}
+
+// finite is timeOf without the infinities a released lease expires at.
+func finite(t pgtype.Timestamptz) *time.Time {
+	if t.InfinityModifier != pgtype.Finite {
+		return nil
+	}
+	return timeOf(t)
 }
 
 // buildPosition reads the position of a generation being built, in the

@@ -101,6 +101,12 @@ func TestStatus(t *testing.T) {
 	if c := r.Consumer; c.Name != h.env.Consumer || c.Pending != 0 || c.AckPending != 0 || c.Redelivered != 0 || c.AckFloor != last {
 		t.Errorf("consumer %+v, want nothing pending, ack floor %d", c, last)
 	}
+	if len(r.Partitions) != 1 {
+		t.Fatalf("partitions %+v, want one", r.Partitions)
+	}
+	if p := r.Partitions[0]; p.Consumer != h.env.Consumer || p.Owner == "" || p.Epoch != 1 || p.Position != last || p.Through != last || p.Pending != 0 || p.LastCommit == nil {
+		t.Errorf("partition %+v, want owned at epoch 1, at %d, nothing pending", p, last)
+	}
 	if fmt.Sprint(r.DeadLetters.ByReason) != fmt.Sprint(mixedReasons) || r.DeadLetters.Stream != h.env.DLQStream || r.DeadLetters.LastTime == nil {
 		t.Errorf("dead letters %+v, want %v", r.DeadLetters, mixedReasons)
 	}
@@ -118,7 +124,7 @@ func TestStatus(t *testing.T) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"checked_at", "consumer", "database", "dead_letters", "fold_version", "lag", "live", "nats", "rebuild", "retired", "stalled", "stream", "warnings"}
+	want := []string{"checked_at", "consumer", "database", "dead_letters", "fold_version", "lag", "live", "nats", "partitions", "rebuild", "retired", "stalled", "stream", "warnings"}
 	if got := slices.Sorted(func(yield func(string) bool) {
 		for k := range doc {
 			if !yield(k) {

@@ -57,6 +57,9 @@ type Writer struct {
 	part int32
 	// lease, when set, must still be held for a batch to commit.
 	lease *leaseHold
+	// shared says that writers of other partitions write the same jobs:
+	// their states are merged under the jobs' locks.
+	shared bool
 
 	// through is the largest sequence up to which every event of the
 	// consumer is committed; above holds the committed ones past a gap.
@@ -581,6 +584,11 @@ func (w *Writer) writeJobs(ctx context.Context, tx pgx.Tx, set *fold.Set, jobs [
 	if err := w.q.JobsLock(ctx, tx, jobs); err != nil {
 		return fmt.Errorf("lock jobs: %w", err)
 	}
+	if w.shared {
+		if err := w.mergeJobs(ctx, tx, set, jobs); err != nil {
+			return err
+		}
+	}
 	sums, err := w.q.JobAttemptsSummary(ctx, tx, jobs)
 	if err != nil {
 		return fmt.Errorf("summarise attempts: %w", err)
@@ -612,4 +620,35 @@ func (w *Writer) writeJobs(ctx context.Context, tx pgx.Tx, set *fold.Set, jobs [
 		}
 	}
 	return writeTables(ctx, tx, []table{jobStatesTable, jobsTable}, []rows{states, jobRows})
+}
+
+// mergeJobs merges into the batch's job states what other partitions'
+// writers committed since the batch loaded them: the projector of a job's
+// events and those of its calls' events each fold part of its state. Under
+// the jobs' locks, so that no other writer commits in between.
+func (w *Writer) mergeJobs(ctx context.Context, tx pgx.Tx, set *fold.Set, jobs []string) error {
+	rows, err := w.q.JobStatesGet(ctx, tx, store.JobStatesGetParams{JobIds: jobs})
+	if err != nil {
+		return fmt.Errorf("load job states again: %w", err)
+	}
+	for _, r := range rows {
+		stored, err := fold.DecodeJob(r.State)
+		if err != nil {
+			return fmt.Errorf("decode state of job %s: %w", r.JobID, err)
+		}
+		ours := set.Jobs[r.JobID]
+		if ours.OrgID != stored.OrgID {
+			// Another organization's events claimed the job first, in
+			// another partition, within the lag between them: the first
+			// committed owns it (docs/scaling.md), this batch's part of it
+			// is dropped.
+			w.log.WarnContext(ctx, "job claimed by another organization in another partition; this batch's events of it dropped",
+				"job", r.JobID, "org", ours.OrgID, "owner", stored.OrgID)
+			set.Jobs[r.JobID] = stored
+			continue
+		}
+		stored.Changed = fold.MergeJob(stored, ours)
+		set.Jobs[r.JobID] = stored
+	}
+	return nil
 }

@@ -135,6 +135,15 @@ func writeStatus(w io.Writer, r projector.StatusReport) {
 	line("  Rejected", "%s", count(uint64(max(lv.Rejected, 0))))
 	line("  Skipped", "%s", count(uint64(max(lv.Skipped, 0))))
 	line("  Last commit", "%s", at(lv.LastCommit))
+	if len(r.Partitions) == 1 {
+		line("  Projected by", "%s", owner(r.Partitions[0].Owner))
+	} else if len(r.Partitions) > 1 {
+		line("Partitions", "%d", len(r.Partitions))
+		for _, p := range r.Partitions {
+			line(fmt.Sprintf("  %d", p.Partition), "%s, through %s, %s pending (%s), committed %s", owner(p.Owner), count(p.Through),
+				count(p.Pending), (time.Duration(p.Seconds * float64(time.Second))).Round(time.Millisecond), at(p.LastCommit))
+		}
+	}
 
 	dl := r.DeadLetters
 	if dl.Total == 0 {
@@ -173,6 +182,13 @@ func writeStatus(w io.Writer, r projector.StatusReport) {
 		}
 	}
 	tw.Flush()
+}
+
+func owner(o string) string {
+	if o == "" {
+		return "no process (lease free)"
+	}
+	return printable(o)
 }
 
 // stamp shows a time and how long before now it was.

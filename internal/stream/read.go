@@ -41,21 +41,32 @@ type Lag struct {
 	Age         time.Duration // age of the oldest of them, 0 when none
 	Redelivered int
 	AckFloor    uint64 // stream sequence everything up to which is acknowledged
+	// Through is the largest stream sequence up to which every message
+	// the consumer takes is acknowledged: the stream's last sequence when
+	// none waits, else the one below the oldest waiting. With a filter
+	// (a partition), it passes the other partitions' messages, which the
+	// ack floor does not.
+	Through uint64
 }
 
 // LagOf measures the lag of cons on the event stream.
 func (s *Streams) LagOf(ctx context.Context, cons jetstream.Consumer) (Lag, error) {
+	// The stream first: what it held then, the consumer has taken if
+	// nothing waits for it after.
+	stream, err := s.Events(ctx)
+	if err != nil {
+		return Lag{}, err
+	}
+	last := stream.CachedInfo().State.LastSeq
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return Lag{}, err
 	}
-	l := Lag{Events: info.NumPending + uint64(info.NumAckPending), Redelivered: info.NumRedelivered, AckFloor: info.AckFloor.Stream}
+	l := Lag{Events: info.NumPending + uint64(info.NumAckPending), Redelivered: info.NumRedelivered, AckFloor: info.AckFloor.Stream,
+		Through: info.AckFloor.Stream}
 	if l.Events == 0 {
+		l.Through = max(l.Through, last)
 		return l, nil
-	}
-	stream, err := s.Events(ctx)
-	if err != nil {
-		return l, err
 	}
 	// The oldest unacknowledged message is the first stored above the ack
 	// floor that the consumer's filter takes.
@@ -64,5 +75,6 @@ func (s *Streams) LagOf(ctx context.Context, cons jetstream.Consumer) (Lag, erro
 		return l, err
 	}
 	l.Age = max(time.Since(msg.Time), 0)
+	l.Through = max(l.Through, msg.Sequence-1)
 	return l, nil
 }

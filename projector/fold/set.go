@@ -182,3 +182,36 @@ func (s *Set) redacted(ev *schema.Event) *schema.Event {
 	e.Data = &schema.FlowVariablesData{Variables: kept}
 	return &e
 }
+
+// MergeJob merges into stored, the state of a job as another writer
+// committed it, the state this batch folded from the same job's state as
+// it was loaded: every register keeps its later writer, the bounds their
+// extremes, the version the larger. Since each is a fold of a subset of the
+// job's events (the job's own in its partition, the job named by calls in
+// others), the merge is the fold of their union, whichever committed
+// first. It reports whether the result differs from stored, which it
+// updates.
+func MergeJob(stored, ours *Job) (changed bool) {
+	if ours.Status != nil {
+		if stored.Status == nil || ours.FirstAt < stored.FirstAt {
+			stored.FirstAt, changed = ours.FirstAt, true
+		}
+		if stored.Status == nil || ours.LastAt > stored.LastAt {
+			stored.LastAt, changed = ours.LastAt, true
+		}
+	}
+	changed = mergeReg(&stored.Status, ours.Status) || changed
+	changed = mergeReg(&stored.Queued, ours.Queued) || changed
+	changed = mergeReg(&stored.Failed, ours.Failed) || changed
+	if ours.Version > stored.Version {
+		stored.Version, changed = ours.Version, true
+	}
+	return changed
+}
+
+func mergeReg[T any](dst **Reg[T], src *Reg[T]) bool {
+	if src == nil {
+		return false
+	}
+	return set(dst, src.S, src.V)
+}

@@ -289,6 +289,23 @@ FROM call_states
 UNION ALL
 SELECT 'job_states', count(*), coalesce(md5(string_agg(md5(ROW(job_id, org_id, state::text)::text), '' ORDER BY job_id)), '')
 FROM job_states
+UNION ALL
+SELECT 'call_rollups', count(*), coalesce(md5(string_agg(md5(ROW(r.*)::text), '' ORDER BY org_id, bucket, outcome, program_id, flow_id, direction)), '')
+FROM (SELECT org_id, bucket, outcome, program_id, flow_id, direction, sum(calls) AS calls, sum(answered) AS answered,
+             sum(duration_ms) AS duration_ms, trim_scale(sum(total_cost)) AS total_cost
+      FROM call_rollups GROUP BY org_id, bucket, outcome, program_id, flow_id, direction
+      HAVING sum(calls) <> 0 OR sum(answered) <> 0 OR sum(duration_ms) <> 0 OR sum(total_cost) <> 0) r
+UNION ALL
+SELECT 'call_nodes', count(*), coalesce(md5(string_agg(md5(ROW(n.*)::text), '' ORDER BY call_id, node_id)), '')
+FROM call_nodes n
+UNION ALL
+SELECT 'flow_funnels', count(*), coalesce(md5(string_agg(md5(ROW(f.*)::text), '' ORDER BY org_id, flow_id, bucket, node_id)), '')
+FROM (SELECT org_id, flow_id, bucket, node_id, sum(calls) AS calls, trim_scale(sum(cost)) AS cost
+      FROM flow_funnels GROUP BY org_id, flow_id, bucket, node_id HAVING sum(calls) <> 0 OR sum(cost) <> 0) f
+UNION ALL
+SELECT 'flow_funnel_exits', count(*), coalesce(md5(string_agg(md5(ROW(f.*)::text), '' ORDER BY org_id, flow_id, bucket, node_id, output_path)), '')
+FROM (SELECT org_id, flow_id, bucket, node_id, output_path, sum(exits) AS exits
+      FROM flow_funnel_exits GROUP BY org_id, flow_id, bucket, node_id, output_path HAVING sum(exits) <> 0) f
 `
 
 type ChecksumTablesRow struct {
@@ -299,6 +316,8 @@ type ChecksumTablesRow struct {
 
 // One digest per table over its rows in key order, leaving out when rows
 // were written: two projections of the same stream give the same digests.
+// The rollups summed over the partitions that keep them (zero sums left
+// out): the same whatever the partitions.
 func (q *Queries) ChecksumTables(ctx context.Context, db DBTX) ([]ChecksumTablesRow, error) {
 	rows, err := db.Query(ctx, checksumTables)
 	if err != nil {
@@ -1048,20 +1067,30 @@ func (q *Queries) PathEntriesGet(ctx context.Context, db DBTX, arg PathEntriesGe
 }
 
 const positionFreshness = `-- name: PositionFreshness :exec
-UPDATE projector_positions SET through = GREATEST(through, $1), oldest_pending = $2
-WHERE consumer = $3
+INSERT INTO projector_positions AS p (consumer, stream, stream_seq, fold_version, through, oldest_pending)
+VALUES ($1, $2, 0, $3, $4, $5)
+ON CONFLICT (consumer) DO UPDATE SET through = GREATEST(p.through, EXCLUDED.through), oldest_pending = EXCLUDED.oldest_pending
 `
 
 type PositionFreshnessParams struct {
+	Consumer      string
+	Stream        string
+	FoldVersion   int32
 	Through       int64
 	OldestPending pgtype.Timestamptz
-	Consumer      string
 }
 
-// Between batches: the consumer's ack floor passed deleted messages, or it
-// caught up; never moves through back.
+// Between batches: the consumer passed messages deleted from the stream,
+// or other partitions' messages, or it caught up; never moves through
+// back. A partition that had no message yet gets its row here.
 func (q *Queries) PositionFreshness(ctx context.Context, db DBTX, arg PositionFreshnessParams) error {
-	_, err := db.Exec(ctx, positionFreshness, arg.Through, arg.OldestPending, arg.Consumer)
+	_, err := db.Exec(ctx, positionFreshness,
+		arg.Consumer,
+		arg.Stream,
+		arg.FoldVersion,
+		arg.Through,
+		arg.OldestPending,
+	)
 	return err
 }
 
