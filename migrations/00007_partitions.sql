@@ -30,6 +30,21 @@ CREATE TABLE projector_members (
 );
 COMMENT ON TABLE projector_members IS 'The projector processes alive (seen within a lease''s length): the partitions are shared among them.';
 
+-- The durable consumers whose positions say how fresh the live reports
+-- are: the live generation's consumer, or with partitions one per
+-- partition (<consumer>-p<n>). The reports are complete through the least
+-- of their positions' through.
+-- +goose StatementBegin
+CREATE FUNCTION callreport_live_consumers() RETURNS SETOF text LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN n.parts > 1 THEN g.consumer || '-p' || p ELSE g.consumer END
+    FROM generations g
+    CROSS JOIN LATERAL (SELECT count(*)::int AS parts FROM partition_leases l WHERE l.consumer = g.consumer) n
+    CROSS JOIN LATERAL generate_series(0, greatest(n.parts, 1) - 1) p
+    WHERE g.state = 'live'
+$$;
+-- +goose StatementEnd
+
 -- +goose Down
+DROP FUNCTION callreport_live_consumers();
 DROP TABLE projector_members;
 DROP TABLE partition_leases;

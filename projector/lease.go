@@ -45,6 +45,9 @@ type leaseHold struct {
 	epoch    int64
 }
 
+// errRepartitioned stops a process whose partitions changed under it.
+var errRepartitioned = errors.New("the partitions changed")
+
 // errFenced is a batch refused because its process no longer holds the
 // partition's lease: another process took it over.
 var errFenced = errors.New("the partition's lease was taken over by another process")
@@ -119,7 +122,9 @@ func (p *Projector) lead(ctx context.Context) error {
 			default:
 			}
 		}
-		if err := p.balance(ctx, held, ttl, &announced); err != nil && ctx.Err() == nil {
+		if err := p.balance(ctx, held, ttl, &announced); errors.Is(err, errRepartitioned) {
+			return err
+		} else if err != nil && ctx.Err() == nil {
 			p.log.WarnContext(ctx, "partition leases", "err", err)
 		}
 		select {
@@ -172,6 +177,17 @@ func (p *Projector) balance(ctx context.Context, held map[int]*running, ttl pgty
 		delete(held, part)
 		p.forget(part)
 		p.log.InfoContext(ctx, "gave back a partition to a process that joined", "partition", part, "processes", alive)
+	}
+	if len(held) < share {
+		// The partitions may have changed under this process (a rebuild
+		// after a repartition makes the leases anew): it must not take a
+		// partition it would read with the old layout.
+		if n, err := q.LeaseCount(ctx, p.pool, p.cfg.Consumer); err != nil {
+			return err
+		} else if int(n) != parts {
+			return fmt.Errorf("%w: consumer %s now has %d partitions, this process was started with %d: restart it with CALLREPORT_PARTITIONS=%d and the new stream",
+				errRepartitioned, p.cfg.Consumer, n, parts, n)
+		}
 	}
 	for len(held) < share {
 		got, err := q.LeaseAcquire(ctx, p.pool, store.LeaseAcquireParams{Instance: &p.instance, Ttl: ttl, Consumer: p.cfg.Consumer})

@@ -98,6 +98,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		return err
 	}
 	streams.DLQLimits = stream.DLQLimitsOf(m.Config.NATS)
+	streams.Replicas = m.Config.NATS.Replicas
 	// The projector is the process the dead-letter limits are configured
 	// for: it brings the stream to them (reportctl, which may run with
 	// another environment, only creates it with them).

@@ -2,11 +2,13 @@ package projector
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/schematest"
 	"github.com/callreport/callreport/schema/simulate"
 )
@@ -80,6 +82,12 @@ func TestPartitions(t *testing.T) {
 		if p.Through != last {
 			t.Errorf("partition %d through %d, want %d", p.Partition, p.Through, last)
 		}
+	}
+	var through int64
+	var n int
+	if err := h.pool.QueryRow(ctx, `SELECT min(through), count(*) FROM projector_positions
+		WHERE consumer IN (SELECT callreport_live_consumers())`).Scan(&through, &n); err != nil || n != 8 || uint64(through) != last {
+		t.Errorf("the live consumers' positions: %d of them, through %d (%v), want 8 through %d", n, through, err, last)
 	}
 	got, err := Checksum(ctx, h.pool)
 	if err != nil {
@@ -160,5 +168,88 @@ func (h *harness) waitPartitions(what string, ok func(StatusReport) bool) Status
 			h.t.Fatalf("%s: not after 2 minutes: %+v (err %v)", what, r.Partitions, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestRepartition moves a projection with one partition to a stream of
+// four, as docs/scaling.md says: repartition while the projector runs and
+// producers publish, rebuild from the new stream (which fences the old
+// process), restart the projectors with the new layout. The reports equal
+// those of the whole stream projected with one partition, and the new
+// consumers start where the rebuild got to, not at the stream's start.
+func TestRepartition(t *testing.T) {
+	lines := partitionLines(200, 5)
+	third := len(lines) / 3
+
+	ref := newHarness(t)
+	ref.start(ref.cfg)
+	ref.waitPosition(ref.publish(lines))
+	ctx := context.Background()
+	want, err := Checksum(ctx, ref.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h := newHarness(t)
+	old := New(h.pool, h.s, h.cfg)
+	oldCtx, stopOld := context.WithCancel(ctx)
+	defer stopOld()
+	oldDone := make(chan error, 1)
+	go func() { oldDone <- old.Run(oldCtx) }()
+	h.waitPosition(h.publish(lines[:third]))
+
+	to := h.env.Stream + "_P4"
+	res, err := h.s.Repartition(ctx, to, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Copied != uint64(third) {
+		t.Errorf("copied %d messages, want %d", res.Copied, third)
+	}
+	h.publish(lines[third : 2*third]) // to the new stream now
+	names := h.env.Names()
+	names.Stream, names.Partitions = to, 4
+	s4, err := stream.New(h.nc, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Rebuild(ctx, h.pool, s4, RebuildConfig{Config: h.cfg}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-oldDone:
+		if !errors.Is(err, errRepartitioned) {
+			t.Errorf("the process of one partition stopped with %v, want errRepartitioned", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the process of one partition still runs after the rebuild for four")
+	}
+
+	h.s = s4
+	for range 2 {
+		h.startCancel(h.cfg)
+	}
+	h.waitPartitions("four partitions, owned", func(r StatusReport) bool { return len(r.Partitions) == 4 && len(owners(r)) == 2 })
+	for p := range 4 {
+		c, err := h.js.Consumer(ctx, to, Consumers(h.cfg.Consumer, 4)[p])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := c.CachedInfo().Delivered.Consumer; d != 0 {
+			t.Errorf("partition %d: the consumer delivered %d messages the rebuild had applied", p, d)
+		}
+	}
+	last := h.publish(lines[2*third:])
+	h.waitPartitions("caught up", func(r StatusReport) bool { return r.Lag.Events == 0 && r.Live.Position == last })
+	got, err := Checksum(ctx, h.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Total != want.Total {
+		for i, d := range got.Tables {
+			if d != want.Tables[i] {
+				t.Errorf("table %s: %d rows digest %s; one partition on one stream: %+v", d.Table, d.Rows, d.Digest, want.Tables[i])
+			}
+		}
 	}
 }

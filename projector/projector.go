@@ -385,8 +385,19 @@ func (p *worker) consume(ctx context.Context, start jetstream.ConsumerConfig) er
 	cc.FilterSubject = p.filter
 	cc.MaxAckPending = maxAckPending
 	cc.MaxDeliver = -1
+	pos, err := p.q.PositionGet(ctx, p.pool, p.consumer)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("read the position: %w", err)
+	}
+	p.w.through = uint64(pos.Through)
 	cons, err := p.js.Consumer(ctx, p.streams.Stream, p.consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if cc.DeliverPolicy == jetstream.DeliverAllPolicy && pos.Stream == p.streams.Stream && pos.Through > 0 {
+			// The reports hold every event up to through (a consumer
+			// deleted, or new after a repartition's rebuild): the rest
+			// follows.
+			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, uint64(pos.Through)+1
+		}
 		cons, err = p.js.CreateConsumer(ctx, p.streams.Stream, cc)
 		if err != nil {
 			// Created meanwhile, by a process stopping in recover: use it.
@@ -405,11 +416,6 @@ func (p *worker) consume(ctx context.Context, start jetstream.ConsumerConfig) er
 	p.cfg.Metrics.running(p.consumer, p.streams.Stream)
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
-	if pos, err := p.q.PositionGet(ctx, p.pool, p.consumer); err == nil {
-		p.w.through = uint64(pos.Through)
-	} else if !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("read the position: %w", err)
-	}
 	go p.watch(lagCtx, cons, 5*time.Second)
 	go p.cfg.Metrics.watchStall(lagCtx, strconv.Itoa(p.part), p.stalled, time.Second)
 	p.log.InfoContext(ctx, "projector running", "stream", p.streams.Stream, "consumer", p.consumer, "fold_version", fold.Version)

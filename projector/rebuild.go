@@ -139,7 +139,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, c
 		if err := checkComplete(ctx, streams, cfg, gen); err != nil {
 			return err
 		}
-		switched, err := trySwitch(ctx, pool, buildPool, q, cfg, gen)
+		switched, err := trySwitch(ctx, pool, buildPool, streams, q, cfg, gen)
 		if err != nil {
 			return err
 		}
@@ -292,11 +292,11 @@ func buildProgress(ctx context.Context, buildPool, pool *pgxpool.Pool, streams *
 
 // trySwitch makes the new generation live if it holds at least the live
 // position, in one transaction under the live consumer's batch lock.
-func trySwitch(ctx context.Context, pool, buildPool *pgxpool.Pool, q *store.Queries, cfg RebuildConfig, gen store.Generation) (bool, error) {
+func trySwitch(ctx context.Context, pool, buildPool *pgxpool.Pool, streams *stream.Streams, q *store.Queries, cfg RebuildConfig, gen store.Generation) (bool, error) {
 	report(cfg, RebuildProgress{Generation: gen.Generation, Phase: "switching"})
-	var built uint64
+	var built, through uint64
 	if pos, err := q.PositionGet(ctx, buildPool, gen.Consumer); err == nil {
-		built = uint64(pos.StreamSeq)
+		built, through = uint64(pos.StreamSeq), uint64(pos.Through)
 	} else if !errors.Is(err, pgx.ErrNoRows) {
 		return false, err
 	}
@@ -308,11 +308,13 @@ func trySwitch(ctx context.Context, pool, buildPool *pgxpool.Pool, q *store.Quer
 		}
 		// The build must hold every event a partition applied live: the
 		// partitions go on from their positions in the new generation.
+		// (Positions on another stream, before a repartition, do not
+		// count: the live projector is restarted on the new one.)
 		var live uint64
 		for _, c := range consumers {
-			if pos, err := q.PositionGet(ctx, tx, c); err == nil {
+			if pos, err := q.PositionGet(ctx, tx, c); err == nil && pos.Stream == streams.Stream {
 				live = max(live, uint64(pos.StreamSeq))
-			} else if !errors.Is(err, pgx.ErrNoRows) {
+			} else if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return err
 			}
 		}
@@ -337,6 +339,19 @@ func trySwitch(ctx context.Context, pool, buildPool *pgxpool.Pool, q *store.Quer
 		}
 		if err := q.GenerationPromote(ctx, tx, store.GenerationPromoteParams{LiveConsumer: cfg.Consumer, Generation: gen.Generation}); err != nil {
 			return fmt.Errorf("promote generation %d: %w", gen.Generation, err)
+		}
+		// The configured partitions' consumers start where the build got
+		// to when they do not exist yet (a repartition), rather than at
+		// the stream's start; a change in partitions takes the leases
+		// from the processes run with the old number.
+		for _, c := range Consumers(cfg.Consumer, streams.Partitions) {
+			if err := q.PositionSeed(ctx, tx, store.PositionSeedParams{Consumer: c, Stream: streams.Stream, StreamSeq: int64(built),
+				FoldVersion: fold.Version, Through: int64(through)}); err != nil {
+				return fmt.Errorf("position of consumer %s: %w", c, err)
+			}
+		}
+		if err := q.LeasesReset(ctx, tx, store.LeasesResetParams{Consumer: cfg.Consumer, Partitions: int32(streams.Partitions)}); err != nil {
+			return fmt.Errorf("reset the partitions' leases: %w", err)
 		}
 		switched = true
 		return nil

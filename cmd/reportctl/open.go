@@ -43,5 +43,6 @@ func openStreams(cfg *config.Config, name string, stderr io.Writer) (s *stream.S
 		return nil, nil, err
 	}
 	s.DLQLimits = stream.DLQLimitsOf(cfg.NATS)
+	s.Replicas = cfg.NATS.Replicas
 	return s, close, nil
 }

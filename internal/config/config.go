@@ -74,6 +74,9 @@ type NATS struct {
 	// Partitions divides the events into partitions by their id token,
 	// each projected by its own consumer (1: none).
 	Partitions int
+	// Replicas is the number of copies a JetStream cluster keeps of the
+	// event stream and the dead-letter stream Ensure creates (1 to 5).
+	Replicas int
 	// DLQMaxAge and DLQMaxBytes bound the dead-letter stream, which then
 	// discards its oldest messages; 0 means no bound.
 	DLQMaxAge   time.Duration
@@ -116,8 +119,11 @@ type Projector struct {
 
 // Defaults for a local machine, as the README's quick start runs it.
 const (
-	DefaultDatabaseURL   = "postgres://postgres@127.0.0.1:5432/callreport?sslmode=disable"
-	DefaultNATSURL       = "nats://127.0.0.1:4222"
+	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/callreport?sslmode=disable"
+	DefaultNATSURL     = "nats://127.0.0.1:4222"
+	// MaxPartitions bounds CALLREPORT_PARTITIONS: each partition is a
+	// durable consumer, a batch lock and a lease.
+	MaxPartitions        = 1024
 	DefaultHTTPAddr      = "127.0.0.1:8080"
 	DefaultMetricsAddr   = "127.0.0.1:9091"
 	DefaultQueryMetrics  = "127.0.0.1:9092"
@@ -157,7 +163,7 @@ func Default() Config {
 		Log:      Log{Format: "text", Level: "info"},
 		Database: Database{URL: DefaultDatabaseURL},
 		NATS: NATS{URL: DefaultNATSURL, Stream: DefaultStream, DLQStream: DefaultDLQStream,
-			SubjectPrefix: DefaultSubjectPrefix, DLQPrefix: DefaultDLQPrefix, Partitions: 1,
+			SubjectPrefix: DefaultSubjectPrefix, DLQPrefix: DefaultDLQPrefix, Partitions: 1, Replicas: 1,
 			DLQMaxAge: DefaultDLQMaxAge, DLQMaxBytes: DefaultDLQMaxBytes},
 		HTTP: HTTP{Addr: DefaultHTTPAddr, MetricsAddr: DefaultQueryMetrics},
 		Projector: Projector{Consumer: DefaultConsumer, MetricsAddr: DefaultMetricsAddr, BatchSize: DefaultBatchSize,
@@ -194,6 +200,7 @@ func Register(fs *flag.FlagSet, sections ...Section) *Config {
 		r.str(&c.NATS.DLQStream, "dlq-stream", "CALLREPORT_DLQ_STREAM", "dead-letter stream")
 		r.str(&c.NATS.SubjectPrefix, "subject-prefix", "CALLREPORT_SUBJECT_PREFIX", "first token of event subjects")
 		r.str(&c.NATS.DLQPrefix, "dlq-prefix", "CALLREPORT_DLQ_PREFIX", "first token of dead-letter subjects")
+		r.integer(&c.NATS.Replicas, "stream-replicas", "CALLREPORT_STREAM_REPLICAS", "copies a JetStream cluster keeps of the streams it creates (1 to 5)")
 		r.integer(&c.NATS.Partitions, "partitions", "CALLREPORT_PARTITIONS", "partitions of the event stream, each projected by a consumer of its own (the stream is created with them)")
 		r.duration(&c.NATS.DLQMaxAge, "dlq-max-age", "CALLREPORT_DLQ_MAX_AGE", "oldest dead letter kept, 0 for no bound")
 		r.int64(&c.NATS.DLQMaxBytes, "dlq-max-bytes", "CALLREPORT_DLQ_MAX_BYTES", "bytes of dead letters kept (the oldest go first), 0 for no bound")
@@ -338,6 +345,12 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.HTTP.Proxies(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.NATS.Partitions < 1 || c.NATS.Partitions > MaxPartitions {
+		errs = append(errs, fmt.Errorf("partitions %d: want 1 to %d", c.NATS.Partitions, MaxPartitions))
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("stream replicas %d: want 1 to 5", c.NATS.Replicas))
 	}
 	if c.NATS.DLQMaxAge < 0 || c.NATS.DLQMaxBytes < 0 {
 		errs = append(errs, errors.New("dead-letter limits: want 0 (no bound) or more"))

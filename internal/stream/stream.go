@@ -108,6 +108,17 @@ func (n Names) PartitionOf(stored string) int {
 	return p
 }
 
+// accepted is the subject filter the event stream takes messages on.
+// Partitioned, only subjects of the contract's shape: a partition is a
+// function of the id token, and a subject without one would belong to no
+// partition (its publisher gets no stream rather than a dead letter).
+func (n Names) accepted() string {
+	if n.Partitioned() {
+		return n.SubjectPrefix + ".*.*.*.*"
+	}
+	return n.Filter()
+}
+
 // transform is the stream's subject transform: the partition of the id
 // token (the call id, or the job id of job.*) inserted as a token after
 // the prefix, by the server.
@@ -168,6 +179,9 @@ type Streams struct {
 	// DLQLimits bound the dead-letter stream Ensure creates, and the one
 	// ApplyDLQLimits updates.
 	DLQLimits DLQLimits
+	// Replicas is the number of copies of each stream Ensure creates, on a
+	// JetStream cluster (0 or 1: one).
+	Replicas int
 	// OnDLQDiscard, when set, is told how many old dead letters the
 	// dead-letter stream discarded to store new ones.
 	OnDLQDiscard func(n uint64)
@@ -224,11 +238,12 @@ func (s *Streams) Ensure(ctx context.Context) error {
 	for _, cfg := range []jetstream.StreamConfig{{
 		Name:             s.Stream,
 		Description:      "Call events (callreport contract v1); the system of record of the reports",
-		Subjects:         []string{s.Filter()},
+		Subjects:         []string{s.accepted()},
 		Storage:          jetstream.FileStorage,
 		Retention:        jetstream.LimitsPolicy,
 		Duplicates:       schema.DuplicateWindow,
 		SubjectTransform: s.transform(),
+		Replicas:         max(s.Replicas, 1),
 	}, {
 		Name:        s.DLQStream,
 		Description: "Call events the projector rejected, with the reason in headers",
@@ -239,6 +254,7 @@ func (s *Streams) Ensure(ctx context.Context) error {
 		MaxAge:      s.DLQLimits.MaxAge,
 		MaxBytes:    maxBytes(s.DLQLimits.MaxBytes),
 		Discard:     jetstream.DiscardOld,
+		Replicas:    max(s.Replicas, 1),
 	}} {
 		_, err := s.js.Stream(ctx, cfg.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {

@@ -123,6 +123,15 @@ ON CONFLICT (consumer) DO UPDATE SET
     oldest_pending = EXCLUDED.oldest_pending,
     updated_at = now();
 
+-- name: PositionSeed :exec
+-- At a switch: the position a live consumer starts from in the new
+-- generation when it has none on its stream.
+INSERT INTO projector_positions AS p (consumer, stream, stream_seq, fold_version, through)
+VALUES (@consumer, @stream, @stream_seq, @fold_version, @through)
+ON CONFLICT (consumer) DO UPDATE SET stream = EXCLUDED.stream, stream_seq = EXCLUDED.stream_seq,
+    fold_version = EXCLUDED.fold_version, through = EXCLUDED.through, oldest_pending = NULL
+WHERE p.stream <> EXCLUDED.stream;
+
 -- name: PositionFreshness :exec
 -- Between batches: the consumer passed messages deleted from the stream,
 -- or other partitions' messages, or it caught up; never moves through
@@ -316,6 +325,18 @@ DELETE FROM jobs j WHERE j.job_id = ANY(@job_ids::text[]) AND j.attempt_count = 
 INSERT INTO partition_leases (consumer, partition)
 SELECT sqlc.arg(consumer)::text, n FROM generate_series(0, sqlc.arg(partitions)::int - 1) n
 ON CONFLICT (consumer, partition) DO NOTHING;
+
+-- name: LeasesReset :exec
+-- When the partitions change, the leases are made anew, free, at an epoch
+-- past every old one: a process still run with the old number is fenced.
+WITH old AS (
+    DELETE FROM partition_leases d WHERE d.consumer = sqlc.arg(consumer)::text
+      AND (SELECT count(*) FROM partition_leases c WHERE c.consumer = sqlc.arg(consumer)::text) <> sqlc.arg(partitions)::int
+    RETURNING d.epoch)
+INSERT INTO partition_leases (consumer, partition, epoch)
+SELECT sqlc.arg(consumer)::text, n, (SELECT coalesce(max(o.epoch), 0) + 1 FROM old o)
+FROM generate_series(0, sqlc.arg(partitions)::int - 1) n
+WHERE EXISTS (SELECT 1 FROM old);
 
 -- name: LeaseCount :one
 SELECT count(*)::int FROM partition_leases WHERE consumer = @consumer;

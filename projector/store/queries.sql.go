@@ -961,6 +961,29 @@ func (q *Queries) LeasesRenew(ctx context.Context, db DBTX, arg LeasesRenewParam
 	return items, nil
 }
 
+const leasesReset = `-- name: LeasesReset :exec
+WITH old AS (
+    DELETE FROM partition_leases d WHERE d.consumer = $1::text
+      AND (SELECT count(*) FROM partition_leases c WHERE c.consumer = $1::text) <> $2::int
+    RETURNING d.epoch)
+INSERT INTO partition_leases (consumer, partition, epoch)
+SELECT $1::text, n, (SELECT coalesce(max(o.epoch), 0) + 1 FROM old o)
+FROM generate_series(0, $2::int - 1) n
+WHERE EXISTS (SELECT 1 FROM old)
+`
+
+type LeasesResetParams struct {
+	Consumer   string
+	Partitions int32
+}
+
+// When the partitions change, the leases are made anew, free, at an epoch
+// past every old one: a process still run with the old number is fenced.
+func (q *Queries) LeasesReset(ctx context.Context, db DBTX, arg LeasesResetParams) error {
+	_, err := db.Exec(ctx, leasesReset, arg.Consumer, arg.Partitions)
+	return err
+}
+
 const memberGone = `-- name: MemberGone :exec
 DELETE FROM projector_members WHERE consumer = $1 AND instance = $2
 `
@@ -1159,6 +1182,35 @@ func (q *Queries) PositionSave(ctx context.Context, db DBTX, arg PositionSavePar
 		arg.Skipped,
 		arg.Through,
 		arg.OldestPending,
+	)
+	return err
+}
+
+const positionSeed = `-- name: PositionSeed :exec
+INSERT INTO projector_positions AS p (consumer, stream, stream_seq, fold_version, through)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (consumer) DO UPDATE SET stream = EXCLUDED.stream, stream_seq = EXCLUDED.stream_seq,
+    fold_version = EXCLUDED.fold_version, through = EXCLUDED.through, oldest_pending = NULL
+WHERE p.stream <> EXCLUDED.stream
+`
+
+type PositionSeedParams struct {
+	Consumer    string
+	Stream      string
+	StreamSeq   int64
+	FoldVersion int32
+	Through     int64
+}
+
+// At a switch: the position a live consumer starts from in the new
+// generation when it has none on its stream.
+func (q *Queries) PositionSeed(ctx context.Context, db DBTX, arg PositionSeedParams) error {
+	_, err := db.Exec(ctx, positionSeed,
+		arg.Consumer,
+		arg.Stream,
+		arg.StreamSeq,
+		arg.FoldVersion,
+		arg.Through,
 	)
 	return err
 }
