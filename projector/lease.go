@@ -48,6 +48,11 @@ type leaseHold struct {
 // errRepartitioned stops a process whose partitions changed under it.
 var errRepartitioned = errors.New("the partitions changed")
 
+// maxWorkerFailures is how many times in a row a partition's worker may
+// fail to start (its consumer or position unreadable) before the process
+// gives up: a minute or so of lease ticks.
+const maxWorkerFailures = 60
+
 // errFenced is a batch refused because its process no longer holds the
 // partition's lease: another process took it over.
 var errFenced = errors.New("the partition's lease was taken over by another process")
@@ -104,6 +109,7 @@ func (p *Projector) lead(ctx context.Context) error {
 	}()
 	ttl := pgtype.Interval{Microseconds: leaseTTL.Microseconds(), Valid: true}
 	announced := false
+	failures := map[int]int{} // consecutive failures of a partition's worker
 	tick := time.NewTicker(leaseEvery)
 	defer tick.Stop()
 	for {
@@ -113,11 +119,24 @@ func (p *Projector) lead(ctx context.Context) error {
 			case err := <-r.done:
 				delete(held, part)
 				p.forget(part)
-				if !errors.Is(err, errFenced) && err != nil && ctx.Err() == nil {
-					return err
-				}
-				if errors.Is(err, errFenced) {
+				switch {
+				case ctx.Err() != nil || err == nil:
+				case errors.Is(err, errFenced):
 					p.log.WarnContext(ctx, "partition taken over by another process", "partition", part)
+				default:
+					// Its consumer or position could not be read (NATS or
+					// Postgres away a while): the lease goes back, for
+					// this process or another to take again; a failure
+					// that lasts stops the process.
+					if r.w.lastCommit.Load() != 0 {
+						failures[part] = 0 // it had been working
+					}
+					failures[part]++
+					if failures[part] > maxWorkerFailures {
+						return fmt.Errorf("partition %d: %w", part, err)
+					}
+					p.log.ErrorContext(ctx, "partition failed; giving its lease back", "partition", part, "failures", failures[part], "err", err)
+					p.release(r)
 				}
 			default:
 			}

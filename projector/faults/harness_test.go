@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,7 @@ func busOn(t testing.TB, env *natstest.Env) *bus {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Replicas = env.Replicas
 	if err := s.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,8 @@ func connect(t testing.TB, url, name string, dropped *atomic.Int64) *nats.Conn {
 func (b *bus) flags() []string {
 	s := b.env.Names()
 	return []string{"--nats-url", b.env.URL, "--stream", s.Stream, "--dlq-stream", s.DLQStream,
-		"--consumer", b.env.Consumer, "--subject-prefix", s.SubjectPrefix, "--dlq-prefix", s.DLQPrefix}
+		"--consumer", b.env.Consumer, "--subject-prefix", s.SubjectPrefix, "--dlq-prefix", s.DLQPrefix,
+		"--partitions", strconv.Itoa(s.Partitions), "--stream-replicas", strconv.Itoa(max(b.env.Replicas, 1))}
 }
 
 func (b *bus) msg(m simulate.Message) *nats.Msg {

@@ -2,10 +2,6 @@ package faults
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,14 +20,9 @@ func TestNATSRestart(t *testing.T) {
 	if small() {
 		calls = 250
 	}
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), natstest.FreePort(t)
 	srv := natstest.StartOn(t, dir, port)
-	id := strings.ToUpper(randomHex(4))
-	env := &natstest.Env{
-		URL:    srv.ClientURL(),
-		Stream: "CALL_EVENTS_" + id, DLQStream: "CALL_EVENTS_DLQ_" + id, Consumer: "projector_" + id,
-		SubjectPrefix: "t" + strings.ToLower(id) + "_callevents", DLQPrefix: "t" + strings.ToLower(id) + "_callevents_dlq",
-	}
+	env := natstest.At(srv.ClientURL())
 	b := busOn(t, env)
 	ev := generate(t, calls, 4)
 	pool := pgtest.Pool(t)
@@ -99,21 +90,4 @@ func TestNATSRestart(t *testing.T) {
 		"%d times the projector's client dropped messages (slow consumer), delivered again after AckWait",
 		pub.sent.Load(), pub.retries.Load(), restarts, down.Round(100*time.Millisecond), resumed.Round(10*time.Millisecond), took.Round(100*time.Millisecond), samples, digest,
 		dropped.Load())
-}
-
-// freePort is a loopback TCP port nobody listens on right now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -27,6 +29,9 @@ type Env struct {
 	Consumer      string
 	SubjectPrefix string // "callevents" of the test
 	DLQPrefix     string
+	// Partitions of the event stream (0 or 1: none), and the copies a
+	// cluster keeps of each stream (0 or 1: one).
+	Partitions, Replicas int
 	// Server is the embedded server, nil on an external one.
 	Server *server.Server
 }
@@ -34,14 +39,7 @@ type Env struct {
 // New starts (or reaches) a JetStream server for t.
 func New(t testing.TB) *Env {
 	t.Helper()
-	id := strings.ToUpper(randomHex(4))
-	env := &Env{
-		Stream:        "CALL_EVENTS_" + id,
-		DLQStream:     "CALL_EVENTS_DLQ_" + id,
-		Consumer:      "projector_" + id,
-		SubjectPrefix: "t" + strings.ToLower(id) + "_callevents",
-		DLQPrefix:     "t" + strings.ToLower(id) + "_callevents_dlq",
-	}
+	env := At("")
 	if u := os.Getenv("CALLREPORT_TEST_NATS_URL"); u != "" {
 		env.URL = u
 		t.Cleanup(func() { env.deleteStreams(t) })
@@ -50,6 +48,19 @@ func New(t testing.TB) *Env {
 	env.Server = Start(t, t.TempDir())
 	env.URL = env.Server.ClientURL()
 	return env
+}
+
+// At is an Env with names of its own on the server at url.
+func At(url string) *Env {
+	id := strings.ToUpper(randomHex(4))
+	return &Env{
+		URL:           url,
+		Stream:        "CALL_EVENTS_" + id,
+		DLQStream:     "CALL_EVENTS_DLQ_" + id,
+		Consumer:      "projector_" + id,
+		SubjectPrefix: "t" + strings.ToLower(id) + "_callevents",
+		DLQPrefix:     "t" + strings.ToLower(id) + "_callevents_dlq",
+	}
 }
 
 // Start runs an embedded JetStream server with its store in dir until the
@@ -108,7 +119,8 @@ func randomHex(n int) string {
 
 // Names are the test's stream names.
 func (e *Env) Names() stream.Names {
-	return stream.Names{Stream: e.Stream, DLQStream: e.DLQStream, SubjectPrefix: e.SubjectPrefix, DLQPrefix: e.DLQPrefix}
+	return stream.Names{Stream: e.Stream, DLQStream: e.DLQStream, SubjectPrefix: e.SubjectPrefix, DLQPrefix: e.DLQPrefix,
+		Partitions: max(e.Partitions, 1)}
 }
 
 // Streams connects to the test's JetStream and returns its streams,
@@ -128,4 +140,112 @@ func (e *Env) Streams(t testing.TB) *stream.Streams {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Cluster is a JetStream cluster of embedded servers, each of which a test
+// may stop and start again on its store and ports.
+type Cluster struct {
+	t       testing.TB
+	Servers []*server.Server
+	opts    []server.Options
+}
+
+// StartCluster runs a JetStream cluster of n servers until the test ends
+// and waits until it has a meta leader.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t}
+	client, route := make([]int, n), make([]int, n)
+	for i := range n {
+		client[i], route[i] = FreePort(t), FreePort(t)
+	}
+	for i := range n {
+		var routes []string
+		for j := range n {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", route[j]))
+			}
+		}
+		c.opts = append(c.opts, server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       client[i],
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			Cluster:    server.ClusterOpts{Name: "callreport-test", Host: "127.0.0.1", Port: route[i]},
+			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+			NoLog:      true,
+			NoSigs:     true,
+		})
+	}
+	c.Servers = make([]*server.Server, n)
+	for i := range n {
+		c.Start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.Servers {
+			c.Stop(i)
+		}
+	})
+	deadline := time.Now().Add(time.Minute)
+	for !c.hasLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("natstest: the cluster elected no JetStream meta leader within a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return c
+}
+
+func (c *Cluster) hasLeader() bool {
+	for _, s := range c.Servers {
+		if s != nil && s.JetStreamIsLeader() {
+			return true
+		}
+	}
+	return false
+}
+
+// URL lists the servers' client URLs, comma-separated.
+func (c *Cluster) URL() string {
+	var urls []string
+	for _, o := range c.opts {
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", o.Port))
+	}
+	return strings.Join(urls, ",")
+}
+
+// Start starts server i (again), on its store and ports.
+func (c *Cluster) Start(i int) {
+	c.t.Helper()
+	opts := c.opts[i]
+	s, err := server.NewServer(&opts)
+	if err != nil {
+		c.t.Fatalf("natstest: server %d: %v", i, err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		c.t.Fatalf("natstest: server %d not ready", i)
+	}
+	c.Servers[i] = s
+}
+
+// Stop shuts server i down.
+func (c *Cluster) Stop(i int) {
+	if s := c.Servers[i]; s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+		c.Servers[i] = nil
+	}
+}
+
+// FreePort is a loopback TCP port nobody listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
