@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations/pgtest"
@@ -645,338 +645,79 @@ func stringMap(t *testing.T, where string, v any) map[string]string {
 	return out
 }
 
-// parseYAML reads the block-style subset of YAML the deploy files are
-// written in: mappings, sequences, plain and quoted scalars, literal and
-// folded block scalars, comments. Scalars stay strings. Anything else (flow
-// collections, anchors, tags, tabs, multi-line plain scalars, documents)
-// is an error, so a file that parses here means to Prometheus what it
-// means here.
+// parseYAML decodes a YAML document into mappings, sequences and
+// strings: the checks compare what the files say, not what YAML would
+// type their scalars as. Duplicate keys are an error, as they are to
+// Prometheus and Compose.
 func parseYAML(src string) (any, error) {
-	p := &yamlParser{}
-	for i, l := range strings.Split(src, "\n") {
-		text := strings.TrimLeft(l, " ")
-		if strings.HasPrefix(text, "\t") {
-			return nil, fmt.Errorf("line %d: tab in indentation", i+1)
-		}
-		p.lines = append(p.lines, yamlLine{n: i + 1, indent: len(l) - len(text), text: strings.TrimRight(text, " \r")})
-	}
-	p.skip()
-	if p.i == len(p.lines) {
-		return nil, errors.New("empty document")
-	}
-	if p.lines[p.i].indent != 0 {
-		return nil, p.errorf("indented first line")
-	}
-	v, err := p.node(0)
-	if err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
 		return nil, err
 	}
-	if p.skip(); p.i < len(p.lines) {
-		return nil, p.errorf("unexpected %q", p.lines[p.i].text)
+	if len(doc.Content) == 0 {
+		return nil, errors.New("empty document")
 	}
-	return v, nil
+	return plain(doc.Content[0])
 }
 
-type yamlLine struct {
-	n      int // 1-based
-	indent int
-	text   string // without indentation and trailing blanks
-}
-
-type yamlParser struct {
-	lines []yamlLine
-	i     int
-}
-
-func (p *yamlParser) errorf(format string, args ...any) error {
-	n := len(p.lines)
-	if p.i < len(p.lines) {
-		n = p.lines[p.i].n
-	}
-	return fmt.Errorf("line %d: %s", n, fmt.Sprintf(format, args...))
-}
-
-// skip moves past blank and comment lines.
-func (p *yamlParser) skip() {
-	for p.i < len(p.lines) && (p.lines[p.i].text == "" || strings.HasPrefix(p.lines[p.i].text, "#")) {
-		p.i++
-	}
-}
-
-func isItem(text string) bool { return text == "-" || strings.HasPrefix(text, "- ") }
-
-// node parses the collection that starts at the current line.
-func (p *yamlParser) node(indent int) (any, error) {
-	if isItem(stripComment(p.lines[p.i].text)) {
-		return p.sequence(indent)
-	}
-	return p.mapping(indent)
-}
-
-func (p *yamlParser) sequence(indent int) (any, error) {
-	seq := []any{}
-	for p.skip(); p.i < len(p.lines); p.skip() {
-		l := p.lines[p.i]
-		text := stripComment(l.text)
-		if l.indent > indent {
-			return nil, p.errorf("unexpected indentation")
-		}
-		if l.indent < indent || !isItem(text) {
-			break
-		}
-		rest := strings.TrimLeft(text[1:], " ")
-		switch _, _, isKey := splitKey(rest); {
-		case rest == "":
-			p.i++
-			p.skip()
-			if p.i == len(p.lines) || p.lines[p.i].indent <= indent {
-				seq = append(seq, nil)
+func plain(n *yaml.Node) (any, error) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		// Merge keys (<<: *anchor) first: the mapping's own keys win.
+		merged := map[string]bool{}
+		for i := 0; i < len(n.Content); i += 2 {
+			if n.Content[i].Tag != "!!merge" {
 				continue
 			}
-			v, err := p.node(p.lines[p.i].indent)
+			v, err := plain(n.Content[i+1])
 			if err != nil {
 				return nil, err
 			}
-			seq = append(seq, v)
-		case isItem(rest):
-			return nil, p.errorf("nested sequence on one line")
-		case isKey:
-			// "- key: value" opens a mapping whose keys align with key.
-			col := l.indent + len(l.text) - len(strings.TrimLeft(l.text[1:], " "))
-			p.lines[p.i] = yamlLine{n: l.n, indent: col, text: l.text[col-l.indent:]}
-			v, err := p.mapping(col)
+			from, ok := v.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("line %d: merge of a %T", n.Content[i].Line, v)
+			}
+			for k, x := range from {
+				m[k], merged[k] = x, true
+			}
+		}
+		for i := 0; i < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			if n.Content[i].Tag == "!!merge" {
+				continue
+			}
+			if merged[k] {
+				delete(merged, k)
+				delete(m, k)
+			}
+			if _, dup := m[k]; dup {
+				return nil, fmt.Errorf("line %d: key %q twice", n.Content[i].Line, k)
+			}
+			v, err := plain(n.Content[i+1])
 			if err != nil {
 				return nil, err
 			}
-			seq = append(seq, v)
-		default:
-			v, err := p.scalar(rest)
+			m[k] = v
+		}
+		return m, nil
+	case yaml.SequenceNode:
+		l := make([]any, len(n.Content))
+		for i, c := range n.Content {
+			v, err := plain(c)
 			if err != nil {
 				return nil, err
 			}
-			p.i++
-			seq = append(seq, v)
+			l[i] = v
 		}
-	}
-	return seq, nil
-}
-
-func (p *yamlParser) mapping(indent int) (any, error) {
-	m := map[string]any{}
-	for p.skip(); p.i < len(p.lines); p.skip() {
-		l := p.lines[p.i]
-		text := stripComment(l.text)
-		if l.indent > indent {
-			return nil, p.errorf("unexpected indentation")
+		return l, nil
+	case yaml.AliasNode:
+		return plain(n.Alias)
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return nil, nil
 		}
-		if l.indent < indent {
-			break
-		}
-		if isItem(text) {
-			return nil, p.errorf("sequence item in a mapping")
-		}
-		key, rest, ok := splitKey(text)
-		if !ok {
-			return nil, p.errorf("want key: value, have %q", text)
-		}
-		if _, dup := m[key]; dup {
-			return nil, p.errorf("key %q repeated", key)
-		}
-		p.i++
-		switch {
-		case rest == "":
-			p.skip()
-			if p.i < len(p.lines) && (p.lines[p.i].indent > indent || p.lines[p.i].indent == indent && isItem(p.lines[p.i].text)) {
-				v, err := p.node(p.lines[p.i].indent)
-				if err != nil {
-					return nil, err
-				}
-				m[key] = v
-			} else {
-				m[key] = nil
-			}
-		case rest[0] == '|' || rest[0] == '>':
-			v, err := p.block(rest, indent)
-			if err != nil {
-				return nil, err
-			}
-			m[key] = v
-		default:
-			p.i--
-			v, err := p.scalar(rest)
-			if err != nil {
-				return nil, err
-			}
-			p.i++
-			m[key] = v
-		}
+		return n.Value, nil
 	}
-	return m, nil
-}
-
-// block reads a literal (|) or folded (>) scalar below a key at indent.
-func (p *yamlParser) block(header string, indent int) (string, error) {
-	if !slices.Contains([]string{"|", "|-", ">", ">-"}, header) {
-		return "", p.errorf("block scalar header %q unsupported", header)
-	}
-	var lines []string
-	content := -1
-	for ; p.i < len(p.lines); p.i++ {
-		l := p.lines[p.i]
-		if l.text == "" {
-			lines = append(lines, "")
-			continue
-		}
-		if l.indent <= indent {
-			break
-		}
-		if content < 0 {
-			content = l.indent
-		}
-		if l.indent < content {
-			return "", p.errorf("block scalar line less indented than its first")
-		}
-		lines = append(lines, strings.Repeat(" ", l.indent-content)+l.text)
-	}
-	for len(lines) > 0 && lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
-	if content < 0 {
-		return "", p.errorf("empty block scalar")
-	}
-	var s string
-	if header[0] == '|' {
-		s = strings.Join(lines, "\n")
-	} else {
-		var b strings.Builder
-		for i, l := range lines {
-			switch {
-			case l == "":
-				b.WriteString("\n")
-			case i > 0 && lines[i-1] != "":
-				b.WriteString(" " + l)
-			default:
-				b.WriteString(l)
-			}
-		}
-		s = b.String()
-	}
-	if !strings.HasSuffix(header, "-") {
-		s += "\n"
-	}
-	return s, nil
-}
-
-// scalar reads a one-line scalar, comment already stripped.
-func (p *yamlParser) scalar(s string) (string, error) {
-	switch s[0] {
-	case '"':
-		v, err := strconv.Unquote(s)
-		if err != nil {
-			return "", p.errorf("double-quoted scalar %s: %v", s, err)
-		}
-		return v, nil
-	case '\'':
-		if len(s) < 2 || s[len(s)-1] != '\'' || strings.Contains(strings.ReplaceAll(s[1:len(s)-1], "''", ""), "'") {
-			return "", p.errorf("single-quoted scalar %s", s)
-		}
-		return strings.ReplaceAll(s[1:len(s)-1], "''", "'"), nil
-	case '[', '{', '&', '*', '!', '%', '@', '`', '|', '>', '?', ',':
-		return "", p.errorf("%q cannot start a plain scalar here (flow collections, anchors and tags are unsupported)", s[0])
-	}
-	if strings.Contains(s, ": ") || strings.HasSuffix(s, ":") {
-		return "", p.errorf("plain scalar %q contains \": \": quote it", s)
-	}
-	return s, nil
-}
-
-var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-
-// splitKey splits "key: value" and "key:".
-func splitKey(s string) (key, value string, ok bool) {
-	i := strings.Index(s, ":")
-	if i <= 0 || i+1 < len(s) && s[i+1] != ' ' || !keyPattern.MatchString(s[:i]) {
-		return "", "", false
-	}
-	return s[:i], strings.TrimSpace(s[i+1:]), true
-}
-
-// stripComment cuts a comment (a # at the start or after a blank, outside
-// quotes) off a line.
-func stripComment(s string) string {
-	var quote byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case quote == '"' && c == '\\':
-			i++
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			// Only a whole scalar is quoted; a quote inside a plain one
-			// is a character.
-			if i == 0 || strings.HasSuffix(s[:i], ": ") || strings.HasSuffix(s[:i], "- ") {
-				quote = c
-			}
-		case c == '#' && (i == 0 || s[i-1] == ' '):
-			return strings.TrimRight(s[:i], " ")
-		}
-	}
-	return s
-}
-
-// TestParseYAML pins the subset parser on the constructs the deploy files
-// use and on the ones it must refuse.
-func TestParseYAML(t *testing.T) {
-	got, err := parseYAML(`# head
-a: 1 # note
-b: "x # not a comment: kept"
-c:
-  - one
-  - k: v
-    l: 'it''s'
-  -
-    - nested
-d:
-- same indent
-e: |
-  sum(x)
-    > 1 # promql
-f: >-
-  folded
-  line
-g:
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]any{
-		"a": "1",
-		"b": "x # not a comment: kept",
-		"c": []any{"one", map[string]any{"k": "v", "l": "it's"}, []any{"nested"}},
-		"d": []any{"same indent"},
-		"e": "sum(x)\n  > 1 # promql\n",
-		"f": "folded line",
-		"g": nil,
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("parsed\n%v\nwant\n%v", got, want)
-	}
-	for _, bad := range []string{
-		"a: [1, 2]",
-		"a: &x 1",
-		"a: b: c",
-		"a: 1\na: 2",
-		"a:\n\t- 1",
-		"a: 1\n  b: 2",
-		"- 1\nb: 2",
-		"a:\n  - 1\n  b: 2",
-		"a: \"open",
-	} {
-		if v, err := parseYAML(bad); err == nil {
-			t.Errorf("parseYAML(%q) = %v, want an error", bad, v)
-		}
-	}
+	return nil, fmt.Errorf("line %d: unexpected YAML node", n.Line)
 }
