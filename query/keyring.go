@@ -39,6 +39,9 @@ type keyInfo struct {
 // committed before the request is in: one ping every barrierEvery at most,
 // shared by every request waiting, never a statement of the request's own.
 //
+// On a hot standby, which refuses LISTEN, it reads the keys every pingEvery
+// instead (poll).
+//
 // A keyring that lost its connection cannot learn of revocations: it pings
 // the connection every pingEvery, and once it has not been sure to be
 // current for staleAfter, it answers ok=false and the request gets 503.
@@ -172,6 +175,13 @@ func (k *keyring) listen(ctx context.Context) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.Background())
+	var standby bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+		return fmt.Errorf("recovery state: %w", err)
+	}
+	if standby {
+		return k.poll(ctx, conn)
+	}
 	// Listen before loading: a change committed during the load is
 	// notified, and loaded again.
 	if _, err := conn.Exec(ctx, "LISTEN "+keysChannel); err != nil {
@@ -229,6 +239,35 @@ func (k *keyring) listen(ctx context.Context) error {
 			k.markSynced(started)
 		default:
 			return fmt.Errorf("wait for changes: %w", err)
+		}
+	}
+}
+
+// poll keeps the keys current on a hot standby, where LISTEN is refused
+// and the primary's notifications do not arrive: it loads them every
+// pingEvery, and at once (at most every barrierEvery) when a request
+// waits for a key. A key reaches the standby with the replication, as the
+// reports do.
+func (k *keyring) poll(ctx context.Context, conn *pgx.Conn) error {
+	var last time.Time
+	for {
+		last = k.now()
+		if err := k.load(ctx, conn); err != nil {
+			return err
+		}
+		t := time.NewTimer(k.pingEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		case <-k.wake:
+			t.Stop()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Until(last.Add(barrierEvery))):
+			}
 		}
 	}
 }
