@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +63,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write profiles here: CPU of each phase's projector, query and baseline process, heap of the memory phase's projector")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: "+strings.Join(bench.Phases, ", "))
 	fs.BoolVar(&o.StandInVacuum, "stand-in-vacuum", true, "on a server without autovacuum, vacuum and analyze the bench tables as autovacuum's defaults would while a projector runs")
+	projectors := fs.String("projectors", "1,2,4", "scale phase, with --partitions above 1: the numbers of projector processes to time the catch-up of the partitioned stream with")
 	compare := fs.Bool("compare", false, "compare the result files given as arguments instead of measuring")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -83,5 +85,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	o.Config, o.Sim, o.BatchSize = *cfg, *sim, cfg.Projector.BatchSize
+	if o.Partitions = cfg.NATS.Partitions; o.Partitions > 1 {
+		for _, n := range strings.Split(*projectors, ",") {
+			k, err := strconv.Atoi(strings.TrimSpace(n))
+			if err != nil {
+				return fmt.Errorf("--projectors %q: want numbers separated by commas", *projectors)
+			}
+			o.Projectors = append(o.Projectors, k)
+		}
+	}
 	return bench.Run(ctx, o, stdout, stderr, log)
 }

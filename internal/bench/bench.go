@@ -67,6 +67,11 @@ type Options struct {
 	ProfileDir     string   // write the children's profiles here
 	Skip           []string // phases to leave out: Phases lists them
 	StandInVacuum  bool     // vacuum as autovacuum would on a server without it
+	// Partitions, above 1, adds the scale phase: the stream copied into
+	// one of that many partitions, caught up by each number of projector
+	// processes of Projectors (nats-server 2.10+).
+	Partitions int
+	Projectors []int
 }
 
 // Phases are the phases Options.Skip may name, in the order they run. The
@@ -88,6 +93,14 @@ func (o Options) Validate() error {
 	}
 	if o.FatEntries <= 0 || o.FatEntries > fatMaxEntries || o.FatEvents <= 0 {
 		return fmt.Errorf("fat call: want 1 to %d entries and at least one event", fatMaxEntries)
+	}
+	if o.Partitions > 1 && len(o.Projectors) == 0 {
+		return fmt.Errorf("scale: want the numbers of projector processes to time")
+	}
+	for _, n := range o.Projectors {
+		if n < 1 {
+			return fmt.Errorf("scale: %d projector processes", n)
+		}
 	}
 	if o.MemoryEvents <= 0 || o.MemoryCalls <= 0 || o.MemoryEvents > o.MemoryCalls*memoryEventsPerCall {
 		return fmt.Errorf("memory: want events and calls, at most %d events a call (the contract's 10,000 variable names)", memoryEventsPerCall)
@@ -145,6 +158,7 @@ type benchResult struct {
 	FatCall      *fatCallResult      `json:"fat_call,omitempty"`
 	Memory       *memoryResult       `json:"memory,omitempty"`
 	HTTP         []loadResult        `json:"http,omitempty"`
+	Scale        *scaleResult        `json:"scale,omitempty"`
 	Figures      []figure            `json:"figures"`
 	Profiles     []string            `json:"profiles,omitempty"`
 	// StandInVacuums counts the VACUUM and ANALYZE statements the bench ran
@@ -181,7 +195,8 @@ func bench(ctx context.Context, o Options, stdout, stderr io.Writer, log *slog.L
 		"duplicate_rate": o.Sim.DuplicateRate, "redeliver_rate": o.Sim.Redeliver, "batch_size": o.BatchSize, "rate": o.Rate,
 		"lag_duration": o.LagDuration.String(), "fat_entries": o.FatEntries, "fat_events": o.FatEvents,
 		"memory_events": o.MemoryEvents, "memory_calls": o.MemoryCalls, "http_duration": o.HTTPDuration.String(),
-		"connections": o.Connections, "embedded_nats": o.EmbeddedNATS, "stand_in_vacuum": o.StandInVacuum, "skip": o.Skip}
+		"connections": o.Connections, "embedded_nats": o.EmbeddedNATS, "stand_in_vacuum": o.StandInVacuum, "skip": o.Skip,
+		"partitions": o.Partitions, "projectors": o.Projectors}
 	if load := loadAvg1(res.Machine.LoadAvgBefore); load >= 1 {
 		fmt.Fprintf(stderr, "warning: load average %s before the run: the machine is busy and the figures are noisy\n", res.Machine.LoadAvgBefore)
 	}
@@ -302,6 +317,11 @@ func (r *run) phases(ctx context.Context) error {
 			return err
 		}
 		res.Profiles = append(res.Profiles, st.Profiles...)
+	}
+	if o.Partitions > 1 {
+		if res.Scale, err = r.scale(ctx); err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
 	}
 	return nil
 }

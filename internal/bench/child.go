@@ -193,7 +193,7 @@ func logTail(path string, n int) string {
 func (env *benchEnv) command(exe string, args ...string) *exec.Cmd {
 	s := env.streams
 	args = append(args, "--stream", s.Stream, "--dlq-stream", s.DLQStream, "--consumer", env.consumer,
-		"--subject-prefix", s.SubjectPrefix, "--dlq-prefix", s.DLQPrefix)
+		"--subject-prefix", s.SubjectPrefix, "--dlq-prefix", s.DLQPrefix, "--partitions", strconv.Itoa(max(s.Partitions, 1)))
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "NATS_URL=")

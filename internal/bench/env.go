@@ -39,6 +39,9 @@ type benchEnv struct {
 	js       jetstream.JetStream
 	embedded *server.Server
 	acks     *ackWatch
+	// extraStreams are other streams the bench made (the scale phase's
+	// copy), deleted with its own.
+	extraStreams []string
 }
 
 // newBenchEnv creates the database callreport_bench_<id> next to the one
@@ -178,7 +181,7 @@ func (env *benchEnv) close(log *slog.Logger, keep bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if env.js != nil && !keep {
-		for _, s := range []string{env.streams.Stream, env.streams.DLQStream} {
+		for _, s := range append([]string{env.streams.Stream, env.streams.DLQStream}, env.extraStreams...) {
 			if err := env.js.DeleteStream(ctx, s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 				log.Warn("delete bench stream", "stream", s, "err", err)
 			}

@@ -126,6 +126,12 @@ func benchFigures(r *benchResult) []figure {
 		add("GET job ÷ baseline a", ratio(rps[targetJob], rps[targetBaseA+" job"]), "×", nil)
 		add("GET call 304 ÷ baseline a", ratio(rps[targetCall304], rps[targetBaseA+" call"]), "×", atLeast(0.5))
 	}
+	if sc := r.Scale; sc != nil {
+		for _, run := range sc.Runs {
+			add(fmt.Sprintf("scale: %d process(es), %d partitions", run.Processes, sc.Partitions), run.EventsPerSec, "events/s", nil)
+			add(fmt.Sprintf("scale: %d process(es) ÷ raw ceiling", run.Processes), ratio(run.EventsPerSec, raw), "×", nil)
+		}
+	}
 	return figs
 }
 
