@@ -53,6 +53,13 @@ var errRepartitioned = errors.New("the partitions changed")
 // gives up: a minute or so of lease ticks.
 const maxWorkerFailures = 60
 
+// crashed is an error that stops the process at once, as a crash would,
+// rather than give the partition's lease back to be tried again.
+type crashed struct{ err error }
+
+func (c crashed) Error() string { return c.err.Error() }
+func (c crashed) Unwrap() error { return c.err }
+
 // errFenced is a batch refused because its process no longer holds the
 // partition's lease: another process took it over.
 var errFenced = errors.New("the partition's lease was taken over by another process")
@@ -123,6 +130,8 @@ func (p *Projector) lead(ctx context.Context) error {
 				case ctx.Err() != nil || err == nil:
 				case errors.Is(err, errFenced):
 					p.log.WarnContext(ctx, "partition taken over by another process", "partition", part)
+				case errors.As(err, new(crashed)):
+					return fmt.Errorf("partition %d: %w", part, err)
 				default:
 					// Its consumer or position could not be read (NATS or
 					// Postgres away a while): the lease goes back, for

@@ -673,7 +673,7 @@ func (p *worker) handle(ctx context.Context, b *batch) error {
 			p.cfg.Metrics.committed(strconv.Itoa(p.part), res, len(b.items), b.bulk, time.Since(began))
 			if p.cfg.afterCommit != nil {
 				if err := p.cfg.afterCommit(); err != nil {
-					return err
+					return crashed{err} // as if the process died here
 				}
 			}
 			for _, m := range b.msgs {
