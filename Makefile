@@ -36,8 +36,15 @@ verify: $(SQLC) $(STATICCHECK) ## check formatting, vet, staticcheck and that th
 	$(STATICCHECK) ./...
 	$(SQLC) diff
 
-fuzz: ## run each fuzz test for a short while
-	go test ./schema -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+FUZZTIME ?= 30s
+
+fuzz: ## run each fuzz test for FUZZTIME (30s) in turn
+	@for pkg in ./schema ./projector/fold; do \
+	  for f in $$(go test $$pkg -list '^Fuzz' | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    go test $$pkg -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	  done; \
+	done
 
 tools: $(SQLC) $(STATICCHECK) ## install the pinned sqlc and staticcheck into bin/
 
