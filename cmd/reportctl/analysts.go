@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/pg"
 )
@@ -83,7 +84,7 @@ func runAnalysts(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err := pg.CheckAnalyst(ctx, pool, *group, pos[0]); err != nil {
 			return err
 		}
-		if err := confirm(stderr, *yes, "drop the login role "+pos[0]); err != nil {
+		if err := cli.Confirm(stderr, *yes, "drop the login role "+pos[0]); err != nil {
 			return err
 		}
 		if err := pg.DropAnalyst(ctx, pool, *group, pos[0]); err != nil {
@@ -117,7 +118,7 @@ func listAnalysts(ctx context.Context, pool *pgxpool.Pool, group string, w io.Wr
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ANALYST\tLOGIN")
 	for _, a := range list {
-		fmt.Fprintf(tw, "%s\t%v\n", printable(a.Name), a.CanLogin)
+		fmt.Fprintf(tw, "%s\t%v\n", cli.Printable(a.Name), a.CanLogin)
 	}
 	return tw.Flush()
 }

@@ -1,22 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
-	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/internal/stream"
@@ -145,7 +138,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
-		writeDeadLetter(stdout, d)
+		cli.WriteDeadLetter(stdout, d)
 		return nil
 	case "retry":
 		if *all {
@@ -197,76 +190,17 @@ func dlqList(ctx context.Context, s *stream.Streams, sel stream.Select, limit in
 	}
 	total = max(total, uint64(len(list)))
 	if asJSON {
-		return writeJSON(stdout, dlqListing{Stream: s.DLQStream, Reason: sel.Reason, Org: sel.Org, Total: total, DeadLetters: list})
+		return cli.WriteJSON(stdout, dlqListing{Stream: s.DLQStream, Reason: sel.Reason, Org: sel.Org, Total: total, DeadLetters: list})
 	}
 	if len(list) == 0 {
 		fmt.Fprintf(stdout, "no dead letters%s in %s\n", describe(sel), s.DLQStream)
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tREASON\tORG\tFIELD\tSTREAM SEQ\tSUBJECT\tDETAIL")
-	for _, d := range list {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Seq, d.Time.Format(time.RFC3339), printable(d.Reason),
-			dash(printableTrunc(d.Org, 40)), dash(printableTrunc(d.Field, 40)), d.StreamSeq,
-			dash(printable(d.Subject)), dash(printableTrunc(d.Detail, 80)))
-	}
-	tw.Flush()
+	cli.WriteDeadLetters(stdout, list)
 	if uint64(len(list)) < total {
 		fmt.Fprintf(stdout, "\n%s of %s dead letters shown; --limit 0 lists them all\n", count(uint64(len(list))), count(total))
 	}
 	return nil
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// writeDeadLetter prints a dead letter's headers, then its original bytes:
-// indented when they are JSON, as they are when they are text, as a hex
-// dump otherwise.
-func writeDeadLetter(w io.Writer, d stream.DeadLetter) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "Seq:\t%d\n", d.Seq)
-	fmt.Fprintf(tw, "Time:\t%s\n", d.Time.Format(time.RFC3339Nano))
-	fmt.Fprintf(tw, "Retry id:\t%s\n", printable(stream.RetryMsgID(d.Seq, d.Data, d.Header)))
-	fmt.Fprintln(tw, "Headers:")
-	names := make([]string, 0, len(d.Header))
-	for k := range d.Header {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		for _, v := range d.Header[k] {
-			fmt.Fprintf(tw, "  %s:\t%s\n", printable(k), printable(v))
-		}
-	}
-	tw.Flush()
-
-	var pretty bytes.Buffer
-	switch {
-	case len(d.Data) == 0:
-		fmt.Fprintln(w, "\nOriginal bytes: none")
-	case json.Valid(d.Data) && json.Indent(&pretty, d.Data, "", "  ") == nil:
-		// JSON escapes C0 controls but lets DEL, C1 and format characters
-		// through raw.
-		fmt.Fprintf(w, "\nOriginal bytes (%d, JSON, indented here):\n%s\n", len(d.Data), printableText(pretty.String()))
-	case isText(d.Data):
-		fmt.Fprintf(w, "\nOriginal bytes (%d, not JSON):\n%s\n", len(d.Data), printableText(strings.TrimRight(string(d.Data), "\n")))
-	default:
-		fmt.Fprintf(w, "\nOriginal bytes (%d, binary):\n%s", len(d.Data), hex.Dump(d.Data))
-	}
-}
-
-func isText(b []byte) bool {
-	if !utf8.Valid(b) {
-		return false
-	}
-	return !strings.ContainsFunc(string(b), func(r rune) bool {
-		return !unicode.IsPrint(r) && r != '\n' && r != '\t' && r != '\r'
-	})
 }
 
 func dlqRetry(ctx context.Context, s *stream.Streams, seqs []uint64, stdout, stderr io.Writer) error {
@@ -278,10 +212,10 @@ func dlqRetry(ctx context.Context, s *stream.Streams, seqs []uint64, stdout, std
 				return ctx.Err()
 			}
 			failed++
-			fmt.Fprintf(stderr, "dead letter %d: %s\n", seq, printable(err.Error()))
+			fmt.Fprintf(stderr, "dead letter %d: %s\n", seq, cli.Printable(err.Error()))
 			continue
 		}
-		fmt.Fprintf(stdout, "dead letter %d → %s seq %d (%s)%s\n", seq, r.Stream, r.StreamSeq, printable(r.Subject), dupNote(r.Duplicate))
+		fmt.Fprintf(stdout, "dead letter %d → %s seq %d (%s)%s\n", seq, r.Stream, r.StreamSeq, cli.Printable(r.Subject), dupNote(r.Duplicate))
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d dead letters not retried", failed, len(seqs))
@@ -313,7 +247,7 @@ func dlqRetryAll(ctx context.Context, s *stream.Streams, sel stream.Select, stdo
 		bar.Finish(last, total)
 	}
 	for _, f := range sum.Failed {
-		fmt.Fprintf(stderr, "dead letter %d: %s\n", f.DLQSeq, printable(f.Error))
+		fmt.Fprintf(stderr, "dead letter %d: %s\n", f.DLQSeq, cli.Printable(f.Error))
 	}
 	if err != nil {
 		return err
@@ -342,7 +276,7 @@ func dlqPurge(ctx context.Context, s *stream.Streams, sel stream.Select, yes boo
 		fmt.Fprintf(stdout, "no dead letters%s in %s\n", describe(sel), s.DLQStream)
 		return nil
 	}
-	if err := confirm(stderr, yes, fmt.Sprintf("purge %s dead letters%s from %s", count(n), describe(sel), s.DLQStream)); err != nil {
+	if err := cli.Confirm(stderr, yes, fmt.Sprintf("purge %s dead letters%s from %s", count(n), describe(sel), s.DLQStream)); err != nil {
 		return err
 	}
 	n, err = s.PurgeDeadLetters(ctx, sel)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/internal/stream"
 )
 
@@ -203,11 +204,11 @@ func TestDLQCommands(t *testing.T) {
 
 	// purge refuses without --yes where nobody can confirm, and when the
 	// operator does not; then purges one reason, then all.
-	if _, err := s.reportctl(ctx, "dlq", "purge"); !errors.Is(err, errNotConfirmed) || !strings.Contains(err.Error(), "purge 3 dead letters from "+s.env.DLQStream+": refusing without --yes") {
+	if _, err := s.reportctl(ctx, "dlq", "purge"); !errors.Is(err, cli.ErrNotConfirmed) || !strings.Contains(err.Error(), "purge 3 dead letters from "+s.env.DLQStream+": refusing without --yes") {
 		t.Errorf("dlq purge without --yes: %v", err)
 	}
 	answer(t, "no\n")
-	if _, err := s.reportctl(ctx, "dlq", "purge"); !errors.Is(err, errDeclined) {
+	if _, err := s.reportctl(ctx, "dlq", "purge"); !errors.Is(err, cli.ErrDeclined) {
 		t.Errorf("dlq purge answered no: %v", err)
 	}
 	answer(t, "yes\n")

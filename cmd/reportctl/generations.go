@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/projector"
@@ -112,7 +113,7 @@ func runGenerations(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 		if *asJSON {
-			return writeJSON(stdout, gens)
+			return cli.WriteJSON(stdout, gens)
 		}
 		writeGenerations(stdout, gens)
 		return nil
@@ -120,7 +121,7 @@ func runGenerations(ctx context.Context, args []string, stdout, stderr io.Writer
 		if _, err := projector.GetGeneration(ctx, pool, n); err != nil {
 			return err
 		}
-		if err := confirm(stderr, *yes, fmt.Sprintf("drop the tables of generation %d: it cannot be switched back to", n)); err != nil {
+		if err := cli.Confirm(stderr, *yes, fmt.Sprintf("drop the tables of generation %d: it cannot be switched back to", n)); err != nil {
 			return err
 		}
 		if err := projector.DropGeneration(ctx, pool, n); err != nil {
@@ -135,7 +136,7 @@ func runGenerations(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if err := confirm(stderr, *yes, fmt.Sprintf("make generation %d (fold version %d, retired %s) live again; the live generation is retired",
+	if err := cli.Confirm(stderr, *yes, fmt.Sprintf("make generation %d (fold version %d, retired %s) live again; the live generation is retired",
 		n, gen.FoldVersion, when(gen.RetiredAt))); err != nil {
 		return err
 	}
@@ -185,7 +186,7 @@ func writeGenerations(w io.Writer, gens []projector.Generation) {
 			from = "time " + when(g.Since)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", g.Generation, g.State, g.FoldVersion, from,
-			printable(g.Schema), when(g.CreatedAt), when(g.SwitchedAt), when(g.RetiredAt))
+			cli.Printable(g.Schema), when(g.CreatedAt), when(g.SwitchedAt), when(g.RetiredAt))
 	}
 	tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/projector"
 )
 
@@ -40,7 +41,7 @@ func TestGenerations(t *testing.T) {
 		}
 	}
 
-	if _, err := s.reportctl(ctx, "generations", "switch", "1"); !errors.Is(err, errNotConfirmed) {
+	if _, err := s.reportctl(ctx, "generations", "switch", "1"); !errors.Is(err, cli.ErrNotConfirmed) {
 		t.Fatalf("switch without --yes: %v", err)
 	}
 	out, err = s.reportctl(ctx, "generations", "switch", "1", "--yes")
@@ -84,7 +85,7 @@ func TestGenerations(t *testing.T) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
 		}
 	}
-	if _, err := s.reportctl(ctx, "generations", "drop", "2"); !errors.Is(err, errNotConfirmed) {
+	if _, err := s.reportctl(ctx, "generations", "drop", "2"); !errors.Is(err, cli.ErrNotConfirmed) {
 		t.Fatalf("drop without --yes: %v", err)
 	}
 	out, err = s.reportctl(ctx, "generations", "drop", "2", "--yes")

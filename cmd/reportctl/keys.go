@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/query"
 	"github.com/callreport/callreport/schema"
@@ -118,7 +119,7 @@ func writeKeys(w io.Writer, keys []query.Key) {
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(k.ID), printable(k.OrgID), printable(name), stamp(k.CreatedAt), revoked)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cli.Printable(k.ID), cli.Printable(k.OrgID), cli.Printable(name), stamp(k.CreatedAt), revoked)
 	}
 	tw.Flush()
 }

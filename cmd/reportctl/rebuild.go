@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/projector"
@@ -76,7 +77,7 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintln(stdout, "no retired generation to drop")
 			return nil
 		}
-		if err := confirm(stderr, *yes, "drop the tables of retired generation(s) "+strings.Join(retired, ", ")+": they cannot be switched back to"); err != nil {
+		if err := cli.Confirm(stderr, *yes, "drop the tables of retired generation(s) "+strings.Join(retired, ", ")+": they cannot be switched back to"); err != nil {
 			return err
 		}
 		dropped, err := projector.DropRetired(ctx, pool)
@@ -112,7 +113,7 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				why, projector.ErrPartialGeneration)
 		}
 	}
-	if err := confirm(stderr, *yes, "build a new generation of the reports from the stream and make it live when it has caught up (the live one is retired, kept until --drop-old)"); err != nil {
+	if err := cli.Confirm(stderr, *yes, "build a new generation of the reports from the stream and make it live when it has caught up (the live one is retired, kept until --drop-old)"); err != nil {
 		return err
 	}
 	bar := progress.New(stderr, "rebuild")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/schema"
 	"github.com/callreport/callreport/schema/simulate"
@@ -344,12 +345,12 @@ func TestRebuildConfirms(t *testing.T) {
 		return n
 	}
 	for _, args := range [][]string{{"rebuild"}, {"rebuild", "--from-seq", "1"}} {
-		if _, err := s.reportctl(ctx, args...); !errors.Is(err, errNotConfirmed) {
+		if _, err := s.reportctl(ctx, args...); !errors.Is(err, cli.ErrNotConfirmed) {
 			t.Errorf("%v without a terminal or --yes: %v", args, err)
 		}
 	}
 	answer(t, "n\n")
-	if _, err := s.reportctl(ctx, "rebuild"); !errors.Is(err, errDeclined) {
+	if _, err := s.reportctl(ctx, "rebuild"); !errors.Is(err, cli.ErrDeclined) {
 		t.Errorf("rebuild declined: %v", err)
 	}
 	if n := generations(); n != 1 {
@@ -360,7 +361,7 @@ func TestRebuildConfirms(t *testing.T) {
 		t.Fatalf("rebuild confirmed: %v", err)
 	}
 	noTerminal(t)
-	if _, err := s.reportctl(ctx, "rebuild", "--drop-old"); !errors.Is(err, errNotConfirmed) {
+	if _, err := s.reportctl(ctx, "rebuild", "--drop-old"); !errors.Is(err, cli.ErrNotConfirmed) {
 		t.Errorf("--drop-old without --yes: %v", err)
 	}
 	var state string

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/progress"
 )
@@ -44,7 +45,7 @@ func runRepartition(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer closeNATS()
-	if err := confirm(stderr, *yes, fmt.Sprintf("copy stream %s (%d partition(s)) into %s with %d, and move the producers' subjects to %s",
+	if err := cli.Confirm(stderr, *yes, fmt.Sprintf("copy stream %s (%d partition(s)) into %s with %d, and move the producers' subjects to %s",
 		s.Stream, s.Partitions, *to, *parts, *to)); err != nil {
 		return err
 	}

@@ -12,12 +12,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/internal/stream"
 )
 
 // The tests run as if in a script: nobody can confirm. answer makes the
 // next confirmations of a test read answers instead.
-func init() { terminal = scriptedTerminal{} }
+func init() { cli.Terminal = scriptedTerminal{} }
 
 // scriptedTerminal answers from a string; without one it is not a terminal.
 type scriptedTerminal struct{ answers *strings.Reader }
@@ -44,11 +45,11 @@ func (s scriptedTerminal) ReadLine() (string, error) {
 // answer makes confirm read answers (lines) on a terminal until the test
 // ends or noTerminal.
 func answer(t *testing.T, answers string) {
-	terminal = scriptedTerminal{answers: strings.NewReader(answers)}
-	t.Cleanup(func() { terminal = scriptedTerminal{} })
+	cli.Terminal = scriptedTerminal{answers: strings.NewReader(answers)}
+	t.Cleanup(func() { cli.Terminal = scriptedTerminal{} })
 }
 
-func noTerminal(*testing.T) { terminal = scriptedTerminal{} }
+func noTerminal(*testing.T) { cli.Terminal = scriptedTerminal{} }
 
 func TestPrintable(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
@@ -60,15 +61,15 @@ func TestPrintable(t *testing.T) {
 		{"bad \xff\xfe utf8", `bad \xff\xfe utf8`},
 		{"nul\x00", `nul\x00`},
 	} {
-		got := printable(tc.in)
+		got := cli.Printable(tc.in)
 		if got != tc.want {
-			t.Errorf("printable(%q) = %q, want %q", tc.in, got, tc.want)
+			t.Errorf("cli.Printable(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 		if !safeForTerminal(got, false) {
-			t.Errorf("printable(%q) = %q is not safe", tc.in, got)
+			t.Errorf("cli.Printable(%q) = %q is not safe", tc.in, got)
 		}
 	}
-	if got := printableText("line 1\n\tline 2\x1b[A"); got != "line 1\n\tline 2\\x1b[A" {
+	if got := cli.PrintableText("line 1\n\tline 2\x1b[A"); got != "line 1\n\tline 2\\x1b[A" {
 		t.Errorf("printableText keeps lines and tabs only: %q", got)
 	}
 }

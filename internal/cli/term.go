@@ -1,4 +1,8 @@
-package main
+// Package cli holds what reportctl's commands print and ask: text from
+// events quoted so it cannot drive a terminal, confirmations of destructive
+// commands, and the views of the projection's status and of dead letters.
+// The commands in cmd/reportctl parse flags and call these.
+package cli
 
 import (
 	"bufio"
@@ -19,17 +23,17 @@ import (
 // of a rejection, their bytes. An event must not be able to write escape
 // sequences to an operator's terminal (move the cursor, rewrite what is
 // shown, set the window title, reach a terminal's weaker parsers), so every
-// text from the stream or the database goes through printable first.
+// text from the stream or the database goes through Printable first.
 
-// printable is s on one line with every control character (C0, DEL, C1),
+// Printable is s on one line with every control character (C0, DEL, C1),
 // format character (bidirectional overrides, zero-width ones) and invalid
 // UTF-8 byte written as a Go escape: "\x1b", "\u202e", "\xff". Tabs and line
 // breaks are escaped too, so that a field stays in its column.
-func printable(s string) string { return quoteControls(s, false) }
+func Printable(s string) string { return quoteControls(s, false) }
 
-// printableText is printable for text shown on lines of its own: line
+// PrintableText is Printable for text shown on lines of its own: line
 // breaks and tabs are kept.
-func printableText(s string) string { return quoteControls(s, true) }
+func PrintableText(s string) string { return quoteControls(s, true) }
 
 func quoteControls(s string, keepLines bool) string {
 	if !needsQuoting(s, keepLines) {
@@ -71,10 +75,10 @@ func unsafeRune(r rune) bool {
 		r == '\u2028' || r == '\u2029' // line and paragraph separators
 }
 
-// writeJSON writes v as indented JSON in which the characters encoding/json
+// WriteJSON writes v as indented JSON in which the characters encoding/json
 // leaves raw (DEL, C1 controls, format characters) are escaped too: the
 // same JSON value, safe to print on a terminal.
-func writeJSON(w io.Writer, v any) error {
+func WriteJSON(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -94,9 +98,9 @@ func writeJSON(w io.Writer, v any) error {
 	return err
 }
 
-// terminal is where a destructive command asks its operator to confirm.
+// Terminal is where a destructive command asks its operator to confirm.
 // Tests replace it.
-var terminal interface {
+var Terminal interface {
 	// Interactive reports whether a person can answer (stdin is a terminal).
 	Interactive() bool
 	// ReadLine reads the answer.
@@ -111,31 +115,39 @@ func (stdinTerminal) ReadLine() (string, error) {
 	return bufio.NewReader(os.Stdin).ReadString('\n')
 }
 
-// errNotConfirmed is returned by a destructive command run without --yes
+// ErrNotConfirmed is returned by a destructive command run without --yes
 // where nobody can confirm it.
-var errNotConfirmed = errors.New("refusing without --yes")
+var ErrNotConfirmed = errors.New("refusing without --yes")
 
-// errDeclined is returned when the operator did not confirm.
-var errDeclined = errors.New("not confirmed")
+// ErrDeclined is returned when the operator did not confirm.
+var ErrDeclined = errors.New("not confirmed")
 
-// confirm lets a destructive command go on: with --yes (yes), or when the
+// Confirm lets a destructive command go on: with --yes (yes), or when the
 // operator, on a terminal, types "yes" to the question about what. Without
 // a terminal (a script, a pipe) it refuses: a command that cannot be undone
 // is never run by accident.
-func confirm(stderr io.Writer, yes bool, what string) error {
+func Confirm(stderr io.Writer, yes bool, what string) error {
 	if yes {
 		return nil
 	}
-	if !terminal.Interactive() {
-		return fmt.Errorf("%s: %w", what, errNotConfirmed)
+	if !Terminal.Interactive() {
+		return fmt.Errorf("%s: %w", what, ErrNotConfirmed)
 	}
 	fmt.Fprintf(stderr, "%s. Type yes to go on: ", what)
-	answer, err := terminal.ReadLine()
+	answer, err := Terminal.ReadLine()
 	if err != nil && answer == "" {
-		return fmt.Errorf("%s: %w", what, errDeclined)
+		return fmt.Errorf("%s: %w", what, ErrDeclined)
 	}
 	if strings.TrimSpace(strings.ToLower(answer)) != "yes" {
-		return fmt.Errorf("%s: %w", what, errDeclined)
+		return fmt.Errorf("%s: %w", what, ErrDeclined)
 	}
 	return nil
+}
+
+// PrintableTrunc is Printable, cut to at most n runes of s first.
+func PrintableTrunc(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		s = strings.TrimSpace(string(r[:n-1])) + "…"
+	}
+	return Printable(s)
 }
