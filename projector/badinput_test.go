@@ -103,7 +103,7 @@ func badRun(t *testing.T, h *harness, cfg Config, last uint64) badStats {
 		select {
 		case err := <-done:
 			return err
-		case <-time.After(30 * time.Second):
+		case <-time.After(2 * time.Minute):
 			return errors.New("projector did not stop")
 		}
 	}

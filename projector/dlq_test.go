@@ -42,7 +42,7 @@ func (h *harness) deadLetter(reason, subject string, body []byte, origSeq uint64
 // waitDeadLetters waits until the dead-letter stream holds n messages.
 func (h *harness) waitDeadLetters(n uint64) stream.DeadLetterCounts {
 	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		c, err := h.s.CountDeadLetters(context.Background())
 		if err != nil {

@@ -41,7 +41,7 @@ func TestFoldVersionMismatch(t *testing.T) {
 		if !errors.Is(err, ErrFoldVersion) || !strings.Contains(err.Error(), "reportctl rebuild") {
 			t.Fatalf("Run: %v", err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("Run did not refuse")
 	}
 

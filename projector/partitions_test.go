@@ -147,7 +147,7 @@ func (h *harness) startCancel(cfg Config) context.CancelFunc {
 		cancel()
 		select {
 		case <-exited:
-		case <-time.After(30 * time.Second):
+		case <-time.After(2 * time.Minute):
 			h.t.Error("projector did not stop")
 		}
 	}

@@ -43,7 +43,7 @@ var mixedReasons = map[string]uint64{"invalid_json": 1, "invalid_envelope": 1, "
 // waitStatus calls Status until ok accepts the report.
 func (h *harness) waitStatus(what string, ok func(StatusReport) bool) StatusReport {
 	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		r, err := Status(context.Background(), h.pool, h.s, h.cfg.Consumer)
 		if err != nil {
@@ -53,7 +53,7 @@ func (h *harness) waitStatus(what string, ok func(StatusReport) bool) StatusRepo
 			return r
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("status: %s: not after 30s: %+v", what, r)
+			h.t.Fatalf("status: %s: not after 2m: %+v", what, r)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
