@@ -8,6 +8,16 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+// The organization each analyst's login role reads in schema reporting: the views show the connected role (current_user) its organization's rows and nothing to a role not listed. Managed with reportctl analysts.
+type AnalystOrg struct {
+	// Login role of the analyst.
+	RoleName string
+	// Organization whose rows the role reads.
+	OrgID string
+	// When the analyst was created.
+	CreatedAt pgtype.Timestamptz
+}
+
 // API keys of the report API: one organization each, stored as a SHA-256 hash. Managed with reportctl keys.
 type ApiKey struct {
 	// Public identifier of the key (its first characters), shown by reportctl keys list.
