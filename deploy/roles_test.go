@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -21,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/callreport/callreport/internal/pg"
+	"github.com/callreport/callreport/internal/analysts"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations"
 	"github.com/callreport/callreport/migrations/pgtest"
@@ -154,30 +155,33 @@ func TestPostgresRoles(t *testing.T) {
 	denied(projPool, "projector", `DROP TABLE jobs`)
 	denied(projPool, "projector", `CREATE TABLE x (a int)`)
 
-	// An analyst, made with reportctl analysts as the DBA: reads the
-	// reports, not the keys.
+	// An analyst of the examples' organization, made with reportctl
+	// analysts as the DBA: reads its rows through the reporting views,
+	// not the tables, not the keys.
 	dba := poolAs(cfg.User)
-	pw, err := pg.CreateAnalyst(ctx, dba, role("callreport_analyst"), "analyst_one"+suffix)
+	created, err := analysts.Create(ctx, dba, urlAs(cfg.User), analysts.Spec{Group: role("callreport_analyst"),
+		Name: "analyst_one" + suffix, Org: "5f0c7d52-8f5e-4b6a-9a43-1b2f1a9c0d11", StatementTimeout: time.Minute, ConnLimit: 4})
 	if err != nil {
 		t.Fatalf("create an analyst: %v", err)
 	}
 	var stored string
 	if err := dba.QueryRow(ctx, `SELECT rolpassword FROM pg_authid WHERE rolname = $1`, "analyst_one"+suffix).Scan(&stored); err != nil ||
-		!strings.HasPrefix(stored, "SCRAM-SHA-256$4096:") || strings.Contains(stored, pw) {
+		!strings.HasPrefix(stored, "SCRAM-SHA-256$4096:") || strings.Contains(stored, password(t, created.URL)) {
 		t.Errorf("the analyst's stored password %q (%v): want a SCRAM verifier", stored, err)
 	}
 	analyst := poolAs("analyst_one" + suffix)
 	var n int
-	if err := analyst.QueryRow(ctx, `SELECT count(*) FROM jobs`).Scan(&n); err != nil || n == 0 {
-		t.Errorf("analyst reads jobs: %d, %v", n, err)
+	if err := analyst.QueryRow(ctx, `SELECT count(*) FROM reporting.jobs`).Scan(&n); err != nil || n == 0 {
+		t.Errorf("analyst reads reporting.jobs: %d, %v", n, err)
 	}
-	for _, table := range []string{"call_attempts", "call_path_entries", "call_billing_lines", "call_timeline_events"} {
-		if _, err := analyst.Exec(ctx, `SELECT count(*) FROM `+table); err != nil {
-			t.Errorf("analyst reads %s: %v", table, err)
+	for _, view := range []string{"calls", "path_entries", "billing_lines", "timeline_events", "call_rollups"} {
+		if _, err := analyst.Exec(ctx, `SELECT count(*) FROM reporting.`+view); err != nil {
+			t.Errorf("analyst reads reporting.%s: %v", view, err)
 		}
 	}
-	denied(analyst, "analyst", `SELECT * FROM api_keys`)
-	denied(analyst, "analyst", `SELECT * FROM call_states`)
+	for _, table := range []string{"api_keys", "call_states", "jobs", "call_attempts", "analyst_orgs"} {
+		denied(analyst, "analyst", `SELECT * FROM public.`+table)
+	}
 
 	// A rebuild, as the owner: the new tables come with the rights, the
 	// query process serves and the projector writes on.
@@ -189,14 +193,30 @@ func TestPostgresRoles(t *testing.T) {
 	}
 	publish(t, streams)
 	waitPosition(t, owner, env.Consumer, lastSeq(t, streams.JetStream(), env.Stream))
-	if err := analyst.QueryRow(ctx, `SELECT count(*) FROM jobs`).Scan(&n); err != nil || n == 0 {
+	if err := analyst.QueryRow(ctx, `SELECT count(*) FROM reporting.jobs`).Scan(&n); err != nil || n == 0 {
 		t.Errorf("analyst reads the rebuilt jobs: %d, %v", n, err)
 	}
+	denied(analyst, "analyst after the rebuild", `SELECT * FROM public.jobs`)
+	denied(queryPool, "query after the rebuild", `SELECT * FROM call_states`)
 	if _, err := owner.Exec(ctx, sqlFile("grants.sql")); err != nil {
 		t.Fatalf("grants.sql again after the rebuild: %v", err)
 	}
 	denied(queryPool, "query after the rebuild and grants.sql", `SELECT * FROM call_states`)
 	waitHTTP(t, report, key, http.StatusOK)
+}
+
+// password is the password of a postgres:// URL.
+func password(t *testing.T, u string) string {
+	t.Helper()
+	parsed, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, ok := parsed.User.Password()
+	if !ok || pw == "" {
+		t.Fatalf("no password in the analyst's URL")
+	}
+	return pw
 }
 
 func lastSeq(t *testing.T, js jetstream.JetStream, name string) uint64 {

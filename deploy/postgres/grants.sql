@@ -8,8 +8,8 @@
 -- The report tables are those of callreport_generation_tables() (the ones
 -- a rebuild makes anew), so a migration that adds one needs no edit here.
 
-REVOKE ALL ON SCHEMA public FROM PUBLIC;
-GRANT USAGE ON SCHEMA public TO callreport_projector, callreport_query, callreport_analyst;
+REVOKE ALL ON SCHEMA public FROM PUBLIC, callreport_analyst;
+GRANT USAGE ON SCHEMA public TO callreport_projector, callreport_query;
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM callreport_projector, callreport_query, callreport_analyst;
 
 -- Every process checks the schema version at start and in /readyz.
@@ -55,26 +55,35 @@ BEGIN
         -- The projector writes every table of a generation: the reports,
         -- its fold state and its position.
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO callreport_projector', t);
-        -- The query processes and analysts read the reports and the rows a
-        -- report is assembled from, not the fold state or the positions.
+        -- The query processes read the reports and the rows a report is
+        -- assembled from, not the fold state or the positions.
         IF t NOT IN ('projector_positions', 'call_states', 'job_states') THEN
-            EXECUTE format('GRANT SELECT ON %I TO callreport_query, callreport_analyst', t);
+            EXECUTE format('GRANT SELECT ON %I TO callreport_query', t);
         END IF;
     END LOOP;
 END
 $$;
 
+-- Analysts read the views of schema reporting (migration 00010), nothing
+-- else: the views show each analyst's role its organization's rows only
+-- (analyst_orgs), and read the tables with the owner's rights.
+GRANT USAGE ON SCHEMA reporting TO callreport_analyst;
+GRANT SELECT ON ALL TABLES IN SCHEMA reporting TO callreport_analyst;
+
 -- A rebuild (reportctl rebuild, generations switch, run as the owner)
 -- creates the next generation's tables in a schema of its own and swaps
--- them in: they must come with rights, or the processes stop at the swap.
--- Default privileges give every table and schema the owner creates to the
--- roles: the projector writes them, the query processes and analysts read
--- them. That is wider than the above (the query processes and analysts may
--- then read the fold state too; never api_keys, which no rebuild creates)
--- until this file is run again.
+-- them in: they come with the live tables' rights, copied when they are
+-- created and again at the swap (migration 00010), so the swap keeps what
+-- this file gave. Default privileges give what else the owner creates to
+-- the processes: the projector writes it, the query processes read it.
+-- Never to analysts, who read schema reporting only.
 ALTER DEFAULT PRIVILEGES FOR ROLE callreport_owner
     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO callreport_projector;
 ALTER DEFAULT PRIVILEGES FOR ROLE callreport_owner
-    GRANT SELECT ON TABLES TO callreport_query, callreport_analyst;
+    GRANT SELECT ON TABLES TO callreport_query;
 ALTER DEFAULT PRIVILEGES FOR ROLE callreport_owner
-    GRANT USAGE ON SCHEMAS TO callreport_projector, callreport_query, callreport_analyst;
+    GRANT USAGE ON SCHEMAS TO callreport_projector, callreport_query;
+ALTER DEFAULT PRIVILEGES FOR ROLE callreport_owner
+    REVOKE ALL ON TABLES FROM callreport_analyst;
+ALTER DEFAULT PRIVILEGES FOR ROLE callreport_owner
+    REVOKE ALL ON SCHEMAS FROM callreport_analyst;

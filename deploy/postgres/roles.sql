@@ -15,6 +15,7 @@ CREATE ROLE callreport_owner LOGIN;
 CREATE ROLE callreport_projector LOGIN;
 -- Reads the reports and the API keys' hashes: the query processes.
 CREATE ROLE callreport_query LOGIN;
--- Reads the report tables, nothing else: analysts' login roles are its
--- members (reportctl analysts create, run by the DBA).
+-- Reads the views of schema reporting, nothing else: analysts' login
+-- roles are its members, each shown one organization's rows (reportctl
+-- analysts create --org, run by the DBA).
 CREATE ROLE callreport_analyst NOLOGIN;

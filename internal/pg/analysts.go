@@ -9,43 +9,20 @@ import (
 	"regexp"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Analysts are Postgres login roles, members of a group role
-// (callreport_analyst, deploy/postgres/roles.sql) that may read the report
-// tables and nothing else. reportctl analysts manages them.
+// (callreport_analyst, deploy/postgres/roles.sql) that may read schema
+// reporting and nothing else. Package analysts creates, lists and revokes
+// them; rotating a password and checking a role are here, beside the
+// passwords' SCRAM verifiers.
 
 // RoleName is a role name callreport accepts: one that needs no quoting.
 var RoleName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // ErrNotAnalyst is returned for a role that is not a member of the group.
 var ErrNotAnalyst = errors.New("not an analyst")
-
-// CreateAnalyst makes the login role name, a member of group, and returns
-// its password, for the caller to show once. Postgres receives a SCRAM
-// verifier, never the password.
-func CreateAnalyst(ctx context.Context, pool *pgxpool.Pool, group, name string) (string, error) {
-	if err := checkNames(group, name); err != nil {
-		return "", err
-	}
-	password, verifier, err := newPassword()
-	if err != nil {
-		return "", err
-	}
-	// The verifier is base64 and punctuation: no quote to escape.
-	_, err = pool.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s' IN ROLE %s",
-		pgx.Identifier{name}.Sanitize(), verifier, pgx.Identifier{group}.Sanitize()))
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42704" { // undefined_object: the group
-		return "", fmt.Errorf("create analyst %s: no group role %s: run deploy/postgres/roles.sql first", name, group)
-	}
-	if err != nil {
-		return "", fmt.Errorf("create analyst %s: %w", name, err)
-	}
-	return password, nil
-}
 
 // RotateAnalyst gives the analyst name a new password and returns it.
 func RotateAnalyst(ctx context.Context, pool *pgxpool.Pool, group, name string) (string, error) {
@@ -60,38 +37,6 @@ func RotateAnalyst(ctx context.Context, pool *pgxpool.Pool, group, name string) 
 		return "", fmt.Errorf("rotate analyst %s: %w", name, err)
 	}
 	return password, nil
-}
-
-// DropAnalyst drops the login role of the analyst name.
-func DropAnalyst(ctx context.Context, pool *pgxpool.Pool, group, name string) error {
-	if err := CheckAnalyst(ctx, pool, group, name); err != nil {
-		return err
-	}
-	if _, err := pool.Exec(ctx, "DROP ROLE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return fmt.Errorf("drop analyst %s: %w", name, err)
-	}
-	return nil
-}
-
-// Analyst is a member of the analysts' group.
-type Analyst struct {
-	Name     string
-	CanLogin bool
-}
-
-// ListAnalysts returns the members of group, by name.
-func ListAnalysts(ctx context.Context, pool *pgxpool.Pool, group string) ([]Analyst, error) {
-	rows, err := pool.Query(ctx, `SELECT r.rolname, r.rolcanlogin FROM pg_auth_members m
-		JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
-		WHERE g.rolname = $1 ORDER BY r.rolname`, group)
-	if err != nil {
-		return nil, fmt.Errorf("list analysts: %w", err)
-	}
-	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Analyst])
-	if err != nil {
-		return nil, fmt.Errorf("list analysts: %w", err)
-	}
-	return list, nil
 }
 
 func checkNames(names ...string) error {
@@ -121,6 +66,10 @@ func CheckAnalyst(ctx context.Context, pool *pgxpool.Pool, group, name string) e
 	}
 	return nil
 }
+
+// NewPassword is a new password and its SCRAM verifier, for a login role
+// whose password is shown once.
+func NewPassword() (password, verifier string, err error) { return newPassword() }
 
 // newPassword is 24 random bytes, base64url (192 bits of ASCII, which
 // SCRAM's SASLprep leaves as it is), and its SCRAM verifier.
