@@ -94,7 +94,9 @@ func viewCounts(t *testing.T, pool *pgxpool.Pool, role, org string) (rows, forei
 // organization's rows (the rollups summed over their partitions) and
 // nothing to other roles; after a switch they read the new live tables,
 // keep their rights and comments, and outlive the retired generation's
-// tables; the new live tables have exactly the rights the old ones had.
+// tables; the new live tables have exactly the rights the old ones had; a
+// later migration that adds columns, and a switch after it, leave them
+// working.
 func TestReportingViews(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
@@ -186,6 +188,20 @@ func TestReportingViews(t *testing.T) {
 		AND t.relkind = 'r'`).Scan(&deps); err != nil || deps != 0 {
 		t.Errorf("reporting views depending on tables outside public: %d %v", deps, err)
 	}
+
+	// A later migration that adds to the tables, and a rebuild after it:
+	// the views read on.
+	pgtest.Future(t, pool, `ALTER TABLE call_attempts ADD COLUMN recording_url text;
+		ALTER TABLE call_path_entries ADD COLUMN duration_ms bigint;`)
+	check("after a migration that adds columns", want3)
+	if _, err := pool.Exec(ctx, `SELECT callreport_generation_create('callreport_gen_3')`); err != nil {
+		t.Fatal(err)
+	}
+	seedOrgs(t, pool, "callreport_gen_3", 1, "org-a")
+	if _, err := pool.Exec(ctx, `SELECT callreport_generation_switch('callreport_gen_3', 'callreport_gen_2')`); err != nil {
+		t.Fatalf("switch after the migration: %v", err)
+	}
+	check("after the migration and another switch", map[string]int{"calls": 1, "jobs": 1, "path_entries": 1, "billing_lines": 1, "timeline_events": 1, "call_rollups": 1})
 }
 
 // TestSwitchLockTimeout: a switch waits for a long query a short time at
