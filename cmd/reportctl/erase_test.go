@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema"
 )
 
@@ -516,5 +517,62 @@ func TestEraseUnderLoad(t *testing.T) {
 			t.Fatalf("round %d: %d events, %d dead letters of the erased call left", round, events, dead)
 		}
 		s.get("/calls/"+call, s.key(org), http.StatusNotFound)
+	}
+}
+
+// TestErasePartitioned: on a stream of four partitions, erase purges the
+// events of a call and of a job from whichever partition holds them.
+func TestErasePartitioned(t *testing.T) {
+	s := startService(t, func(e *natstest.Env) { e.Partitions = 4 })
+	ctx := context.Background()
+	s.simulate(60, 31)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var n int
+		_ = s.pool.QueryRow(ctx, `SELECT count(*) FROM call_attempts`).Scan(&n)
+		if n >= 60 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls projected, want 60", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var org, call, job string
+	if err := s.pool.QueryRow(ctx, `SELECT a.org_id, a.call_id, j.job_id FROM call_attempts a JOIN jobs j ON j.org_id = a.org_id
+		AND j.job_id <> a.job_id ORDER BY a.call_id, j.job_id LIMIT 1`).Scan(&org, &call, &job); err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	if rows, err := s.pool.Query(ctx, `SELECT call_id FROM call_attempts WHERE job_id = $1 UNION SELECT $2`, job, call); err == nil {
+		for rows.Next() {
+			var c string
+			_ = rows.Scan(&c)
+			calls = append(calls, c)
+		}
+		rows.Close()
+	}
+	if events, _ := s.inStreams(org, calls, []string{job}); events == 0 {
+		t.Fatal("no events of the call and the job in the partitioned stream")
+	}
+	for _, args := range [][]string{{"--call", call}, {"--job", job}} {
+		out, err := s.reportctl(ctx, append([]string{"erase", "--partitions", "4", "--org", org, "--yes"}, args...)...)
+		if err != nil {
+			t.Fatalf("erase %v: %v\n%s", args, err, out)
+		}
+	}
+	if events, dead := s.inStreams(org, calls, []string{job}); events+dead > 0 {
+		t.Fatalf("%d events and %d dead letters left in the partitioned stream", events, dead)
+	}
+	if left := s.leftOf(calls, []string{job}); len(left) > 0 {
+		t.Fatalf("rows left: %v", left)
+	}
+	key := s.key(org)
+	s.get("/calls/"+call, key, http.StatusNotFound)
+	s.get("/jobs/"+job, key, http.StatusNotFound)
+	var others int
+	_ = s.pool.QueryRow(ctx, `SELECT count(*) FROM call_attempts`).Scan(&others)
+	if n, err := s.st.CountEvents(ctx, []string{"callevents.>"}); err != nil || n == 0 || others == 0 {
+		t.Fatalf("the other calls' events: %d (%v), %d calls", n, err, others)
 	}
 }
