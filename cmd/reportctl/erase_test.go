@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,8 +16,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema"
+	"github.com/callreport/callreport/schema/schematest"
 )
 
 // publishEvent publishes one event, given as a contract subject and the
@@ -575,4 +578,37 @@ func TestErasePartitioned(t *testing.T) {
 	if n, err := s.st.CountEvents(ctx, []string{"callevents.>"}); err != nil || n == 0 || others == 0 {
 		t.Fatalf("the other calls' events: %d (%v), %d calls", n, err, others)
 	}
+}
+
+// TestEraseFinishesHalfDone: an erasure that stopped after its transaction
+// (the rows deleted, the record kept, the events not yet purged) is
+// finished by running the same erase again, under the same record.
+func TestEraseFinishesHalfDone(t *testing.T) {
+	s := startService(t)
+	ctx := context.Background()
+	dir := schematest.Dir(t)
+	for _, ex := range schematest.Examples(t) {
+		s.publish(filepath.Join(dir, ex.Name+".events.ndjson"))
+	}
+	const call = "60e8fbc0-2cda-4b2e-bc0f-221c3121bf09"
+	// What a crash right after the transaction leaves.
+	if _, err := projector.Erase(ctx, s.pool, projector.Config{Consumer: s.env.Consumer},
+		projector.Erasure{OrgID: exampleOrg, Kind: "call", Subject: call, CallIDs: []string{call}}); err != nil {
+		t.Fatal(err)
+	}
+	if events, _ := s.inStreams(exampleOrg, []string{call}, nil); events == 0 {
+		t.Fatal("no events of the call in the stream")
+	}
+	out, err := s.reportctl(ctx, "erase", "--org", exampleOrg, "--call", call, "--yes")
+	if err != nil || !strings.Contains(out, "this finishes it") || !strings.Contains(out, "erasure 1 finished") {
+		t.Fatalf("erase again: %v\n%s", err, out)
+	}
+	if events, dead := s.inStreams(exampleOrg, []string{call}, nil); events+dead > 0 {
+		t.Fatalf("%d events, %d dead letters left", events, dead)
+	}
+	var records, complete int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(completed_at) FROM erasures`).Scan(&records, &complete); err != nil || records != 1 || complete != 1 {
+		t.Fatalf("%d erasures, %d complete (%v), want one, complete", records, complete, err)
+	}
+	s.get("/calls/"+call, s.key(exampleOrg), http.StatusNotFound)
 }
