@@ -169,6 +169,21 @@ func TestErase(t *testing.T) {
 	key := s.key(org)
 	before := s.snapshot(org, key)
 	t.Logf("%d reports of organization %s", len(before), org)
+	// The other organizations' reports, by their stored bytes.
+	othersDigest := func() string {
+		var d string
+		if err := s.pool.QueryRow(ctx, `SELECT md5(coalesce(string_agg(id || ':' || report, ',' ORDER BY id), ''))
+			FROM (SELECT call_id AS id, callreport_call_report(call_id)::text || coalesce(etag, '') AS report FROM call_attempts WHERE org_id <> $1
+			      UNION ALL SELECT job_id, callreport_job_report(job_id)::text || coalesce(etag, '') FROM jobs WHERE org_id <> $1) r
+			WHERE report IS NOT NULL`, org).Scan(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	othersBefore := othersDigest()
+	if othersBefore == "d41d8cd98f00b204e9800998ecf8427e" { // md5 of nothing
+		t.Fatal("no report of another organization")
+	}
 
 	out, err := s.reportctl(ctx, "erase", "--org", org, "--call", call, "--reason", "ticket 1", "--yes")
 	if err != nil || !strings.Contains(out, "1 calls, 0 jobs erased") {
@@ -226,6 +241,9 @@ func TestErase(t *testing.T) {
 		}
 	}
 	check("after the erasures")
+	if othersDigest() != othersBefore {
+		t.Error("the other organizations' reports changed")
+	}
 	after := s.snapshot(org, key)
 	for p, doc := range before {
 		id := p[strings.LastIndexByte(p, '/')+1:]
@@ -267,6 +285,9 @@ func TestErase(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after a rebuild")
+	if othersDigest() != othersBefore {
+		t.Error("the other organizations' reports changed after the rebuild")
+	}
 	rebuilt := s.snapshot(org, key)
 	if len(rebuilt) != len(after) {
 		t.Errorf("%d reports after the rebuild, %d before", len(rebuilt), len(after))
