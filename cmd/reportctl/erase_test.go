@@ -429,9 +429,15 @@ func TestRetentionAndRedaction(t *testing.T) {
 		t.Errorf("%d rows of the tables hold a redacted variable", hits)
 	}
 
-	out, err = s.reportctl(ctx, "retention", "run")
+	out, err = s.reportctl(ctx, "retention", "run", "--batch", "1")
 	if err != nil || !strings.Contains(out, "organization "+a+": erased 4 calls and 1 jobs") {
 		t.Fatalf("retention run: %v\n%s", err, out)
+	}
+	// One transaction per batch: the old job (with its two calls), then
+	// the two old calls, one by one.
+	var batches int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM erasures WHERE kind = 'retention' AND org_id = $1 AND completed_at IS NOT NULL`, a).Scan(&batches); err != nil || batches != 3 {
+		t.Errorf("%d retention erasures (%v), want 3", batches, err)
 	}
 	t.Logf("retention run:\n%s", out)
 	erased := []string{"call-a1", "call-a2", "call-a3", "call-a5"}

@@ -139,15 +139,15 @@ func runOrgs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return tw.Flush()
 }
 
-const retentionUsage = `Usage: reportctl retention run [--json]
+const retentionUsage = `Usage: reportctl retention run [--batch N] [--json]
 
 Erases, for every organization with a retention ('reportctl orgs
 set-retention'), the jobs begun and the calls created longer ago than it, as
 'reportctl erase' does: rows of every generation, events, dead letters, a
-record per batch. It works in batches of %d, each a short transaction of its
-own, so that the projection and the reads do not stall; a run stopped halfway
-is finished by the next one. deploy/systemd/callreport-retention.timer runs it
-daily.
+record per batch. It works in batches of --batch jobs or calls, each a short
+transaction of its own, so that the projection and the reads do not stall; a
+run stopped halfway is finished by the next one.
+deploy/systemd/callreport-retention.timer runs it daily.
 
 Flags (and the database and NATS flags):
 `
@@ -156,16 +156,17 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("reportctl retention", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, retentionUsage, erase.RetentionBatch)
+		fmt.Fprint(stderr, retentionUsage)
 		fs.PrintDefaults()
 	}
 	cfg := config.Register(fs, config.SectionAll)
 	asJSON := fs.Bool("json", false, "print JSON")
+	batch := fs.Int("batch", erase.RetentionBatch, "jobs or calls erased per transaction")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || pos[0] != "run" {
+	if len(pos) != 1 || pos[0] != "run" || *batch < 1 || *batch > 10000 {
 		fs.Usage()
 		return errUsage
 	}
@@ -183,7 +184,7 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer closeNATS()
-	done, err := erase.Retention(ctx, pool, s, projector.Config{Consumer: cfg.Projector.Consumer, Logger: log}, time.Now())
+	done, err := erase.Retention(ctx, pool, s, projector.Config{Consumer: cfg.Projector.Consumer, Logger: log}, time.Now(), *batch)
 	for _, r := range done {
 		if !*asJSON {
 			fmt.Fprintf(stdout, "organization %s: erased %d calls and %d jobs created before %s; purged %s events, %s dead letters\n",

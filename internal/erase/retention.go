@@ -112,8 +112,8 @@ func timeOf(t pgtype.Timestamptz) time.Time {
 }
 
 // RetentionBatch is how many jobs, then calls, one transaction of a
-// retention run erases: its deletion holds the live projector's batch
-// locks, so it stays short.
+// retention run erases by default: its deletion holds the live projector's
+// batch locks, so it stays short.
 const RetentionBatch = 100
 
 // Retained says what a retention run erased of one organization.
@@ -129,11 +129,14 @@ type Retained struct {
 
 // Retention erases, for every organization with a retention, the jobs
 // begun and the calls created before now minus its retention, in batches
-// of RetentionBatch, each a transaction of its own followed by the purge of
-// its events. A run stopped halfway leaves complete batches and at most one
-// recorded whose purge the next run does (its ids are no longer in the
-// tables, and their events are dropped meanwhile).
-func Retention(ctx context.Context, pool *pgxpool.Pool, s *stream.Streams, cfg projector.Config, now time.Time) ([]Retained, error) {
+// of batch (RetentionBatch when 0), each a transaction of its own followed
+// by the purge of its events. A run stopped halfway leaves complete
+// batches and at most one recorded whose purge the next run does (its ids
+// are no longer in the tables, and their events are dropped meanwhile).
+func Retention(ctx context.Context, pool *pgxpool.Pool, s *stream.Streams, cfg projector.Config, now time.Time, batch int) ([]Retained, error) {
+	if batch <= 0 {
+		batch = RetentionBatch
+	}
 	q := store.New()
 	if err := finishPending(ctx, pool, s); err != nil {
 		return nil, err
@@ -148,13 +151,13 @@ func Retention(ctx context.Context, pool *pgxpool.Pool, s *stream.Streams, cfg p
 			Erasures: []int64{}}
 		before := pgtype.Timestamptz{Time: r.Before, Valid: true}
 		for {
-			jobs, err := q.RetentionJobsDue(ctx, pool, store.RetentionJobsDueParams{OrgID: o.OrgID, Before: before, MaxJobs: RetentionBatch})
+			jobs, err := q.RetentionJobsDue(ctx, pool, store.RetentionJobsDueParams{OrgID: o.OrgID, Before: before, MaxJobs: int32(batch)})
 			if err != nil {
 				return out, fmt.Errorf("%s: find the jobs due: %w", o.OrgID, err)
 			}
 			var calls []string
 			if len(jobs) == 0 {
-				if calls, err = q.RetentionCallsDue(ctx, pool, store.RetentionCallsDueParams{OrgID: o.OrgID, Before: before, MaxCalls: RetentionBatch}); err != nil {
+				if calls, err = q.RetentionCallsDue(ctx, pool, store.RetentionCallsDueParams{OrgID: o.OrgID, Before: before, MaxCalls: int32(batch)}); err != nil {
 					return out, fmt.Errorf("%s: find the calls due: %w", o.OrgID, err)
 				}
 			}
