@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/callreport/callreport/schema/schematest"
 	"github.com/callreport/callreport/schema/simulate"
 )
@@ -21,6 +23,8 @@ func TestErase(t *testing.T) {
 	for m, ok := gen.Next(); ok; m, ok = gen.Next() {
 		lines = append(lines, schematest.Line{Subject: m.Subject, Body: m.Data})
 	}
+	reg := prometheus.NewRegistry()
+	h.cfg.Metrics = NewMetrics(reg)
 	h.start(h.cfg)
 	h.waitPosition(h.publish(lines))
 
@@ -89,6 +93,27 @@ func TestErase(t *testing.T) {
 		t.Fatalf("%d rows of the erased calls and job back after late events", n)
 	}
 	h.sameAsReports("after late events of erased ids")
+	// Counted as erased, none dead-lettered.
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := map[string]int{}
+	for _, f := range families {
+		if f.GetName() != "callreport_projector_events_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" {
+					counted[l.GetValue()] += int(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	if counted["erased"] != len(late) || counted["rejected"] != 0 {
+		t.Errorf("events counted %v, want %d erased and none rejected", counted, len(late))
+	}
 }
 
 // TestRedaction: the variables an organization never stores are dropped

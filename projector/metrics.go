@@ -34,7 +34,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callreport_projector_events_total",
-			Help: "Events the projector committed, by type and outcome (applied, rejected, skipped) and rejection reason.",
+			Help: "Events the projector committed, by type and outcome (applied, rejected, skipped, erased) and rejection reason.",
 		}, []string{"type", "outcome", "reason"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "callreport_projector_batch_size",

@@ -254,7 +254,10 @@ func buildProgress(ctx context.Context, buildPool, pool *pgxpool.Pool, streams *
 	q := store.New()
 	p := RebuildProgress{Generation: gen.Generation, Phase: "building"}
 	if pos, err := q.PositionGet(ctx, buildPool, gen.Consumer); err == nil {
-		p.Position = uint64(pos.StreamSeq)
+		// Through, when the build has taken everything: the last messages
+		// of the stream may have been deleted (an erasure purges events),
+		// and no batch then reaches the stream's last sequence.
+		p.Position = max(uint64(pos.StreamSeq), uint64(pos.Through))
 	} else if !errors.Is(err, pgx.ErrNoRows) {
 		return p, err
 	}
@@ -318,7 +321,9 @@ func trySwitch(ctx context.Context, pool, buildPool *pgxpool.Pool, streams *stre
 				return err
 			}
 		}
-		if built < live {
+		// The build holds every message up to through, the deleted ones
+		// (an erasure's) included, which no batch of it applied.
+		if max(built, through) < live {
 			return nil
 		}
 		// Readers queue behind the switch's locks: it gives up rather than

@@ -35,9 +35,12 @@ type service struct {
 	base  string // http://127.0.0.1:port/call-report
 }
 
-func startService(t *testing.T) *service {
+func startService(t *testing.T, opts ...func(*natstest.Env)) *service {
 	t.Helper()
 	s := &service{t: t, dbURL: pgtest.URL(t), env: natstest.New(t)}
+	for _, o := range opts {
+		o(s.env)
+	}
 	var err error
 	s.pool, err = pgxpool.New(context.Background(), s.dbURL)
 	if err != nil {

@@ -22,17 +22,10 @@ func WriteDeadLetters(w io.Writer, list []stream.DeadLetter) {
 	fmt.Fprintln(tw, "SEQ\tTIME\tREASON\tORG\tFIELD\tSTREAM SEQ\tSUBJECT\tDETAIL")
 	for _, d := range list {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Seq, d.Time.Format(time.RFC3339), Printable(d.Reason),
-			dash(PrintableTrunc(d.Org, 40)), dash(PrintableTrunc(d.Field, 40)), d.StreamSeq,
-			dash(Printable(d.Subject)), dash(PrintableTrunc(d.Detail, 80)))
+			Dash(PrintableTrunc(d.Org, 40)), Dash(PrintableTrunc(d.Field, 40)), d.StreamSeq,
+			Dash(Printable(d.Subject)), Dash(PrintableTrunc(d.Detail, 80)))
 	}
 	tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // WriteDeadLetter prints a dead letter's headers, then its original bytes:

@@ -151,3 +151,11 @@ func PrintableTrunc(s string, n int) string {
 	}
 	return Printable(s)
 }
+
+// Dash is s, or "-" for an empty s: a table cell that is never blank.
+func Dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -313,6 +313,73 @@ FROM (SELECT 'call'::text AS kind, unnest(@call_ids::text[]) AS id
       UNION ALL SELECT 'job'::text AS kind, unnest(@job_ids::text[]) AS id) k
 ON CONFLICT (kind, id) DO NOTHING;
 
+-- name: ErasureOwners :many
+-- The organizations that own the calls and jobs an erasure names, in the
+-- live tables.
+SELECT 'call'::text AS kind, call_id AS id, org_id FROM call_states WHERE call_id = ANY(@call_ids::text[])
+UNION ALL
+SELECT 'job'::text, job_id, org_id FROM job_states WHERE job_id = ANY(@job_ids::text[]);
+
+-- name: ErasedOf :many
+-- The calls and jobs already erased, by which erasure.
+SELECT kind, id, org_id, erasure_id FROM erased_ids
+WHERE (kind = 'call' AND id = ANY(@call_ids::text[])) OR (kind = 'job' AND id = ANY(@job_ids::text[]))
+ORDER BY kind, id;
+
+-- name: ErasurePendingGet :many
+-- An erasure of the same request whose purge was not seen through.
+SELECT erasure_id, erased_at FROM erasures
+WHERE org_id = @org_id AND kind = @kind AND subject = @subject AND completed_at IS NULL
+ORDER BY erasure_id DESC LIMIT 1;
+
+-- name: ErasureIDsGet :many
+-- The calls and jobs one erasure erased.
+SELECT kind, id FROM erased_ids WHERE erasure_id = @erasure_id ORDER BY kind, id;
+
+-- name: ErasuresUnfinished :many
+-- Erasures of a kind whose purge was not seen through.
+SELECT erasure_id, org_id, subject FROM erasures WHERE kind = @kind AND completed_at IS NULL ORDER BY erasure_id;
+
+-- name: ErasureComplete :exec
+UPDATE erasures SET completed_at = now(), events_purged = events_purged + @events_purged
+WHERE erasure_id = @erasure_id;
+
+-- name: ContactCalls :many
+-- The calls and jobs of an organization that name a contact.
+SELECT 'call'::text AS kind, a.call_id AS id FROM call_attempts a
+WHERE a.org_id = sqlc.arg(org_id)::text AND a.contact_id = sqlc.arg(contact_id)::text
+UNION ALL
+SELECT 'job'::text, j.job_id FROM jobs j WHERE j.org_id = sqlc.arg(org_id)::text AND j.contact_id = sqlc.arg(contact_id)::text
+ORDER BY 1, 2;
+
+-- name: OrgRetentionSet :exec
+INSERT INTO org_policies (org_id, retention_days) VALUES (@org_id, @retention_days)
+ON CONFLICT (org_id) DO UPDATE SET retention_days = EXCLUDED.retention_days, updated_at = now();
+
+-- name: OrgRedactSet :exec
+INSERT INTO org_policies (org_id, redact) VALUES (@org_id, @redact::text[])
+ON CONFLICT (org_id) DO UPDATE SET redact = EXCLUDED.redact, updated_at = now();
+
+-- name: OrgPoliciesList :many
+SELECT org_id, retention_days, redact, updated_at FROM org_policies ORDER BY org_id;
+
+-- name: RetentionOrgs :many
+SELECT org_id, retention_days::int AS retention_days FROM org_policies WHERE retention_days IS NOT NULL ORDER BY org_id;
+
+-- name: RetentionJobsDue :many
+-- Jobs of an organization begun before the cut-off none of whose attempts
+-- was created after it, oldest first.
+SELECT job_id FROM jobs j
+WHERE j.org_id = @org_id AND j.first_event_at < @before
+  AND NOT EXISTS (SELECT 1 FROM call_attempts a WHERE a.job_id = j.job_id AND a.created_at >= @before)
+ORDER BY j.first_event_at, j.job_id LIMIT @max_jobs;
+
+-- name: RetentionCallsDue :many
+-- Calls of an organization created before the cut-off, oldest first.
+SELECT call_id FROM call_attempts
+WHERE org_id = @org_id AND created_at < @before
+ORDER BY created_at, call_id LIMIT @max_calls;
+
 -- name: JobsWithoutReportDelete :exec
 -- Jobs left with neither a job event nor an attempt have no report.
 DELETE FROM jobs j WHERE j.job_id = ANY(@job_ids::text[]) AND j.attempt_count = 0

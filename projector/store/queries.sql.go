@@ -338,6 +338,45 @@ func (q *Queries) ChecksumTables(ctx context.Context, db DBTX) ([]ChecksumTables
 	return items, nil
 }
 
+const contactCalls = `-- name: ContactCalls :many
+SELECT 'call'::text AS kind, a.call_id AS id FROM call_attempts a
+WHERE a.org_id = $1::text AND a.contact_id = $2::text
+UNION ALL
+SELECT 'job'::text, j.job_id FROM jobs j WHERE j.org_id = $1::text AND j.contact_id = $2::text
+ORDER BY 1, 2
+`
+
+type ContactCallsParams struct {
+	OrgID     string
+	ContactID string
+}
+
+type ContactCallsRow struct {
+	Kind string
+	ID   string
+}
+
+// The calls and jobs of an organization that name a contact.
+func (q *Queries) ContactCalls(ctx context.Context, db DBTX, arg ContactCallsParams) ([]ContactCallsRow, error) {
+	rows, err := db.Query(ctx, contactCalls, arg.OrgID, arg.ContactID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ContactCallsRow
+	for rows.Next() {
+		var i ContactCallsRow
+		if err := rows.Scan(&i.Kind, &i.ID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const erasedGet = `-- name: ErasedGet :many
 
 SELECT kind, id FROM erased_ids
@@ -401,6 +440,88 @@ func (q *Queries) ErasedInsert(ctx context.Context, db DBTX, arg ErasedInsertPar
 	return err
 }
 
+const erasedOf = `-- name: ErasedOf :many
+SELECT kind, id, org_id, erasure_id FROM erased_ids
+WHERE (kind = 'call' AND id = ANY($1::text[])) OR (kind = 'job' AND id = ANY($2::text[]))
+ORDER BY kind, id
+`
+
+type ErasedOfParams struct {
+	CallIds []string
+	JobIds  []string
+}
+
+// The calls and jobs already erased, by which erasure.
+func (q *Queries) ErasedOf(ctx context.Context, db DBTX, arg ErasedOfParams) ([]ErasedID, error) {
+	rows, err := db.Query(ctx, erasedOf, arg.CallIds, arg.JobIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ErasedID
+	for rows.Next() {
+		var i ErasedID
+		if err := rows.Scan(
+			&i.Kind,
+			&i.ID,
+			&i.OrgID,
+			&i.ErasureID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const erasureComplete = `-- name: ErasureComplete :exec
+UPDATE erasures SET completed_at = now(), events_purged = events_purged + $1
+WHERE erasure_id = $2
+`
+
+type ErasureCompleteParams struct {
+	EventsPurged int64
+	ErasureID    int64
+}
+
+func (q *Queries) ErasureComplete(ctx context.Context, db DBTX, arg ErasureCompleteParams) error {
+	_, err := db.Exec(ctx, erasureComplete, arg.EventsPurged, arg.ErasureID)
+	return err
+}
+
+const erasureIDsGet = `-- name: ErasureIDsGet :many
+SELECT kind, id FROM erased_ids WHERE erasure_id = $1 ORDER BY kind, id
+`
+
+type ErasureIDsGetRow struct {
+	Kind string
+	ID   string
+}
+
+// The calls and jobs one erasure erased.
+func (q *Queries) ErasureIDsGet(ctx context.Context, db DBTX, erasureID int64) ([]ErasureIDsGetRow, error) {
+	rows, err := db.Query(ctx, erasureIDsGet, erasureID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ErasureIDsGetRow
+	for rows.Next() {
+		var i ErasureIDsGetRow
+		if err := rows.Scan(&i.Kind, &i.ID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const erasureInsert = `-- name: ErasureInsert :one
 INSERT INTO erasures (org_id, kind, subject, reason, calls, jobs)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -428,6 +549,114 @@ func (q *Queries) ErasureInsert(ctx context.Context, db DBTX, arg ErasureInsertP
 	var erasure_id int64
 	err := row.Scan(&erasure_id)
 	return erasure_id, err
+}
+
+const erasureOwners = `-- name: ErasureOwners :many
+SELECT 'call'::text AS kind, call_id AS id, org_id FROM call_states WHERE call_id = ANY($1::text[])
+UNION ALL
+SELECT 'job'::text, job_id, org_id FROM job_states WHERE job_id = ANY($2::text[])
+`
+
+type ErasureOwnersParams struct {
+	CallIds []string
+	JobIds  []string
+}
+
+type ErasureOwnersRow struct {
+	Kind  string
+	ID    string
+	OrgID string
+}
+
+// The organizations that own the calls and jobs an erasure names, in the
+// live tables.
+func (q *Queries) ErasureOwners(ctx context.Context, db DBTX, arg ErasureOwnersParams) ([]ErasureOwnersRow, error) {
+	rows, err := db.Query(ctx, erasureOwners, arg.CallIds, arg.JobIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ErasureOwnersRow
+	for rows.Next() {
+		var i ErasureOwnersRow
+		if err := rows.Scan(&i.Kind, &i.ID, &i.OrgID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const erasurePendingGet = `-- name: ErasurePendingGet :many
+SELECT erasure_id, erased_at FROM erasures
+WHERE org_id = $1 AND kind = $2 AND subject = $3 AND completed_at IS NULL
+ORDER BY erasure_id DESC LIMIT 1
+`
+
+type ErasurePendingGetParams struct {
+	OrgID   string
+	Kind    string
+	Subject string
+}
+
+type ErasurePendingGetRow struct {
+	ErasureID int64
+	ErasedAt  pgtype.Timestamptz
+}
+
+// An erasure of the same request whose purge was not seen through.
+func (q *Queries) ErasurePendingGet(ctx context.Context, db DBTX, arg ErasurePendingGetParams) ([]ErasurePendingGetRow, error) {
+	rows, err := db.Query(ctx, erasurePendingGet, arg.OrgID, arg.Kind, arg.Subject)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ErasurePendingGetRow
+	for rows.Next() {
+		var i ErasurePendingGetRow
+		if err := rows.Scan(&i.ErasureID, &i.ErasedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const erasuresUnfinished = `-- name: ErasuresUnfinished :many
+SELECT erasure_id, org_id, subject FROM erasures WHERE kind = $1 AND completed_at IS NULL ORDER BY erasure_id
+`
+
+type ErasuresUnfinishedRow struct {
+	ErasureID int64
+	OrgID     string
+	Subject   string
+}
+
+// Erasures of a kind whose purge was not seen through.
+func (q *Queries) ErasuresUnfinished(ctx context.Context, db DBTX, kind string) ([]ErasuresUnfinishedRow, error) {
+	rows, err := db.Query(ctx, erasuresUnfinished, kind)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ErasuresUnfinishedRow
+	for rows.Next() {
+		var i ErasuresUnfinishedRow
+		if err := rows.Scan(&i.ErasureID, &i.OrgID, &i.Subject); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const generationAdopt = `-- name: GenerationAdopt :execrows
@@ -1033,6 +1262,65 @@ func (q *Queries) MembersAlive(ctx context.Context, db DBTX, arg MembersAlivePar
 	return column_1, err
 }
 
+const orgPoliciesList = `-- name: OrgPoliciesList :many
+SELECT org_id, retention_days, redact, updated_at FROM org_policies ORDER BY org_id
+`
+
+func (q *Queries) OrgPoliciesList(ctx context.Context, db DBTX) ([]OrgPolicy, error) {
+	rows, err := db.Query(ctx, orgPoliciesList)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []OrgPolicy
+	for rows.Next() {
+		var i OrgPolicy
+		if err := rows.Scan(
+			&i.OrgID,
+			&i.RetentionDays,
+			&i.Redact,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const orgRedactSet = `-- name: OrgRedactSet :exec
+INSERT INTO org_policies (org_id, redact) VALUES ($1, $2::text[])
+ON CONFLICT (org_id) DO UPDATE SET redact = EXCLUDED.redact, updated_at = now()
+`
+
+type OrgRedactSetParams struct {
+	OrgID  string
+	Redact []string
+}
+
+func (q *Queries) OrgRedactSet(ctx context.Context, db DBTX, arg OrgRedactSetParams) error {
+	_, err := db.Exec(ctx, orgRedactSet, arg.OrgID, arg.Redact)
+	return err
+}
+
+const orgRetentionSet = `-- name: OrgRetentionSet :exec
+INSERT INTO org_policies (org_id, retention_days) VALUES ($1, $2)
+ON CONFLICT (org_id) DO UPDATE SET retention_days = EXCLUDED.retention_days, updated_at = now()
+`
+
+type OrgRetentionSetParams struct {
+	OrgID         string
+	RetentionDays *int32
+}
+
+func (q *Queries) OrgRetentionSet(ctx context.Context, db DBTX, arg OrgRetentionSetParams) error {
+	_, err := db.Exec(ctx, orgRetentionSet, arg.OrgID, arg.RetentionDays)
+	return err
+}
+
 const pathEntriesGet = `-- name: PathEntriesGet :many
 SELECT p.call_id, p.execution_index, p.node_id, p.node_type, p.node_label, p.output_path,
        p.entered, p.exited, octet_length(p.fragment)::int AS size
@@ -1276,6 +1564,103 @@ SELECT pg_notify('callreport_reports', $1::text)
 func (q *Queries) ReportsNotify(ctx context.Context, db DBTX, payload string) error {
 	_, err := db.Exec(ctx, reportsNotify, payload)
 	return err
+}
+
+const retentionCallsDue = `-- name: RetentionCallsDue :many
+SELECT call_id FROM call_attempts
+WHERE org_id = $1 AND created_at < $2
+ORDER BY created_at, call_id LIMIT $3
+`
+
+type RetentionCallsDueParams struct {
+	OrgID    string
+	Before   pgtype.Timestamptz
+	MaxCalls int32
+}
+
+// Calls of an organization created before the cut-off, oldest first.
+func (q *Queries) RetentionCallsDue(ctx context.Context, db DBTX, arg RetentionCallsDueParams) ([]string, error) {
+	rows, err := db.Query(ctx, retentionCallsDue, arg.OrgID, arg.Before, arg.MaxCalls)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var call_id string
+		if err := rows.Scan(&call_id); err != nil {
+			return nil, err
+		}
+		items = append(items, call_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const retentionJobsDue = `-- name: RetentionJobsDue :many
+SELECT job_id FROM jobs j
+WHERE j.org_id = $1 AND j.first_event_at < $2
+  AND NOT EXISTS (SELECT 1 FROM call_attempts a WHERE a.job_id = j.job_id AND a.created_at >= $2)
+ORDER BY j.first_event_at, j.job_id LIMIT $3
+`
+
+type RetentionJobsDueParams struct {
+	OrgID   string
+	Before  pgtype.Timestamptz
+	MaxJobs int32
+}
+
+// Jobs of an organization begun before the cut-off none of whose attempts
+// was created after it, oldest first.
+func (q *Queries) RetentionJobsDue(ctx context.Context, db DBTX, arg RetentionJobsDueParams) ([]string, error) {
+	rows, err := db.Query(ctx, retentionJobsDue, arg.OrgID, arg.Before, arg.MaxJobs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var job_id string
+		if err := rows.Scan(&job_id); err != nil {
+			return nil, err
+		}
+		items = append(items, job_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const retentionOrgs = `-- name: RetentionOrgs :many
+SELECT org_id, retention_days::int AS retention_days FROM org_policies WHERE retention_days IS NOT NULL ORDER BY org_id
+`
+
+type RetentionOrgsRow struct {
+	OrgID         string
+	RetentionDays int32
+}
+
+func (q *Queries) RetentionOrgs(ctx context.Context, db DBTX) ([]RetentionOrgsRow, error) {
+	rows, err := db.Query(ctx, retentionOrgs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []RetentionOrgsRow
+	for rows.Next() {
+		var i RetentionOrgsRow
+		if err := rows.Scan(&i.OrgID, &i.RetentionDays); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const standbyLockTry = `-- name: StandbyLockTry :one

@@ -279,6 +279,10 @@ type Erasure struct {
 	Calls int32
 	// Jobs erased.
 	Jobs int32
+	// When the events of the erased calls and jobs had been purged from the event stream and the dead-letter stream; NULL while that is still to do (reportctl erase run again finishes it).
+	CompletedAt pgtype.Timestamptz
+	// Messages deleted from the event stream and the dead-letter stream, over every run of the erasure.
+	EventsPurged int64
 }
 
 // Per node of a flow, by 15-minute UTC bucket of the calls' createdAt: calls that reached the node and their billed cost there. GET /call-report/flows/{flowId}/funnel.
