@@ -137,6 +137,10 @@ func TestPostgresRoles(t *testing.T) {
 		waitHTTP(t, base+ex.Kind+"/"+ex.ID, key, http.StatusOK)
 	}
 	report := base + examples[0].Kind + "/" + examples[0].ID
+	lists := []string{base + "calls?limit=1", base + "jobs?limit=1"}
+	for _, u := range lists {
+		waitHTTP(t, u, key, http.StatusOK)
+	}
 
 	// Each role is refused what is not its part.
 	denied := func(p *pgxpool.Pool, who, stmt string) {
@@ -178,6 +182,7 @@ func TestPostgresRoles(t *testing.T) {
 	}
 	denied(analyst, "analyst", `SELECT * FROM api_keys`)
 	denied(analyst, "analyst", `SELECT * FROM call_states`)
+	denied(analyst, "analyst", `SELECT * FROM list_cursor_keys`)
 
 	// A rebuild, as the owner: the new tables come with the rights, the
 	// query process serves and the projector writes on.
@@ -197,6 +202,14 @@ func TestPostgresRoles(t *testing.T) {
 	}
 	denied(queryPool, "query after the rebuild and grants.sql", `SELECT * FROM call_states`)
 	waitHTTP(t, report, key, http.StatusOK)
+	for _, u := range lists {
+		waitHTTP(t, u, key, http.StatusOK)
+	}
+	// The new generation has the lists' indexes (migration 00008).
+	var indexes int
+	if err := owner.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND indexname LIKE '%_list%_idx'`).Scan(&indexes); err != nil || indexes != 9 {
+		t.Errorf("the rebuilt generation has %d of the 9 list indexes (%v)", indexes, err)
+	}
 }
 
 func lastSeq(t *testing.T, js jetstream.JetStream, name string) uint64 {
