@@ -137,7 +137,7 @@ func TestPostgresRoles(t *testing.T) {
 		waitHTTP(t, base+ex.Kind+"/"+ex.ID, key, http.StatusOK)
 	}
 	report := base + examples[0].Kind + "/" + examples[0].ID
-	lists := []string{base + "calls?limit=1", base + "jobs?limit=1"}
+	lists := []string{base + "calls?limit=1", base + "jobs?limit=1", base + "export/calls", base + "export/jobs"}
 	for _, u := range lists {
 		waitHTTP(t, u, key, http.StatusOK)
 	}

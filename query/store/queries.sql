@@ -101,3 +101,17 @@ SELECT created_at FROM call_attempts WHERE call_id = @call_id AND org_id = @org_
 
 -- name: JobPosition :one
 SELECT first_event_at AS created_at FROM jobs WHERE job_id = @job_id AND org_id = @org_id;
+
+-- name: CallCount :one
+-- How many calls an export of these bounds writes (reportctl export's
+-- progress bar): an index-only count.
+SELECT count(*) FROM call_attempts
+WHERE org_id = @org_id
+  AND (sqlc.narg(created_from)::timestamptz IS NULL OR created_at >= sqlc.narg(created_from)::timestamptz)
+  AND (sqlc.narg(created_to)::timestamptz IS NULL OR created_at < sqlc.narg(created_to)::timestamptz);
+
+-- name: JobCount :one
+SELECT count(*) FROM jobs
+WHERE org_id = @org_id
+  AND (sqlc.narg(created_from)::timestamptz IS NULL OR first_event_at >= sqlc.narg(created_from)::timestamptz)
+  AND (sqlc.narg(created_to)::timestamptz IS NULL OR first_event_at < sqlc.narg(created_to)::timestamptz);

@@ -122,6 +122,28 @@ func (q *Queries) ApiKeyRevoke(ctx context.Context, db DBTX, keyID string) (int6
 	return result.RowsAffected(), nil
 }
 
+const callCount = `-- name: CallCount :one
+SELECT count(*) FROM call_attempts
+WHERE org_id = $1
+  AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
+  AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)
+`
+
+type CallCountParams struct {
+	OrgID       string
+	CreatedFrom pgtype.Timestamptz
+	CreatedTo   pgtype.Timestamptz
+}
+
+// How many calls an export of these bounds writes (reportctl export's
+// progress bar): an index-only count.
+func (q *Queries) CallCount(ctx context.Context, db DBTX, arg CallCountParams) (int64, error) {
+	row := db.QueryRow(ctx, callCount, arg.OrgID, arg.CreatedFrom, arg.CreatedTo)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const callExport = `-- name: CallExport :many
 SELECT call_id, created_at, callreport_call_report(call_id)::text AS report
 FROM call_attempts
@@ -294,6 +316,26 @@ func (q *Queries) CallReportGet(ctx context.Context, db DBTX, arg CallReportGetP
 	var i CallReportGetRow
 	err := row.Scan(&i.Report, &i.Etag)
 	return i, err
+}
+
+const jobCount = `-- name: JobCount :one
+SELECT count(*) FROM jobs
+WHERE org_id = $1
+  AND ($2::timestamptz IS NULL OR first_event_at >= $2::timestamptz)
+  AND ($3::timestamptz IS NULL OR first_event_at < $3::timestamptz)
+`
+
+type JobCountParams struct {
+	OrgID       string
+	CreatedFrom pgtype.Timestamptz
+	CreatedTo   pgtype.Timestamptz
+}
+
+func (q *Queries) JobCount(ctx context.Context, db DBTX, arg JobCountParams) (int64, error) {
+	row := db.QueryRow(ctx, jobCount, arg.OrgID, arg.CreatedFrom, arg.CreatedTo)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
 }
 
 const jobExport = `-- name: JobExport :many
