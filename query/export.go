@@ -31,6 +31,10 @@ const exportPage = 1000
 // export; the server's write timeout would cut a long export.
 const exportWriteTimeout = 30 * time.Second
 
+// exportPageTimeout bounds the statement of one page of an export: a
+// thousand reports assembled, longer than one report's read (DBTimeout).
+const exportPageTimeout = 30 * time.Second
+
 // contentTypeNDJSON is the type of an export: one report per line.
 const contentTypeNDJSON = "application/x-ndjson"
 
@@ -58,7 +62,7 @@ func (s *Server) export(c echo.Context, l *listing) error {
 	// The header goes out with the first page: an error before it is
 	// still answered as an error.
 	first := true
-	_, err = exportPages(c.Request().Context(), unprepared{s.pool}, s.cfg.DBTimeout, l, org, f, func(rows []listRow) error {
+	_, err = exportPages(c.Request().Context(), unprepared{s.pool}, max(exportPageTimeout, s.cfg.DBTimeout), l, org, f, func(rows []listRow) error {
 		if first {
 			res.WriteHeader(http.StatusOK)
 			first = false
@@ -168,7 +172,7 @@ type ExportOptions struct {
 	// Progress, when set, is called after each page with the reports
 	// written so far.
 	Progress func(written int)
-	// PageTimeout bounds each page's statement. Default DefaultDBTimeout.
+	// PageTimeout bounds each page's statement. Default 30s.
 	PageTimeout time.Duration
 }
 
@@ -193,7 +197,7 @@ func Export(ctx context.Context, db store.DBTX, w io.Writer, opts ExportOptions)
 	}
 	timeout := opts.PageTimeout
 	if timeout <= 0 {
-		timeout = DefaultDBTimeout
+		timeout = exportPageTimeout
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var cw *csv.Writer
