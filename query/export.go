@@ -58,16 +58,22 @@ func (s *Server) export(c echo.Context, l *listing) error {
 	if !slices.Contains(h.Values(echo.HeaderVary), echo.HeaderAcceptEncoding) {
 		h.Add(echo.HeaderVary, echo.HeaderAcceptEncoding)
 	}
+	if c.Request().Method == http.MethodHead {
+		return c.NoContent(http.StatusOK) // the headers only: no export run for nothing
+	}
 	rc := http.NewResponseController(res)
 	// The header goes out with the first page: an error before it is
 	// still answered as an error.
 	first := true
 	_, err = exportPages(c.Request().Context(), unprepared{s.pool}, max(exportPageTimeout, s.cfg.DBTimeout), l, org, f, func(rows []listRow) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(exportWriteTimeout)); err != nil && first {
+			// The server's write timeout would cut the export.
+			s.log.WarnContext(c.Request().Context(), "export: cannot extend the write deadline", slog.Any("err", err))
+		}
 		if first {
 			res.WriteHeader(http.StatusOK)
 			first = false
 		}
-		_ = rc.SetWriteDeadline(time.Now().Add(exportWriteTimeout))
 		for _, r := range rows {
 			if _, err := io.WriteString(res, r.report); err != nil {
 				return err

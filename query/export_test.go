@@ -7,16 +7,35 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/query"
 )
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // oldestFirst orders as the exports do.
 func oldestFirst(l []listed) []listed {
@@ -41,8 +60,15 @@ func TestExport(t *testing.T) {
 	pool := pgtest.Pool(t)
 	calls, jobs := newListFixture(t, pool)
 	keyA, keyB := createKey(t, pool, orgA), createKey(t, pool, orgB)
-	srv := httptest.NewServer(newServer(t, pool, query.Config{}).Handler())
+	var logged lockedBuffer
+	srv := httptest.NewServer(newServer(t, pool, query.Config{Logger: slog.New(slog.NewTextHandler(&logged, nil))}).Handler())
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		// The server's write timeout must not cut a long export.
+		if strings.Contains(logged.String(), "cannot extend the write deadline") {
+			t.Errorf("the export could not extend its write deadline:\n%s", logged.String())
+		}
+	})
 
 	fetch := func(t *testing.T, key, target string, headers ...string) (*http.Response, string) {
 		t.Helper()
@@ -100,6 +126,18 @@ func TestExport(t *testing.T) {
 		sameItems(t, "jobs", lines(t, body), reports(oldestFirst(want)))
 		if len(want) != 90 {
 			t.Errorf("%d jobs in bounds, the fixture has 90", len(want))
+		}
+	})
+	t.Run("head", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodHead, srv.URL+"/call-report/export/calls", nil)
+		req.Header.Set("Authorization", "Bearer "+keyA)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/x-ndjson" {
+			t.Errorf("HEAD: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
 		}
 	})
 	t.Run("resume after", func(t *testing.T) {
