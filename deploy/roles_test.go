@@ -138,6 +138,10 @@ func TestPostgresRoles(t *testing.T) {
 		waitHTTP(t, base+ex.Kind+"/"+ex.ID, key, http.StatusOK)
 	}
 	report := base + examples[0].Kind + "/" + examples[0].ID
+	lists := []string{base + "calls?limit=1", base + "jobs?limit=1", base + "export/calls", base + "export/jobs"}
+	for _, u := range lists {
+		waitHTTP(t, u, key, http.StatusOK)
+	}
 
 	// Each role is refused what is not its part.
 	denied := func(p *pgxpool.Pool, who, stmt string) {
@@ -179,7 +183,7 @@ func TestPostgresRoles(t *testing.T) {
 			t.Errorf("analyst reads reporting.%s: %v", view, err)
 		}
 	}
-	for _, table := range []string{"api_keys", "call_states", "jobs", "call_attempts", "analyst_orgs"} {
+	for _, table := range []string{"api_keys", "call_states", "jobs", "call_attempts", "analyst_orgs", "list_cursor_keys"} {
 		denied(analyst, "analyst", `SELECT * FROM public.`+table)
 	}
 
@@ -203,6 +207,14 @@ func TestPostgresRoles(t *testing.T) {
 	}
 	denied(queryPool, "query after the rebuild and grants.sql", `SELECT * FROM call_states`)
 	waitHTTP(t, report, key, http.StatusOK)
+	for _, u := range lists {
+		waitHTTP(t, u, key, http.StatusOK)
+	}
+	// The new generation has the lists' indexes (migration 00008).
+	var indexes int
+	if err := owner.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND indexname LIKE '%_list%_idx'`).Scan(&indexes); err != nil || indexes != 9 {
+		t.Errorf("the rebuilt generation has %d of the 9 list indexes (%v)", indexes, err)
+	}
 }
 
 // password is the password of a postgres:// URL.

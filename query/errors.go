@@ -98,6 +98,10 @@ func status(err error, r *http.Request) (int, string) {
 	case errors.Is(err, errUnavailable), errors.Is(err, errKeysStale):
 		return http.StatusServiceUnavailable, http.StatusText(http.StatusServiceUnavailable)
 	}
+	var bad *errBadParam
+	if errors.As(err, &bad) {
+		return http.StatusBadRequest, bad.Error()
+	}
 	var tooMany *tooManyFailures
 	if errors.As(err, &tooMany) {
 		return http.StatusTooManyRequests, http.StatusText(http.StatusTooManyRequests)

@@ -78,6 +78,10 @@ func (s *Server) routes() *echo.Echo {
 	e.Match(get, "/readyz", s.readyz)
 	e.Match(get, "/call-report/jobs/:jobId", s.jobReport, s.authenticate)
 	e.Match(get, "/call-report/calls/:callId", s.callReport, s.authenticate)
+	e.Match(get, "/call-report/calls", s.callList, s.authenticate)
+	e.Match(get, "/call-report/jobs", s.jobList, s.authenticate)
+	e.Match(get, "/call-report/export/calls", s.callExport, s.authenticate)
+	e.Match(get, "/call-report/export/jobs", s.jobExport, s.authenticate)
 	return e
 }
 

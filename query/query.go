@@ -124,6 +124,8 @@ type Server struct {
 	e        *echo.Echo
 	// metrics is nil without Config.Registerer.
 	metrics *metrics
+	// cursors signs the lists' cursors.
+	cursors *cursorKey
 }
 
 // New builds a Server reading from pool. Until ctx ends it keeps the API
@@ -140,6 +142,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) *Server {
 		failures: newFailLimiter(cfg.AuthFailures, cfg.AuthFailureWindow, time.Now),
 	}
 	s.ready = newReadiness(s)
+	s.cursors = &cursorKey{db: pool}
 	s.e = s.routes()
 	s.metrics = newMetrics(cfg.Registerer, s.e.Routes())
 	go s.keys.run(ctx)

@@ -46,6 +46,15 @@ $$;
 -- The query processes verify keys against their hashes (only hashes are
 -- stored).
 GRANT SELECT ON api_keys TO callreport_query;
+-- They sign and check the lists' cursors with the database's key
+-- (migration 00008).
+DO $$
+BEGIN
+    IF to_regclass('list_cursor_keys') IS NOT NULL THEN
+        GRANT SELECT ON list_cursor_keys TO callreport_query;
+    END IF;
+END
+$$;
 
 DO $$
 DECLARE

@@ -76,7 +76,7 @@ type Options struct {
 
 // Phases are the phases Options.Skip may name, in the order they run. The
 // publish and the catch-up always run: every other phase needs them.
-var Phases = []string{"ceiling", "write", "rebuild", "lag", "fat", "memory", "query"}
+var Phases = []string{"ceiling", "write", "rebuild", "lag", "fat", "memory", "query", "list", "export"}
 
 // Validate checks what the flags cannot.
 func (o Options) Validate() error {
@@ -159,6 +159,7 @@ type benchResult struct {
 	Memory       *memoryResult       `json:"memory,omitempty"`
 	HTTP         []loadResult        `json:"http,omitempty"`
 	Scale        *scaleResult        `json:"scale,omitempty"`
+	Export       *exportResult       `json:"export,omitempty"`
 	Figures      []figure            `json:"figures"`
 	Profiles     []string            `json:"profiles,omitempty"`
 	// StandInVacuums counts the VACUUM and ANALYZE statements the bench ran
@@ -317,6 +318,11 @@ func (r *run) phases(ctx context.Context) error {
 			return err
 		}
 		res.Profiles = append(res.Profiles, st.Profiles...)
+	}
+	if !o.skips("export") && sample != nil {
+		if res.Export, err = r.export(ctx, sample); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
 	}
 	if o.Partitions > 1 {
 		if res.Scale, err = r.scale(ctx); err != nil {

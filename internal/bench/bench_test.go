@@ -138,11 +138,13 @@ func TestBenchFiguresRatios(t *testing.T) {
 		FatCall:      &fatCallResult{Entries: 10000, BuildEvents: 10002, BuildSecs: 2, ReportBytes: 1 << 20, Latency: latencies{P50ms: 10, P99ms: 40}, Projector: &processStats{PeakRSSBytes: 90 * mb}},
 		Memory:       &memoryResult{Events: 30, EventBytes: 999000, Seconds: 4, Projector: &processStats{PeakRSSBytes: 200 * mb}},
 		HTTP: []loadResult{
-			{Name: targetBaseA + " call", RPS: 10000}, {Name: targetBaseB + " call", RPS: 4000},
+			{Name: targetBaseA + " call", RPS: 10000}, {Name: targetBaseB + " call", RPS: 4000, Latency: latencies{P99ms: 20}},
 			{Name: targetCall, RPS: 4400, Latency: latencies{P99ms: 8}}, {Name: targetCall304, RPS: 4000},
 			{Name: targetBaseA + " job", RPS: 8000}, {Name: targetBaseB + " job", RPS: 3000},
 			{Name: targetJob, RPS: 2100, Latency: latencies{P99ms: 12}},
+			{Name: targetList, RPS: 1000, Latency: latencies{P99ms: 30}},
 		},
+		Export: &exportResult{Reports: 100000, ReportsPerSec: 20000, Query: &processStats{PeakRSSBytes: 40 * mb}},
 	}
 	got := map[string]figure{}
 	for _, f := range benchFigures(r) {
@@ -173,6 +175,10 @@ func TestBenchFiguresRatios(t *testing.T) {
 		"GET call 304 ÷ baseline a":                {0.4, false},
 		"GET call p99":                             {8, true},
 		"GET job p99":                              {12, false},
+		"list page of 50 ÷ baseline b":             {0.25, false},
+		"list p99 ÷ baseline b p99":                {1.5, true},
+		"export rate":                              {20000, true},
+		"query peak RSS, export":                   {40, true},
 	} {
 		f, ok := got[name]
 		if !ok {

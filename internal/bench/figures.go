@@ -108,9 +108,10 @@ func benchFigures(r *benchResult) []figure {
 			add("projector peak RSS, "+p.name, float64(r.CatchUp.PeakRSSBytes)/(1<<20), "MB", targetRSS)
 		}
 	}
-	rps := map[string]float64{}
+	rps, p99s := map[string]float64{}, map[string]float64{}
 	for _, h := range r.HTTP {
 		rps[h.Name] = h.RPS
+		p99s[h.Name] = h.Latency.P99ms
 		var p99 *target
 		if h.Name == targetCall || h.Name == targetJob {
 			p99 = atMost(10)
@@ -125,6 +126,17 @@ func benchFigures(r *benchResult) []figure {
 		add("GET job ÷ baseline b", ratio(rps[targetJob], rps[targetBaseB+" job"]), "×", atLeast(0.8))
 		add("GET job ÷ baseline a", ratio(rps[targetJob], rps[targetBaseA+" job"]), "×", nil)
 		add("GET call 304 ÷ baseline a", ratio(rps[targetCall304], rps[targetBaseA+" call"]), "×", atLeast(0.5))
+		if rps[targetList] > 0 {
+			add("list page of 50 ÷ baseline b", ratio(rps[targetList], rps[targetBaseB+" call"]), "×", atLeast(0.5))
+			add("list p99 ÷ baseline b p99", ratio(p99s[targetList], p99s[targetBaseB+" call"]), "×", atMost(2))
+		}
+	}
+	if ex := r.Export; ex != nil {
+		add("export: call reports", float64(ex.Reports), "reports", nil)
+		add("export rate", ex.ReportsPerSec, "reports/s", nil)
+		if ex.Query != nil {
+			add("query peak RSS, export", float64(ex.Query.PeakRSSBytes)/(1<<20), "MB", atMost(128))
+		}
 	}
 	if sc := r.Scale; sc != nil {
 		for _, run := range sc.Runs {

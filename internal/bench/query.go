@@ -81,6 +81,9 @@ func measureQuery(ctx context.Context, env *benchEnv, o Options, qbase string, s
 		{name: targetBaseB + " job", url: bbase + "/pk/job/", refs: jobs, want: ok},
 		{name: targetJob, url: qbase + "/call-report/jobs/", refs: jobs, want: ok},
 	}
+	if !o.skips("list") {
+		targets = append(targets, listTarget(qbase, calls))
+	}
 	for _, t := range targets {
 		fmt.Fprintf(stderr, "query: %s, %d connections, %s\n", t.name, o.Connections, o.HTTPDuration)
 		r, err := runLoad(ctx, t, o.Connections, o.Warmup, o.HTTPDuration)

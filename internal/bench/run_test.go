@@ -78,7 +78,7 @@ func TestRunEveryPhase(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res.Publish == nil || res.Ceiling == nil || res.CatchUp == nil || res.WriteCeiling == nil || res.Rebuild == nil ||
-		res.Lag == nil || res.FatCall == nil || res.Memory == nil || len(res.HTTP) != 7 {
+		res.Lag == nil || res.FatCall == nil || res.Memory == nil || len(res.HTTP) != 8 || res.Export == nil || res.Export.Reports == 0 {
 		t.Fatalf("a phase is missing from the result:\n%s", b)
 	}
 	if res.Publish.Redeliveries == 0 || res.CatchUp.Rejected != 0 || res.Memory.Rejected != 0 || res.FatCall.TimedOut != 0 {
@@ -102,7 +102,7 @@ func TestRunEveryPhase(t *testing.T) {
 		t.Errorf("no heap profile of the memory phase: %v", err)
 	}
 	for _, want := range []string{"catch-up ÷ combined ceiling (shuffled order)", "rebuild ÷ combined ceiling", "fat call: one event to visible p99",
-		"projector peak RSS, memory", "GET call ÷ baseline b"} {
+		"projector peak RSS, memory", "GET call ÷ baseline b", "list page of 50 ÷ baseline b", "query peak RSS, export"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("the table lacks %q:\n%s", want, stdout.String())
 		}

@@ -383,6 +383,14 @@ type JobState struct {
 	UpdatedAt pgtype.Timestamptz
 }
 
+// One row: the secret that signs the cursors of the lists and exports. Read by the query processes; replacing it invalidates the cursors handed out.
+type ListCursorKey struct {
+	// Always true: the table has one row.
+	Singleton bool
+	// HMAC-SHA256 key, 32 random bytes.
+	Secret []byte
+}
+
 // What an organization asks of its data: how long calls are kept, which flow variables are never stored. reportctl orgs set-retention / set-redact.
 type OrgPolicy struct {
 	OrgID string

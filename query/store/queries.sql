@@ -29,3 +29,89 @@ ORDER BY created_at, key_id;
 -- name: ApiKeyRevoke :execrows
 -- Revoking twice keeps the first revocation time.
 UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = @key_id;
+
+-- name: ListCursorKey :one
+-- The secret that signs the lists' cursors (migrations/00008).
+SELECT secret FROM list_cursor_keys;
+
+-- name: CallList :many
+-- A page of GET /call-report/calls: the organization's calls newest first,
+-- (createdAt, callId as bytes) descending, after the cursor's position.
+-- Each filter is NULL when absent; the query process runs this statement
+-- unprepared (query/lists.go), so that Postgres plans it with the values
+-- given and reads the index of the filter (migrations/00008).
+SELECT call_id, created_at, callreport_call_report(call_id)::text AS report
+FROM call_attempts
+WHERE org_id = @org_id
+  AND (sqlc.narg(created_from)::timestamptz IS NULL OR created_at >= sqlc.narg(created_from)::timestamptz)
+  AND (sqlc.narg(created_to)::timestamptz IS NULL OR created_at < sqlc.narg(created_to)::timestamptz)
+  AND (sqlc.narg(outcome)::text IS NULL OR outcome = sqlc.narg(outcome)::text)
+  AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status)::text)
+  AND (sqlc.narg(job_id)::text IS NULL OR job_id = sqlc.narg(job_id)::text)
+  AND (sqlc.narg(program_id)::text IS NULL OR program_id = sqlc.narg(program_id)::text)
+  AND (sqlc.narg(flow_id)::text IS NULL OR flow_id = sqlc.narg(flow_id)::text)
+  AND (sqlc.narg(direction)::text IS NULL OR direction = sqlc.narg(direction)::text)
+  AND (sqlc.narg(after_at)::timestamptz IS NULL
+       OR (created_at, call_id COLLATE "C") < (sqlc.narg(after_at)::timestamptz, sqlc.narg(after_id)::text))
+ORDER BY created_at DESC, call_id COLLATE "C" DESC
+LIMIT @max_rows;
+
+-- name: CallExport :many
+-- A page of GET /call-report/export/calls: as CallList, oldest first.
+SELECT call_id, created_at, callreport_call_report(call_id)::text AS report
+FROM call_attempts
+WHERE org_id = @org_id
+  AND (sqlc.narg(created_from)::timestamptz IS NULL OR created_at >= sqlc.narg(created_from)::timestamptz)
+  AND (sqlc.narg(created_to)::timestamptz IS NULL OR created_at < sqlc.narg(created_to)::timestamptz)
+  AND (sqlc.narg(after_at)::timestamptz IS NULL
+       OR (created_at, call_id COLLATE "C") > (sqlc.narg(after_at)::timestamptz, sqlc.narg(after_id)::text))
+ORDER BY created_at, call_id COLLATE "C"
+LIMIT @max_rows;
+
+-- name: JobList :many
+-- A page of GET /call-report/jobs: the organization's jobs newest first by
+-- (createdAt, jobId as bytes), a job's createdAt being first_event_at.
+SELECT job_id, first_event_at AS created_at, callreport_job_report(job_id)::text AS report
+FROM jobs
+WHERE org_id = @org_id
+  AND (sqlc.narg(created_from)::timestamptz IS NULL OR first_event_at >= sqlc.narg(created_from)::timestamptz)
+  AND (sqlc.narg(created_to)::timestamptz IS NULL OR first_event_at < sqlc.narg(created_to)::timestamptz)
+  AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status)::text)
+  AND (sqlc.narg(final_outcome)::text IS NULL OR final_outcome = sqlc.narg(final_outcome)::text)
+  AND (sqlc.narg(after_at)::timestamptz IS NULL
+       OR (first_event_at, job_id COLLATE "C") < (sqlc.narg(after_at)::timestamptz, sqlc.narg(after_id)::text))
+ORDER BY first_event_at DESC, job_id COLLATE "C" DESC
+LIMIT @max_rows;
+
+-- name: JobExport :many
+-- A page of GET /call-report/export/jobs: as JobList, oldest first.
+SELECT job_id, first_event_at AS created_at, callreport_job_report(job_id)::text AS report
+FROM jobs
+WHERE org_id = @org_id
+  AND (sqlc.narg(created_from)::timestamptz IS NULL OR first_event_at >= sqlc.narg(created_from)::timestamptz)
+  AND (sqlc.narg(created_to)::timestamptz IS NULL OR first_event_at < sqlc.narg(created_to)::timestamptz)
+  AND (sqlc.narg(after_at)::timestamptz IS NULL
+       OR (first_event_at, job_id COLLATE "C") > (sqlc.narg(after_at)::timestamptz, sqlc.narg(after_id)::text))
+ORDER BY first_event_at, job_id COLLATE "C"
+LIMIT @max_rows;
+
+-- name: CallPosition :one
+-- Where an export resumes after a call: its place in the order.
+SELECT created_at FROM call_attempts WHERE call_id = @call_id AND org_id = @org_id;
+
+-- name: JobPosition :one
+SELECT first_event_at AS created_at FROM jobs WHERE job_id = @job_id AND org_id = @org_id;
+
+-- name: CallCount :one
+-- How many calls an export of these bounds writes (reportctl export's
+-- progress bar): an index-only count.
+SELECT count(*) FROM call_attempts
+WHERE org_id = @org_id
+  AND (sqlc.narg(created_from)::timestamptz IS NULL OR created_at >= sqlc.narg(created_from)::timestamptz)
+  AND (sqlc.narg(created_to)::timestamptz IS NULL OR created_at < sqlc.narg(created_to)::timestamptz);
+
+-- name: JobCount :one
+SELECT count(*) FROM jobs
+WHERE org_id = @org_id
+  AND (sqlc.narg(created_from)::timestamptz IS NULL OR first_event_at >= sqlc.narg(created_from)::timestamptz)
+  AND (sqlc.narg(created_to)::timestamptz IS NULL OR first_event_at < sqlc.narg(created_to)::timestamptz);

@@ -122,6 +122,177 @@ func (q *Queries) ApiKeyRevoke(ctx context.Context, db DBTX, keyID string) (int6
 	return result.RowsAffected(), nil
 }
 
+const callCount = `-- name: CallCount :one
+SELECT count(*) FROM call_attempts
+WHERE org_id = $1
+  AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
+  AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)
+`
+
+type CallCountParams struct {
+	OrgID       string
+	CreatedFrom pgtype.Timestamptz
+	CreatedTo   pgtype.Timestamptz
+}
+
+// How many calls an export of these bounds writes (reportctl export's
+// progress bar): an index-only count.
+func (q *Queries) CallCount(ctx context.Context, db DBTX, arg CallCountParams) (int64, error) {
+	row := db.QueryRow(ctx, callCount, arg.OrgID, arg.CreatedFrom, arg.CreatedTo)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const callExport = `-- name: CallExport :many
+SELECT call_id, created_at, callreport_call_report(call_id)::text AS report
+FROM call_attempts
+WHERE org_id = $1
+  AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
+  AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)
+  AND ($4::timestamptz IS NULL
+       OR (created_at, call_id COLLATE "C") > ($4::timestamptz, $5::text))
+ORDER BY created_at, call_id COLLATE "C"
+LIMIT $6
+`
+
+type CallExportParams struct {
+	OrgID       string
+	CreatedFrom pgtype.Timestamptz
+	CreatedTo   pgtype.Timestamptz
+	AfterAt     pgtype.Timestamptz
+	AfterID     *string
+	MaxRows     int32
+}
+
+type CallExportRow struct {
+	CallID    string
+	CreatedAt pgtype.Timestamptz
+	Report    string
+}
+
+// A page of GET /call-report/export/calls: as CallList, oldest first.
+func (q *Queries) CallExport(ctx context.Context, db DBTX, arg CallExportParams) ([]CallExportRow, error) {
+	rows, err := db.Query(ctx, callExport,
+		arg.OrgID,
+		arg.CreatedFrom,
+		arg.CreatedTo,
+		arg.AfterAt,
+		arg.AfterID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CallExportRow
+	for rows.Next() {
+		var i CallExportRow
+		if err := rows.Scan(&i.CallID, &i.CreatedAt, &i.Report); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const callList = `-- name: CallList :many
+SELECT call_id, created_at, callreport_call_report(call_id)::text AS report
+FROM call_attempts
+WHERE org_id = $1
+  AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
+  AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)
+  AND ($4::text IS NULL OR outcome = $4::text)
+  AND ($5::text IS NULL OR status = $5::text)
+  AND ($6::text IS NULL OR job_id = $6::text)
+  AND ($7::text IS NULL OR program_id = $7::text)
+  AND ($8::text IS NULL OR flow_id = $8::text)
+  AND ($9::text IS NULL OR direction = $9::text)
+  AND ($10::timestamptz IS NULL
+       OR (created_at, call_id COLLATE "C") < ($10::timestamptz, $11::text))
+ORDER BY created_at DESC, call_id COLLATE "C" DESC
+LIMIT $12
+`
+
+type CallListParams struct {
+	OrgID       string
+	CreatedFrom pgtype.Timestamptz
+	CreatedTo   pgtype.Timestamptz
+	Outcome     *string
+	Status      *string
+	JobID       *string
+	ProgramID   *string
+	FlowID      *string
+	Direction   *string
+	AfterAt     pgtype.Timestamptz
+	AfterID     *string
+	MaxRows     int32
+}
+
+type CallListRow struct {
+	CallID    string
+	CreatedAt pgtype.Timestamptz
+	Report    string
+}
+
+// A page of GET /call-report/calls: the organization's calls newest first,
+// (createdAt, callId as bytes) descending, after the cursor's position.
+// Each filter is NULL when absent; the query process runs this statement
+// unprepared (query/lists.go), so that Postgres plans it with the values
+// given and reads the index of the filter (migrations/00008).
+func (q *Queries) CallList(ctx context.Context, db DBTX, arg CallListParams) ([]CallListRow, error) {
+	rows, err := db.Query(ctx, callList,
+		arg.OrgID,
+		arg.CreatedFrom,
+		arg.CreatedTo,
+		arg.Outcome,
+		arg.Status,
+		arg.JobID,
+		arg.ProgramID,
+		arg.FlowID,
+		arg.Direction,
+		arg.AfterAt,
+		arg.AfterID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CallListRow
+	for rows.Next() {
+		var i CallListRow
+		if err := rows.Scan(&i.CallID, &i.CreatedAt, &i.Report); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const callPosition = `-- name: CallPosition :one
+SELECT created_at FROM call_attempts WHERE call_id = $1 AND org_id = $2
+`
+
+type CallPositionParams struct {
+	CallID string
+	OrgID  string
+}
+
+// Where an export resumes after a call: its place in the order.
+func (q *Queries) CallPosition(ctx context.Context, db DBTX, arg CallPositionParams) (pgtype.Timestamptz, error) {
+	row := db.QueryRow(ctx, callPosition, arg.CallID, arg.OrgID)
+	var created_at pgtype.Timestamptz
+	err := row.Scan(&created_at)
+	return created_at, err
+}
+
 const callReportGet = `-- name: CallReportGet :one
 SELECT callreport_call_report(call_id)::text AS report, etag
 FROM call_attempts WHERE call_id = $1 AND org_id = $2
@@ -147,6 +318,159 @@ func (q *Queries) CallReportGet(ctx context.Context, db DBTX, arg CallReportGetP
 	return i, err
 }
 
+const jobCount = `-- name: JobCount :one
+SELECT count(*) FROM jobs
+WHERE org_id = $1
+  AND ($2::timestamptz IS NULL OR first_event_at >= $2::timestamptz)
+  AND ($3::timestamptz IS NULL OR first_event_at < $3::timestamptz)
+`
+
+type JobCountParams struct {
+	OrgID       string
+	CreatedFrom pgtype.Timestamptz
+	CreatedTo   pgtype.Timestamptz
+}
+
+func (q *Queries) JobCount(ctx context.Context, db DBTX, arg JobCountParams) (int64, error) {
+	row := db.QueryRow(ctx, jobCount, arg.OrgID, arg.CreatedFrom, arg.CreatedTo)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const jobExport = `-- name: JobExport :many
+SELECT job_id, first_event_at AS created_at, callreport_job_report(job_id)::text AS report
+FROM jobs
+WHERE org_id = $1
+  AND ($2::timestamptz IS NULL OR first_event_at >= $2::timestamptz)
+  AND ($3::timestamptz IS NULL OR first_event_at < $3::timestamptz)
+  AND ($4::timestamptz IS NULL
+       OR (first_event_at, job_id COLLATE "C") > ($4::timestamptz, $5::text))
+ORDER BY first_event_at, job_id COLLATE "C"
+LIMIT $6
+`
+
+type JobExportParams struct {
+	OrgID       string
+	CreatedFrom pgtype.Timestamptz
+	CreatedTo   pgtype.Timestamptz
+	AfterAt     pgtype.Timestamptz
+	AfterID     *string
+	MaxRows     int32
+}
+
+type JobExportRow struct {
+	JobID     string
+	CreatedAt pgtype.Timestamptz
+	Report    string
+}
+
+// A page of GET /call-report/export/jobs: as JobList, oldest first.
+func (q *Queries) JobExport(ctx context.Context, db DBTX, arg JobExportParams) ([]JobExportRow, error) {
+	rows, err := db.Query(ctx, jobExport,
+		arg.OrgID,
+		arg.CreatedFrom,
+		arg.CreatedTo,
+		arg.AfterAt,
+		arg.AfterID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []JobExportRow
+	for rows.Next() {
+		var i JobExportRow
+		if err := rows.Scan(&i.JobID, &i.CreatedAt, &i.Report); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const jobList = `-- name: JobList :many
+SELECT job_id, first_event_at AS created_at, callreport_job_report(job_id)::text AS report
+FROM jobs
+WHERE org_id = $1
+  AND ($2::timestamptz IS NULL OR first_event_at >= $2::timestamptz)
+  AND ($3::timestamptz IS NULL OR first_event_at < $3::timestamptz)
+  AND ($4::text IS NULL OR status = $4::text)
+  AND ($5::text IS NULL OR final_outcome = $5::text)
+  AND ($6::timestamptz IS NULL
+       OR (first_event_at, job_id COLLATE "C") < ($6::timestamptz, $7::text))
+ORDER BY first_event_at DESC, job_id COLLATE "C" DESC
+LIMIT $8
+`
+
+type JobListParams struct {
+	OrgID        string
+	CreatedFrom  pgtype.Timestamptz
+	CreatedTo    pgtype.Timestamptz
+	Status       *string
+	FinalOutcome *string
+	AfterAt      pgtype.Timestamptz
+	AfterID      *string
+	MaxRows      int32
+}
+
+type JobListRow struct {
+	JobID     string
+	CreatedAt pgtype.Timestamptz
+	Report    string
+}
+
+// A page of GET /call-report/jobs: the organization's jobs newest first by
+// (createdAt, jobId as bytes), a job's createdAt being first_event_at.
+func (q *Queries) JobList(ctx context.Context, db DBTX, arg JobListParams) ([]JobListRow, error) {
+	rows, err := db.Query(ctx, jobList,
+		arg.OrgID,
+		arg.CreatedFrom,
+		arg.CreatedTo,
+		arg.Status,
+		arg.FinalOutcome,
+		arg.AfterAt,
+		arg.AfterID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []JobListRow
+	for rows.Next() {
+		var i JobListRow
+		if err := rows.Scan(&i.JobID, &i.CreatedAt, &i.Report); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const jobPosition = `-- name: JobPosition :one
+SELECT first_event_at AS created_at FROM jobs WHERE job_id = $1 AND org_id = $2
+`
+
+type JobPositionParams struct {
+	JobID string
+	OrgID string
+}
+
+func (q *Queries) JobPosition(ctx context.Context, db DBTX, arg JobPositionParams) (pgtype.Timestamptz, error) {
+	row := db.QueryRow(ctx, jobPosition, arg.JobID, arg.OrgID)
+	var created_at pgtype.Timestamptz
+	err := row.Scan(&created_at)
+	return created_at, err
+}
+
 const jobReportGet = `-- name: JobReportGet :one
 SELECT callreport_job_report(job_id)::text AS report, etag
 FROM jobs WHERE job_id = $1 AND org_id = $2
@@ -168,4 +492,16 @@ func (q *Queries) JobReportGet(ctx context.Context, db DBTX, arg JobReportGetPar
 	var i JobReportGetRow
 	err := row.Scan(&i.Report, &i.Etag)
 	return i, err
+}
+
+const listCursorKey = `-- name: ListCursorKey :one
+SELECT secret FROM list_cursor_keys
+`
+
+// The secret that signs the lists' cursors (migrations/00008).
+func (q *Queries) ListCursorKey(ctx context.Context, db DBTX) ([]byte, error) {
+	row := db.QueryRow(ctx, listCursorKey)
+	var secret []byte
+	err := row.Scan(&secret)
+	return secret, err
 }
