@@ -37,6 +37,13 @@ type service struct {
 
 func startService(t *testing.T) *service {
 	t.Helper()
+	return startServiceWith(t, nil)
+}
+
+// startServiceWith is startService with the query process's configuration
+// changed by configure.
+func startServiceWith(t *testing.T, configure func(*query.Config)) *service {
+	t.Helper()
 	s := &service{t: t, dbURL: pgtest.URL(t), env: natstest.New(t)}
 	var err error
 	s.pool, err = pgxpool.New(context.Background(), s.dbURL)
@@ -62,6 +69,9 @@ func startService(t *testing.T) *service {
 	// Hostile-input tests send many unauthenticated requests from one
 	// address; the limit of failed authentications has tests of its own.
 	qcfg := query.Config{Logger: log, AuthFailures: 1 << 30}
+	if configure != nil {
+		configure(&qcfg)
+	}
 	go func() { _ = query.New(ctx, s.pool, qcfg).Serve(ctx, ln); done <- struct{}{} }()
 	t.Cleanup(func() {
 		cancel()
