@@ -186,7 +186,7 @@ func newUpdates(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, cfg C
 	return &updates{pool: pool, log: log, perKey: cfg.UpdatesPerKey, perProcess: cfg.UpdatesPerProcess,
 		keepAlive: cfg.UpdatesKeepAlive, pollEvery: updatesPollEvery, pingEvery: updatesPingEvery, dbTimeout: cfg.DBTimeout, done: ctx.Done(),
 		refs: map[ref]*following{}, byKey: map[string]int{},
-		work: make(chan *follower, cfg.UpdatesPerProcess), workers: updatesWorkers}
+		work: make(chan *follower, 2*cfg.UpdatesPerProcess), workers: updatesWorkers}
 }
 
 // errTooManyStreams answers a stream past the bounds, 429.
@@ -249,13 +249,14 @@ func (u *updates) announce(r ref, org string, v uint64) {
 }
 
 // enqueue hands f to the workers, once however often it is called before
-// they take it. The queue holds every follower at most once, so it never
-// fills.
+// they take it. The queue holds every follower at most once, and has room
+// for twice as many as may be open (a closed one may still wait there), so
+// it does not fill.
 func (u *updates) enqueue(f *follower) {
 	if !f.queued.Swap(true) {
 		select {
 		case u.work <- f:
-		default: // cannot happen: the queue has room for every stream
+		default: // the next round of comment lines takes it
 			f.queued.Store(false)
 		}
 	}
@@ -263,40 +264,55 @@ func (u *updates) enqueue(f *follower) {
 
 // serveWork writes what f has due: the report at the latest version
 // announced, if newer than the client's, and a comment line if one is due.
-// A write that fails or times out drops the stream.
+// A write that fails or times out drops the stream. A stream being
+// written to by another worker is left to that one, which looks again when
+// done: a client that stopped reading holds one worker, never more.
 func (u *updates) serveWork(ctx context.Context, f *follower) {
 	f.queued.Store(false)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed || f.sink == nil {
+	if !f.mu.TryLock() {
 		return
 	}
-	var err error
+	err := u.serveLocked(ctx, f)
+	if err != nil {
+		f.closeLocked()
+	}
+	f.mu.Unlock()
+	if err != nil {
+		u.unsubscribe(f)
+		return
+	}
+	if len(f.latest) > 0 || f.ping.Load() { // came while this one wrote
+		u.enqueue(f)
+	}
+}
+
+func (u *updates) serveLocked(ctx context.Context, f *follower) error {
+	if f.closed || f.sink == nil {
+		return nil
+	}
 	select {
 	case v := <-f.latest:
 		if v > f.last {
-			cur, rerr := u.read(ctx, f.ref, f.org, v)
-			switch {
-			case rerr != nil:
+			cur, err := u.read(ctx, f.ref, f.org, v)
+			if err != nil {
 				// Gone (erased) or unreadable: the client reconnects with
 				// Last-Event-ID and gets the GET's answer.
-				u.log.DebugContext(ctx, "live update: read report", slog.Any("err", rerr))
-				err = rerr
-			case cur.version > f.last:
-				if err = f.sink.write(sseEvent(cur)); err == nil {
-					f.last = cur.version
+				u.log.DebugContext(ctx, "live update: read report", slog.Any("err", err))
+				return err
+			}
+			if cur.version > f.last {
+				if err := f.sink.write(sseEvent(cur)); err != nil {
+					return err
 				}
+				f.last = cur.version
 			}
 		}
 	default:
 	}
-	if err == nil && f.ping.Swap(false) {
-		err = f.sink.write([]byte(":\n\n"))
+	if f.ping.Swap(false) {
+		return f.sink.write([]byte(":\n\n"))
 	}
-	if err != nil {
-		f.closeLocked()
-		u.unsubscribe(f)
-	}
+	return nil
 }
 
 func (f *follower) closeLocked() {
