@@ -202,7 +202,9 @@ func TestSDKBinaryDeadLetterRetry(t *testing.T) {
 		copied.Header.Get("ce-orgid") != exampleOrg || copied.Header.Get(jetstream.MsgIDHeader) != "evt-b1-retry-"+strconv.FormatUint(d.Seq, 10) {
 		t.Fatalf("retried %q %v: want the data with its ce- headers", copied.Data, copied.Header)
 	}
-	again := s.dlqList("dead-lettered again", func(l dlqListing) bool { return l.Total == 1 && l.DeadLetters[0].Seq != d.Seq })
+	again := s.dlqList("dead-lettered again", func(l dlqListing) bool {
+		return l.Total == 1 && len(l.DeadLetters) == 1 && l.DeadLetters[0].Seq != d.Seq
+	})
 	if a := again.DeadLetters[0]; a.Reason != "invalid_data" || a.StreamSeq != 2 {
 		t.Errorf("dead-lettered again as %s from seq %d, want invalid_data from seq 2", a.Reason, a.StreamSeq)
 	}
