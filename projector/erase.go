@@ -160,7 +160,7 @@ func eraseIn(ctx context.Context, tx pgx.Tx, q *store.Queries, cfg Config, schem
 		}
 	}
 	// A job with neither a job event nor an attempt left has no report.
-	if err := w.writeJobs(ctx, tx, set, still); err != nil {
+	if _, err := w.writeJobs(ctx, tx, set, still); err != nil {
 		return err
 	}
 	return q.JobsWithoutReportDelete(ctx, tx, still)

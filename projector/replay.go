@@ -113,7 +113,7 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cf
 			items = append(items, item{seq: m.Sequence, subject: m.Subject, header: m.Header, data: m.Data, event: ev})
 		}
 		// Not dead-lettered again: a rejection here was rejected live too.
-		_, set, err := w.applyTx(ctx, tx, items, nil)
+		_, set, _, err := w.applyTx(ctx, tx, items, nil)
 		if err != nil {
 			return err
 		}

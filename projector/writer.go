@@ -170,7 +170,7 @@ func (w *Writer) applyOnce(ctx context.Context, items []item, meta batchMeta, pu
 	if err := w.q.BatchLock(ctx, tx, w.lock); err != nil {
 		return result{}, fmt.Errorf("lock consumer %s: %w", w.lock, err)
 	}
-	res, set, err := w.applyTx(ctx, tx, items, published)
+	res, _, written, err := w.applyTx(ctx, tx, items, published)
 	if err != nil {
 		return res, err
 	}
@@ -188,7 +188,7 @@ func (w *Writer) applyOnce(ctx context.Context, items []item, meta batchMeta, pu
 		return res, fmt.Errorf("save position: %w", err)
 	}
 	if w.notify {
-		if err := w.q.ReportsNotify(ctx, tx, notification(set)); err != nil {
+		if err := w.q.ReportsNotify(ctx, tx, notification(written)); err != nil {
 			return res, fmt.Errorf("notify: %w", err)
 		}
 	}
@@ -249,22 +249,19 @@ func (w *Writer) passed(floor uint64) bool {
 // takes 8,000 bytes.
 const maxNotification = 7900
 
-// notification names the reports a batch changed, for the query processes'
-// live updates; a batch that changed too many to name says so.
-func notification(set *fold.Set) string {
-	calls, jobs := set.Changed()
-	var reported []string
-	for _, id := range calls {
-		if set.Calls[id].Created != nil {
-			reported = append(reported, id)
-		}
-	}
-	slices.Sort(reported)
-	slices.Sort(jobs)
-	b, err := json.Marshal(struct {
-		Calls []string `json:"calls,omitempty"`
-		Jobs  []string `json:"jobs,omitempty"`
-	}{reported, jobs})
+// versions are the reports a transaction wrote, each with its version
+// (the largest stream sequence applied to it; a job's, to it or any of its
+// attempts): what the notification tells the query processes.
+type versions struct {
+	Calls map[string]uint64 `json:"calls,omitempty"`
+	Jobs  map[string]uint64 `json:"jobs,omitempty"`
+}
+
+// notification names the reports a batch changed, with their versions, for
+// the query processes' live updates: {"calls":{id:version},"jobs":{...}};
+// a batch that changed too many to name says {"all":true}.
+func notification(v versions) string {
+	b, err := json.Marshal(v) // keys sorted
 	if err != nil || len(b) > maxNotification {
 		return `{"all":true}`
 	}
@@ -272,8 +269,9 @@ func notification(set *fold.Set) string {
 }
 
 // applyTx folds items into what tx holds and writes what changed, without
-// the position: a batch, or a replay. It returns the set it folded.
-func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published map[uint64]bool) (result, *fold.Set, error) {
+// the position: a batch, or a replay. It returns the set it folded and the
+// reports it wrote.
+func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published map[uint64]bool) (result, *fold.Set, versions, error) {
 	res := result{counts: map[countKey]int{}}
 	var events []*schema.Event
 	for _, it := range items {
@@ -285,14 +283,14 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 	touched := fold.TouchedBy(events)
 	erased, err := w.erased(ctx, tx, touched)
 	if err != nil {
-		return res, nil, err
+		return res, nil, versions{}, err
 	}
 	set, attempts, err := w.load(ctx, tx, touched)
 	if err != nil {
-		return res, nil, err
+		return res, nil, versions{}, err
 	}
 	if set.Redact, err = w.redactions(ctx, tx, events); err != nil {
-		return res, nil, err
+		return res, nil, versions{}, err
 	}
 	was := snapshot(set)
 	loaded := time.Now()
@@ -333,14 +331,14 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 	}
 	if w.deadLetter != nil && len(rejects) > 0 {
 		if err := w.deadLetter(ctx, rejects, published); err != nil {
-			return res, nil, err
+			return res, nil, versions{}, err
 		}
 	}
 	folded := time.Now()
-	err = w.write(ctx, tx, set, was, attempts)
+	written, err := w.write(ctx, tx, set, was, attempts)
 	w.log.DebugContext(ctx, "batch", "events", len(items), "calls", len(set.Calls), "jobs", len(set.Jobs),
 		"load", loaded.Sub(began), "fold", folded.Sub(loaded), "write", time.Since(folded))
-	return res, set, err
+	return res, set, written, err
 }
 
 // erased reads which of the calls and jobs a batch touches were erased,
@@ -499,32 +497,35 @@ func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched) (*fold.Set
 
 // write renders what changed in set and writes it: states, attempts with
 // the pieces of their reports, entries with their fragments, jobs.
-// attempts holds the calls whose attempt row exists.
-func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, was *before, attempts map[string]bool) error {
+// attempts holds the calls whose attempt row exists. It returns the
+// reports written, with their versions.
+func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, was *before, attempts map[string]bool) (versions, error) {
 	began := time.Now()
 	calls, jobs := set.Changed()
 	slices.Sort(calls)
 	slices.Sort(jobs)
 
+	written := versions{Calls: map[string]uint64{}}
 	var states, attemptRows, path, vars, billing, timeline rows
 	var jobSetCalls, jobSetJobs []string
 	for _, id := range calls {
 		c := set.Calls[id]
 		row, ok, err := fold.RenderCall(id, c) // first: it sizes the head the state records
 		if err != nil {
-			return err
+			return versions{}, err
 		}
 		state, err := fold.EncodeCall(c)
 		if err != nil {
-			return fmt.Errorf("encode state of call %s: %w", id, err)
+			return versions{}, fmt.Errorf("encode state of call %s: %w", id, err)
 		}
 		states.add(!c.Stored, callStateRow(id, c, state))
 		if ok {
 			r, err := attemptRow(row)
 			if err != nil {
-				return err
+				return versions{}, err
 			}
 			attemptRows.add(!attempts[id], r)
+			written.Calls[id] = row.Version
 		}
 		p, v, b, t := c.Rows(id)
 		for _, r := range p {
@@ -536,7 +537,7 @@ func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, was *befor
 		for _, r := range b {
 			row, err := billingRow(r)
 			if err != nil {
-				return err
+				return versions{}, err
 			}
 			billing.add(r.Fresh, row)
 		}
@@ -549,17 +550,17 @@ func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, was *befor
 	}
 	rollups, err := w.rollupRows(set, was, calls)
 	if err != nil {
-		return err
+		return versions{}, err
 	}
 	nodes, funnels, exits, err := w.funnelRows(ctx, tx, set, was, calls)
 	if err != nil {
-		return err
+		return versions{}, err
 	}
 	rendered := time.Now()
 	if err := writeTables(ctx, tx, []table{callStatesTable, attemptsTable, pathTable, varsTable, billingTable, timelineTable,
 		rollupsTable, callNodesTable, funnelsTable, funnelExitsTable},
 		[]rows{states, attemptRows, path, vars, billing, timeline, rollups, nodes, funnels, exits}); err != nil {
-		return err
+		return versions{}, err
 	}
 	defer func(written time.Time) {
 		w.log.DebugContext(ctx, "batch write", "render", rendered.Sub(began), "calls", written.Sub(rendered), "jobs", time.Since(written),
@@ -568,58 +569,62 @@ func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, was *befor
 	}(time.Now())
 	if len(jobSetCalls) > 0 {
 		if err := w.q.CallJobSet(ctx, tx, store.CallJobSetParams{CallIds: jobSetCalls, JobIds: jobSetJobs}); err != nil {
-			return fmt.Errorf("set the job of stored entries: %w", err)
+			return versions{}, fmt.Errorf("set the job of stored entries: %w", err)
 		}
 	}
 	if len(jobs) == 0 {
-		return nil
+		return written, nil
 	}
-	return w.writeJobs(ctx, tx, set, jobs)
+	written.Jobs, err = w.writeJobs(ctx, tx, set, jobs)
+	return written, err
 }
 
 // writeJobs writes the changed jobs: their states, and their rows rendered
 // from their attempts as this transaction sees them, under a lock per job
-// so that writers of other calls of the same job take turns.
-func (w *Writer) writeJobs(ctx context.Context, tx pgx.Tx, set *fold.Set, jobs []string) error {
+// so that writers of other calls of the same job take turns. It returns
+// the versions of the job reports written.
+func (w *Writer) writeJobs(ctx context.Context, tx pgx.Tx, set *fold.Set, jobs []string) (map[string]uint64, error) {
 	if err := w.q.JobsLock(ctx, tx, jobs); err != nil {
-		return fmt.Errorf("lock jobs: %w", err)
+		return nil, fmt.Errorf("lock jobs: %w", err)
 	}
 	if w.shared {
 		if err := w.mergeJobs(ctx, tx, set, jobs); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	sums, err := w.q.JobAttemptsSummary(ctx, tx, jobs)
 	if err != nil {
-		return fmt.Errorf("summarise attempts: %w", err)
+		return nil, fmt.Errorf("summarise attempts: %w", err)
 	}
 	summary := make(map[string]fold.JobSummary, len(sums))
 	for _, s := range sums {
 		summary[s.JobID] = fold.JobSummary{Attempts: int(s.Attempts), LastOutcome: s.LastOutcome,
 			FirstCreated: s.FirstCreated.Time.UTC(), LastEventAt: s.LastEventAt.Time.UTC(), Version: uint64(s.Version)}
 	}
+	written := make(map[string]uint64, len(jobs))
 	var states, jobRows rows
 	for _, id := range jobs {
 		j := set.Jobs[id]
 		if j == nil {
-			return fmt.Errorf("job %s changed but has no state", id)
+			return nil, fmt.Errorf("job %s changed but has no state", id)
 		}
 		if j.Changed {
 			state, err := fold.EncodeJob(j)
 			if err != nil {
-				return fmt.Errorf("encode state of job %s: %w", id, err)
+				return nil, fmt.Errorf("encode state of job %s: %w", id, err)
 			}
 			states.add(!j.Stored, jobStateRow(id, j, state))
 		}
 		row, ok, err := fold.RenderJob(id, j, summary[id])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if ok {
 			jobRows.add(false, jobRow(row)) // merged: another writer may have inserted it
+			written[id] = row.Version
 		}
 	}
-	return writeTables(ctx, tx, []table{jobStatesTable, jobsTable}, []rows{states, jobRows})
+	return written, writeTables(ctx, tx, []table{jobStatesTable, jobsTable}, []rows{states, jobRows})
 }
 
 // mergeJobs merges into the batch's job states what other partitions'

@@ -68,7 +68,10 @@ func (s *Server) routes() *echo.Echo {
 			},
 		}),
 		middleware.GzipWithConfig(middleware.GzipConfig{
-			Skipper:   func(c echo.Context) bool { return !acceptsGzip(c.Request().Header) },
+			// A live-update stream is never buffered for compression.
+			Skipper: func(c echo.Context) bool {
+				return !acceptsGzip(c.Request().Header) || strings.HasSuffix(c.Path(), "/updates")
+			},
 			MinLength: gzipMinLength,
 		}),
 	)
@@ -82,6 +85,8 @@ func (s *Server) routes() *echo.Echo {
 	e.Match(get, "/call-report/jobs", s.jobList, s.authenticate)
 	e.Match(get, "/call-report/export/calls", s.callExport, s.authenticate)
 	e.Match(get, "/call-report/export/jobs", s.jobExport, s.authenticate)
+	e.GET("/call-report/jobs/:jobId/updates", s.jobUpdates, s.authenticate)
+	e.GET("/call-report/calls/:callId/updates", s.callUpdates, s.authenticate)
 	return e
 }
 

@@ -102,7 +102,8 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}
 	log.InfoContext(ctx, "query API listening", "addr", m.ln.Addr().String(), "scheme", scheme)
 	srv := New(ctx, m.pool, Config{Logger: log, Registerer: m.Registry, Gatherer: m.Registry,
-		TLS: tlsConfig, TrustedProxies: proxies})
+		TLS: tlsConfig, TrustedProxies: proxies,
+		UpdatesPerKey: m.Config.HTTP.UpdatesPerKey, UpdatesPerProcess: m.Config.HTTP.UpdatesPerProcess})
 	m.done = make(chan error, 1)
 	metricsDone := make(chan error, 1)
 	if m.metricsLn != nil {

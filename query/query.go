@@ -83,6 +83,13 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Gatherer, when set, is what MetricsHandler serves.
 	Gatherer prometheus.Gatherer
+	// UpdatesPerKey and UpdatesPerProcess bound the live-update streams
+	// open at once, of one API key and in all; past either, 429. Defaults
+	// 100 and 10,000.
+	UpdatesPerKey, UpdatesPerProcess int
+	// UpdatesKeepAlive is how often an idle stream gets a comment line.
+	// Default 15s.
+	UpdatesKeepAlive time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -107,6 +114,15 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if c.UpdatesPerKey <= 0 {
+		c.UpdatesPerKey = DefaultUpdatesPerKey
+	}
+	if c.UpdatesPerProcess <= 0 {
+		c.UpdatesPerProcess = DefaultUpdatesPerProcess
+	}
+	if c.UpdatesKeepAlive <= 0 {
+		c.UpdatesKeepAlive = DefaultUpdatesKeepAlive
+	}
 	return c
 }
 
@@ -126,6 +142,7 @@ type Server struct {
 	metrics *metrics
 	// cursors signs the lists' cursors.
 	cursors *cursorKey
+	updates *updates
 }
 
 // New builds a Server reading from pool. Until ctx ends it keeps the API
@@ -143,10 +160,12 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) *Server {
 	}
 	s.ready = newReadiness(s)
 	s.cursors = &cursorKey{db: pool}
+	s.updates = newUpdates(ctx, pool, cfg.Logger, cfg)
 	s.e = s.routes()
 	s.metrics = newMetrics(cfg.Registerer, s.e.Routes())
 	go s.keys.run(ctx)
 	go s.ready.run(ctx)
+	go s.updates.run(ctx)
 	return s
 }
 

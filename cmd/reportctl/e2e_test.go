@@ -35,7 +35,16 @@ type service struct {
 	base  string // http://127.0.0.1:port/call-report
 }
 
+// startService runs them; opts change the JetStream names first (the
+// partitions, say).
 func startService(t *testing.T, opts ...func(*natstest.Env)) *service {
+	t.Helper()
+	return startServiceWith(t, nil, opts...)
+}
+
+// startServiceWith is startService with the query process's configuration
+// changed by configure.
+func startServiceWith(t *testing.T, configure func(*query.Config), opts ...func(*natstest.Env)) *service {
 	t.Helper()
 	s := &service{t: t, dbURL: pgtest.URL(t), env: natstest.New(t)}
 	for _, o := range opts {
@@ -65,6 +74,9 @@ func startService(t *testing.T, opts ...func(*natstest.Env)) *service {
 	// Hostile-input tests send many unauthenticated requests from one
 	// address; the limit of failed authentications has tests of its own.
 	qcfg := query.Config{Logger: log, AuthFailures: 1 << 30}
+	if configure != nil {
+		configure(&qcfg)
+	}
 	go func() { _ = query.New(ctx, s.pool, qcfg).Serve(ctx, ln); done <- struct{}{} }()
 	t.Cleanup(func() {
 		cancel()

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema"
+	"github.com/callreport/callreport/schema/examples"
 )
 
 func init() {
@@ -29,8 +29,10 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: reportctl publish [flags] FILE.ndjson...\n\n"+
-			"Each line is {\"subject\": S, \"event\": {...}} or {\"subject\": S, \"raw\": \"...\"}.\n"+
-			"Nats-Msg-Id is the event id, so JetStream drops a line published twice.\n\nFlags:")
+			"Each line is {\"subject\": S, \"event\": {...}} (structured mode), {\"subject\": S, \"raw\": \"...\"},\n"+
+			"or {\"subject\": S, \"headers\": {\"ce-specversion\": \"1.0\", ...}, \"data\": {...}} (binary mode);\n"+
+			"\"headers\" may go with any body. Nats-Msg-Id is the event id (ce-id in binary mode),\n"+
+			"so JetStream drops a line published twice.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	cfg := config.Register(fs, config.SectionAll)
@@ -83,13 +85,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += uint64(n)
 	return n, err
-}
-
-// fixtureLine is one line of an event file.
-type fixtureLine struct {
-	Subject string          `json:"subject"`
-	Event   json.RawMessage `json:"event"`
-	Raw     *string         `json:"raw"`
 }
 
 type publishStats struct{ published, duplicates, errors int }
@@ -163,25 +158,23 @@ func publishFS(ctx context.Context, s *stream.Streams, fsys fs.FS, path string, 
 	return st, nil
 }
 
-// fixtureMsg turns one fixture line into the message to publish: the event
-// bytes as they are, and Nats-Msg-Id set from the event id when the event
-// has one.
+// fixtureMsg turns one fixture line (the format of package examples) into
+// the message to publish: the body as it is, the headers the line gives,
+// and Nats-Msg-Id set from the event id when the event has one: the ce-id
+// header of a binary-mode line, the "id" of a structured event.
 func fixtureMsg(line []byte) (stream.Message, error) {
-	var l fixtureLine
-	if err := json.Unmarshal(line, &l); err != nil {
+	subject, header, body, err := examples.ParseLine(line)
+	if err != nil {
 		return stream.Message{}, fmt.Errorf("not a fixture line: %w", err)
 	}
-	if l.Subject == "" {
-		return stream.Message{}, errors.New(`no "subject"`)
-	}
-	m := stream.Message{Subject: l.Subject}
-	switch {
-	case l.Raw != nil:
-		m.Data = []byte(*l.Raw)
-	case len(l.Event) > 0:
-		m.Data = l.Event
-	default:
-		return stream.Message{}, errors.New(`neither "event" nor "raw"`)
+	m := stream.Message{Subject: subject, Header: header, Data: body}
+	if schema.BinaryMode(header) {
+		for k, v := range header {
+			if strings.EqualFold(k, "ce-id") && len(v) > 0 && v[0] != "" {
+				m.ID = v[0]
+			}
+		}
+		return m, nil
 	}
 	var head struct {
 		ID any `json:"id"`

@@ -96,6 +96,9 @@ type HTTP struct {
 	// whose X-Forwarded-For header names the client; from any other peer
 	// the header is ignored.
 	TrustedProxies []string
+	// UpdatesPerKey and UpdatesPerProcess bound the live-update streams
+	// open at once, of one API key and in all.
+	UpdatesPerKey, UpdatesPerProcess int
 }
 
 // Projector tunes the projector process.
@@ -136,6 +139,9 @@ const (
 	DefaultBulkThreshold = 20000
 	DefaultMemoryBudget  = 192 // MiB
 	DefaultStallAfter    = 30 * time.Second
+	// Live-update streams of one API key, and of one query process.
+	DefaultUpdatesPerKey     = 100
+	DefaultUpdatesPerProcess = 10_000
 	// The dead-letter stream keeps 30 days and 1 GiB at most: enough to
 	// notice and act on a producer's bug, bounded whatever it sends.
 	DefaultDLQMaxAge   = 30 * 24 * time.Hour
@@ -165,7 +171,8 @@ func Default() Config {
 		NATS: NATS{URL: DefaultNATSURL, Stream: DefaultStream, DLQStream: DefaultDLQStream,
 			SubjectPrefix: DefaultSubjectPrefix, DLQPrefix: DefaultDLQPrefix, Partitions: 1, Replicas: 1,
 			DLQMaxAge: DefaultDLQMaxAge, DLQMaxBytes: DefaultDLQMaxBytes},
-		HTTP: HTTP{Addr: DefaultHTTPAddr, MetricsAddr: DefaultQueryMetrics},
+		HTTP: HTTP{Addr: DefaultHTTPAddr, MetricsAddr: DefaultQueryMetrics,
+			UpdatesPerKey: DefaultUpdatesPerKey, UpdatesPerProcess: DefaultUpdatesPerProcess},
 		Projector: Projector{Consumer: DefaultConsumer, MetricsAddr: DefaultMetricsAddr, BatchSize: DefaultBatchSize,
 			BulkThreshold: DefaultBulkThreshold, MemoryBudget: DefaultMemoryBudget, StallAfter: DefaultStallAfter},
 	}
@@ -211,6 +218,8 @@ func Register(fs *flag.FlagSet, sections ...Section) *Config {
 		r.str(&c.HTTP.TLSKey, "http-tls-key", "HTTP_TLS_KEY", "PEM key of -http-tls-cert")
 		r.emptyable(&c.HTTP.MetricsAddr, "query-metrics-addr", "QUERY_METRICS_ADDR", "listen address of the query process's /metrics, \"\" for none")
 		r.list(&c.HTTP.TrustedProxies, "trusted-proxies", "HTTP_TRUSTED_PROXIES", "comma-separated addresses or CIDR ranges of the proxies whose X-Forwarded-For names the client")
+		r.integer(&c.HTTP.UpdatesPerKey, "updates-per-key", "HTTP_UPDATES_PER_KEY", "live-update streams one API key may have open (429 past it)")
+		r.integer(&c.HTTP.UpdatesPerProcess, "updates-per-process", "HTTP_UPDATES_PER_PROCESS", "live-update streams a query process keeps open (429 past it)")
 	}
 	if want&SectionProjector != 0 {
 		r.str(&c.Projector.Consumer, "consumer", "CALLREPORT_CONSUMER", "durable consumer of the projector")
@@ -327,6 +336,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.Log.Format))
+	}
+	if c.HTTP.UpdatesPerKey < 0 || c.HTTP.UpdatesPerProcess < 0 {
+		errs = append(errs, fmt.Errorf("live-update bounds %d per key, %d per process: want positive numbers", c.HTTP.UpdatesPerKey, c.HTTP.UpdatesPerProcess))
 	}
 	if c.Projector.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("batch size %d: want a positive number", c.Projector.BatchSize))

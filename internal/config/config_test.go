@@ -95,13 +95,15 @@ func TestNewSettings(t *testing.T) {
 	t.Setenv("CALLREPORT_DLQ_MAX_BYTES", "1048576")
 	t.Setenv("QUERY_METRICS_ADDR", "")
 	t.Setenv("HTTP_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")
+	t.Setenv("HTTP_UPDATES_PER_KEY", "20")
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	c := Register(fs, SectionNATS, SectionHTTP)
-	if err := fs.Parse([]string{"-http-tls-cert", "c.pem", "-http-tls-key", "k.pem"}); err != nil {
+	if err := fs.Parse([]string{"-http-tls-cert", "c.pem", "-http-tls-key", "k.pem", "-updates-per-process", "500"}); err != nil {
 		t.Fatal(err)
 	}
 	if c.NATS.NKey != "/etc/callreport/projector.nk" || c.NATS.DLQMaxAge != 48*time.Hour || c.NATS.DLQMaxBytes != 1<<20 ||
-		c.HTTP.MetricsAddr != "" || c.HTTP.TLSCert != "c.pem" || c.HTTP.TLSKey != "k.pem" {
+		c.HTTP.MetricsAddr != "" || c.HTTP.TLSCert != "c.pem" || c.HTTP.TLSKey != "k.pem" ||
+		c.HTTP.UpdatesPerKey != 20 || c.HTTP.UpdatesPerProcess != 500 {
 		t.Errorf("got %+v %+v", c.NATS, c.HTTP)
 	}
 	if err := c.Validate(); err != nil {
@@ -111,7 +113,8 @@ func TestNewSettings(t *testing.T) {
 	if err != nil || len(nets) != 2 || !nets[0].Contains(net.ParseIP("10.1.2.3")) || !nets[1].Contains(net.ParseIP("192.0.2.7")) || nets[1].Contains(net.ParseIP("192.0.2.8")) {
 		t.Errorf("proxies %v %v", nets, err)
 	}
-	if d := Default(); d.HTTP.MetricsAddr != "127.0.0.1:9092" || d.NATS.DLQMaxBytes != 1<<30 || d.NATS.DLQMaxAge != 720*time.Hour {
+	if d := Default(); d.HTTP.MetricsAddr != "127.0.0.1:9092" || d.NATS.DLQMaxBytes != 1<<30 || d.NATS.DLQMaxAge != 720*time.Hour ||
+		d.HTTP.UpdatesPerKey != 100 || d.HTTP.UpdatesPerProcess != 10_000 {
 		t.Errorf("defaults %+v %+v", d.HTTP, d.NATS)
 	}
 
@@ -121,6 +124,7 @@ func TestNewSettings(t *testing.T) {
 		"creds and nkey":        func(c *Config) { c.NATS.Creds = "x.creds" },
 		"a proxy that is not":   func(c *Config) { c.HTTP.TrustedProxies = []string{"proxy.example"} },
 		"negative dlq max size": func(c *Config) { c.NATS.DLQMaxBytes = -1 },
+		"negative stream bound": func(c *Config) { c.HTTP.UpdatesPerKey = -1 },
 	} {
 		bad := *c
 		set(&bad)

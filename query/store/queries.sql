@@ -10,6 +10,26 @@ FROM call_attempts WHERE call_id = @call_id AND org_id = @org_id;
 SELECT callreport_job_report(job_id)::text AS report, etag
 FROM jobs WHERE job_id = @job_id AND org_id = @org_id;
 
+-- name: CallReportVersionGet :one
+-- As CallReportGet, with the report's version (the largest stream sequence
+-- applied to it), for the live updates.
+SELECT callreport_call_report(call_id)::text AS report, version
+FROM call_attempts WHERE call_id = @call_id AND org_id = @org_id;
+
+-- name: JobReportVersionGet :one
+-- As CallReportVersionGet, on jobs.
+SELECT callreport_job_report(job_id)::text AS report, version
+FROM jobs WHERE job_id = @job_id AND org_id = @org_id;
+
+-- name: CallVersionsGet :many
+-- The versions of the calls followed live, read when a notification does
+-- not name them (too many changed, or none arrives: a hot standby).
+SELECT call_id, org_id, version FROM call_attempts WHERE call_id = ANY(@call_ids::text[]);
+
+-- name: JobVersionsGet :many
+-- As CallVersionsGet, on jobs.
+SELECT job_id, org_id, version FROM jobs WHERE job_id = ANY(@job_ids::text[]);
+
 -- name: ApiKeyListValid :many
 -- The keys a query process accepts, held in memory (query/keyring.go) and
 -- read again whenever api_keys changes (NOTIFY callreport_api_keys).

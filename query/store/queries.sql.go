@@ -318,6 +318,62 @@ func (q *Queries) CallReportGet(ctx context.Context, db DBTX, arg CallReportGetP
 	return i, err
 }
 
+const callReportVersionGet = `-- name: CallReportVersionGet :one
+SELECT callreport_call_report(call_id)::text AS report, version
+FROM call_attempts WHERE call_id = $1 AND org_id = $2
+`
+
+type CallReportVersionGetParams struct {
+	CallID string
+	OrgID  string
+}
+
+type CallReportVersionGetRow struct {
+	Report  string
+	Version int64
+}
+
+// As CallReportGet, with the report's version (the largest stream sequence
+// applied to it), for the live updates.
+func (q *Queries) CallReportVersionGet(ctx context.Context, db DBTX, arg CallReportVersionGetParams) (CallReportVersionGetRow, error) {
+	row := db.QueryRow(ctx, callReportVersionGet, arg.CallID, arg.OrgID)
+	var i CallReportVersionGetRow
+	err := row.Scan(&i.Report, &i.Version)
+	return i, err
+}
+
+const callVersionsGet = `-- name: CallVersionsGet :many
+SELECT call_id, org_id, version FROM call_attempts WHERE call_id = ANY($1::text[])
+`
+
+type CallVersionsGetRow struct {
+	CallID  string
+	OrgID   string
+	Version int64
+}
+
+// The versions of the calls followed live, read when a notification does
+// not name them (too many changed, or none arrives: a hot standby).
+func (q *Queries) CallVersionsGet(ctx context.Context, db DBTX, callIds []string) ([]CallVersionsGetRow, error) {
+	rows, err := db.Query(ctx, callVersionsGet, callIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CallVersionsGetRow
+	for rows.Next() {
+		var i CallVersionsGetRow
+		if err := rows.Scan(&i.CallID, &i.OrgID, &i.Version); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const jobCount = `-- name: JobCount :one
 SELECT count(*) FROM jobs
 WHERE org_id = $1
@@ -492,6 +548,60 @@ func (q *Queries) JobReportGet(ctx context.Context, db DBTX, arg JobReportGetPar
 	var i JobReportGetRow
 	err := row.Scan(&i.Report, &i.Etag)
 	return i, err
+}
+
+const jobReportVersionGet = `-- name: JobReportVersionGet :one
+SELECT callreport_job_report(job_id)::text AS report, version
+FROM jobs WHERE job_id = $1 AND org_id = $2
+`
+
+type JobReportVersionGetParams struct {
+	JobID string
+	OrgID string
+}
+
+type JobReportVersionGetRow struct {
+	Report  string
+	Version int64
+}
+
+// As CallReportVersionGet, on jobs.
+func (q *Queries) JobReportVersionGet(ctx context.Context, db DBTX, arg JobReportVersionGetParams) (JobReportVersionGetRow, error) {
+	row := db.QueryRow(ctx, jobReportVersionGet, arg.JobID, arg.OrgID)
+	var i JobReportVersionGetRow
+	err := row.Scan(&i.Report, &i.Version)
+	return i, err
+}
+
+const jobVersionsGet = `-- name: JobVersionsGet :many
+SELECT job_id, org_id, version FROM jobs WHERE job_id = ANY($1::text[])
+`
+
+type JobVersionsGetRow struct {
+	JobID   string
+	OrgID   string
+	Version int64
+}
+
+// As CallVersionsGet, on jobs.
+func (q *Queries) JobVersionsGet(ctx context.Context, db DBTX, jobIds []string) ([]JobVersionsGetRow, error) {
+	rows, err := db.Query(ctx, jobVersionsGet, jobIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []JobVersionsGetRow
+	for rows.Next() {
+		var i JobVersionsGetRow
+		if err := rows.Scan(&i.JobID, &i.OrgID, &i.Version); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listCursorKey = `-- name: ListCursorKey :one
