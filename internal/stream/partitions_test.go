@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -90,7 +92,8 @@ func TestPartitionsNeedServer(t *testing.T) {
 		t.Skipf("the server at %s is %s, new enough for partitions", url, v)
 	}
 	names := partitionedNames(2)
-	names.Stream, names.SubjectPrefix = "EV_OLD_SERVER_TEST", "ev_old_server_test"
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	names.Stream, names.SubjectPrefix = "EV_OLD_SERVER_"+suffix, "ev_old_server_"+suffix
 	s, err := stream.New(nc, names)
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +104,7 @@ func TestPartitionsNeedServer(t *testing.T) {
 		t.Fatalf("Ensure with 2 partitions on nats-server %s: %v", v, err)
 	}
 	if _, err := s.JetStream().Stream(context.Background(), names.Stream); err == nil {
+		_ = s.JetStream().DeleteStream(context.Background(), names.Stream)
 		t.Fatal("the stream was created anyway")
 	}
 }
