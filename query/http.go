@@ -78,6 +78,8 @@ func (s *Server) routes() *echo.Echo {
 	e.Match(get, "/readyz", s.readyz)
 	e.Match(get, "/call-report/jobs/:jobId", s.jobReport, s.authenticate)
 	e.Match(get, "/call-report/calls/:callId", s.callReport, s.authenticate)
+	e.Match(get, "/call-report/stats/calls", s.statsCalls, s.authenticate)
+	e.Match(get, "/call-report/flows/:flowId/funnel", s.flowFunnel, s.authenticate)
 	return e
 }
 
@@ -153,6 +155,9 @@ func (s *Server) jobReport(c echo.Context) error {
 	} else if err != nil {
 		return err
 	}
+	if err := s.freshness(c); err != nil {
+		return err
+	}
 	ctx, cancel := s.dbContext(c)
 	defer cancel()
 	row, err := s.q.JobReportGet(ctx, s.pool, store.JobReportGetParams{JobID: id, OrgID: orgOf(c)})
@@ -170,6 +175,9 @@ func (s *Server) callReport(c echo.Context) error {
 	if errors.Is(err, errNotID) {
 		return errCallNotFound
 	} else if err != nil {
+		return err
+	}
+	if err := s.freshness(c); err != nil {
 		return err
 	}
 	ctx, cancel := s.dbContext(c)

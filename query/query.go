@@ -121,6 +121,7 @@ type Server struct {
 	keys     *keyring
 	failures *failLimiter
 	ready    *readiness
+	fresh    *freshness
 	e        *echo.Echo
 	// metrics is nil without Config.Registerer.
 	metrics *metrics
@@ -140,10 +141,12 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) *Server {
 		failures: newFailLimiter(cfg.AuthFailures, cfg.AuthFailureWindow, time.Now),
 	}
 	s.ready = newReadiness(s)
+	s.fresh = newFreshness(pool, cfg.Logger)
 	s.e = s.routes()
 	s.metrics = newMetrics(cfg.Registerer, s.e.Routes())
 	go s.keys.run(ctx)
 	go s.ready.run(ctx)
+	go s.fresh.run(ctx)
 	return s
 }
 
