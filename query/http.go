@@ -80,6 +80,7 @@ func (s *Server) routes() *echo.Echo {
 	e.Match(get, "/call-report/calls/:callId", s.callReport, s.authenticate)
 	e.Match(get, "/call-report/stats/calls", s.statsCalls, s.authenticate)
 	e.Match(get, "/call-report/flows/:flowId/funnel", s.flowFunnel, s.authenticate)
+	e.Match(get, "/call-report/openapi.json", s.openapi)
 	return e
 }
 
