@@ -248,3 +248,24 @@ func headerOf(t *testing.T, h http.Handler, target, key, name, value string) str
 	}
 	return res.Header.Get(query.HeaderProjectionPosition)
 }
+
+// TestRevalidationSkipsAssembly: a request whose If-None-Match holds the
+// report's etag is answered 304 without the report being assembled (the
+// assembling function fails here, and is not called).
+func TestRevalidationSkipsAssembly(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	f := newFixture(t, pool)
+	h := newServer(t, pool, query.Config{}).Handler()
+	if _, err := pool.Exec(context.Background(), `
+		CREATE OR REPLACE FUNCTION callreport_call_report(id text) RETURNS text LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'assembled'; END $$`); err != nil {
+		t.Fatal(err)
+	}
+	for _, inm := range []string{f.callTag, strings.TrimPrefix(f.callTag, "W/"), `"nope", ` + f.callTag} {
+		if res := get(t, h, "GET", "/call-report/calls/"+callA, append(bearer(f.keyA), "If-None-Match", inm)...); res.StatusCode != http.StatusNotModified {
+			t.Fatalf("If-None-Match %s: %d, want 304", inm, res.StatusCode)
+		}
+	}
+	expect(t, get(t, h, "GET", "/call-report/calls/"+callA, append(bearer(f.keyA), "If-None-Match", `W/"other"`)...), http.StatusInternalServerError, body500)
+}
