@@ -60,6 +60,7 @@ type freshness struct {
 
 	mu      sync.Mutex
 	loaded  bool
+	gen     uint64 // moves whenever what the reports hold may have changed
 	pos     int64
 	lag     time.Duration // at readAt; 0 when caught up
 	readAt  time.Time
@@ -72,17 +73,17 @@ func newFreshness(pool *pgxpool.Pool, log *slog.Logger) *freshness {
 
 // get is the last read: the position, the lag as of now, whether there was
 // a read at all, and a channel closed at the next read.
-func (f *freshness) get() (pos int64, lag time.Duration, ok bool, next <-chan struct{}) {
+func (f *freshness) get() (pos int64, lag time.Duration, gen uint64, ok bool, next <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	pos, ok, next = f.pos, f.loaded, f.updated
+	pos, gen, ok, next = f.pos, f.gen, f.loaded, f.updated
 	if f.lag > 0 {
 		lag = f.lag + time.Since(f.readAt)
 	}
 	if !ok || time.Since(f.readAt) > freshEvery {
 		f.nudge()
 	}
-	return pos, lag, ok, next
+	return pos, lag, gen, ok, next
 }
 
 func (f *freshness) nudge() {
@@ -92,9 +93,16 @@ func (f *freshness) nudge() {
 	}
 }
 
-func (f *freshness) set(pos int64, lag time.Duration, at time.Time) {
+// set records a read. changed says the reports may have changed since the
+// last (a notification came, or there are none to come: a standby); a new
+// position says so too. Either moves gen, which answers computed from the
+// reports (statsCache) are kept under.
+func (f *freshness) set(pos int64, lag time.Duration, at time.Time, changed bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if changed || !f.loaded || pos != f.pos {
+		f.gen++
+	}
 	f.loaded, f.pos, f.lag, f.readAt = true, pos, max(lag, 0), at
 	close(f.updated)
 	f.updated = make(chan struct{})
@@ -143,6 +151,7 @@ func (f *freshness) follow(ctx context.Context) error {
 		}
 	}
 	q := store.New()
+	notified := true
 	for {
 		started := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -151,7 +160,8 @@ func (f *freshness) follow(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("read the positions: %w", err)
 		}
-		f.set(row.Position, time.Duration(row.LagMs)*time.Millisecond, started)
+		f.set(row.Position, time.Duration(row.LagMs)*time.Millisecond, started, notified || standby)
+		notified = false
 
 		// Wait for a notification, a request, or freshIdle.
 		wctx, cancel := context.WithTimeout(ctx, freshIdle)
@@ -178,7 +188,7 @@ func (f *freshness) follow(ctx context.Context) error {
 			return fmt.Errorf("wait for notifications: %w", err)
 		}
 		if !standby {
-			drain(ctx, conn)
+			notified = err == nil || drain(ctx, conn)
 		}
 		select {
 		case <-ctx.Done():
@@ -188,14 +198,17 @@ func (f *freshness) follow(ctx context.Context) error {
 	}
 }
 
-// drain takes the notifications already received, without waiting.
-func drain(ctx context.Context, conn *pgx.Conn) {
+// drain takes the notifications already received, without waiting, and
+// reports whether there were any.
+func drain(ctx context.Context, conn *pgx.Conn) bool {
 	done, stop := context.WithCancel(ctx)
 	stop() // pgx hands out buffered notifications even so
+	got := false
 	for {
 		if n, _ := conn.WaitForNotification(done); n == nil {
-			return
+			return got
 		}
+		got = true
 	}
 }
 
@@ -206,23 +219,30 @@ func drain(ctx context.Context, conn *pgx.Conn) {
 // 503 (Retry-After) if it does not; a bad N is a 400. Every handler of
 // reports, lists and statistics calls it before its statement.
 func (s *Server) freshness(c echo.Context) error {
+	_, err := s.freshnessGen(c)
+	return err
+}
+
+// freshnessGen is freshness, and the generation of the reports the headers
+// were set from (freshness.gen).
+func (s *Server) freshnessGen(c echo.Context) (uint64, error) {
 	var want int64 = -1
 	if v := c.QueryParam("minPosition"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			return badParam("minPosition", "%s is not a stream sequence (an integer, 0 or more)", quoted(v))
+			return 0, badParam("minPosition", "%s is not a stream sequence (an integer, 0 or more)", quoted(v))
 		}
 		want = n
 	}
 	ctx := c.Request().Context()
 	var deadline <-chan time.Time
 	for {
-		pos, lag, ok, next := s.fresh.get()
+		pos, lag, gen, ok, next := s.fresh.get()
 		if ok && pos >= want {
 			h := c.Response().Header()
 			h.Set(HeaderProjectionPosition, strconv.FormatInt(pos, 10))
 			h.Set(HeaderProjectionLag, strconv.FormatInt(lag.Milliseconds(), 10))
-			return nil
+			return gen, nil
 		}
 		if deadline == nil {
 			wait := minPositionWait
@@ -238,11 +258,11 @@ func (s *Server) freshness(c echo.Context) error {
 		case <-next:
 		case <-deadline:
 			if want < 0 {
-				return fmt.Errorf("projection freshness: %w: not read yet", errUnavailable)
+				return 0, fmt.Errorf("projection freshness: %w: not read yet", errUnavailable)
 			}
-			return &errNotFresh{want: want}
+			return 0, &errNotFresh{want: want}
 		case <-ctx.Done():
-			return fmt.Errorf("wait for position %d: %w", want, ctx.Err())
+			return 0, fmt.Errorf("wait for position %d: %w", want, ctx.Err())
 		}
 	}
 }

@@ -122,6 +122,7 @@ type Server struct {
 	failures *failLimiter
 	ready    *readiness
 	fresh    *freshness
+	answers  *answerCache
 	e        *echo.Echo
 	// metrics is nil without Config.Registerer.
 	metrics *metrics
@@ -142,6 +143,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) *Server {
 	}
 	s.ready = newReadiness(s)
 	s.fresh = newFreshness(pool, cfg.Logger)
+	s.answers = newAnswerCache()
 	s.e = s.routes()
 	s.metrics = newMetrics(cfg.Registerer, s.e.Routes())
 	go s.keys.run(ctx)

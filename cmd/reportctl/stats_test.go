@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +179,9 @@ func (s *service) statsBuckets(key string, groupBy []string, tz string) []statsB
 	if tz != "" {
 		q.Set("tz", tz)
 	}
+	// Statistics are kept in memory until the projector's next commit is
+	// notified: read your writes by asking for the position.
+	q.Set("minPosition", strconv.FormatUint(s.lastSeq(), 10))
 	body := s.get("/stats/calls?"+q.Encode(), key, http.StatusOK)
 	var doc struct {
 		Buckets []json.RawMessage `json:"buckets"`
