@@ -125,6 +125,9 @@ func benchFigures(r *benchResult) []figure {
 		add("GET job ÷ baseline b", ratio(rps[targetJob], rps[targetBaseB+" job"]), "×", atLeast(0.8))
 		add("GET job ÷ baseline a", ratio(rps[targetJob], rps[targetBaseA+" job"]), "×", nil)
 		add("GET call 304 ÷ baseline a", ratio(rps[targetCall304], rps[targetBaseA+" call"]), "×", atLeast(0.5))
+		if rps[targetStats] > 0 {
+			add("GET stats ÷ baseline b", ratio(rps[targetStats], rps[targetBaseB+" call"]), "×", atLeast(0.3))
+		}
 	}
 	if sc := r.Scale; sc != nil {
 		for _, run := range sc.Runs {
