@@ -123,6 +123,7 @@ type Server struct {
 	ready    *readiness
 	fresh    *freshness
 	answers  *answerCache
+	docs     *docCache
 	e        *echo.Echo
 	// metrics is nil without Config.Registerer.
 	metrics *metrics
@@ -144,6 +145,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) *Server {
 	s.ready = newReadiness(s)
 	s.fresh = newFreshness(pool, cfg.Logger)
 	s.answers = newAnswerCache()
+	s.docs = newDocCache()
 	s.e = s.routes()
 	s.metrics = newMetrics(cfg.Registerer, s.e.Routes())
 	go s.keys.run(ctx)

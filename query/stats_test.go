@@ -269,3 +269,37 @@ func TestRevalidationSkipsAssembly(t *testing.T) {
 	}
 	expect(t, get(t, h, "GET", "/call-report/calls/"+callA, append(bearer(f.keyA), "If-None-Match", `W/"other"`)...), http.StatusInternalServerError, body500)
 }
+
+// TestHotReports: a report served once is served again from memory while
+// its etag is current (the assembling function, made to fail, is not
+// called), and assembled anew once it changes.
+func TestHotReports(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	f := newFixture(t, pool)
+	h := newServer(t, pool, query.Config{}).Handler()
+	ctx := context.Background()
+	target := "/call-report/calls/" + callA
+	expect(t, get(t, h, "GET", target, bearer(f.keyA)...), http.StatusOK, string(f.callDoc))
+	if _, err := pool.Exec(ctx, `ALTER FUNCTION callreport_call_report(text) RENAME TO callreport_call_report_real`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION callreport_call_report(id text) RETURNS text LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'assembled'; END $$`); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, get(t, h, "GET", target, bearer(f.keyA)...), http.StatusOK, string(f.callDoc))
+	// Another organization's key does not reach it.
+	expect(t, get(t, h, "GET", target, bearer(f.keyB)...), http.StatusNotFound, body404Call)
+
+	if _, err := pool.Exec(ctx, `DROP FUNCTION callreport_call_report(text);
+		ALTER FUNCTION callreport_call_report_real(text) RENAME TO callreport_call_report`); err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(f.callDoc), `"attempt":1`, `"attempt":2`, 1)
+	if _, err := pool.Exec(ctx, `UPDATE call_attempts SET report = $1::text::json, etag = 'v2' WHERE call_id = $2`, changed, callA); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, get(t, h, "GET", target, bearer(f.keyA)...), http.StatusOK, changed)
+}
