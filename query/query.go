@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/callreport/callreport/query/store"
 )
@@ -123,6 +124,7 @@ type Server struct {
 	ready    *readiness
 	fresh    *freshness
 	answers  *answerCache
+	flight   singleflight.Group // computations of answers not cached
 	docs     *docCache
 	e        *echo.Echo
 	// metrics is nil without Config.Registerer.

@@ -2,6 +2,7 @@ package query
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -60,66 +61,69 @@ func (s *Server) statsCalls(c echo.Context) error {
 	if body, ok := s.answers.get(key, gen); ok {
 		return serveJSON(c, body)
 	}
-	ctx, cancel := s.dbContext(c)
-	defer cancel()
-	rows, err := s.q.CallStats(ctx, s.pool, store.CallStatsParams{
-		OrgID: orgOf(c), Tz: tz, FromAt: from, ToAt: to,
-		ByDay: by["day"], ByHour: by["hour"], ByOutcome: by["outcome"],
-		ByProgram: by["program"], ByFlow: by["flow"], ByDirection: by["direction"],
+	body, err := s.answer(c, key, gen, func(ctx context.Context) ([]byte, error) {
+		rows, err := s.q.CallStats(ctx, s.pool, store.CallStatsParams{
+			OrgID: orgOf(c), Tz: tz, FromAt: from, ToAt: to,
+			ByDay: by["day"], ByHour: by["hour"], ByOutcome: by["outcome"],
+			ByProgram: by["program"], ByFlow: by["flow"], ByDirection: by["direction"],
+		})
+		if err != nil {
+			return nil, dbError("read call statistics", err)
+		}
+		var b bytes.Buffer
+		b.WriteString(`{"buckets":[`)
+		for i, r := range rows {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('{')
+			if by["day"] {
+				b.WriteString(`"day":`)
+				writeString(&b, r.Day)
+				b.WriteByte(',')
+			}
+			if by["hour"] {
+				b.WriteString(`"hour":`)
+				writeString(&b, r.Hour.Time.In(time.FixedZone("", int(r.HourOffset)*60)).Format(time.RFC3339))
+				b.WriteByte(',')
+			}
+			if by["outcome"] {
+				b.WriteString(`"outcome":`)
+				writeString(&b, r.Outcome)
+				b.WriteByte(',')
+			}
+			if by["program"] {
+				b.WriteString(`"programId":`)
+				writeOptional(&b, r.ProgramID)
+				b.WriteByte(',')
+			}
+			if by["flow"] {
+				b.WriteString(`"flowId":`)
+				writeOptional(&b, r.FlowID)
+				b.WriteByte(',')
+			}
+			if by["direction"] {
+				b.WriteString(`"direction":`)
+				writeString(&b, r.Direction)
+				b.WriteByte(',')
+			}
+			b.WriteString(`"calls":`)
+			b.WriteString(strconv.FormatInt(r.Calls, 10))
+			b.WriteString(`,"answered":`)
+			b.WriteString(strconv.FormatInt(r.Answered, 10))
+			b.WriteString(`,"durationMs":`)
+			b.WriteString(strconv.FormatInt(r.DurationMs, 10))
+			b.WriteString(`,"totalCost":`)
+			b.WriteString(decimal(r.TotalCost))
+			b.WriteByte('}')
+		}
+		b.WriteString("]}")
+		return b.Bytes(), nil
 	})
 	if err != nil {
-		return dbError("read call statistics", err)
+		return err
 	}
-	var b bytes.Buffer
-	b.WriteString(`{"buckets":[`)
-	for i, r := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('{')
-		if by["day"] {
-			b.WriteString(`"day":`)
-			writeString(&b, r.Day)
-			b.WriteByte(',')
-		}
-		if by["hour"] {
-			b.WriteString(`"hour":`)
-			writeString(&b, r.Hour.Time.In(time.FixedZone("", int(r.HourOffset)*60)).Format(time.RFC3339))
-			b.WriteByte(',')
-		}
-		if by["outcome"] {
-			b.WriteString(`"outcome":`)
-			writeString(&b, r.Outcome)
-			b.WriteByte(',')
-		}
-		if by["program"] {
-			b.WriteString(`"programId":`)
-			writeOptional(&b, r.ProgramID)
-			b.WriteByte(',')
-		}
-		if by["flow"] {
-			b.WriteString(`"flowId":`)
-			writeOptional(&b, r.FlowID)
-			b.WriteByte(',')
-		}
-		if by["direction"] {
-			b.WriteString(`"direction":`)
-			writeString(&b, r.Direction)
-			b.WriteByte(',')
-		}
-		b.WriteString(`"calls":`)
-		b.WriteString(strconv.FormatInt(r.Calls, 10))
-		b.WriteString(`,"answered":`)
-		b.WriteString(strconv.FormatInt(r.Answered, 10))
-		b.WriteString(`,"durationMs":`)
-		b.WriteString(strconv.FormatInt(r.DurationMs, 10))
-		b.WriteString(`,"totalCost":`)
-		b.WriteString(decimal(r.TotalCost))
-		b.WriteByte('}')
-	}
-	b.WriteString("]}")
-	s.answers.put(key, gen, b.Bytes())
-	return serveJSON(c, b.Bytes())
+	return serveJSON(c, body)
 }
 
 // flowFunnel serves GET /call-report/flows/{flowId}/funnel: per node of the
@@ -152,46 +156,49 @@ func (s *Server) flowFunnel(c echo.Context) error {
 	if body, ok := s.answers.get(key, gen); ok {
 		return serveJSON(c, body)
 	}
-	ctx, cancel := s.dbContext(c)
-	defer cancel()
-	rows, err := s.q.FlowFunnel(ctx, s.pool, store.FlowFunnelParams{OrgID: orgOf(c), FlowID: flowID, FromAt: from, ToAt: to})
-	if err != nil {
-		return dbError("read flow funnel", err)
-	}
-	var b bytes.Buffer
-	b.WriteString(`{"flowId":`)
-	writeString(&b, flowID)
-	b.WriteString(`,"nodes":[`)
-	for i := 0; i < len(rows); {
-		r := rows[i]
-		if i > 0 {
-			b.WriteByte(',')
+	body, err := s.answer(c, key, gen, func(ctx context.Context) ([]byte, error) {
+		rows, err := s.q.FlowFunnel(ctx, s.pool, store.FlowFunnelParams{OrgID: orgOf(c), FlowID: flowID, FromAt: from, ToAt: to})
+		if err != nil {
+			return nil, dbError("read flow funnel", err)
 		}
-		b.WriteString(`{"nodeId":`)
-		writeString(&b, r.NodeID)
-		b.WriteString(`,"calls":`)
-		b.WriteString(strconv.FormatInt(r.Calls, 10))
-		b.WriteString(`,"exits":{`)
-		first := true
-		for ; i < len(rows) && rows[i].NodeID == r.NodeID; i++ {
-			if rows[i].OutputPath == "" {
-				continue
-			}
-			if !first {
+		var b bytes.Buffer
+		b.WriteString(`{"flowId":`)
+		writeString(&b, flowID)
+		b.WriteString(`,"nodes":[`)
+		for i := 0; i < len(rows); {
+			r := rows[i]
+			if i > 0 {
 				b.WriteByte(',')
 			}
-			first = false
-			writeString(&b, rows[i].OutputPath)
-			b.WriteByte(':')
-			b.WriteString(strconv.FormatInt(rows[i].Exits, 10))
+			b.WriteString(`{"nodeId":`)
+			writeString(&b, r.NodeID)
+			b.WriteString(`,"calls":`)
+			b.WriteString(strconv.FormatInt(r.Calls, 10))
+			b.WriteString(`,"exits":{`)
+			first := true
+			for ; i < len(rows) && rows[i].NodeID == r.NodeID; i++ {
+				if rows[i].OutputPath == "" {
+					continue
+				}
+				if !first {
+					b.WriteByte(',')
+				}
+				first = false
+				writeString(&b, rows[i].OutputPath)
+				b.WriteByte(':')
+				b.WriteString(strconv.FormatInt(rows[i].Exits, 10))
+			}
+			b.WriteString(`},"totalCost":`)
+			b.WriteString(decimal(r.Cost))
+			b.WriteByte('}')
 		}
-		b.WriteString(`},"totalCost":`)
-		b.WriteString(decimal(r.Cost))
-		b.WriteByte('}')
+		b.WriteString("]}")
+		return b.Bytes(), nil
+	})
+	if err != nil {
+		return err
 	}
-	b.WriteString("]}")
-	s.answers.put(key, gen, b.Bytes())
-	return serveJSON(c, b.Bytes())
+	return serveJSON(c, body)
 }
 
 // zone is the IANA time zone named by tz, UTC when empty. The name goes to
@@ -302,6 +309,26 @@ func (a *answerCache) put(key string, gen uint64, body []byte) {
 		clear(a.m)
 	}
 	a.m[key] = cachedAnswer{gen: gen, body: body}
+}
+
+// answer computes an answer not in the cache, once for every request that
+// asks for it at the same time (a dashboard's panels, refreshed together,
+// or 32 connections of the bench), and keeps it. The computation has its
+// own deadline, and goes on if the request that started it goes away.
+func (s *Server) answer(c echo.Context, key string, gen uint64, compute func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	v, err, _ := s.flight.Do(key+"\x00"+strconv.FormatUint(gen, 10), func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), s.cfg.DBTimeout)
+		defer cancel()
+		body, err := compute(ctx)
+		if err == nil {
+			s.answers.put(key, gen, body)
+		}
+		return body, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
 }
 
 // answerKey is what a cached answer is kept under: the organization, the
