@@ -46,17 +46,6 @@ $$;
 -- The query processes verify keys against their hashes (only hashes are
 -- stored).
 GRANT SELECT ON api_keys TO callreport_query;
--- They say how fresh their answers are (X-Projection-Position): the live
--- consumers (callreport_live_consumers() reads generations and
--- partition_leases) and how far each is, not the rest of the positions.
-GRANT SELECT ON generations TO callreport_query;
-DO $$
-BEGIN
-    IF to_regclass('partition_leases') IS NOT NULL THEN
-        GRANT SELECT ON partition_leases TO callreport_query;
-    END IF;
-END
-$$;
 
 DO $$
 DECLARE
@@ -74,9 +63,6 @@ BEGIN
     END LOOP;
 END
 $$;
-
--- The query processes' freshness (above): how far each consumer is.
-GRANT SELECT (consumer, through, oldest_pending) ON projector_positions TO callreport_query;
 
 -- A rebuild (reportctl rebuild, generations switch, run as the owner)
 -- creates the next generation's tables in a schema of its own and swaps

@@ -96,11 +96,8 @@ WHERE n.calls <> 0 OR n.cost <> 0
 ORDER BY n.calls DESC, n.node_id COLLATE "C", x.output_path COLLATE "C";
 
 -- name: ProjectionFreshness :one
--- How fresh the live reports are: the least through of the consumers that
--- project them (X-Projection-Position; 0 for one without a position yet)
--- and how long the oldest event not applied yet has waited, by this
--- server's clock (X-Projection-Lag-Ms; 0 when caught up).
-SELECT coalesce(min(coalesce(p.through, 0)), 0)::bigint AS position,
-       coalesce((extract(epoch FROM now() - min(p.oldest_pending)) * 1000)::bigint, 0)::bigint AS lag_ms
-FROM callreport_live_consumers() AS c(consumer)
-LEFT JOIN projector_positions p ON p.consumer = c.consumer;
+-- How fresh the live reports are (migration 00012): the least through of
+-- the consumers that project them (X-Projection-Position) and how long the
+-- oldest event not applied yet has waited, by the server's clock
+-- (X-Projection-Lag-Ms; 0 when caught up).
+SELECT f.pos::bigint AS position, f.lag_ms::bigint AS lag_ms FROM callreport_projection_freshness() f;

@@ -356,10 +356,7 @@ func (q *Queries) JobReportGet(ctx context.Context, db DBTX, arg JobReportGetPar
 }
 
 const projectionFreshness = `-- name: ProjectionFreshness :one
-SELECT coalesce(min(coalesce(p.through, 0)), 0)::bigint AS position,
-       coalesce((extract(epoch FROM now() - min(p.oldest_pending)) * 1000)::bigint, 0)::bigint AS lag_ms
-FROM callreport_live_consumers() AS c(consumer)
-LEFT JOIN projector_positions p ON p.consumer = c.consumer
+SELECT f.pos::bigint AS position, f.lag_ms::bigint AS lag_ms FROM callreport_projection_freshness() f
 `
 
 type ProjectionFreshnessRow struct {
@@ -367,10 +364,10 @@ type ProjectionFreshnessRow struct {
 	LagMs    int64
 }
 
-// How fresh the live reports are: the least through of the consumers that
-// project them (X-Projection-Position; 0 for one without a position yet)
-// and how long the oldest event not applied yet has waited, by this
-// server's clock (X-Projection-Lag-Ms; 0 when caught up).
+// How fresh the live reports are (migration 00012): the least through of
+// the consumers that project them (X-Projection-Position) and how long the
+// oldest event not applied yet has waited, by the server's clock
+// (X-Projection-Lag-Ms; 0 when caught up).
 func (q *Queries) ProjectionFreshness(ctx context.Context, db DBTX) (ProjectionFreshnessRow, error) {
 	row := db.QueryRow(ctx, projectionFreshness)
 	var i ProjectionFreshnessRow
