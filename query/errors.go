@@ -97,8 +97,10 @@ func status(err error, r *http.Request) (int, string) {
 		return http.StatusNotFound, "Call not found"
 	case errors.Is(err, errUnavailable), errors.Is(err, errKeysStale):
 		return http.StatusServiceUnavailable, http.StatusText(http.StatusServiceUnavailable)
+	case isNotFresh(err):
+		return notFreshStatus(err)
 	}
-	var bad *errBadParam
+	var bad *paramError
 	if errors.As(err, &bad) {
 		return http.StatusBadRequest, bad.Error()
 	}

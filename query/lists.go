@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -32,17 +31,6 @@ const (
 	DefaultListLimit = 50
 	MaxListLimit     = 500
 )
-
-// errBadParam is a query parameter the endpoint refuses: 400, naming it.
-type errBadParam struct {
-	name, why string
-}
-
-func (e *errBadParam) Error() string {
-	return fmt.Sprintf("Invalid query parameter %s: %s", e.name, e.why)
-}
-
-func badParam(name, why string) error { return &errBadParam{name: name, why: why} }
 
 // A listing is one of the list or export endpoints: its parameters and
 // the statement that reads a page of it.
@@ -228,7 +216,7 @@ func (l *listing) parse(ctx context.Context, c echo.Context, ck *cursorKey, org 
 		case "limit":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > MaxListLimit || v[0] == '+' || v[0] == '0' {
-				return nil, badParam(name, fmt.Sprintf("not an integer from 1 to %d", MaxListLimit))
+				return nil, badParam(name, "not an integer from 1 to %d", MaxListLimit)
 			}
 			f.limit = n
 		case "cursor":
@@ -240,14 +228,14 @@ func (l *listing) parse(ctx context.Context, c echo.Context, ck *cursorKey, org 
 			after = v
 		default:
 			if allowed := l.enums[name]; allowed != nil && !slices.Contains(allowed, v) {
-				return nil, badParam(name, "not one of "+strings.Join(allowed, ", "))
+				return nil, badParam(name, "not one of %s", strings.Join(allowed, ", "))
 			}
 			if name == "jobId" || name == "programId" || name == "flowId" {
 				if !schema.ValidID(v) {
 					return nil, badParam(name, "not an id")
 				}
 			} else if !validCode(v) {
-				return nil, badParam(name, fmt.Sprintf("not a code (1 to %d characters, no control characters)", schema.MaxCodeLen))
+				return nil, badParam(name, "not a code (1 to %d characters, no control characters)", schema.MaxCodeLen)
 			}
 			f.eq[name] = v
 		}

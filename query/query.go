@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/callreport/callreport/query/store"
 )
@@ -137,6 +138,10 @@ type Server struct {
 	keys     *keyring
 	failures *failLimiter
 	ready    *readiness
+	fresh    *freshness
+	answers  *answerCache
+	flight   singleflight.Group // computations of answers not cached
+	docs     *docCache
 	e        *echo.Echo
 	// metrics is nil without Config.Registerer.
 	metrics *metrics
@@ -161,11 +166,15 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) *Server {
 	s.ready = newReadiness(s)
 	s.cursors = &cursorKey{db: pool}
 	s.updates = newUpdates(ctx, pool, cfg.Logger, cfg)
+	s.fresh = newFreshness(pool, cfg.Logger)
+	s.answers = newAnswerCache()
+	s.docs = newDocCache()
 	s.e = s.routes()
 	s.metrics = newMetrics(cfg.Registerer, s.e.Routes())
 	go s.keys.run(ctx)
 	go s.ready.run(ctx)
 	go s.updates.run(ctx)
+	go s.fresh.run(ctx)
 	return s
 }
 

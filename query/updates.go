@@ -44,8 +44,6 @@ import (
 // connection cannot be taken (HTTP/2), the handler waits until the stream
 // ends, and the workers write through its ResponseWriter.
 
-// reportsChannel is what the projector notifies at each commit.
-const reportsChannel = "callreport_reports"
 
 // Defaults of Config's live updates.
 const (

@@ -126,6 +126,9 @@ func benchFigures(r *benchResult) []figure {
 		add("GET job ÷ baseline b", ratio(rps[targetJob], rps[targetBaseB+" job"]), "×", atLeast(0.8))
 		add("GET job ÷ baseline a", ratio(rps[targetJob], rps[targetBaseA+" job"]), "×", nil)
 		add("GET call 304 ÷ baseline a", ratio(rps[targetCall304], rps[targetBaseA+" call"]), "×", atLeast(0.5))
+		if rps[targetStats] > 0 {
+			add("GET stats ÷ baseline b", ratio(rps[targetStats], rps[targetBaseB+" call"]), "×", atLeast(0.3))
+		}
 		if rps[targetList] > 0 {
 			add("list page of 50 ÷ baseline b", ratio(rps[targetList], rps[targetBaseB+" call"]), "×", atLeast(0.5))
 			add("list p99 ÷ baseline b p99", ratio(p99s[targetList], p99s[targetBaseB+" call"]), "×", atMost(2))

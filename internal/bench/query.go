@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -18,7 +20,18 @@ const (
 	targetCall304 = "GET call, If-None-Match (304)"
 	targetBaseA   = "baseline a: constant body,"
 	targetBaseB   = "baseline b: one pgx PK read,"
+	targetStats   = "GET stats, a year by day"
 )
+
+// statsYear is the range the stats target asks for, by day: a year of
+// 15-minute buckets, which statsRollups fills.
+const statsYear = "groupBy=day&from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z"
+
+// statsRollups gives each organization a call_rollups row for every
+// 15-minute bucket of 2025 (35,040 each), in a partition no projector
+// writes (statsPart): a year of an organization that calls all day, so
+// the stats target sums a year of buckets, not the stream's few minutes.
+const statsPart = 1 << 20
 
 // baselineTable holds the documents baseline (b) reads, as the query API
 // served them: a table of the bench's own, keyed by (kind, id), so that
@@ -50,6 +63,20 @@ func measureQuery(ctx context.Context, env *benchEnv, o Options, qbase string, s
 	if err != nil {
 		return err
 	}
+	if _, err := env.pool.Exec(ctx, `
+		INSERT INTO call_rollups (org_id, bucket, outcome, program_id, flow_id, direction, part, calls, answered, duration_ms, total_cost)
+		SELECT o, b, 'completed', '', '', 'outbound', $2, 3, 2, 60000, 0.375
+		FROM unnest($1::text[]) o, generate_series('2025-01-01T00:00:00Z'::timestamptz, '2025-12-31T23:45:00Z', '15 minutes') b`,
+		slices.Collect(maps.Keys(keys)), statsPart); err != nil {
+		return fmt.Errorf("a year of rollups: %w", err)
+	}
+	if _, err := env.pool.Exec(ctx, `ANALYZE call_rollups`); err != nil {
+		return err
+	}
+	var statsRefs []reportRef
+	for _, org := range slices.Sorted(maps.Keys(keys)) {
+		statsRefs = append(statsRefs, reportRef{org: org, key: keys[org]})
+	}
 	if _, err := env.pool.CopyFrom(ctx, pgx.Identifier{baselineTable}, []string{"kind", "id", "report"}, pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("fill the baseline's table: %w", err)
 	}
@@ -80,6 +107,7 @@ func measureQuery(ctx context.Context, env *benchEnv, o Options, qbase string, s
 		{name: targetBaseA + " job", url: bbase + "/const/job/", refs: jobs, want: ok},
 		{name: targetBaseB + " job", url: bbase + "/pk/job/", refs: jobs, want: ok},
 		{name: targetJob, url: qbase + "/call-report/jobs/", refs: jobs, want: ok},
+		{name: targetStats, url: qbase + "/call-report/stats/calls?" + statsYear, refs: statsRefs, want: ok},
 	}
 	if !o.skips("list") {
 		targets = append(targets, listTarget(qbase, calls))

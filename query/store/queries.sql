@@ -1,13 +1,15 @@
 -- name: CallReportGet :one
 -- One primary-key lookup with the organization in the predicate: another
 -- organization's call is indistinguishable from a missing one. The report
--- is assembled from its stored pieces (migrations/00003).
-SELECT callreport_call_report(call_id)::text AS report, etag
+-- is assembled from its stored pieces (migrations/00003), unless its etag
+-- is one the client holds (If-None-Match): a revalidation answered 304
+-- costs the index lookup alone.
+SELECT CASE WHEN etag = ANY(@known_etags::text[]) THEN '' ELSE callreport_call_report(call_id)::text END AS report, etag
 FROM call_attempts WHERE call_id = @call_id AND org_id = @org_id;
 
 -- name: JobReportGet :one
 -- As CallReportGet, on jobs.
-SELECT callreport_job_report(job_id)::text AS report, etag
+SELECT CASE WHEN etag = ANY(@known_etags::text[]) THEN '' ELSE callreport_job_report(job_id)::text END AS report, etag
 FROM jobs WHERE job_id = @job_id AND org_id = @org_id;
 
 -- name: CallReportVersionGet :one
@@ -135,3 +137,73 @@ SELECT count(*) FROM jobs
 WHERE org_id = @org_id
   AND (sqlc.narg(created_from)::timestamptz IS NULL OR first_event_at >= sqlc.narg(created_from)::timestamptz)
   AND (sqlc.narg(created_to)::timestamptz IS NULL OR first_event_at < sqlc.narg(created_to)::timestamptz);
+
+-- name: CallStats :many
+-- The statistics of GET /call-report/stats/calls: call_rollups summed over
+-- its partitions and over the dimensions not asked for, in one range scan
+-- of the primary key (org_id, bucket, ...). A dimension not asked for is
+-- the same constant on every row. Days and hours are of the zone tz: a
+-- 15-minute UTC bucket lies inside one local hour of every zone whose
+-- offset is a multiple of 15 minutes. An hour is the instant it starts
+-- (the bucket less its local minutes), so the two 02:00 of a fall-back
+-- night stay apart; hour_offset is its UTC offset in minutes.
+SELECT day, hour, hour_offset, outcome, program_id, flow_id, direction,
+       calls, answered, duration_ms, total_cost
+FROM (
+    SELECT day, hour,
+           CASE WHEN @by_hour::boolean
+                THEN (extract(epoch FROM (hour AT TIME ZONE @tz::text) - (hour AT TIME ZONE 'UTC')) / 60)::integer
+                ELSE 0 END AS hour_offset,
+           outcome, program_id, flow_id, direction,
+           sum(calls)::bigint AS calls, sum(answered)::bigint AS answered,
+           sum(duration_ms)::bigint AS duration_ms, sum(total_cost)::text AS total_cost
+    FROM (
+        SELECT CASE WHEN @by_day::boolean THEN ((r.bucket AT TIME ZONE @tz::text)::date)::text ELSE '' END AS day,
+               CASE WHEN @by_hour::boolean
+                    THEN r.bucket - make_interval(mins => extract(minute FROM r.bucket AT TIME ZONE @tz::text)::integer)
+                    ELSE '-infinity'::timestamptz END AS hour,
+               CASE WHEN @by_outcome::boolean THEN r.outcome ELSE '' END AS outcome,
+               CASE WHEN @by_program::boolean THEN r.program_id ELSE '' END AS program_id,
+               CASE WHEN @by_flow::boolean THEN r.flow_id ELSE '' END AS flow_id,
+               CASE WHEN @by_direction::boolean THEN r.direction ELSE '' END AS direction,
+               r.calls, r.answered, r.duration_ms, r.total_cost
+        FROM call_rollups r
+        WHERE r.org_id = @org_id AND r.bucket >= @from_at::timestamptz AND r.bucket < @to_at::timestamptz
+    ) k
+    GROUP BY day, hour, outcome, program_id, flow_id, direction
+    HAVING sum(calls) <> 0
+) g
+ORDER BY day COLLATE "C", hour, outcome COLLATE "C", program_id COLLATE "C", flow_id COLLATE "C", direction COLLATE "C";
+
+-- name: FlowFunnel :many
+-- GET /call-report/flows/{flowId}/funnel: per node of the flow, the calls
+-- that reached it and their cost there (flow_funnels), with one row per
+-- output path its entries left by (flow_funnel_exits), both summed over
+-- partitions and buckets. A node no exit was taken from yet has one row
+-- with an empty output_path.
+WITH n AS (
+    SELECT f.node_id, sum(f.calls)::bigint AS calls, sum(f.cost) AS cost
+    FROM flow_funnels f
+    WHERE f.org_id = @org_id::text AND f.flow_id = @flow_id::text
+      AND f.bucket >= @from_at::timestamptz AND f.bucket < @to_at::timestamptz
+    GROUP BY f.node_id
+), x AS (
+    SELECT e.node_id, e.output_path, sum(e.exits)::bigint AS exits
+    FROM flow_funnel_exits e
+    WHERE e.org_id = @org_id::text AND e.flow_id = @flow_id::text
+      AND e.bucket >= @from_at::timestamptz AND e.bucket < @to_at::timestamptz
+    GROUP BY e.node_id, e.output_path
+    HAVING sum(e.exits) <> 0
+)
+SELECT n.node_id, n.calls, n.cost::text AS cost,
+       coalesce(x.output_path, '')::text AS output_path, coalesce(x.exits, 0)::bigint AS exits
+FROM n LEFT JOIN x ON x.node_id = n.node_id
+WHERE n.calls <> 0 OR n.cost <> 0
+ORDER BY n.calls DESC, n.node_id COLLATE "C", x.output_path COLLATE "C";
+
+-- name: ProjectionFreshness :one
+-- How fresh the live reports are (migration 00012): the least through of
+-- the consumers that project them (X-Projection-Position) and how long the
+-- oldest event not applied yet has waited, by the server's clock
+-- (X-Projection-Lag-Ms; 0 when caught up).
+SELECT f.pos::bigint AS position, f.lag_ms::bigint AS lag_ms FROM callreport_projection_freshness() f;

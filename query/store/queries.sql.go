@@ -294,13 +294,14 @@ func (q *Queries) CallPosition(ctx context.Context, db DBTX, arg CallPositionPar
 }
 
 const callReportGet = `-- name: CallReportGet :one
-SELECT callreport_call_report(call_id)::text AS report, etag
-FROM call_attempts WHERE call_id = $1 AND org_id = $2
+SELECT CASE WHEN etag = ANY($1::text[]) THEN '' ELSE callreport_call_report(call_id)::text END AS report, etag
+FROM call_attempts WHERE call_id = $2 AND org_id = $3
 `
 
 type CallReportGetParams struct {
-	CallID string
-	OrgID  string
+	KnownEtags []string
+	CallID     string
+	OrgID      string
 }
 
 type CallReportGetRow struct {
@@ -310,9 +311,11 @@ type CallReportGetRow struct {
 
 // One primary-key lookup with the organization in the predicate: another
 // organization's call is indistinguishable from a missing one. The report
-// is assembled from its stored pieces (migrations/00003).
+// is assembled from its stored pieces (migrations/00003), unless its etag
+// is one the client holds (If-None-Match): a revalidation answered 304
+// costs the index lookup alone.
 func (q *Queries) CallReportGet(ctx context.Context, db DBTX, arg CallReportGetParams) (CallReportGetRow, error) {
-	row := db.QueryRow(ctx, callReportGet, arg.CallID, arg.OrgID)
+	row := db.QueryRow(ctx, callReportGet, arg.KnownEtags, arg.CallID, arg.OrgID)
 	var i CallReportGetRow
 	err := row.Scan(&i.Report, &i.Etag)
 	return i, err
@@ -342,6 +345,114 @@ func (q *Queries) CallReportVersionGet(ctx context.Context, db DBTX, arg CallRep
 	return i, err
 }
 
+const callStats = `-- name: CallStats :many
+SELECT day, hour, hour_offset, outcome, program_id, flow_id, direction,
+       calls, answered, duration_ms, total_cost
+FROM (
+    SELECT day, hour,
+           CASE WHEN $1::boolean
+                THEN (extract(epoch FROM (hour AT TIME ZONE $2::text) - (hour AT TIME ZONE 'UTC')) / 60)::integer
+                ELSE 0 END AS hour_offset,
+           outcome, program_id, flow_id, direction,
+           sum(calls)::bigint AS calls, sum(answered)::bigint AS answered,
+           sum(duration_ms)::bigint AS duration_ms, sum(total_cost)::text AS total_cost
+    FROM (
+        SELECT CASE WHEN $3::boolean THEN ((r.bucket AT TIME ZONE $2::text)::date)::text ELSE '' END AS day,
+               CASE WHEN $1::boolean
+                    THEN r.bucket - make_interval(mins => extract(minute FROM r.bucket AT TIME ZONE $2::text)::integer)
+                    ELSE '-infinity'::timestamptz END AS hour,
+               CASE WHEN $4::boolean THEN r.outcome ELSE '' END AS outcome,
+               CASE WHEN $5::boolean THEN r.program_id ELSE '' END AS program_id,
+               CASE WHEN $6::boolean THEN r.flow_id ELSE '' END AS flow_id,
+               CASE WHEN $7::boolean THEN r.direction ELSE '' END AS direction,
+               r.calls, r.answered, r.duration_ms, r.total_cost
+        FROM call_rollups r
+        WHERE r.org_id = $8 AND r.bucket >= $9::timestamptz AND r.bucket < $10::timestamptz
+    ) k
+    GROUP BY day, hour, outcome, program_id, flow_id, direction
+    HAVING sum(calls) <> 0
+) g
+ORDER BY day COLLATE "C", hour, outcome COLLATE "C", program_id COLLATE "C", flow_id COLLATE "C", direction COLLATE "C"
+`
+
+type CallStatsParams struct {
+	ByHour      bool
+	Tz          string
+	ByDay       bool
+	ByOutcome   bool
+	ByProgram   bool
+	ByFlow      bool
+	ByDirection bool
+	OrgID       string
+	FromAt      pgtype.Timestamptz
+	ToAt        pgtype.Timestamptz
+}
+
+type CallStatsRow struct {
+	Day        string
+	Hour       pgtype.Timestamptz
+	HourOffset int32
+	Outcome    string
+	ProgramID  string
+	FlowID     string
+	Direction  string
+	Calls      int64
+	Answered   int64
+	DurationMs int64
+	TotalCost  string
+}
+
+// The statistics of GET /call-report/stats/calls: call_rollups summed over
+// its partitions and over the dimensions not asked for, in one range scan
+// of the primary key (org_id, bucket, ...). A dimension not asked for is
+// the same constant on every row. Days and hours are of the zone tz: a
+// 15-minute UTC bucket lies inside one local hour of every zone whose
+// offset is a multiple of 15 minutes. An hour is the instant it starts
+// (the bucket less its local minutes), so the two 02:00 of a fall-back
+// night stay apart; hour_offset is its UTC offset in minutes.
+func (q *Queries) CallStats(ctx context.Context, db DBTX, arg CallStatsParams) ([]CallStatsRow, error) {
+	rows, err := db.Query(ctx, callStats,
+		arg.ByHour,
+		arg.Tz,
+		arg.ByDay,
+		arg.ByOutcome,
+		arg.ByProgram,
+		arg.ByFlow,
+		arg.ByDirection,
+		arg.OrgID,
+		arg.FromAt,
+		arg.ToAt,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CallStatsRow
+	for rows.Next() {
+		var i CallStatsRow
+		if err := rows.Scan(
+			&i.Day,
+			&i.Hour,
+			&i.HourOffset,
+			&i.Outcome,
+			&i.ProgramID,
+			&i.FlowID,
+			&i.Direction,
+			&i.Calls,
+			&i.Answered,
+			&i.DurationMs,
+			&i.TotalCost,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const callVersionsGet = `-- name: CallVersionsGet :many
 SELECT call_id, org_id, version FROM call_attempts WHERE call_id = ANY($1::text[])
 `
@@ -364,6 +475,79 @@ func (q *Queries) CallVersionsGet(ctx context.Context, db DBTX, callIds []string
 	for rows.Next() {
 		var i CallVersionsGetRow
 		if err := rows.Scan(&i.CallID, &i.OrgID, &i.Version); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const flowFunnel = `-- name: FlowFunnel :many
+WITH n AS (
+    SELECT f.node_id, sum(f.calls)::bigint AS calls, sum(f.cost) AS cost
+    FROM flow_funnels f
+    WHERE f.org_id = $1::text AND f.flow_id = $2::text
+      AND f.bucket >= $3::timestamptz AND f.bucket < $4::timestamptz
+    GROUP BY f.node_id
+), x AS (
+    SELECT e.node_id, e.output_path, sum(e.exits)::bigint AS exits
+    FROM flow_funnel_exits e
+    WHERE e.org_id = $1::text AND e.flow_id = $2::text
+      AND e.bucket >= $3::timestamptz AND e.bucket < $4::timestamptz
+    GROUP BY e.node_id, e.output_path
+    HAVING sum(e.exits) <> 0
+)
+SELECT n.node_id, n.calls, n.cost::text AS cost,
+       coalesce(x.output_path, '')::text AS output_path, coalesce(x.exits, 0)::bigint AS exits
+FROM n LEFT JOIN x ON x.node_id = n.node_id
+WHERE n.calls <> 0 OR n.cost <> 0
+ORDER BY n.calls DESC, n.node_id COLLATE "C", x.output_path COLLATE "C"
+`
+
+type FlowFunnelParams struct {
+	OrgID  string
+	FlowID string
+	FromAt pgtype.Timestamptz
+	ToAt   pgtype.Timestamptz
+}
+
+type FlowFunnelRow struct {
+	NodeID     string
+	Calls      int64
+	Cost       string
+	OutputPath string
+	Exits      int64
+}
+
+// GET /call-report/flows/{flowId}/funnel: per node of the flow, the calls
+// that reached it and their cost there (flow_funnels), with one row per
+// output path its entries left by (flow_funnel_exits), both summed over
+// partitions and buckets. A node no exit was taken from yet has one row
+// with an empty output_path.
+func (q *Queries) FlowFunnel(ctx context.Context, db DBTX, arg FlowFunnelParams) ([]FlowFunnelRow, error) {
+	rows, err := db.Query(ctx, flowFunnel,
+		arg.OrgID,
+		arg.FlowID,
+		arg.FromAt,
+		arg.ToAt,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []FlowFunnelRow
+	for rows.Next() {
+		var i FlowFunnelRow
+		if err := rows.Scan(
+			&i.NodeID,
+			&i.Calls,
+			&i.Cost,
+			&i.OutputPath,
+			&i.Exits,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -528,13 +712,14 @@ func (q *Queries) JobPosition(ctx context.Context, db DBTX, arg JobPositionParam
 }
 
 const jobReportGet = `-- name: JobReportGet :one
-SELECT callreport_job_report(job_id)::text AS report, etag
-FROM jobs WHERE job_id = $1 AND org_id = $2
+SELECT CASE WHEN etag = ANY($1::text[]) THEN '' ELSE callreport_job_report(job_id)::text END AS report, etag
+FROM jobs WHERE job_id = $2 AND org_id = $3
 `
 
 type JobReportGetParams struct {
-	JobID string
-	OrgID string
+	KnownEtags []string
+	JobID      string
+	OrgID      string
 }
 
 type JobReportGetRow struct {
@@ -544,7 +729,7 @@ type JobReportGetRow struct {
 
 // As CallReportGet, on jobs.
 func (q *Queries) JobReportGet(ctx context.Context, db DBTX, arg JobReportGetParams) (JobReportGetRow, error) {
-	row := db.QueryRow(ctx, jobReportGet, arg.JobID, arg.OrgID)
+	row := db.QueryRow(ctx, jobReportGet, arg.KnownEtags, arg.JobID, arg.OrgID)
 	var i JobReportGetRow
 	err := row.Scan(&i.Report, &i.Etag)
 	return i, err
@@ -614,4 +799,24 @@ func (q *Queries) ListCursorKey(ctx context.Context, db DBTX) ([]byte, error) {
 	var secret []byte
 	err := row.Scan(&secret)
 	return secret, err
+}
+
+const projectionFreshness = `-- name: ProjectionFreshness :one
+SELECT f.pos::bigint AS position, f.lag_ms::bigint AS lag_ms FROM callreport_projection_freshness() f
+`
+
+type ProjectionFreshnessRow struct {
+	Position int64
+	LagMs    int64
+}
+
+// How fresh the live reports are (migration 00012): the least through of
+// the consumers that project them (X-Projection-Position) and how long the
+// oldest event not applied yet has waited, by the server's clock
+// (X-Projection-Lag-Ms; 0 when caught up).
+func (q *Queries) ProjectionFreshness(ctx context.Context, db DBTX) (ProjectionFreshnessRow, error) {
+	row := db.QueryRow(ctx, projectionFreshness)
+	var i ProjectionFreshnessRow
+	err := row.Scan(&i.Position, &i.LagMs)
+	return i, err
 }
