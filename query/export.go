@@ -51,6 +51,9 @@ func (s *Server) export(c echo.Context, l *listing) error {
 	if err != nil {
 		return err
 	}
+	if err := s.freshness(c); err != nil {
+		return err
+	}
 	res := c.Response()
 	h := res.Header()
 	h.Set(echo.HeaderContentType, contentTypeNDJSON)

@@ -191,7 +191,7 @@ func (l *listing) parse(ctx context.Context, c echo.Context, ck *cursorKey, org 
 	for _, name := range names {
 		vs := q[name]
 		shown := truncate(name, 64)
-		known := name == "from" || name == "to" || slices.Contains(l.filters, name) ||
+		known := name == "from" || name == "to" || name == "minPosition" || slices.Contains(l.filters, name) ||
 			(l.paged && (name == "limit" || name == "cursor")) || (!l.paged && name == "after")
 		switch {
 		case !known:
@@ -203,6 +203,7 @@ func (l *listing) parse(ctx context.Context, c echo.Context, ck *cursorKey, org 
 		}
 		v := vs[0]
 		switch name {
+		case "minPosition": // read by Server.freshness
 		case "from", "to":
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
@@ -287,6 +288,9 @@ func (s *Server) list(c echo.Context, l *listing) error {
 	}
 	f, err := l.parse(ctx, c, s.cursors, org)
 	if err != nil {
+		return err
+	}
+	if err := s.freshness(c); err != nil {
 		return err
 	}
 	// One more than asked: whether there is a next page.

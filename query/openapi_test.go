@@ -20,8 +20,8 @@ import (
 )
 
 // TestOpenAPI: the document served is valid OpenAPI 3.1; every route the
-// server registers is in it (routes built elsewhere may be documented
-// before they land); the answers of every endpoint here, errors included,
+// server registers is in it, and every operation in it is served with the
+// query parameters it documents; the answers of every endpoint here, errors included,
 // and the report of every contract example validate against it.
 func TestOpenAPI(t *testing.T) {
 	t.Parallel()
@@ -60,6 +60,48 @@ func TestOpenAPI(t *testing.T) {
 		}
 	}
 
+	// Every documented operation is served, and takes exactly the query
+	// parameters documented: each is known to it, and the endpoints that
+	// refuse unknown parameters refuse an undocumented one.
+	strict := regexp.MustCompile(`^/call-report/(calls|jobs|export/calls|export/jobs|stats/calls|flows/\{flowId\}/funnel)$`)
+	values := map[string]string{"from": "2025-12-16T00:00:00Z", "to": "2025-12-17T00:00:00Z", "limit": "10",
+		"groupBy": "day", "tz": "UTC", "minPosition": "0", "direction": "inbound", "status": "completed"}
+	for path, item := range doc.Paths.Map() {
+		if item.Get == nil {
+			continue
+		}
+		target := regexp.MustCompile(`\{[A-Za-z]+\}`).ReplaceAllString(path, "nope")
+		ask := func(query string) (int, string) {
+			t.Helper()
+			res := get(t, h, "GET", target+query, bearer(f.keyA)...)
+			return res.StatusCode, readBody(t, res)
+		}
+		if status, body := ask(""); status == http.StatusNotFound && strings.Contains(body, "Cannot GET") {
+			t.Errorf("GET %s is in the document but not served", path)
+		}
+		for _, p := range item.Get.Parameters {
+			if p.Value == nil || p.Value.In != "query" {
+				continue
+			}
+			v := values[p.Value.Name]
+			if v == "" {
+				v = "x1"
+			}
+			if status, body := ask("?" + p.Value.Name + "=" + v); status == http.StatusBadRequest && strings.Contains(body, "unknown parameter") {
+				t.Errorf("GET %s: the documented parameter %s is refused: %s", path, p.Value.Name, body)
+			}
+		}
+		if strict.MatchString(path) {
+			if status, body := ask("?undocumented=1"); status != http.StatusBadRequest || !strings.Contains(body, "undocumented") {
+				t.Errorf("GET %s?undocumented=1: %d %s, want 400 naming it", path, status, body)
+			}
+		}
+	}
+
+	// An export's body is validated as the text it is documented as; its
+	// lines are the reports validated below.
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder)
+	defer openapi3filter.UnregisterBodyDecoder("application/x-ndjson")
 	router, err := legacy.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +142,13 @@ func TestOpenAPI(t *testing.T) {
 		{"/call-report/stats/calls?groupBy=week", f.keyA, 400},
 		{"/call-report/flows/f1/funnel", f.keyA, 200},
 		{"/call-report/flows/f1/funnel?from=2025-12-16T18:01:00Z", f.keyA, 400},
+		{"/call-report/calls?limit=1", f.keyA, 200},
+		{"/call-report/jobs", f.keyA, 200},
+		{"/call-report/calls?limit=0", f.keyA, 400},
+		{"/call-report/jobs?cursor=forged", f.keyA, 400},
+		{"/call-report/export/calls", f.keyA, 200},
+		{"/call-report/export/jobs?after=nope", f.keyA, 400},
+		{"/call-report/calls/nope/updates", f.keyA, 404},
 		{"/call-report/openapi.json", "", 200},
 		{"/healthz", "", 200},
 		{"/readyz", "", 200},

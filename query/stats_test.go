@@ -140,11 +140,11 @@ func TestFunnel(t *testing.T) {
 		`{"flowId":"f1","nodes":[{"nodeId":"dial-1","calls":9,"exits":{"onBusy":9},"totalCost":9}]}`)
 	expect(t, get(t, h, "GET", "/call-report/flows/f2/funnel", bearer(f.keyA)...), http.StatusOK, `{"flowId":"f2","nodes":[]}`)
 	expect(t, get(t, h, "GET", "/call-report/flows/a.b/funnel", bearer(f.keyA)...), http.StatusBadRequest,
-		`{"statusCode":400,"message":"flowId: \"a.b\" is not an id","error":"Bad Request"}`)
+		`{"statusCode":400,"message":"Invalid query parameter flowId: \"a.b\" is not an id","error":"Bad Request"}`)
 	expect(t, get(t, h, "GET", "/call-report/flows/f1/funnel?groupBy=day", bearer(f.keyA)...), http.StatusBadRequest,
 		`{"statusCode":400,"message":"Invalid query parameter groupBy: unknown parameter; this endpoint takes from, to, minPosition","error":"Bad Request"}`)
 	expect(t, get(t, h, "GET", "/call-report/flows/f1/funnel?from=2025-12-16T18:01:00Z", bearer(f.keyA)...), http.StatusBadRequest,
-		`{"statusCode":400,"message":"from: \"2025-12-16T18:01:00Z\" is not on the 15-minute grain of the statistics (minutes 00, 15, 30 or 45 in UTC, no seconds)","error":"Bad Request"}`)
+		`{"statusCode":400,"message":"Invalid query parameter from: \"2025-12-16T18:01:00Z\" is not on the 15-minute grain of the statistics (minutes 00, 15, 30 or 45 in UTC, no seconds)","error":"Bad Request"}`)
 }
 
 // TestFreshness: reports and statistics say how far the projection is, from
@@ -164,7 +164,8 @@ func TestFreshness(t *testing.T) {
 		}
 		return res.Header.Get(query.HeaderProjectionPosition), res.Header.Get(query.HeaderProjectionLag)
 	}
-	targets := []string{"/call-report/jobs/" + jobA, "/call-report/calls/" + callA, "/call-report/stats/calls", "/call-report/flows/f1/funnel"}
+	targets := []string{"/call-report/jobs/" + jobA, "/call-report/calls/" + callA, "/call-report/stats/calls", "/call-report/flows/f1/funnel",
+		"/call-report/calls", "/call-report/jobs?limit=1", "/call-report/export/calls"}
 	// No position recorded yet.
 	for _, target := range targets {
 		if pos, lag := headers(target); pos != "0" || lag != "0" {
@@ -215,6 +216,11 @@ func TestFreshness(t *testing.T) {
 	}
 	expect(t, get(t, h, "GET", "/call-report/stats/calls?minPosition=50", bearer(f.keyA)...), http.StatusOK,
 		`{"buckets":[]}`)
+	for _, target := range []string{"/call-report/calls?minPosition=50&limit=1", "/call-report/export/jobs?minPosition=50"} {
+		if res := get(t, h, "GET", target, bearer(f.keyA)...); res.StatusCode != http.StatusOK || res.Header.Get(query.HeaderProjectionPosition) != "50" {
+			t.Fatalf("%s: %d, position %q", target, res.StatusCode, res.Header.Get(query.HeaderProjectionPosition))
+		}
+	}
 
 	// Not reached within 5 s.
 	res = get(t, h, "GET", "/call-report/jobs/"+jobA+"?minPosition=51", bearer(f.keyA)...)
@@ -224,7 +230,7 @@ func TestFreshness(t *testing.T) {
 		t.Fatal("503 without Retry-After")
 	}
 	expect(t, get(t, h, "GET", "/call-report/jobs/"+jobA+"?minPosition=x", bearer(f.keyA)...), http.StatusBadRequest,
-		`{"statusCode":400,"message":"minPosition: \"x\" is not a stream sequence (an integer, 0 or more)","error":"Bad Request"}`)
+		`{"statusCode":400,"message":"Invalid query parameter minPosition: \"x\" is not a stream sequence (an integer, 0 or more)","error":"Bad Request"}`)
 	if !strings.HasPrefix(headerOf(t, h, "/call-report/jobs/"+jobA, f.keyA, "If-None-Match", f.jobETag), "50") {
 		t.Fatal("a 304 has no position")
 	}

@@ -44,7 +44,6 @@ import (
 // connection cannot be taken (HTTP/2), the handler waits until the stream
 // ends, and the workers write through its ResponseWriter.
 
-
 // Defaults of Config's live updates.
 const (
 	DefaultUpdatesPerKey     = 100
