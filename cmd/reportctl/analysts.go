@@ -61,7 +61,7 @@ func runAnalysts(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	timeout := fs.Duration("statement-timeout", time.Minute, "the analyst's statement timeout (create)")
 	connLimit := fs.Int("connection-limit", 4, "the analyst's connections at most (create)")
 	yes := fs.Bool("yes", false, "revoke without asking (revoke)")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/internal/config"
-	"github.com/callreport/callreport/internal/progress"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema"
 )
@@ -77,7 +76,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	all := fs.Bool("all", false, "retry every dead letter, or every one of --reason (retry)")
 	yes := fs.Bool("yes", false, "purge without asking (purge)")
 	// Flags may come before the subcommand as well as after it.
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
@@ -132,7 +131,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer closeNATS()
 	switch sub {
 	case "list":
-		return dlqList(ctx, s, sel, *limit, *asJSON, stdout)
+		return cli.ListDeadLetters(ctx, s, sel, *limit, *asJSON, stdout)
 	case "show":
 		d, err := s.GetDeadLetter(ctx, seqs[0])
 		if err != nil {
@@ -142,147 +141,15 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	case "retry":
 		if *all {
-			return dlqRetryAll(ctx, s, sel, stdout, stderr)
+			return cli.RetryDeadLetters(ctx, s, sel, stdout, stderr)
 		}
-		return dlqRetry(ctx, s, seqs, stdout, stderr)
+		return cli.RetryDeadLetter(ctx, s, seqs, stdout, stderr)
 	default: // purge
-		return dlqPurge(ctx, s, sel, *yes, stdout, stderr)
+		return cli.PurgeDeadLetters(ctx, s, sel, *yes, stdout, stderr)
 	}
 }
 
 func usageErr(stderr io.Writer, format string, args ...any) error {
 	fmt.Fprintf(stderr, format+"\n\n%s", append(args, dlqUsage)...)
 	return errUsage
-}
-
-// dlqListing is what dlq list --json prints.
-type dlqListing struct {
-	Stream      string              `json:"stream"`
-	Reason      string              `json:"reason,omitempty"`
-	Org         string              `json:"org,omitempty"`
-	Total       uint64              `json:"total"` // chosen by reason and org; the list may be shorter (--limit)
-	DeadLetters []stream.DeadLetter `json:"dead_letters"`
-}
-
-// describe says which dead letters sel chooses, for messages.
-func describe(sel stream.Select) string {
-	var parts []string
-	if sel.Reason != "" {
-		parts = append(parts, "of reason "+sel.Reason)
-	}
-	if sel.Org != "" {
-		parts = append(parts, "of organization "+sel.Org)
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return " " + strings.Join(parts, " ")
-}
-
-func dlqList(ctx context.Context, s *stream.Streams, sel stream.Select, limit int, asJSON bool, stdout io.Writer) error {
-	list, err := s.ListDeadLetters(ctx, sel, limit)
-	if err != nil {
-		return err
-	}
-	total, err := s.CountSelected(ctx, sel)
-	if err != nil {
-		return err
-	}
-	total = max(total, uint64(len(list)))
-	if asJSON {
-		return cli.WriteJSON(stdout, dlqListing{Stream: s.DLQStream, Reason: sel.Reason, Org: sel.Org, Total: total, DeadLetters: list})
-	}
-	if len(list) == 0 {
-		fmt.Fprintf(stdout, "no dead letters%s in %s\n", describe(sel), s.DLQStream)
-		return nil
-	}
-	cli.WriteDeadLetters(stdout, list)
-	if uint64(len(list)) < total {
-		fmt.Fprintf(stdout, "\n%s of %s dead letters shown; --limit 0 lists them all\n", count(uint64(len(list))), count(total))
-	}
-	return nil
-}
-
-func dlqRetry(ctx context.Context, s *stream.Streams, seqs []uint64, stdout, stderr io.Writer) error {
-	failed := 0
-	for _, seq := range seqs {
-		r, err := s.RetryDeadLetter(ctx, seq)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			failed++
-			fmt.Fprintf(stderr, "dead letter %d: %s\n", seq, cli.Printable(err.Error()))
-			continue
-		}
-		fmt.Fprintf(stdout, "dead letter %d → %s seq %d (%s)%s\n", seq, r.Stream, r.StreamSeq, cli.Printable(r.Subject), dupNote(r.Duplicate))
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d dead letters not retried", failed, len(seqs))
-	}
-	return nil
-}
-
-func dupNote(dup bool) string {
-	if dup {
-		return ", published by an earlier retry"
-	}
-	return ""
-}
-
-func dlqRetryAll(ctx context.Context, s *stream.Streams, sel stream.Select, stdout, stderr io.Writer) error {
-	what := "retry"
-	for _, v := range []string{sel.Reason, sel.Org} {
-		if v != "" {
-			what += " " + v
-		}
-	}
-	bar := progress.New(stderr, what)
-	var last, total uint64
-	sum, err := s.RetryDeadLetters(ctx, sel, func(done, of uint64) {
-		last, total = done, of
-		bar.Update(done, of)
-	})
-	if sum.Total > 0 {
-		bar.Finish(last, total)
-	}
-	for _, f := range sum.Failed {
-		fmt.Fprintf(stderr, "dead letter %d: %s\n", f.DLQSeq, cli.Printable(f.Error))
-	}
-	if err != nil {
-		return err
-	}
-	if sum.Total == 0 {
-		fmt.Fprintln(stdout, "no dead letters to retry")
-		return nil
-	}
-	fmt.Fprintf(stdout, "retried %s dead letters to %s", count(uint64(sum.Retried)), s.Stream)
-	if sum.Duplicates > 0 {
-		fmt.Fprintf(stdout, " (%s published by an earlier retry)", count(uint64(sum.Duplicates)))
-	}
-	fmt.Fprintln(stdout)
-	if len(sum.Failed) > 0 {
-		return fmt.Errorf("%d dead letters not retried", len(sum.Failed))
-	}
-	return nil
-}
-
-func dlqPurge(ctx context.Context, s *stream.Streams, sel stream.Select, yes bool, stdout, stderr io.Writer) error {
-	n, err := s.CountSelected(ctx, sel)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		fmt.Fprintf(stdout, "no dead letters%s in %s\n", describe(sel), s.DLQStream)
-		return nil
-	}
-	if err := cli.Confirm(stderr, yes, fmt.Sprintf("purge %s dead letters%s from %s", count(n), describe(sel), s.DLQStream)); err != nil {
-		return err
-	}
-	n, err = s.PurgeDeadLetters(ctx, sel)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "purged %s dead letters%s from %s\n", count(n), describe(sel), s.DLQStream)
-	return nil
 }

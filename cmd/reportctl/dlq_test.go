@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callreport/callreport/internal/cli"
+	"github.com/callreport/callreport/internal/fixture"
 	"github.com/callreport/callreport/internal/stream"
 )
 
@@ -48,7 +49,7 @@ func (l *lockedBuffer) String() string {
 }
 
 // dlqList runs dlq list --json with args until ok accepts the listing.
-func (s *service) dlqList(what string, ok func(dlqListing) bool, args ...string) dlqListing {
+func (s *service) dlqList(what string, ok func(cli.DeadLetterListing) bool, args ...string) cli.DeadLetterListing {
 	s.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -56,7 +57,7 @@ func (s *service) dlqList(what string, ok func(dlqListing) bool, args ...string)
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		var l dlqListing
+		var l cli.DeadLetterListing
 		if err := json.Unmarshal([]byte(out), &l); err != nil {
 			s.t.Fatalf("dlq list --json does not parse: %v\n%s", err, out)
 		}
@@ -94,7 +95,7 @@ func TestDLQCommands(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
 	s.publish(mixedFixture(t))
-	l := s.dlqList("3 dead letters", func(l dlqListing) bool { return l.Total == 3 && len(l.DeadLetters) == 3 })
+	l := s.dlqList("3 dead letters", func(l cli.DeadLetterListing) bool { return l.Total == 3 && len(l.DeadLetters) == 3 })
 	seqOf := map[string]uint64{}
 	for _, d := range l.DeadLetters {
 		seqOf[d.Reason] = d.Seq
@@ -121,14 +122,14 @@ func TestDLQCommands(t *testing.T) {
 	if err != nil || len(regexp.MustCompile(`(?m)^\d+ +\d{4}-`).FindAllString(out, -1)) != 2 || !strings.Contains(out, "2 of 3 dead letters shown") {
 		t.Errorf("dlq list --limit 2: %v\n%s", err, out)
 	}
-	tenant := s.dlqList("one tenant_mismatch", func(l dlqListing) bool { return true }, "--reason", "tenant_mismatch")
+	tenant := s.dlqList("one tenant_mismatch", func(l cli.DeadLetterListing) bool { return true }, "--reason", "tenant_mismatch")
 	if tenant.Total != 1 || len(tenant.DeadLetters) != 1 || tenant.DeadLetters[0].StreamSeq != 3 || tenant.Reason != "tenant_mismatch" ||
 		tenant.DeadLetters[0].Subject != s.env.SubjectPrefix+".another-org.call."+statusCall+".status" || tenant.DeadLetters[0].Org != "another-org" {
 		t.Errorf("dlq list --reason tenant_mismatch: %+v", tenant)
 	}
 	// One tenant's dead letters (contract 1.2: the organization is in the
 	// dead-letter subject).
-	mine := s.dlqList("two of statusOrg", func(l dlqListing) bool { return true }, "--org", statusOrg)
+	mine := s.dlqList("two of statusOrg", func(l cli.DeadLetterListing) bool { return true }, "--org", statusOrg)
 	if mine.Total != 2 || len(mine.DeadLetters) != 2 || mine.Org != statusOrg || mine.DeadLetters[0].Org != statusOrg || mine.DeadLetters[1].Org != statusOrg {
 		t.Errorf("dlq list --org %s: %+v", statusOrg, mine)
 	}
@@ -197,7 +198,7 @@ func TestDLQCommands(t *testing.T) {
 	if err != nil || out != "retried 1 dead letters to "+s.env.Stream+"\n" || !strings.Contains(errOut, "retry invalid_json: 1 in ") {
 		t.Errorf("dlq retry --all --reason invalid_json: %v\nstdout: %s\nstderr: %s", err, out, errOut)
 	}
-	again := s.dlqList("invalid_json dead-lettered again", func(l dlqListing) bool { return l.Total == 1 && len(l.DeadLetters) == 1 }, "--reason", "invalid_json")
+	again := s.dlqList("invalid_json dead-lettered again", func(l cli.DeadLetterListing) bool { return l.Total == 1 && len(l.DeadLetters) == 1 }, "--reason", "invalid_json")
 	if d := again.DeadLetters[0]; d.Seq <= seqOf["invalid_json"] || d.StreamSeq != 8 {
 		t.Errorf("dead-lettered again: %+v, want a new sequence naming stream seq 8", d)
 	}
@@ -255,8 +256,8 @@ func TestDLQUsage(t *testing.T) {
 // ones: a line by bytes read on stderr, and a total after several files.
 func TestPublishProgress(t *testing.T) {
 	s := startService(t)
-	defer func(prev int64) { publishProgressMin = prev }(publishProgressMin)
-	publishProgressMin = 1
+	defer func(prev int64) { fixture.ProgressMin = prev }(fixture.ProgressMin)
+	fixture.ProgressMin = 1
 	first := mixedFixture(t)
 	second := writeFixture(t, "second.ndjson", []map[string]any{
 		statusEvent("evt-p1", "call.status", statusOrg, `{"status":"ringing"}`),

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/fixture"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/projector"
@@ -86,11 +87,11 @@ func startServiceWith(t *testing.T, configure func(*query.Config), opts ...func(
 	return s
 }
 
-func (s *service) publish(path string) publishStats {
+func (s *service) publish(path string) fixture.Stats {
 	s.t.Helper()
 	var errs bytes.Buffer
-	st, err := publishFile(context.Background(), s.st, path, &errs)
-	if err != nil || st.errors > 0 {
+	st, err := fixture.PublishFile(context.Background(), s.st, path, &errs)
+	if err != nil || st.Errors > 0 {
 		s.t.Fatalf("publish %s: %v %s", path, err, errs.String())
 	}
 	s.waitProjected()
@@ -192,7 +193,7 @@ func TestPublishTwice(t *testing.T) {
 	first := s.publish(path)
 	before := s.get("/jobs/ec8edce0-f898-4d34-b2fc-542ef98f38a5", key, http.StatusOK)
 	second := s.publish(path)
-	if second.duplicates != second.published || first.published != second.published {
+	if second.Duplicates != second.Published || first.Published != second.Published {
 		t.Fatalf("first %+v, second %+v: want every line of the second run a duplicate", first, second)
 	}
 	if after := s.get("/jobs/ec8edce0-f898-4d34-b2fc-542ef98f38a5", key, http.StatusOK); !bytes.Equal(before, after) {

@@ -60,7 +60,7 @@ func runGenerations(ctx context.Context, args []string, stdout, stderr io.Writer
 	asJSON := fs.Bool("json", false, "print JSON (list)")
 	allowPartial := fs.Bool("allow-partial", false, "switch to a generation not built from the stream's first message (switch)")
 	yes := fs.Bool("yes", false, "do it without asking (switch, drop)")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "reportctl keys: unknown subcommand %q\n\n%s", sub, keysUsage)
 		return errUsage
 	}
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
@@ -122,21 +122,4 @@ func writeKeys(w io.Writer, keys []query.Key) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cli.Printable(k.ID), cli.Printable(k.OrgID), cli.Printable(name), stamp(k.CreatedAt), revoked)
 	}
 	tw.Flush()
-}
-
-// parseInterspersed parses flags anywhere among the arguments
-// ("revoke KEYID --database-url U" as well as "revoke --database-url U KEYID")
-// and returns the others.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }

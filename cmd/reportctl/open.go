@@ -22,27 +22,11 @@ func createDB(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
 	return pg.Open(ctx, cfg.Database, pg.Options{MaxConns: 4, Create: true})
 }
 
-// openStreams connects to the configured NATS as client name, with logs on
-// stderr. close closes the connection without the "NATS disconnected"
-// warning a deliberate close would log.
+// openStreams opens the configured streams, with logs on stderr.
 func openStreams(cfg *config.Config, name string, stderr io.Writer) (s *stream.Streams, close func(), err error) {
 	log, err := cfg.Log.Logger(stderr)
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := stream.Connect(cfg.NATS, name, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	close = func() {
-		nc.SetDisconnectErrHandler(nil)
-		nc.Close()
-	}
-	if s, err = stream.New(nc, stream.NamesOf(cfg.NATS)); err != nil {
-		close()
-		return nil, nil, err
-	}
-	s.DLQLimits = stream.DLQLimitsOf(cfg.NATS)
-	s.Replicas = cfg.NATS.Replicas
-	return s, close, nil
+	return stream.Open(cfg.NATS, name, log)
 }

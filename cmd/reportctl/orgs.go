@@ -48,7 +48,7 @@ func runOrgs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg := config.Register(fs, config.SectionAll)
 	asJSON := fs.Bool("json", false, "print JSON (list)")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cfg := config.Register(fs, config.SectionAll)
 	asJSON := fs.Bool("json", false, "print JSON")
 	batch := fs.Int("batch", erase.RetentionBatch, "jobs or calls erased per transaction")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}

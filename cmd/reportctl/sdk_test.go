@@ -15,6 +15,7 @@ import (
 	cevent "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/schema/schematest"
 )
 
@@ -175,7 +176,7 @@ func TestSDKBinaryDeadLetterRetry(t *testing.T) {
 	ss.send(subject, []byte(body), false)
 	s.waitProjected()
 
-	l := s.dlqList("one dead letter", func(l dlqListing) bool { return l.Total == 1 && len(l.DeadLetters) == 1 })
+	l := s.dlqList("one dead letter", func(l cli.DeadLetterListing) bool { return l.Total == 1 && len(l.DeadLetters) == 1 })
 	d, err := s.st.GetDeadLetter(ctx, l.DeadLetters[0].Seq)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +203,7 @@ func TestSDKBinaryDeadLetterRetry(t *testing.T) {
 		copied.Header.Get("ce-orgid") != exampleOrg || copied.Header.Get(jetstream.MsgIDHeader) != "evt-b1-retry-"+strconv.FormatUint(d.Seq, 10) {
 		t.Fatalf("retried %q %v: want the data with its ce- headers", copied.Data, copied.Header)
 	}
-	again := s.dlqList("dead-lettered again", func(l dlqListing) bool {
+	again := s.dlqList("dead-lettered again", func(l cli.DeadLetterListing) bool {
 		return l.Total == 1 && len(l.DeadLetters) == 1 && l.DeadLetters[0].Seq != d.Seq
 	})
 	if a := again.DeadLetters[0]; a.Reason != "invalid_data" || a.StreamSeq != 2 {
@@ -249,7 +250,7 @@ func TestPublishBinaryFixture(t *testing.T) {
 		if !schematest.JSONEqual(t, got, ex.Expected) {
 			t.Fatalf("%s: report differs\n got: %s\nwant: %s", ex.Name, schematest.Canonical(t, got), schematest.Canonical(t, ex.Expected))
 		}
-		if second := s.publish(path); second.duplicates != second.published || second.published != first.published {
+		if second := s.publish(path); second.Duplicates != second.Published || second.Published != first.Published {
 			t.Errorf("%s: first %+v, second %+v: want every line of the second run a duplicate (Nats-Msg-Id from ce-id)", ex.Name, first, second)
 		}
 	}

@@ -121,7 +121,7 @@ func TestTerminalOutputQuoted(t *testing.T) {
 	if _, err := s.js.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	l := s.dlqList("3 dead letters", func(l dlqListing) bool { return l.Total == 3 })
+	l := s.dlqList("3 dead letters", func(l cli.DeadLetterListing) bool { return l.Total == 3 })
 
 	outputs := map[string][]string{
 		"dlq list":        {"dlq", "list"},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/callreport/callreport/internal/fixture"
 	"github.com/callreport/callreport/migrations/pgtest"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
@@ -129,7 +130,7 @@ func BenchmarkIdleSubscribers(b *testing.B) {
 	}()
 	defer func() { stop(); <-done }()
 	var errs bytes.Buffer
-	if _, err := publishFile(ctx, st, filepath.Join(schematest.Dir(b), "program-call.events.ndjson"), &errs); err != nil {
+	if _, err := fixture.PublishFile(ctx, st, filepath.Join(schematest.Dir(b), "program-call.events.ndjson"), &errs); err != nil {
 		b.Fatal(err, errs.String())
 	}
 	key, _, err := query.CreateKey(ctx, pool, exampleOrg, "bench")

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -158,4 +159,21 @@ func Dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// ParseInterspersed parses flags anywhere among the arguments
+// ("revoke KEYID --database-url U" as well as "revoke --database-url U KEYID")
+// and returns the others.
+func ParseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }

@@ -379,3 +379,24 @@ func Options(c config.NATS) ([]nats.Option, error) {
 	}
 	return opts, nil
 }
+
+// Open connects to the configured NATS as client name and returns the
+// configured streams. close closes the connection without the "NATS
+// disconnected" warning a deliberate close would log.
+func Open(c config.NATS, name string, log *slog.Logger) (s *Streams, close func(), err error) {
+	nc, err := Connect(c, name, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	close = func() {
+		nc.SetDisconnectErrHandler(nil)
+		nc.Close()
+	}
+	if s, err = New(nc, NamesOf(c)); err != nil {
+		close()
+		return nil, nil, err
+	}
+	s.DLQLimits = DLQLimitsOf(c)
+	s.Replicas = c.Replicas
+	return s, close, nil
+}
