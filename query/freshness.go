@@ -110,41 +110,15 @@ func (f *freshness) set(pos int64, lag time.Duration, at time.Time, changed bool
 
 // run follows the positions until ctx ends, reconnecting with backoff.
 func (f *freshness) run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := f.follow(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		f.log.WarnContext(ctx, "projection freshness: lost its connection; reconnecting",
-			slog.Any("err", err), slog.Duration("retry_in", backoff))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
+	keepFollowing(ctx, f.log, "projection freshness: lost its connection", f.follow)
 }
 
 func (f *freshness) follow(ctx context.Context) error {
-	cfg := f.pool.Config().ConnConfig.Copy()
-	name := cfg.RuntimeParams["application_name"]
-	if name == "" {
-		name = "callreport-query"
-	}
-	cfg.RuntimeParams["application_name"] = name + "-freshness"
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	conn, err := pgx.ConnectConfig(cctx, cfg)
-	cancel()
+	conn, standby, err := followConn(ctx, f.pool, "freshness", 5*time.Second)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	defer conn.Close(context.Background())
-	var standby bool
-	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
-		return fmt.Errorf("recovery state: %w", err)
-	}
 	if !standby {
 		if _, err := conn.Exec(ctx, "LISTEN "+reportsChannel); err != nil {
 			return fmt.Errorf("listen: %w", err)

@@ -144,41 +144,17 @@ func (k *keyring) current() bool {
 // run keeps the keyring current until ctx ends, reconnecting with backoff
 // whenever its connection fails.
 func (k *keyring) run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := k.listen(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		k.log.WarnContext(ctx, "API keys: lost the connection that follows their changes; reconnecting",
-			slog.Any("err", err), slog.Duration("retry_in", backoff))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
+	keepFollowing(ctx, k.log, "API keys: lost the connection that follows their changes", k.listen)
 }
 
 // listen connects, LISTENs, loads the keys, then reloads them at each
 // notification and pings between them, until the connection fails.
 func (k *keyring) listen(ctx context.Context) error {
-	cfg := k.pool.Config().ConnConfig.Copy()
-	// Its own name, to tell it apart in pg_stat_activity (and from the
-	// requests' statements).
-	cfg.RuntimeParams["application_name"] = appName(cfg.RuntimeParams["application_name"])
-	cctx, cancel := context.WithTimeout(ctx, k.staleAfter)
-	conn, err := pgx.ConnectConfig(cctx, cfg)
-	cancel()
+	conn, standby, err := followConn(ctx, k.pool, "keys", k.staleAfter)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	defer conn.Close(context.Background())
-	var standby bool
-	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
-		return fmt.Errorf("recovery state: %w", err)
-	}
 	if standby {
 		return k.poll(ctx, conn)
 	}
@@ -312,13 +288,6 @@ func (k *keyring) load(ctx context.Context, conn *pgx.Conn) error {
 	k.once.Do(func() { close(k.loaded) })
 	k.log.DebugContext(ctx, "API keys loaded", slog.Int("keys", len(keys)))
 	return nil
-}
-
-func appName(base string) string {
-	if base == "" {
-		return "callreport-query-keys"
-	}
-	return base + "-keys"
 }
 
 // errKeysStale means the keyring cannot vouch for any key right now.

@@ -431,43 +431,17 @@ func (u *updates) read(ctx context.Context, r ref, org string, min uint64) (vers
 // with backoff whenever its connection fails.
 func (u *updates) run(ctx context.Context) {
 	go u.runWorkers(ctx)
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := u.follow(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		u.log.WarnContext(ctx, "live updates: lost the connection that follows the reports; reconnecting",
-			slog.Any("err", err), slog.Duration("retry_in", backoff))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
+	keepFollowing(ctx, u.log, "live updates: lost the connection that follows the reports", u.follow)
 }
 
 // follow connects and LISTENs, then hands each notification's versions to
 // the streams, until the connection fails. On a hot standby it polls.
 func (u *updates) follow(ctx context.Context) error {
-	cfg := u.pool.Config().ConnConfig.Copy()
-	name := cfg.RuntimeParams["application_name"]
-	if name == "" {
-		name = "callreport-query"
-	}
-	cfg.RuntimeParams["application_name"] = name + "-updates"
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	conn, err := pgx.ConnectConfig(cctx, cfg)
-	cancel()
+	conn, standby, err := followConn(ctx, u.pool, "updates", 5*time.Second)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	defer conn.Close(context.Background())
-	var standby bool
-	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
-		return fmt.Errorf("recovery state: %w", err)
-	}
 	if standby {
 		return u.poll(ctx, conn)
 	}
