@@ -88,7 +88,7 @@ func Erase(ctx context.Context, pool *pgxpool.Pool, cfg Config, e Erasure) (Eras
 			if g.State == "dropped" {
 				continue
 			}
-			if err := eraseIn(ctx, tx, q, cfg, g.SchemaName, e.OrgID, calls, e.JobIDs); err != nil {
+			if err := eraseIn(ctx, tx, q, cfg, id, g.SchemaName, e.OrgID, calls, e.JobIDs); err != nil {
 				return fmt.Errorf("generation %d: %w", g.Generation, err)
 			}
 			res.Generations = append(res.Generations, g.SchemaName)
@@ -100,7 +100,7 @@ func Erase(ctx context.Context, pool *pgxpool.Pool, cfg Config, e Erasure) (Eras
 }
 
 // eraseIn erases the calls and jobs from the tables of one generation.
-func eraseIn(ctx context.Context, tx pgx.Tx, q *store.Queries, cfg Config, schemaName, org string, calls, jobs []string) error {
+func eraseIn(ctx context.Context, tx pgx.Tx, q *store.Queries, cfg Config, erasure int64, schemaName, org string, calls, jobs []string) error {
 	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", pgx.Identifier{schemaName}.Sanitize()+", public"); err != nil {
 		return err
 	}
@@ -163,7 +163,10 @@ func eraseIn(ctx context.Context, tx pgx.Tx, q *store.Queries, cfg Config, schem
 	if _, err := w.writeJobs(ctx, tx, set, still); err != nil {
 		return err
 	}
-	return q.JobsWithoutReportDelete(ctx, tx, still)
+	if err := q.JobsWithoutReportDelete(ctx, tx, still); err != nil {
+		return err
+	}
+	return q.JobsErasedTag(ctx, tx, store.JobsErasedTagParams{ErasureID: erasure, JobIds: still})
 }
 
 // ErrNotFound is returned when an erasure names nothing the tables hold.

@@ -56,7 +56,7 @@ func TestRunEveryPhase(t *testing.T) {
 		Config: cfg, Sim: simulate.Options{Calls: 40, Seed: 3, Redeliver: 0.05}, Order: OrderShuffled,
 		BatchSize: 100, Rate: 500, LagDuration: time.Second,
 		FatEntries: 50, FatEvents: 3, MemoryEvents: 2, MemoryCalls: 1,
-		HTTPDuration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Connections: 2, Sample: 10,
+		HTTPDuration: time.Second, Warmup: 500 * time.Millisecond, Connections: 2, Sample: 10,
 		CatchUpTimeout: 2 * time.Minute, EmbeddedNATS: true, OutDir: out, Label: "test",
 		ProfileDir: filepath.Join(out, "profiles"), StandInVacuum: true,
 	}

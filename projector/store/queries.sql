@@ -385,6 +385,14 @@ ORDER BY created_at, call_id LIMIT @max_calls;
 DELETE FROM jobs j WHERE j.job_id = ANY(@job_ids::text[]) AND j.attempt_count = 0
   AND NOT EXISTS (SELECT 1 FROM job_states s WHERE s.job_id = j.job_id AND s.state::jsonb ? 'status');
 
+-- name: JobsErasedTag :exec
+-- A job that lost an attempt to an erasure has new content at a version it
+-- had before (its version is the largest stream sequence applied, and the
+-- erased call's events no longer count): its entity tag names the erasure
+-- too, so that no client or cache keeps the erased call under the old tag.
+UPDATE jobs SET etag = left(etag, -1) || '.e' || @erasure_id::bigint || '"'
+WHERE job_id = ANY(@job_ids::text[]) AND right(etag, 1) = '"';
+
 -- Partitions
 
 -- name: LeasesCreate :exec

@@ -982,6 +982,25 @@ func (q *Queries) JobsDelete(ctx context.Context, db DBTX, jobIds []string) erro
 	return err
 }
 
+const jobsErasedTag = `-- name: JobsErasedTag :exec
+UPDATE jobs SET etag = left(etag, -1) || '.e' || $1::bigint || '"'
+WHERE job_id = ANY($2::text[]) AND right(etag, 1) = '"'
+`
+
+type JobsErasedTagParams struct {
+	ErasureID int64
+	JobIds    []string
+}
+
+// A job that lost an attempt to an erasure has new content at a version it
+// had before (its version is the largest stream sequence applied, and the
+// erased call's events no longer count): its entity tag names the erasure
+// too, so that no client or cache keeps the erased call under the old tag.
+func (q *Queries) JobsErasedTag(ctx context.Context, db DBTX, arg JobsErasedTagParams) error {
+	_, err := db.Exec(ctx, jobsErasedTag, arg.ErasureID, arg.JobIds)
+	return err
+}
+
 const jobsLock = `-- name: JobsLock :exec
 SELECT pg_advisory_xact_lock(hashtextextended('callreport-job:' || id, 0))
 FROM (SELECT DISTINCT unnest($1::text[]) AS id ORDER BY 1) ids
