@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema/schematest"
 	"github.com/callreport/callreport/schema/simulate"
 )
@@ -190,7 +191,7 @@ func TestRepartition(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := newHarness(t)
+	h := newHarnessOn(t, natstest.NewRecent(t), 1) // a repartition needs nats-server 2.10+
 	old := New(h.pool, h.s, h.cfg)
 	oldCtx, stopOld := context.WithCancel(ctx)
 	defer stopOld()

@@ -39,7 +39,16 @@ func newHarness(t *testing.T) *harness {
 // newPartitioned is a harness whose stream has partitions.
 func newPartitioned(t *testing.T, partitions int) *harness {
 	t.Helper()
-	h := &harness{t: t, pool: pgtest.Pool(t), env: natstest.New(t)}
+	if partitions > 1 {
+		return newHarnessOn(t, natstest.NewRecent(t), partitions)
+	}
+	return newHarnessOn(t, natstest.New(t), partitions)
+}
+
+// newHarnessOn is a harness on env's server.
+func newHarnessOn(t *testing.T, env *natstest.Env, partitions int) *harness {
+	t.Helper()
+	h := &harness{t: t, pool: pgtest.Pool(t), env: env}
 	var err error
 	h.nc, err = nats.Connect(h.env.URL)
 	if err != nil {

@@ -51,6 +51,12 @@ func startServiceWith(t *testing.T, configure func(*query.Config), opts ...func(
 	for _, o := range opts {
 		o(s.env)
 	}
+	if s.env.Partitions > 1 && !s.env.Recent(t) { // partitions need nats-server 2.10+
+		s.env = natstest.NewRecent(t)
+		for _, o := range opts {
+			o(s.env)
+		}
+	}
 	var err error
 	s.pool, err = pgxpool.New(context.Background(), s.dbURL)
 	if err != nil {

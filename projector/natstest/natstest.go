@@ -50,6 +50,34 @@ func New(t testing.TB) *Env {
 	return env
 }
 
+// NewRecent is New on a server that can partition a stream (nats-server
+// 2.10+): when CALLREPORT_TEST_NATS_URL names an older one (the machine's
+// 2.9, in make test-nats), the embedded server of go.mod's version.
+func NewRecent(t testing.TB) *Env {
+	t.Helper()
+	env := New(t)
+	if env.Server != nil || env.Recent(t) {
+		return env
+	}
+	env = At("")
+	env.Server = Start(t, t.TempDir())
+	env.URL = env.Server.ClientURL()
+	return env
+}
+
+// Recent reports whether the server at e.URL can partition a stream.
+func (e *Env) Recent(t testing.TB) bool {
+	t.Helper()
+	nc, err := nats.Connect(e.URL)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	defer nc.Close()
+	var major, minor int
+	_, _ = fmt.Sscanf(nc.ConnectedServerVersion(), "%d.%d", &major, &minor)
+	return major > 2 || major == 2 && minor >= 10
+}
+
 // At is an Env with names of its own on the server at url.
 func At(url string) *Env {
 	id := strings.ToUpper(randomHex(4))
