@@ -168,28 +168,13 @@ func (s *Server) jobReport(c echo.Context) error {
 	if err := s.freshness(c); err != nil {
 		return err
 	}
-	ctx, cancel := s.dbContext(c)
-	defer cancel()
-	key := docKey{kind: 'j', org: orgOf(c), id: id}
-	known := knownETags(c.Request().Header)
-	cached, hot := s.docs.get(key)
-	if hot {
-		known = append(known, cached.etag)
-	}
-	row, err := s.q.JobReportGet(ctx, s.pool, store.JobReportGetParams{JobID: id, OrgID: orgOf(c), KnownEtags: known})
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return errJobNotFound
-	case err != nil:
-		return dbError("read job report", err)
-	}
-	doc := []byte(row.Report)
-	if len(doc) == 0 && hot && row.Etag == cached.etag {
-		doc = cached.doc
-	} else if len(doc) > 0 {
-		s.docs.put(key, cachedDoc{etag: row.Etag, doc: doc})
-	}
-	return serveReport(c, doc, row.Etag)
+	return s.serveReport(c, docKey{kind: 'j', org: orgOf(c), id: id}, func(ctx context.Context, known []string) (string, string, error) {
+		row, err := s.q.JobReportGet(ctx, s.pool, store.JobReportGetParams{JobID: id, OrgID: orgOf(c), KnownEtags: known})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", "", errJobNotFound
+		}
+		return row.Report, row.Etag, err
+	})
 }
 
 func (s *Server) callReport(c echo.Context) error {
@@ -202,28 +187,44 @@ func (s *Server) callReport(c echo.Context) error {
 	if err := s.freshness(c); err != nil {
 		return err
 	}
+	return s.serveReport(c, docKey{kind: 'c', org: orgOf(c), id: id}, func(ctx context.Context, known []string) (string, string, error) {
+		row, err := s.q.CallReportGet(ctx, s.pool, store.CallReportGetParams{CallID: id, OrgID: orgOf(c), KnownEtags: known})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", "", errCallNotFound
+		}
+		return row.Report, row.Etag, err
+	})
+}
+
+// serveReport serves the report key names, read by get: the statement
+// leaves it unassembled when its tag is one the client holds (a 304) or
+// the one of the copy this process keeps (served from memory).
+func (s *Server) serveReport(c echo.Context, key docKey, get func(ctx context.Context, known []string) (report, etag string, err error)) error {
 	ctx, cancel := s.dbContext(c)
 	defer cancel()
-	key := docKey{kind: 'c', org: orgOf(c), id: id}
 	known := knownETags(c.Request().Header)
 	cached, hot := s.docs.get(key)
 	if hot {
 		known = append(known, cached.etag)
 	}
-	row, err := s.q.CallReportGet(ctx, s.pool, store.CallReportGetParams{CallID: id, OrgID: orgOf(c), KnownEtags: known})
+	report, etag, err := get(ctx, known)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return errCallNotFound
+	case errors.Is(err, errCallNotFound), errors.Is(err, errJobNotFound):
+		return err
 	case err != nil:
-		return dbError("read call report", err)
+		what := "read call report"
+		if key.kind == 'j' {
+			what = "read job report"
+		}
+		return dbError(what, err)
 	}
-	doc := []byte(row.Report)
-	if len(doc) == 0 && hot && row.Etag == cached.etag {
+	doc := []byte(report)
+	if len(doc) == 0 && hot && etag == cached.etag {
 		doc = cached.doc
 	} else if len(doc) > 0 {
-		s.docs.put(key, cachedDoc{etag: row.Etag, doc: doc})
+		s.docs.put(key, cachedDoc{etag: etag, doc: doc})
 	}
-	return serveReport(c, doc, row.Etag)
+	return serveDoc(c, doc, etag)
 }
 
 // knownETags are the stored etags that If-None-Match says the client holds,
@@ -245,9 +246,9 @@ func knownETags(h http.Header) []string {
 	return tags
 }
 
-// serveReport sends a stored document as it is, or 304 when the client
+// serveDoc sends a stored document as it is, or 304 when the client
 // already has it (doc is then empty: the statement did not assemble it).
-func serveReport(c echo.Context, doc []byte, etag string) error {
+func serveDoc(c echo.Context, doc []byte, etag string) error {
 	h := c.Response().Header()
 	// Reports change while a call runs: caches must revalidate, and only the
 	// client's own may keep one.

@@ -53,15 +53,7 @@ func (s *Server) statsCalls(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	gen, err := s.freshnessGen(c)
-	if err != nil {
-		return err
-	}
-	key := answerKey(c)
-	if body, ok := s.answers.get(key, gen); ok {
-		return serveJSON(c, body)
-	}
-	body, err := s.answer(c, key, gen, func(ctx context.Context) ([]byte, error) {
+	return s.serveAnswer(c, func(ctx context.Context) ([]byte, error) {
 		rows, err := s.q.CallStats(ctx, s.pool, store.CallStatsParams{
 			OrgID: orgOf(c), Tz: tz, FromAt: from, ToAt: to,
 			ByDay: by["day"], ByHour: by["hour"], ByOutcome: by["outcome"],
@@ -120,10 +112,6 @@ func (s *Server) statsCalls(c echo.Context) error {
 		b.WriteString("]}")
 		return b.Bytes(), nil
 	})
-	if err != nil {
-		return err
-	}
-	return serveJSON(c, body)
 }
 
 // flowFunnel serves GET /call-report/flows/{flowId}/funnel: per node of the
@@ -148,15 +136,7 @@ func (s *Server) flowFunnel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	gen, err := s.freshnessGen(c)
-	if err != nil {
-		return err
-	}
-	key := answerKey(c)
-	if body, ok := s.answers.get(key, gen); ok {
-		return serveJSON(c, body)
-	}
-	body, err := s.answer(c, key, gen, func(ctx context.Context) ([]byte, error) {
+	return s.serveAnswer(c, func(ctx context.Context) ([]byte, error) {
 		rows, err := s.q.FlowFunnel(ctx, s.pool, store.FlowFunnelParams{OrgID: orgOf(c), FlowID: flowID, FromAt: from, ToAt: to})
 		if err != nil {
 			return nil, dbError("read flow funnel", err)
@@ -195,10 +175,6 @@ func (s *Server) flowFunnel(c echo.Context) error {
 		b.WriteString("]}")
 		return b.Bytes(), nil
 	})
-	if err != nil {
-		return err
-	}
-	return serveJSON(c, body)
 }
 
 // zone is the IANA time zone named by tz, UTC when empty. The name goes to
@@ -315,6 +291,24 @@ func (a *answerCache) put(key string, gen uint64, body []byte) {
 // asks for it at the same time (a dashboard's panels, refreshed together,
 // or 32 connections of the bench), and keeps it. The computation has its
 // own deadline, and goes on if the request that started it goes away.
+// serveAnswer sets the freshness headers and serves the answer to this
+// request: from the cache when it holds one as fresh, else computed once
+// for every identical request waiting (answer).
+func (s *Server) serveAnswer(c echo.Context, compute func(ctx context.Context) ([]byte, error)) error {
+	gen, err := s.freshnessGen(c)
+	if err != nil {
+		return err
+	}
+	key := answerKey(c)
+	body, ok := s.answers.get(key, gen)
+	if !ok {
+		if body, err = s.answer(c, key, gen, compute); err != nil {
+			return err
+		}
+	}
+	return serveJSON(c, body)
+}
+
 func (s *Server) answer(c echo.Context, key string, gen uint64, compute func(ctx context.Context) ([]byte, error)) ([]byte, error) {
 	v, err, _ := s.flight.Do(key+"\x00"+strconv.FormatUint(gen, 10), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), s.cfg.DBTimeout)
