@@ -126,6 +126,11 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cf
 			res.Jobs = append(res.Jobs, j)
 		}
 		slices.Sort(res.Jobs)
+		// Rewritten under the same versions and etags: the query
+		// processes drop every report they keep (query/docs.go).
+		if err := p.q.ReportsNotify(ctx, tx, []string{`{"all":true}`}); err != nil {
+			return fmt.Errorf("notify: %w", err)
+		}
 		return nil
 	})
 	res.Elapsed = time.Since(began)

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -188,7 +189,7 @@ func (w *Writer) applyOnce(ctx context.Context, items []item, meta batchMeta, pu
 		return res, fmt.Errorf("save position: %w", err)
 	}
 	if w.notify {
-		if err := w.q.ReportsNotify(ctx, tx, notification(written)); err != nil {
+		if err := w.q.ReportsNotify(ctx, tx, notifications(written)); err != nil {
 			return res, fmt.Errorf("notify: %w", err)
 		}
 	}
@@ -246,26 +247,84 @@ func (w *Writer) passed(floor uint64) bool {
 }
 
 // maxNotification is what a notification's payload may hold: Postgres
-// takes 8,000 bytes.
-const maxNotification = 7900
+// takes 8,000 bytes. maxNotifications bounds how many a commit sends
+// (about 12,000 reports named); past it, one says {"all":true}.
+const (
+	maxNotification  = 7900
+	maxNotifications = 64
+)
 
 // versions are the reports a transaction wrote, each with its version
 // (the largest stream sequence applied to it; a job's, to it or any of its
-// attempts): what the notification tells the query processes.
+// attempts): what the notifications tell the query processes.
 type versions struct {
 	Calls map[string]uint64 `json:"calls,omitempty"`
 	Jobs  map[string]uint64 `json:"jobs,omitempty"`
 }
 
-// notification names the reports a batch changed, with their versions, for
-// the query processes' live updates: {"calls":{id:version},"jobs":{...}};
+// notifications name the reports a batch changed, with their versions,
+// for the query processes' live updates and hot reports: each
+// {"calls":{id:version},"jobs":{...}}, as many as it takes, ids in order;
 // a batch that changed too many to name says {"all":true}.
-func notification(v versions) string {
-	b, err := json.Marshal(v) // keys sorted
-	if err != nil || len(b) > maxNotification {
-		return `{"all":true}`
+func notifications(v versions) []string {
+	var out []string
+	cur := versions{}
+	size := 2 // {}
+	flush := func() bool {
+		b, err := json.Marshal(cur) // keys sorted
+		if err != nil || len(b) > maxNotification {
+			return false
+		}
+		out = append(out, string(b))
+		cur, size = versions{}, 2
+		return true
 	}
-	return string(b)
+	for _, section := range []struct {
+		name string
+		m    map[string]uint64
+		cur  func() *map[string]uint64
+	}{
+		{"calls", v.Calls, func() *map[string]uint64 { return &cur.Calls }},
+		{"jobs", v.Jobs, func() *map[string]uint64 { return &cur.Jobs }},
+	} {
+		for _, id := range slices.Sorted(maps.Keys(section.m)) {
+			key, err := json.Marshal(id)
+			if err != nil {
+				return []string{`{"all":true}`}
+			}
+			// "id":version, and a comma, or the section's "name":{} (and
+			// a comma before it when another section is there).
+			entry := len(key) + 1 + len(strconv.FormatUint(section.m[id], 10))
+			grow := func() int {
+				m := *section.cur()
+				switch {
+				case len(m) > 0:
+					return entry + 1
+				case size > 2:
+					return entry + len(section.name) + 6
+				default:
+					return entry + len(section.name) + 5
+				}
+			}
+			if size+grow() > maxNotification && size > 2 && !flush() {
+				return []string{`{"all":true}`}
+			}
+			if size += grow(); size > maxNotification || len(out) == maxNotifications {
+				return []string{`{"all":true}`}
+			}
+			m := section.cur()
+			if *m == nil {
+				*m = map[string]uint64{}
+			}
+			(*m)[id] = section.m[id]
+		}
+	}
+	if size > 2 || len(out) == 0 {
+		if !flush() {
+			return []string{`{"all":true}`}
+		}
+	}
+	return out
 }
 
 // applyTx folds items into what tx holds and writes what changed, without

@@ -142,9 +142,9 @@ ON CONFLICT (consumer) DO UPDATE SET through = GREATEST(p.through, EXCLUDED.thro
 
 -- name: ReportsNotify :exec
 -- Tells the query processes which reports a commit changed (delivered at
--- commit): {"calls":[ids],"jobs":[ids]}, or {"all":true} when they do not
--- fit a notification.
-SELECT pg_notify('callreport_reports', @payload::text);
+-- commit), a notification per payload: {"calls":{id:version},"jobs":{...}},
+-- or {"all":true} when they are too many to name.
+SELECT pg_notify('callreport_reports', p) FROM unnest(@payloads::text[]) AS p;
 
 -- name: CallNodesGet :many
 SELECT n.call_id, n.node_id, n.visits, n.exits, coalesce(n.cost::text, '')::text AS cost

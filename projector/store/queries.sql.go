@@ -1574,14 +1574,14 @@ func (q *Queries) RedactionsGet(ctx context.Context, db DBTX, orgIds []string) (
 }
 
 const reportsNotify = `-- name: ReportsNotify :exec
-SELECT pg_notify('callreport_reports', $1::text)
+SELECT pg_notify('callreport_reports', p) FROM unnest($1::text[]) AS p
 `
 
 // Tells the query processes which reports a commit changed (delivered at
-// commit): {"calls":[ids],"jobs":[ids]}, or {"all":true} when they do not
-// fit a notification.
-func (q *Queries) ReportsNotify(ctx context.Context, db DBTX, payload string) error {
-	_, err := db.Exec(ctx, reportsNotify, payload)
+// commit), a notification per payload: {"calls":{id:version},"jobs":{...}},
+// or {"all":true} when they are too many to name.
+func (q *Queries) ReportsNotify(ctx context.Context, db DBTX, payloads []string) error {
+	_, err := db.Exec(ctx, reportsNotify, payloads)
 	return err
 }
 
