@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
@@ -57,6 +58,11 @@ type freshness struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 	wake chan struct{}
+	// notified is handed the payload of each notification as it is read;
+	// heard is told when notifications start being heard (LISTEN) and
+	// when they stop (the connection is lost): the hot reports (docCache).
+	notified func(payload string)
+	heard    func(listening bool)
 
 	mu      sync.Mutex
 	loaded  bool
@@ -67,8 +73,9 @@ type freshness struct {
 	updated chan struct{} // closed at each read
 }
 
-func newFreshness(pool *pgxpool.Pool, log *slog.Logger) *freshness {
-	return &freshness{pool: pool, log: log, wake: make(chan struct{}, 1), updated: make(chan struct{})}
+func newFreshness(pool *pgxpool.Pool, log *slog.Logger, docs *docCache) *freshness {
+	return &freshness{pool: pool, log: log, wake: make(chan struct{}, 1), updated: make(chan struct{}),
+		notified: docs.notified, heard: docs.heard}
 }
 
 // get is the last read: the position, the lag as of now, whether there was
@@ -113,7 +120,17 @@ func (f *freshness) run(ctx context.Context) {
 	keepFollowing(ctx, f.log, "projection freshness: lost its connection", f.follow)
 }
 
+// lost moves the generation when the connection is lost: what was computed
+// before cannot be known current while notifications go unheard.
+func (f *freshness) lost() {
+	f.heard(false)
+	f.mu.Lock()
+	f.gen++
+	f.mu.Unlock()
+}
+
 func (f *freshness) follow(ctx context.Context) error {
+	defer f.lost()
 	conn, standby, err := followConn(ctx, f.pool, "freshness", 5*time.Second)
 	if err != nil {
 		return err
@@ -123,6 +140,7 @@ func (f *freshness) follow(ctx context.Context) error {
 		if _, err := conn.Exec(ctx, "LISTEN "+reportsChannel); err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}
+		f.heard(true)
 	}
 	q := store.New()
 	notified := true
@@ -148,10 +166,11 @@ func (f *freshness) follow(ctx context.Context) error {
 			}
 			close(woken)
 		}()
+		var n *pgconn.Notification
 		if standby {
 			<-wctx.Done()
 		} else {
-			_, err = conn.WaitForNotification(wctx)
+			n, err = conn.WaitForNotification(wctx)
 		}
 		cancel()
 		<-woken
@@ -162,26 +181,64 @@ func (f *freshness) follow(ctx context.Context) error {
 			return fmt.Errorf("wait for notifications: %w", err)
 		}
 		if !standby {
-			notified = err == nil || drain(ctx, conn)
+			if n != nil {
+				f.notified(n.Payload)
+			}
+			notified = f.drain(ctx, conn) || n != nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Until(started.Add(freshEvery))):
+		// The reads of the positions are freshEvery apart at least; the
+		// notifications that arrive meanwhile are handed on as they come.
+		more, err := f.await(ctx, conn, standby, started.Add(freshEvery))
+		if err != nil {
+			return err
+		}
+		notified = notified || more
+	}
+}
+
+// await hands on the notifications that arrive until the time until, and
+// returns then, saying whether there were any.
+func (f *freshness) await(ctx context.Context, conn *pgx.Conn, standby bool, until time.Time) (got bool, err error) {
+	for {
+		wait := time.Until(until)
+		if wait <= 0 {
+			return got, ctx.Err()
+		}
+		if standby {
+			select {
+			case <-ctx.Done():
+				return got, ctx.Err()
+			case <-time.After(wait):
+				return got, nil
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return got, ctx.Err()
+		case err != nil && wctx.Err() == nil:
+			return got, fmt.Errorf("wait for notifications: %w", err)
+		case n != nil:
+			f.notified(n.Payload)
+			got = true
 		}
 	}
 }
 
-// drain takes the notifications already received, without waiting, and
+// drain hands on the notifications already received, without waiting, and
 // reports whether there were any.
-func drain(ctx context.Context, conn *pgx.Conn) bool {
+func (f *freshness) drain(ctx context.Context, conn *pgx.Conn) bool {
 	done, stop := context.WithCancel(ctx)
 	stop() // pgx hands out buffered notifications even so
 	got := false
 	for {
-		if n, _ := conn.WaitForNotification(done); n == nil {
+		n, _ := conn.WaitForNotification(done)
+		if n == nil {
 			return got
 		}
+		f.notified(n.Payload)
 		got = true
 	}
 }

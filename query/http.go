@@ -165,9 +165,6 @@ func (s *Server) jobReport(c echo.Context) error {
 	} else if err != nil {
 		return err
 	}
-	if err := s.freshness(c); err != nil {
-		return err
-	}
 	return s.serveReport(c, docKey{kind: 'j', org: orgOf(c), id: id}, func(ctx context.Context, known []string) (string, string, error) {
 		row, err := s.q.JobReportGet(ctx, s.pool, store.JobReportGetParams{JobID: id, OrgID: orgOf(c), KnownEtags: known})
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -184,9 +181,6 @@ func (s *Server) callReport(c echo.Context) error {
 	} else if err != nil {
 		return err
 	}
-	if err := s.freshness(c); err != nil {
-		return err
-	}
 	return s.serveReport(c, docKey{kind: 'c', org: orgOf(c), id: id}, func(ctx context.Context, known []string) (string, string, error) {
 		row, err := s.q.CallReportGet(ctx, s.pool, store.CallReportGetParams{CallID: id, OrgID: orgOf(c), KnownEtags: known})
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -196,20 +190,33 @@ func (s *Server) callReport(c echo.Context) error {
 	})
 }
 
-// serveReport serves the report key names, read by get: the statement
-// leaves it unassembled when its tag is one the client holds (a 304) or
-// the one of the copy this process keeps (served from memory).
+// serveReport sets the freshness headers and serves the report key names:
+// from memory when the copy this process keeps is current (docCache), else
+// read by get, whose statement leaves it unassembled when its tag is one
+// the client holds (a 304) or the one of the copy kept.
 func (s *Server) serveReport(c echo.Context, key docKey, get func(ctx context.Context, known []string) (report, etag string, err error)) error {
+	gen, err := s.freshnessGen(c)
+	if err != nil {
+		return err
+	}
+	mark := s.docs.mark(key, gen)
+	cached, hot, current := s.docs.get(key, mark)
+	if current {
+		if cached.doc == nil {
+			return notFound(key)
+		}
+		return serveDoc(c, cached.doc, cached.etag)
+	}
 	ctx, cancel := s.dbContext(c)
 	defer cancel()
 	known := knownETags(c.Request().Header)
-	cached, hot := s.docs.get(key)
-	if hot {
+	if hot && cached.doc != nil {
 		known = append(known, cached.etag)
 	}
 	report, etag, err := get(ctx, known)
 	switch {
 	case errors.Is(err, errCallNotFound), errors.Is(err, errJobNotFound):
+		s.docs.put(key, cachedDoc{mark: mark})
 		return err
 	case err != nil:
 		what := "read call report"
@@ -219,12 +226,22 @@ func (s *Server) serveReport(c echo.Context, key docKey, get func(ctx context.Co
 		return dbError(what, err)
 	}
 	doc := []byte(report)
-	if len(doc) == 0 && hot && etag == cached.etag {
+	switch {
+	case len(doc) > 0:
+		s.docs.put(key, cachedDoc{etag: etag, doc: doc, mark: mark})
+	case hot && cached.doc != nil && etag == cached.etag:
 		doc = cached.doc
-	} else if len(doc) > 0 {
-		s.docs.put(key, cachedDoc{etag: etag, doc: doc})
+		s.docs.put(key, cachedDoc{etag: etag, doc: doc, mark: mark})
 	}
 	return serveDoc(c, doc, etag)
+}
+
+// notFound is the error for a report key does not find.
+func notFound(key docKey) error {
+	if key.kind == 'j' {
+		return errJobNotFound
+	}
+	return errCallNotFound
 }
 
 // knownETags are the stored etags that If-None-Match says the client holds,

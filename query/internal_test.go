@@ -250,3 +250,79 @@ func TestUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// TestDocCache: an entry is current while nothing that could change it has
+// been heard of since its mark was read: a notification naming it (not one
+// naming another report of another stripe), one naming all, the
+// connection lost, a new freshness generation; and none is current while
+// notifications are not heard. An entry read under an earlier epoch is not
+// kept.
+func TestDocCache(t *testing.T) {
+	d := newDocCache()
+	d.heard(true)
+	call := docKey{kind: 'c', org: "o", id: "call-1"}
+	// A call in another stripe than call-1, and the job of the same id.
+	other := docKey{kind: 'c', org: "o"}
+	for i := 0; other.id == "" || d.stripe('c', other.id) == d.stripe('c', call.id); i++ {
+		other.id = fmt.Sprintf("call-%d", i+2)
+	}
+	job := docKey{kind: 'j', org: "o", id: "call-1"}
+	const gen = 7
+	current := func(k docKey, gen uint64) bool {
+		_, _, ok := d.get(k, d.mark(k, gen))
+		return ok
+	}
+	put := func(k docKey) {
+		d.put(k, cachedDoc{etag: "e", doc: []byte("{}"), mark: d.mark(k, gen)})
+	}
+	put(call)
+	put(other)
+	if !current(call, gen) || !current(other, gen) {
+		t.Fatal("not current once put")
+	}
+	if current(call, gen+1) {
+		t.Error("current under another freshness generation")
+	}
+	if current(job, gen) {
+		t.Error("a job is current that was never put")
+	}
+
+	d.notified(`{"calls":{"call-1":9}}`)
+	if current(call, gen) {
+		t.Error("current after a notification naming it")
+	}
+	if !current(other, gen) {
+		t.Error("a call of another stripe is not current after a notification naming call-1")
+	}
+	put(call)
+	d.notified(`{"jobs":{"call-1":9}}`)
+	if !current(call, gen) && d.stripe('c', call.id) != d.stripe('j', call.id) {
+		t.Error("a call is not current after a notification naming a job of the same id")
+	}
+
+	for _, event := range []struct {
+		what string
+		do   func()
+	}{
+		{"a notification naming all", func() { d.notified(`{"all":true}`) }},
+		{"a notification not understood", func() { d.notified(`{"calls":[`) }},
+		{"the connection lost", func() { d.heard(false) }},
+		{"a new connection", func() { d.heard(true) }},
+	} {
+		put(call)
+		stale := d.mark(call, gen)
+		event.do()
+		if current(call, gen) || current(other, gen) {
+			t.Errorf("current after %s", event.what)
+		}
+		d.put(call, cachedDoc{etag: "e", doc: []byte("{}"), mark: stale})
+		if _, ok, _ := d.get(call, d.mark(call, gen)); ok {
+			t.Errorf("kept an entry read before %s", event.what)
+		}
+	}
+	d.heard(false)
+	put(call)
+	if current(call, gen) {
+		t.Error("current while notifications are not heard")
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -278,7 +277,9 @@ func (s *Server) callList(c echo.Context) error { return s.list(c, callList) }
 func (s *Server) jobList(c echo.Context) error  { return s.list(c, jobList) }
 
 // list answers a page: {"items":[...],"nextCursor":...}, each item the
-// report as the single-item endpoint serves it, bytes as stored.
+// report as the single-item endpoint serves it, bytes as stored. Pages are
+// answers like the statistics (serveAnswer): the same page asked again is
+// served from memory until the projection changes.
 func (s *Server) list(c echo.Context, l *listing) error {
 	org := orgOf(c)
 	ctx, cancel := s.dbContext(c)
@@ -290,46 +291,43 @@ func (s *Server) list(c echo.Context, l *listing) error {
 	if err != nil {
 		return err
 	}
-	if err := s.freshness(c); err != nil {
-		return err
-	}
-	// One more than asked: whether there is a next page.
-	rows, err := l.page(ctx, unprepared{s.pool}, org, f, f.after, f.limit+1)
-	if err != nil {
-		return dbError("read "+l.name, err)
-	}
-	var next string
-	if len(rows) > f.limit {
-		rows = rows[:f.limit]
-		next = s.cursors.seal(l.name, org, f.canonical(), rows[len(rows)-1].pos)
-	}
-	size := len(`{"items":[],"nextCursor":null}`) + len(next) + len(rows)
-	for _, r := range rows {
-		size += len(r.report)
-	}
-	body := make([]byte, 0, size)
-	body = append(body, `{"items":[`...)
-	for i, r := range rows {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, r.report...)
-	}
-	body = append(body, `],"nextCursor":`...)
-	if next == "" {
-		body = append(body, "null"...)
-	} else {
-		body = append(body, '"')
-		body = append(body, next...) // base64url: nothing to escape
-		body = append(body, '"')
-	}
-	body = append(body, '}')
 	h := c.Response().Header()
-	h.Set(echo.HeaderCacheControl, "private, no-cache")
 	if !slices.Contains(h.Values(echo.HeaderVary), echo.HeaderAcceptEncoding) {
 		h.Add(echo.HeaderVary, echo.HeaderAcceptEncoding)
 	}
-	return c.Blob(http.StatusOK, contentTypeJSON, body)
+	return s.serveAnswer(c, func(ctx context.Context) ([]byte, error) {
+		// One more than asked: whether there is a next page.
+		rows, err := l.page(ctx, unprepared{s.pool}, org, f, f.after, f.limit+1)
+		if err != nil {
+			return nil, dbError("read "+l.name, err)
+		}
+		var next string
+		if len(rows) > f.limit {
+			rows = rows[:f.limit]
+			next = s.cursors.seal(l.name, org, f.canonical(), rows[len(rows)-1].pos)
+		}
+		size := len(`{"items":[],"nextCursor":null}`) + len(next) + len(rows)
+		for _, r := range rows {
+			size += len(r.report)
+		}
+		body := make([]byte, 0, size)
+		body = append(body, `{"items":[`...)
+		for i, r := range rows {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, r.report...)
+		}
+		body = append(body, `],"nextCursor":`...)
+		if next == "" {
+			body = append(body, "null"...)
+		} else {
+			body = append(body, '"')
+			body = append(body, next...) // base64url: nothing to escape
+			body = append(body, '"')
+		}
+		return append(body, '}'), nil
+	})
 }
 
 // cursorKey signs and opens the cursors of the lists with the database's

@@ -166,9 +166,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) *Server {
 	s.ready = newReadiness(s)
 	s.cursors = &cursorKey{db: pool}
 	s.updates = newUpdates(ctx, pool, cfg.Logger, cfg)
-	s.fresh = newFreshness(pool, cfg.Logger)
-	s.answers = newAnswerCache()
 	s.docs = newDocCache()
+	s.fresh = newFreshness(pool, cfg.Logger, s.docs)
+	s.answers = newAnswerCache()
 	s.e = s.routes()
 	s.metrics = newMetrics(cfg.Registerer, s.e.Routes())
 	go s.keys.run(ctx)

@@ -251,14 +251,16 @@ func decimal(s string) string {
 	return s
 }
 
-// answerCache keeps computed answers (statistics, funnels) by organization
-// and request, each under the freshness generation it was computed in: a
-// dashboard asking the same year of buckets again gets the same bytes
-// from memory until the projector commits a change (or, on a standby, for
-// at most the 100 ms between two reads of the positions).
+// answerCache keeps computed answers (statistics, funnels, pages of the
+// lists) by organization and request, each under the freshness generation
+// it was computed in: a dashboard asking the same year of buckets, or the
+// same first page, again gets the same bytes from memory until the
+// projector commits a change (or, on a standby, for at most the 100 ms
+// between two reads of the positions).
 type answerCache struct {
-	mu sync.Mutex
-	m  map[string]cachedAnswer
+	mu    sync.Mutex
+	m     map[string]cachedAnswer
+	bytes int
 }
 
 type cachedAnswer struct {
@@ -266,8 +268,11 @@ type cachedAnswer struct {
 	body []byte
 }
 
-// answerCacheSize bounds the entries; past it the cache starts over.
-const answerCacheSize = 4096
+// Bounds of answerCache; past either it starts over.
+const (
+	answerCacheSize  = 4096
+	answerCacheBytes = 64 << 20
+)
 
 func newAnswerCache() *answerCache { return &answerCache{m: map[string]cachedAnswer{}} }
 
@@ -281,10 +286,15 @@ func (a *answerCache) get(key string, gen uint64) ([]byte, bool) {
 func (a *answerCache) put(key string, gen uint64, body []byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.m) >= answerCacheSize {
+	if old, ok := a.m[key]; ok {
+		a.bytes -= len(old.body)
+	}
+	if len(a.m) >= answerCacheSize || a.bytes+len(body) > answerCacheBytes {
 		clear(a.m)
+		a.bytes = 0
 	}
 	a.m[key] = cachedAnswer{gen: gen, body: body}
+	a.bytes += len(body)
 }
 
 // answer computes an answer not in the cache, once for every request that

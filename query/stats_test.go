@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -276,9 +277,13 @@ func TestRevalidationSkipsAssembly(t *testing.T) {
 	expect(t, get(t, h, "GET", "/call-report/calls/"+callA, append(bearer(f.keyA), "If-None-Match", `W/"other"`)...), http.StatusInternalServerError, body500)
 }
 
-// TestHotReports: a report served once is served again from memory while
-// its etag is current (the assembling function, made to fail, is not
-// called), and assembled anew once it changes.
+// TestHotReports: a report served once is served again from memory, with
+// no statement, while nothing says it may have changed (the assembling
+// function, made to fail, is not called; a change written behind the
+// projector's back is not seen). It is read again once a notification
+// names it, once one says {"all":true} (a replay, an erasure, a switch of
+// generations), and once the projection position moves; and again from
+// memory after that.
 func TestHotReports(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
@@ -298,14 +303,48 @@ func TestHotReports(t *testing.T) {
 	expect(t, get(t, h, "GET", target, bearer(f.keyA)...), http.StatusOK, string(f.callDoc))
 	// Another organization's key does not reach it.
 	expect(t, get(t, h, "GET", target, bearer(f.keyB)...), http.StatusNotFound, body404Call)
-
 	if _, err := pool.Exec(ctx, `DROP FUNCTION callreport_call_report(text);
 		ALTER FUNCTION callreport_call_report_real(text) RENAME TO callreport_call_report`); err != nil {
 		t.Fatal(err)
 	}
-	changed := strings.Replace(string(f.callDoc), `"attempt":1`, `"attempt":2`, 1)
-	if _, err := pool.Exec(ctx, `UPDATE call_attempts SET report = $1::text::json, etag = 'v2' WHERE call_id = $2`, changed, callA); err != nil {
-		t.Fatal(err)
+
+	doc := string(f.callDoc)
+	for i, change := range []struct {
+		what, notify string
+		moved        bool // the position moves instead
+	}{
+		{what: "a notification naming it", notify: `{"calls":{"` + callA + `":2}}`},
+		{what: "a notification naming all", notify: `{"all":true}`},
+		{what: "the position moving", moved: true},
+	} {
+		changed := strings.Replace(doc, fmt.Sprintf(`"attempt":%d`, i+1), fmt.Sprintf(`"attempt":%d`, i+2), 1)
+		etag := fmt.Sprintf("v%d", i+2)
+		if _, err := pool.Exec(ctx, `UPDATE call_attempts SET report = $1::text::json, etag = $2 WHERE call_id = $3`, changed, etag, callA); err != nil {
+			t.Fatal(err)
+		}
+		// Behind the projector's back: not seen.
+		expect(t, get(t, h, "GET", target, bearer(f.keyA)...), http.StatusOK, doc)
+		if change.moved {
+			if _, err := pool.Exec(ctx, `INSERT INTO projector_positions (consumer, stream, stream_seq, fold_version, through)
+				SELECT c, 'S', 7, 2, 7 FROM callreport_live_consumers() c`); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := pool.Exec(ctx, `SELECT pg_notify('callreport_reports', $1)`, change.notify); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, change.what, func() bool {
+			res := get(t, h, "GET", target, bearer(f.keyA)...)
+			body := readBody(t, res)
+			if body != doc && body != changed {
+				t.Fatalf("after %s: %d %s", change.what, res.StatusCode, body)
+			}
+			return body == changed
+		})
+		doc = changed
+		// From memory again.
+		if _, err := pool.Exec(ctx, `UPDATE call_attempts SET report = '{}', etag = 'later' WHERE call_id = $1`, callA); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, get(t, h, "GET", target, bearer(f.keyA)...), http.StatusOK, doc)
 	}
-	expect(t, get(t, h, "GET", target, bearer(f.keyA)...), http.StatusOK, changed)
 }
