@@ -217,6 +217,7 @@ func rangeParams(q map[string][]string) (from, to pgtype.Timestamptz, err error)
 func serveJSON(c echo.Context, doc []byte) error {
 	h := c.Response().Header()
 	h.Set(echo.HeaderCacheControl, "private, no-cache")
+	h.Set(echo.HeaderContentLength, strconv.Itoa(len(doc))) // one write, not chunks; dropped by gzip
 	return c.Blob(http.StatusOK, contentTypeJSON, doc)
 }
 
