@@ -157,14 +157,15 @@ func (t loadTarget) get(client *http.Client, ref reportRef) (time.Duration, int6
 // its organization (created on first need), and keeps its ETag and size;
 // body, when set, is given each document. Refs whose report does not
 // exist (a job whose only event was a dropped duplicate, say) are left
-// out.
-func fetchReports(ctx context.Context, env *benchEnv, url string, refs []reportRef, keys map[string]string, body func(ref reportRef, doc []byte) error) ([]reportRef, error) {
+// out. It measures these first reads (fetchConns connections), which the
+// query process cannot answer from memory: first, named name.
+func fetchReports(ctx context.Context, env *benchEnv, url, name string, refs []reportRef, keys map[string]string, body func(ref reportRef, doc []byte) error) (found []reportRef, first loadResult, err error) {
 	for i := range refs {
 		org := refs[i].org
 		if keys[org] == "" {
 			key, _, err := query.CreateKey(ctx, env.pool, org, "bench")
 			if err != nil {
-				return nil, fmt.Errorf("key for %s: %w", org, err)
+				return nil, first, fmt.Errorf("key for %s: %w", org, err)
 			}
 			keys[org] = key
 		}
@@ -173,18 +174,22 @@ func fetchReports(ctx context.Context, env *benchEnv, url string, refs []reportR
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}, Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
 	docs := make([][]byte, len(refs))
+	took := make([]time.Duration, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(fetchConns)
+	began := time.Now()
 	for i := range refs {
 		g.Go(func() error {
 			req, _ := http.NewRequestWithContext(gctx, http.MethodGet, url+refs[i].id, nil)
 			req.Header.Set("Authorization", "Bearer "+refs[i].key)
+			sent := time.Now()
 			resp, err := client.Do(req)
 			if err != nil {
 				return err
 			}
 			doc, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			took[i] = time.Since(sent)
 			if err != nil || resp.StatusCode == http.StatusNotFound {
 				return err
 			}
@@ -197,22 +202,34 @@ func fetchReports(ctx context.Context, env *benchEnv, url string, refs []reportR
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, first, err
 	}
-	var found []reportRef
+	elapsed := time.Since(began)
+	var size int
 	for i, ref := range refs {
 		if docs[i] == nil {
 			continue
 		}
 		if body != nil {
 			if err := body(ref, docs[i]); err != nil {
-				return nil, err
+				return nil, first, err
 			}
 		}
+		size += len(docs[i])
 		found = append(found, ref)
 	}
-	return found, nil
+	first = loadResult{Name: name, Requests: len(refs), Seconds: elapsed.Seconds(), Latency: summarize(took)}
+	if elapsed > 0 {
+		first.RPS = float64(len(refs)) / elapsed.Seconds()
+	}
+	if len(found) > 0 {
+		first.BodyBytes = float64(size) / float64(len(found))
+	}
+	return found, first, nil
 }
+
+// fetchConns is how many connections fetchReports reads with.
+const fetchConns = 8
 
 // meanSize is the mean stored size of refs.
 func meanSize(refs []reportRef) int {

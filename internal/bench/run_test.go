@@ -78,7 +78,7 @@ func TestRunEveryPhase(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res.Publish == nil || res.Ceiling == nil || res.CatchUp == nil || res.WriteCeiling == nil || res.Rebuild == nil ||
-		res.Lag == nil || res.FatCall == nil || res.Memory == nil || len(res.HTTP) != 9 || res.Export == nil || res.Export.Reports == 0 {
+		res.Lag == nil || res.FatCall == nil || res.Memory == nil || len(res.HTTP) != 11 || res.Export == nil || res.Export.Reports == 0 {
 		t.Fatalf("a phase is missing from the result:\n%s", b)
 	}
 	if res.Publish.Redeliveries == 0 || res.CatchUp.Rejected != 0 || res.Memory.Rejected != 0 || res.FatCall.TimedOut != 0 {
