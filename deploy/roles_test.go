@@ -83,7 +83,8 @@ func TestPostgresRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	urlAs := func(r string) string {
-		return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", r, cfg.Host, cfg.Port, dbName)
+		// With the processes' search_path (internal/pg).
+		return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable&search_path=callreport%%2Cpublic", r, cfg.Host, cfg.Port, dbName)
 	}
 	poolAs := func(r string) *pgxpool.Pool {
 		p, err := pgxpool.New(ctx, urlAs(r))
@@ -153,9 +154,9 @@ func TestPostgresRoles(t *testing.T) {
 		}
 	}
 	denied(queryPool, "query", `DELETE FROM jobs`)
-	denied(queryPool, "query", `UPDATE api_keys SET revoked_at = NULL`)
-	denied(queryPool, "query", `SELECT * FROM call_states`)
-	denied(projPool, "projector", `SELECT * FROM api_keys`)
+	denied(queryPool, "query", `UPDATE callreport.api_keys SET revoked_at = NULL`)
+	denied(queryPool, "query", `SELECT * FROM callreport.call_states`)
+	denied(projPool, "projector", `SELECT * FROM callreport.api_keys`)
 	denied(projPool, "projector", `DROP TABLE jobs`)
 	denied(projPool, "projector", `CREATE TABLE x (a int)`)
 
@@ -186,6 +187,9 @@ func TestPostgresRoles(t *testing.T) {
 	for _, table := range []string{"api_keys", "call_states", "jobs", "call_attempts", "analyst_orgs", "list_cursor_keys"} {
 		denied(analyst, "analyst", `SELECT * FROM public.`+table)
 	}
+	for _, table := range []string{"api_keys", "call_states", "analyst_orgs", "list_cursor_keys", "generations", "projector_positions"} {
+		denied(analyst, "analyst", `SELECT * FROM callreport.`+table)
+	}
 
 	// A rebuild, as the owner: the new tables come with the rights, the
 	// query process serves and the projector writes on.
@@ -201,11 +205,11 @@ func TestPostgresRoles(t *testing.T) {
 		t.Errorf("analyst reads the rebuilt jobs: %d, %v", n, err)
 	}
 	denied(analyst, "analyst after the rebuild", `SELECT * FROM public.jobs`)
-	denied(queryPool, "query after the rebuild", `SELECT * FROM call_states`)
+	denied(queryPool, "query after the rebuild", `SELECT * FROM callreport.call_states`)
 	if _, err := owner.Exec(ctx, sqlFile("grants.sql")); err != nil {
 		t.Fatalf("grants.sql again after the rebuild: %v", err)
 	}
-	denied(queryPool, "query after the rebuild and grants.sql", `SELECT * FROM call_states`)
+	denied(queryPool, "query after the rebuild and grants.sql", `SELECT * FROM callreport.call_states`)
 	waitHTTP(t, report, key, http.StatusOK)
 	for _, u := range lists {
 		waitHTTP(t, u, key, http.StatusOK)
@@ -266,7 +270,7 @@ func waitPosition(t *testing.T, pool *pgxpool.Pool, consumer string, seq uint64)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		var pos int64
-		_ = pool.QueryRow(context.Background(), `SELECT stream_seq FROM projector_positions WHERE consumer = $1`, consumer).Scan(&pos)
+		_ = pool.QueryRow(context.Background(), `SELECT stream_seq FROM callreport.projector_positions WHERE consumer = $1`, consumer).Scan(&pos)
 		if uint64(pos) >= seq {
 			return
 		}

@@ -27,6 +27,12 @@ import (
 //go:embed *.sql
 var FS embed.FS
 
+// SearchPath is the search_path of the processes' connections: the live
+// generation's internal tables in schema callreport, its report rows in
+// public (migration 00013). A rebuild's connections put the schema of the
+// generation being built before it.
+const SearchPath = "callreport, public"
+
 // ErrSchemaBehind is returned by Check when the database needs migrating.
 var ErrSchemaBehind = errors.New("database schema is behind this binary")
 
@@ -48,8 +54,19 @@ func provider(pool *pgxpool.Pool) (*goose.Provider, *sql.DB, error) {
 }
 
 // Up applies every pending migration and returns the version reached.
+// The migrations run with search_path public, whatever pool's is (the
+// processes' is "callreport, public": internal/pg), so that an unqualified
+// name in a migration means the same table wherever it is run from.
 func Up(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
-	p, db, err := provider(pool)
+	cfg := pool.Config()
+	cfg.ConnConfig.RuntimeParams["search_path"] = "public"
+	cfg.MaxConns = 2
+	mpool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("connect to migrate: %w", err)
+	}
+	defer mpool.Close()
+	p, db, err := provider(mpool)
 	if err != nil {
 		return 0, err
 	}

@@ -29,7 +29,7 @@ func TestCheck(t *testing.T) {
 	}
 
 	// Down to zero, as a database never migrated.
-	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(pool), migrations.FS)
+	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(pgtest.MigrationPool(t, pool)), migrations.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -160,9 +160,9 @@ func badRows(t *testing.T, h *harness) map[string]string {
 	out := map[string]string{}
 	for _, r := range []struct{ table, query, id string }{
 		{"call_attempts", `SELECT row_to_json(c)::text FROM call_attempts c WHERE call_id = $1`, badTenCall},
-		{"call_states", `SELECT row_to_json(s)::text FROM call_states s WHERE call_id = $1`, badTenCall},
+		{"call_states", `SELECT row_to_json(s)::text FROM callreport.call_states s WHERE call_id = $1`, badTenCall},
 		{"jobs", `SELECT row_to_json(j)::text FROM jobs j WHERE job_id = $1`, badTenJob},
-		{"job_states", `SELECT row_to_json(s)::text FROM job_states s WHERE job_id = $1`, badTenJob},
+		{"job_states", `SELECT row_to_json(s)::text FROM callreport.job_states s WHERE job_id = $1`, badTenJob},
 	} {
 		var row string
 		if err := h.pool.QueryRow(context.Background(), r.query, r.id).Scan(&row); err != nil {
@@ -428,7 +428,7 @@ func TestBadInput(t *testing.T) {
 	}
 	var ofB int
 	err = h.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM call_attempts WHERE org_id = $1) + (SELECT count(*) FROM jobs WHERE org_id = $1)
-		+ (SELECT count(*) FROM call_states WHERE org_id = $1) + (SELECT count(*) FROM job_states WHERE org_id = $1)`, badOrgB).Scan(&ofB)
+		+ (SELECT count(*) FROM callreport.call_states WHERE org_id = $1) + (SELECT count(*) FROM callreport.job_states WHERE org_id = $1)`, badOrgB).Scan(&ofB)
 	if err != nil || ofB != 0 {
 		t.Errorf("rows of org B: %d (%v), want none", ofB, err)
 	}

@@ -83,7 +83,7 @@ func TestDeadLetters(t *testing.T) {
 	h.waitPosition(last)
 
 	var applied, rejected, skipped int64
-	err := h.pool.QueryRow(context.Background(), `SELECT applied, rejected, skipped FROM projector_positions`).Scan(&applied, &rejected, &skipped)
+	err := h.pool.QueryRow(context.Background(), `SELECT applied, rejected, skipped FROM callreport.projector_positions`).Scan(&applied, &rejected, &skipped)
 	if err != nil {
 		t.Fatal(err)
 	}

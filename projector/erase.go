@@ -101,10 +101,14 @@ func Erase(ctx context.Context, pool *pgxpool.Pool, cfg Config, e Erasure) (Eras
 
 // eraseIn erases the calls and jobs from the tables of one generation.
 func eraseIn(ctx context.Context, tx pgx.Tx, q *store.Queries, cfg Config, erasure int64, schemaName, org string, calls, jobs []string) error {
-	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", pgx.Identifier{schemaName}.Sanitize()+", public"); err != nil {
+	var before string
+	if err := tx.QueryRow(ctx, "SELECT current_setting('search_path')").Scan(&before); err != nil {
 		return err
 	}
-	defer tx.Exec(context.WithoutCancel(ctx), "SELECT set_config('search_path', 'public', true)")
+	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", generationSearchPath(schemaName)); err != nil {
+		return err
+	}
+	defer tx.Exec(context.WithoutCancel(ctx), "SELECT set_config('search_path', $1, true)", before)
 	// The jobs of the calls that stay: they lose an attempt.
 	states, err := q.CallStatesGet(ctx, tx, calls)
 	if err != nil {

@@ -64,11 +64,11 @@ func TestErase(t *testing.T) {
 	left := func() int {
 		var n int
 		err := h.pool.QueryRow(ctx, `SELECT
-			(SELECT count(*) FROM call_states WHERE call_id = ANY($1)) + (SELECT count(*) FROM call_attempts WHERE call_id = ANY($1)) +
+			(SELECT count(*) FROM callreport.call_states WHERE call_id = ANY($1)) + (SELECT count(*) FROM call_attempts WHERE call_id = ANY($1)) +
 			(SELECT count(*) FROM call_path_entries WHERE call_id = ANY($1)) + (SELECT count(*) FROM call_variables WHERE call_id = ANY($1)) +
 			(SELECT count(*) FROM call_billing_lines WHERE call_id = ANY($1)) + (SELECT count(*) FROM call_timeline_events WHERE call_id = ANY($1)) +
-			(SELECT count(*) FROM call_nodes WHERE call_id = ANY($1)) + (SELECT count(*) FROM jobs WHERE job_id = $2) +
-			(SELECT count(*) FROM job_states WHERE job_id = $2)`, erasedCalls, otherJob).Scan(&n)
+			(SELECT count(*) FROM callreport.call_nodes WHERE call_id = ANY($1)) + (SELECT count(*) FROM jobs WHERE job_id = $2) +
+			(SELECT count(*) FROM callreport.job_states WHERE job_id = $2)`, erasedCalls, otherJob).Scan(&n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestErase(t *testing.T) {
 func TestRedaction(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	if _, err := h.pool.Exec(ctx, `INSERT INTO org_policies (org_id, redact) VALUES ($1, '{card*,pin}')`, badOrgA); err != nil {
+	if _, err := h.pool.Exec(ctx, `INSERT INTO callreport.org_policies (org_id, redact) VALUES ($1, '{card*,pin}')`, badOrgA); err != nil {
 		t.Fatal(err)
 	}
 	created := `{"attempt":1,"direction":"outbound","from":"1000","to":"6001"}`

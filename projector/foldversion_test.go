@@ -32,7 +32,7 @@ func TestFoldVersionMismatch(t *testing.T) {
 		<-done
 	}()
 	last = h.publish(ex.Lines[1:])
-	if _, err := h.pool.Exec(ctx, `UPDATE generations SET fold_version = $1 WHERE state = 'live'`, fold.Version+1); err != nil {
+	if _, err := h.pool.Exec(ctx, `UPDATE callreport.generations SET fold_version = $1 WHERE state = 'live'`, fold.Version+1); err != nil {
 		t.Fatal(err)
 	}
 
@@ -50,7 +50,7 @@ func TestFoldVersionMismatch(t *testing.T) {
 	h.start(cfg)
 	h.waitPosition(last)
 	var live, version int
-	err := h.pool.QueryRow(ctx, `SELECT generation, fold_version FROM generations WHERE state = 'live'`).Scan(&live, &version)
+	err := h.pool.QueryRow(ctx, `SELECT generation, fold_version FROM callreport.generations WHERE state = 'live'`).Scan(&live, &version)
 	if err != nil || live != 2 || version != fold.Version {
 		t.Fatalf("live generation %d fold version %d (%v), want 2 and %d", live, version, err, fold.Version)
 	}

@@ -86,7 +86,7 @@ func TestPartitions(t *testing.T) {
 	}
 	var through int64
 	var n int
-	if err := h.pool.QueryRow(ctx, `SELECT min(through), count(*) FROM projector_positions
+	if err := h.pool.QueryRow(ctx, `SELECT min(through), count(*) FROM callreport.projector_positions
 		WHERE consumer IN (SELECT callreport_live_consumers())`).Scan(&through, &n); err != nil || n != 8 || uint64(through) != last {
 		t.Errorf("the live consumers' positions: %d of them, through %d (%v), want 8 through %d", n, through, err, last)
 	}

@@ -126,7 +126,7 @@ func (h *harness) waitPosition(seq uint64) {
 	for {
 		var pos int64
 		err := h.pool.QueryRow(context.Background(),
-			`SELECT stream_seq FROM projector_positions WHERE consumer = $1`, h.cfg.Consumer).Scan(&pos)
+			`SELECT stream_seq FROM callreport.projector_positions WHERE consumer = $1`, h.cfg.Consumer).Scan(&pos)
 		if err == nil && uint64(pos) >= seq {
 			return
 		}
@@ -197,7 +197,7 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		var applied int64
-		_ = h.pool.QueryRow(context.Background(), `SELECT applied FROM projector_positions WHERE consumer = $1`, h.cfg.Consumer).Scan(&applied)
+		_ = h.pool.QueryRow(context.Background(), `SELECT applied FROM callreport.projector_positions WHERE consumer = $1`, h.cfg.Consumer).Scan(&applied)
 		if applied >= int64(2*len(ex.Lines)-2) { // minus the duplicate dropped by JetStream, twice
 			break
 		}

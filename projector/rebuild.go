@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/migrations"
 	"github.com/callreport/callreport/projector/fold"
 	"github.com/callreport/callreport/projector/store"
 )
@@ -198,13 +199,25 @@ func discardBuild(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStrea
 // first: the projector's SQL then writes the generation being built.
 func poolOn(ctx context.Context, pool *pgxpool.Pool, schema string) (*pgxpool.Pool, error) {
 	cfg := pool.Config()
-	cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize() + ", public"
+	cfg.ConnConfig.RuntimeParams["search_path"] = generationSearchPath(schema)
 	cfg.MaxConns = 4
 	p, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open a pool on %s: %w", schema, err)
 	}
 	return p, nil
+}
+
+// generationSearchPath is the search_path under which the projector's SQL,
+// which names the tables of a generation unqualified, reaches those of the
+// generation in schema: the live one's ("public") are in their homes,
+// callreport and public (migrations.SearchPath); another one has all its
+// tables in its own schema.
+func generationSearchPath(schema string) string {
+	if schema == "public" {
+		return migrations.SearchPath
+	}
+	return pgx.Identifier{schema}.Sanitize() + ", " + migrations.SearchPath
 }
 
 // runUntilCaughtUp runs the builder until it holds everything the stream

@@ -139,7 +139,7 @@ func TestStatus(t *testing.T) {
 	}
 
 	// Reports built by another fold version are flagged.
-	if _, err := h.pool.Exec(ctx, `UPDATE generations SET fold_version = $1 WHERE state = 'live'`, fold.Version+1); err != nil {
+	if _, err := h.pool.Exec(ctx, `UPDATE callreport.generations SET fold_version = $1 WHERE state = 'live'`, fold.Version+1); err != nil {
 		t.Fatal(err)
 	}
 	r, err = Status(ctx, h.pool, h.s, h.cfg.Consumer)

@@ -542,7 +542,7 @@ func TestKeysFollowChanges(t *testing.T) {
 	unknown := "crk_" + strings.Repeat("e", 52)
 	expect(t, get(t, h, "GET", "/call-report/calls/"+callA, bearer(unknown)...), http.StatusUnauthorized, body401)
 	sum := sha256.Sum256([]byte(unknown))
-	if _, err := f.pool.Exec(ctx, `INSERT INTO api_keys (key_id, org_id, name, key_hash) VALUES ('crk_eeeeeeee', $1, 'late', $2)`, orgA, sum[:]); err != nil {
+	if _, err := f.pool.Exec(ctx, `INSERT INTO callreport.api_keys (key_id, org_id, name, key_hash) VALUES ('crk_eeeeeeee', $1, 'late', $2)`, orgA, sum[:]); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, get(t, h, "GET", "/call-report/calls/"+callA, bearer(unknown)...), http.StatusOK, string(f.callDoc))

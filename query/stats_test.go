@@ -176,7 +176,7 @@ func TestFreshness(t *testing.T) {
 
 	// The live consumer's position: the query process learns it through
 	// the projector's notification.
-	if _, err := pool.Exec(ctx, `INSERT INTO projector_positions (consumer, stream, stream_seq, fold_version, through)
+	if _, err := pool.Exec(ctx, `INSERT INTO callreport.projector_positions (consumer, stream, stream_seq, fold_version, through)
 		SELECT c, 'S', 42, 1, 41 FROM callreport_live_consumers() c`); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestFreshness(t *testing.T) {
 	}
 
 	// Behind: the oldest pending event is 3 s old.
-	if _, err := pool.Exec(ctx, `UPDATE projector_positions SET oldest_pending = now() - interval '3 s'`); err != nil {
+	if _, err := pool.Exec(ctx, `UPDATE callreport.projector_positions SET oldest_pending = now() - interval '3 s'`); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "a lag", func() bool { _, lag := headers(targets[2]); return lag != "0" })
@@ -206,7 +206,7 @@ func TestFreshness(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		time.Sleep(300 * time.Millisecond)
-		if _, err := pool.Exec(ctx, `UPDATE projector_positions SET through = 50, oldest_pending = NULL`); err != nil {
+		if _, err := pool.Exec(ctx, `UPDATE callreport.projector_positions SET through = 50, oldest_pending = NULL`); err != nil {
 			t.Error(err)
 		}
 	}()

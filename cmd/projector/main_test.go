@@ -304,7 +304,7 @@ func TestRunOnNewerSchema(t *testing.T) {
 	last := publish(t, env.URL, env.Names())
 	waitFor(t, time.Minute, "the events projected", func() bool {
 		var pos int64
-		_ = pool.QueryRow(context.Background(), `SELECT stream_seq FROM projector_positions WHERE consumer = $1`, env.Consumer).Scan(&pos)
+		_ = pool.QueryRow(context.Background(), `SELECT stream_seq FROM callreport.projector_positions WHERE consumer = $1`, env.Consumer).Scan(&pos)
 		return uint64(pos) >= last
 	})
 	cancel()

@@ -152,7 +152,7 @@ func TestRunOnNewerSchema(t *testing.T) {
 	defer pool.Close()
 	pgtest.Future(t, pool,
 		`ALTER TABLE jobs ADD COLUMN archived_at timestamptz;
-		 ALTER TABLE api_keys ADD COLUMN expires_at timestamptz;
+		 ALTER TABLE callreport.api_keys ADD COLUMN expires_at timestamptz;
 		 CREATE TABLE report_exports (id bigserial PRIMARY KEY, org_id text NOT NULL);`)
 	key, _, err := query.CreateKey(context.Background(), pool, "org-new", "test")
 	if err != nil {

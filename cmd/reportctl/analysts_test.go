@@ -159,6 +159,11 @@ func TestAnalysts(t *testing.T) {
 	for _, table := range []string{"api_keys", "call_attempts", "jobs", "call_states", "call_rollups", "analyst_orgs", "projector_positions", "generations"} {
 		refused("SELECT * FROM public."+table, denied)
 	}
+	// The internal tables (migration 00013): not even the schema.
+	for _, table := range []string{"api_keys", "analyst_orgs", "generations", "call_states", "job_states", "projector_positions",
+		"call_nodes", "erasures", "erased_ids", "org_policies", "partition_leases", "list_cursor_keys"} {
+		refused("SELECT * FROM callreport."+table, denied)
+	}
 	refused(`SELECT callreport_call_report(call_id) FROM reporting.calls`, denied, "42883") // public is not its
 	refused(`DELETE FROM reporting.calls`, denied)
 	refused(`UPDATE reporting.jobs SET status = 'failed'`, denied)
@@ -192,6 +197,7 @@ func TestAnalysts(t *testing.T) {
 		t.Errorf("the analyst's open connection after the rebuild: %d %v", n, err)
 	}
 	refused("SELECT * FROM public.api_keys", denied)
+	refused("SELECT * FROM callreport.call_states", denied)
 
 	list, err := s.reportctl(ctx, "analysts", "list", "--group", group)
 	if err != nil || !strings.Contains(list, name+"  ") || !strings.Contains(list, exampleOrg) || !strings.Contains(list, "1000ms") {

@@ -54,7 +54,8 @@ func (s *service) leftOf(calls, jobs []string) map[string]int {
 	s.t.Helper()
 	ctx := context.Background()
 	rows, err := s.pool.Query(ctx, `SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns c
-		JOIN generations g ON g.schema_name = c.table_schema AND g.state <> 'dropped'
+		JOIN callreport.generations g ON g.state <> 'dropped'
+			AND (g.schema_name = c.table_schema OR (g.schema_name = 'public' AND c.table_schema = 'callreport'))
 		JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
 		WHERE c.column_name IN ('call_id', 'job_id') ORDER BY 1, 2, 3`)
 	if err != nil {
@@ -117,7 +118,7 @@ func (s *service) inStreams(org string, calls, jobs []string) (events, deadLette
 
 func (s *service) skipped() int64 {
 	var n int64
-	if err := s.pool.QueryRow(context.Background(), `SELECT skipped FROM projector_positions WHERE consumer = $1`, s.env.Consumer).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(context.Background(), `SELECT skipped FROM callreport.projector_positions WHERE consumer = $1`, s.env.Consumer).Scan(&n); err != nil {
 		s.t.Fatal(err)
 	}
 	return n
@@ -203,7 +204,7 @@ func TestErase(t *testing.T) {
 	t.Logf("erase --contact:\n%s", out)
 
 	var calls []string
-	rows, err := s.pool.Query(ctx, `SELECT id FROM erased_ids WHERE kind = 'call' ORDER BY 1`)
+	rows, err := s.pool.Query(ctx, `SELECT id FROM callreport.erased_ids WHERE kind = 'call' ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestErase(t *testing.T) {
 	}
 	var records, complete, plain int
 	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(completed_at), count(*) FILTER (WHERE subject = $1 OR reason LIKE '%'||$1||'%')
-		FROM erasures`, contact).Scan(&records, &complete, &plain); err != nil || records != 3 || complete != 3 || plain != 0 {
+		FROM callreport.erasures`, contact).Scan(&records, &complete, &plain); err != nil || records != 3 || complete != 3 || plain != 0 {
 		t.Fatalf("erasures: %d, %d complete, %d holding the contact id (%v)", records, complete, plain, err)
 	}
 
@@ -338,7 +339,7 @@ func TestEraseRefuses(t *testing.T) {
 		t.Errorf("erase without --yes off a terminal: %v", err)
 	}
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM erasures) + (SELECT count(*) FROM erased_ids)`).Scan(&n); err != nil || n != 0 {
+	if err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM callreport.erasures) + (SELECT count(*) FROM callreport.erased_ids)`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d erasure rows after refusals (%v)", n, err)
 	}
 }
@@ -437,7 +438,7 @@ func TestRetentionAndRedaction(t *testing.T) {
 	// One transaction per batch: the old job (with its two calls), then
 	// the two old calls, one by one.
 	var batches int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM erasures WHERE kind = 'retention' AND org_id = $1 AND completed_at IS NOT NULL`, a).Scan(&batches); err != nil || batches != 3 {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM callreport.erasures WHERE kind = 'retention' AND org_id = $1 AND completed_at IS NOT NULL`, a).Scan(&batches); err != nil || batches != 3 {
 		t.Errorf("%d retention erasures (%v), want 3", batches, err)
 	}
 	t.Logf("retention run:\n%s", out)
@@ -635,7 +636,7 @@ func TestEraseFinishesHalfDone(t *testing.T) {
 		t.Fatalf("%d events, %d dead letters left", events, dead)
 	}
 	var records, complete int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(completed_at) FROM erasures`).Scan(&records, &complete); err != nil || records != 1 || complete != 1 {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(completed_at) FROM callreport.erasures`).Scan(&records, &complete); err != nil || records != 1 || complete != 1 {
 		t.Fatalf("%d erasures, %d complete (%v), want one, complete", records, complete, err)
 	}
 	s.get("/calls/"+call, s.key(exampleOrg), http.StatusNotFound)

@@ -65,7 +65,7 @@ func (s *service) waitLive(seq uint64) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var pos int64
-		_ = s.pool.QueryRow(context.Background(), `SELECT stream_seq FROM projector_positions WHERE consumer = $1`, s.env.Consumer).Scan(&pos)
+		_ = s.pool.QueryRow(context.Background(), `SELECT stream_seq FROM callreport.projector_positions WHERE consumer = $1`, s.env.Consumer).Scan(&pos)
 		if uint64(pos) >= seq {
 			return
 		}
@@ -256,7 +256,7 @@ func TestRebuildInterrupted(t *testing.T) {
 		t.Fatal("an interrupted rebuild changed the live tables")
 	}
 	var state string
-	_ = s.pool.QueryRow(ctx, `SELECT state FROM generations WHERE generation = 2`).Scan(&state)
+	_ = s.pool.QueryRow(ctx, `SELECT state FROM callreport.generations WHERE generation = 2`).Scan(&state)
 	if state != "building" {
 		t.Fatalf("generation 2 is %q, want building", state)
 	}
@@ -302,7 +302,7 @@ func TestRebuildFrom(t *testing.T) {
 			t.Fatalf("rebuild %v: %d call attempts, the whole stream has %d", args, got, want)
 		}
 		var from int64
-		_ = s.pool.QueryRow(ctx, `SELECT from_seq FROM generations WHERE state = 'live'`).Scan(&from)
+		_ = s.pool.QueryRow(ctx, `SELECT from_seq FROM callreport.generations WHERE state = 'live'`).Scan(&from)
 		t.Logf("rebuild %v: %d of %d call attempts (from_seq %d)", args, got, want, from)
 	}
 
@@ -319,14 +319,14 @@ func TestRebuildFrom(t *testing.T) {
 		t.Fatal("a partial generation was switched live")
 	}
 	var state string
-	_ = s.pool.QueryRow(ctx, `SELECT state FROM generations ORDER BY generation DESC LIMIT 1`).Scan(&state)
+	_ = s.pool.QueryRow(ctx, `SELECT state FROM callreport.generations ORDER BY generation DESC LIMIT 1`).Scan(&state)
 	if state != "building" {
 		t.Fatalf("the partial generation is %q, want building (kept)", state)
 	}
 	if _, err := s.reportctl(ctx, "rebuild", "--yes", "--allow-partial"); err != nil {
 		t.Fatalf("resume with --allow-partial: %v", err)
 	}
-	_ = s.pool.QueryRow(ctx, `SELECT state FROM generations ORDER BY generation DESC LIMIT 1`).Scan(&state)
+	_ = s.pool.QueryRow(ctx, `SELECT state FROM callreport.generations ORDER BY generation DESC LIMIT 1`).Scan(&state)
 	if state != "live" {
 		t.Fatalf("the partial generation is %q after --allow-partial, want live", state)
 	}
@@ -341,7 +341,7 @@ func TestRebuildConfirms(t *testing.T) {
 	s.waitLive(s.simulate(10, 5))
 	generations := func() int {
 		var n int
-		_ = s.pool.QueryRow(ctx, `SELECT count(*) FROM generations`).Scan(&n)
+		_ = s.pool.QueryRow(ctx, `SELECT count(*) FROM callreport.generations`).Scan(&n)
 		return n
 	}
 	for _, args := range [][]string{{"rebuild"}, {"rebuild", "--from-seq", "1"}} {
@@ -365,7 +365,7 @@ func TestRebuildConfirms(t *testing.T) {
 		t.Errorf("--drop-old without --yes: %v", err)
 	}
 	var state string
-	_ = s.pool.QueryRow(ctx, `SELECT state FROM generations WHERE generation = 1`).Scan(&state)
+	_ = s.pool.QueryRow(ctx, `SELECT state FROM callreport.generations WHERE generation = 1`).Scan(&state)
 	if state != "retired" {
 		t.Errorf("generation 1 is %s after a refused --drop-old, want retired", state)
 	}

@@ -320,7 +320,7 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%d messages stored by JetStream, last sequence %d", stored, last)
 	}
 	var pos, applied, rejected, skipped int64
-	err = s.pool.QueryRow(ctx, `SELECT stream_seq, applied, rejected, skipped FROM projector_positions WHERE consumer = $1`,
+	err = s.pool.QueryRow(ctx, `SELECT stream_seq, applied, rejected, skipped FROM callreport.projector_positions WHERE consumer = $1`,
 		s.env.Consumer).Scan(&pos, &applied, &rejected, &skipped)
 	if err != nil || uint64(pos) != last || rejected != 0 || applied+skipped < int64(last) {
 		t.Errorf("position %d (applied %d, rejected %d, skipped %d, %v), want %d, all applied", pos, applied, rejected, skipped, err, last)
@@ -447,7 +447,7 @@ func (s *service) soakWaitPosition(seq uint64, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for {
 		var pos int64
-		_ = s.pool.QueryRow(context.Background(), `SELECT stream_seq FROM projector_positions WHERE consumer = $1`, s.env.Consumer).Scan(&pos)
+		_ = s.pool.QueryRow(context.Background(), `SELECT stream_seq FROM callreport.projector_positions WHERE consumer = $1`, s.env.Consumer).Scan(&pos)
 		if uint64(pos) >= seq {
 			return
 		}

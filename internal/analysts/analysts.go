@@ -89,7 +89,7 @@ func Create(ctx context.Context, pool *pgxpool.Pool, databaseURL string, spec Sp
 		if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER ROLE %s SET search_path = reporting", role)); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO analyst_orgs (role_name, org_id) VALUES ($1, $2)`, spec.Name, spec.Org)
+		_, err := tx.Exec(ctx, `INSERT INTO callreport.analyst_orgs (role_name, org_id) VALUES ($1, $2)`, spec.Name, spec.Org)
 		return err
 	})
 	var pgErr *pgconn.PgError
@@ -98,7 +98,7 @@ func Create(ctx context.Context, pool *pgxpool.Pool, databaseURL string, spec Sp
 		return Created{}, fmt.Errorf("create analyst %s: no group role %s: run deploy/postgres/roles.sql first", spec.Name, spec.Group)
 	case errors.As(err, &pgErr) && pgErr.Code == "42710": // duplicate_object
 		return Created{}, fmt.Errorf("create analyst %s: %w", spec.Name, ErrExists)
-	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table: analyst_orgs
+	case errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000"): // undefined_table, undefined_schema: callreport.analyst_orgs
 		return Created{}, fmt.Errorf("create analyst %s: the database has no analyst_orgs: run reportctl migrate first", spec.Name)
 	case err != nil:
 		return Created{}, fmt.Errorf("create analyst %s: %w", spec.Name, err)
@@ -120,6 +120,8 @@ func connURL(databaseURL, name, password string) (string, error) {
 		q := u.Query()
 		q.Del("user")
 		q.Del("password")
+		// The analyst's role sets its own (schema reporting).
+		q.Del("search_path")
 		u.RawQuery = q.Encode()
 		return u.String(), nil
 	}
@@ -158,7 +160,7 @@ SELECT r.rolname::text, coalesce(o.org_id, ''), r.rolcanlogin, r.rolconnlimit::i
 FROM pg_auth_members m
 JOIN pg_roles g ON g.oid = m.roleid
 JOIN pg_roles r ON r.oid = m.member
-LEFT JOIN analyst_orgs o ON o.role_name = r.rolname
+LEFT JOIN callreport.analyst_orgs o ON o.role_name = r.rolname
 WHERE g.rolname = $1
 ORDER BY r.rolname`, group)
 	if err != nil {
@@ -186,7 +188,7 @@ func Revoke(ctx context.Context, pool *pgxpool.Pool, group, name string) (int, e
 	}
 	role := pgx.Identifier{name}.Sanitize()
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM analyst_orgs WHERE role_name = $1`, name); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM callreport.analyst_orgs WHERE role_name = $1`, name); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, "ALTER ROLE "+role+" NOLOGIN")

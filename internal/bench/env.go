@@ -165,7 +165,16 @@ func (env *benchEnv) openDB(ctx context.Context) error {
 	if err := migrations.CreateDatabase(ctx, env.dbURL); err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, env.dbURL)
+	cfg, err := pgxpool.ParseConfig(env.dbURL)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", env.dbName, err)
+	}
+	// As internal/pg opens the processes' pools: the projectors the bench
+	// runs on this pool find the live generation's internal tables.
+	if _, set := cfg.ConnConfig.RuntimeParams["search_path"]; !set {
+		cfg.ConnConfig.RuntimeParams["search_path"] = migrations.SearchPath
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", env.dbName, err)
 	}

@@ -110,7 +110,7 @@ func (r *run) scaleRun(ctx context.Context, to string, n int, events uint64) (sc
 	for {
 		var through int64
 		var parts int
-		err := sub.pool.QueryRow(ctx, `SELECT coalesce(min(through), 0), count(*) FROM projector_positions
+		err := sub.pool.QueryRow(ctx, `SELECT coalesce(min(through), 0), count(*) FROM callreport.projector_positions
 			WHERE consumer IN (SELECT callreport_live_consumers())`).Scan(&through, &parts)
 		if err != nil {
 			return res, err

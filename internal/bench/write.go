@@ -46,8 +46,10 @@ func measureWriteCeiling(ctx context.Context, env *benchEnv, events uint64, stde
 	}
 	defer conn.Release()
 	pg := conn.Conn().PgConn()
-	var tables []string
-	if err := conn.QueryRow(ctx, `SELECT callreport_generation_tables()`).Scan(&tables); err != nil {
+	// Each live table is in its home: callreport or public (migration 00013).
+	var tables, homes []string
+	if err := conn.QueryRow(ctx, `SELECT array_agg(t ORDER BY n), array_agg(callreport_generation_home(t) ORDER BY n)
+		FROM unnest(callreport_generation_tables()) WITH ORDINALITY AS g(t, n)`).Scan(&tables, &homes); err != nil {
 		return res, fmt.Errorf("list the tables of a generation: %w", err)
 	}
 	dir, err := os.MkdirTemp(env.tmp, "write-ceiling-")
@@ -56,12 +58,12 @@ func measureWriteCeiling(ctx context.Context, env *benchEnv, events uint64, stde
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(stderr, "write ceiling: copying %d tables out\n", len(tables))
-	for _, t := range tables {
+	for i, t := range tables {
 		f, err := os.Create(filepath.Join(dir, t))
 		if err != nil {
 			return res, err
 		}
-		src := pgx.Identifier{"public", t}.Sanitize()
+		src := pgx.Identifier{homes[i], t}.Sanitize()
 		tag, err := pg.CopyTo(ctx, f, "COPY (SELECT * FROM "+src+") TO STDOUT (FORMAT binary)")
 		size, _ := f.Seek(0, io.SeekCurrent)
 		if cerr := f.Close(); err == nil {

@@ -56,6 +56,13 @@ func Open(ctx context.Context, db config.Database, o Options) (*pgxpool.Pool, er
 	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	}
+	// The live generation's internal tables are in schema callreport, its
+	// report rows in public; the projector's SQL names them unqualified, so
+	// that a rebuild's pool, whose search_path puts the new generation's
+	// schema first, writes that one instead (migration 00013). Whatever
+	// the URL says: with another search_path the projector would find the
+	// deprecated views of public, which take no COPY.
+	cfg.ConnConfig.RuntimeParams["search_path"] = migrations.SearchPath
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", db.URL, config.Scrub(err))

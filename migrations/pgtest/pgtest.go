@@ -11,7 +11,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -93,7 +95,10 @@ func URL(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+	// With the processes' search_path (internal/pg), for the pools a test
+	// opens itself.
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable&search_path=%s", cfg.User, cfg.Host, cfg.Port, name,
+		url.QueryEscape(strings.ReplaceAll(migrations.SearchPath, " ", "")))
 }
 
 // Pool is a pool on a fresh database for t, closed when the test ends.
@@ -160,7 +165,7 @@ func Future(t testing.TB, pool *pgxpool.Pool, ups ...string) {
 		name := fmt.Sprintf("%05d_future_%d.sql", migrations.Latest()+int64(i)+1, i+1)
 		fsys[name] = &fstest.MapFile{Data: []byte("-- +goose Up\n-- +goose StatementBegin\n" + up + "\n-- +goose StatementEnd\n")}
 	}
-	db := stdlib.OpenDBFromPool(pool)
+	db := stdlib.OpenDBFromPool(MigrationPool(t, pool))
 	defer db.Close()
 	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys)
 	if err != nil {
@@ -169,4 +174,21 @@ func Future(t testing.TB, pool *pgxpool.Pool, ups ...string) {
 	if _, err := p.Up(context.Background()); err != nil {
 		t.Fatalf("pgtest: future migrations: %v", err)
 	}
+}
+
+// MigrationPool is a pool on pool's database with search_path public, as
+// migrations.Up migrates: goose looks for its table in the first schema
+// of the search_path, which for the processes' is callreport. Closed when
+// the test ends.
+func MigrationPool(t testing.TB, pool *pgxpool.Pool) *pgxpool.Pool {
+	t.Helper()
+	cfg := pool.Config()
+	cfg.ConnConfig.RuntimeParams["search_path"] = "public"
+	cfg.MaxConns = 2
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }

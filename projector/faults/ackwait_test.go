@@ -38,7 +38,7 @@ func TestSlowBatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer lock.Rollback(ctx)
-			if _, err := lock.Exec(ctx, `LOCK TABLE call_states IN ACCESS EXCLUSIVE MODE`); err != nil {
+			if _, err := lock.Exec(ctx, `LOCK TABLE callreport.call_states IN ACCESS EXCLUSIVE MODE`); err != nil {
 				t.Fatal(err)
 			}
 			// Published before the projector starts, so that its first

@@ -127,7 +127,7 @@ func watchOwners(t testing.TB, pool *pgxpool.Pool, consumer, what string, ok fun
 	for {
 		owners := map[string]int{}
 		rows, err := pool.Query(context.Background(),
-			`SELECT owner FROM partition_leases WHERE consumer = $1 AND owner IS NOT NULL AND expires_at > now()`, consumer)
+			`SELECT owner FROM callreport.partition_leases WHERE consumer = $1 AND owner IS NOT NULL AND expires_at > now()`, consumer)
 		if err == nil {
 			var o string
 			_, err = pgx.ForEachRow(rows, []any{&o}, func() error { owners[o]++; return nil })

@@ -384,7 +384,7 @@ func caughtUp(t testing.TB, b *bus, pool *pgxpool.Pool, consumer string, timeout
 // position is consumer's committed stream sequence, 0 if none yet.
 func position(ctx context.Context, pool *pgxpool.Pool, consumer string) (int64, error) {
 	var pos int64
-	err := pool.QueryRow(ctx, `SELECT stream_seq FROM projector_positions WHERE consumer = $1`, consumer).Scan(&pos)
+	err := pool.QueryRow(ctx, `SELECT stream_seq FROM callreport.projector_positions WHERE consumer = $1`, consumer).Scan(&pos)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
@@ -504,7 +504,7 @@ func (w *ackWatch) check(t testing.TB) int64 {
 func applied(t testing.TB, pool *pgxpool.Pool, consumer string) int64 {
 	t.Helper()
 	var n int64
-	err := pool.QueryRow(context.Background(), `SELECT applied FROM projector_positions WHERE consumer = $1`, consumer).Scan(&n)
+	err := pool.QueryRow(context.Background(), `SELECT applied FROM callreport.projector_positions WHERE consumer = $1`, consumer).Scan(&n)
 	if err != nil {
 		t.Fatalf("read the position of %s: %v", consumer, err)
 	}

@@ -193,7 +193,8 @@ func startCluster(t *testing.T, name string, primary *pgCluster) *pgCluster {
 }
 
 func (c *pgCluster) url() string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
+	// With the processes' search_path (internal/pg).
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&search_path=callreport%%2Cpublic", c.port)
 }
 
 func (c *pgCluster) pool(t *testing.T, ctx context.Context) *pgxpool.Pool {

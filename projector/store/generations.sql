@@ -3,14 +3,14 @@
 
 -- name: GenerationGet :one
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
-FROM generations WHERE generation = @generation;
+FROM callreport.generations WHERE generation = @generation;
 
 -- name: GenerationReopen :execrows
 -- A retired generation becomes the one being built again, by consumer, so
 -- that Rebuild catches it up and switches to it. No row when it is not
 -- retired any more, or when another generation is building (the unique
 -- index generations_one_building refuses it).
-UPDATE generations SET state = 'building', consumer = @consumer
+UPDATE callreport.generations SET state = 'building', consumer = @consumer
 WHERE generation = @generation AND state = 'retired';
 
 -- name: PositionMax :one

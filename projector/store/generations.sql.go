@@ -12,7 +12,7 @@ import (
 const generationGet = `-- name: GenerationGet :one
 
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
-FROM generations WHERE generation = $1
+FROM callreport.generations WHERE generation = $1
 `
 
 // Queries of reportctl generations (projector/generations.go), apart from
@@ -36,7 +36,7 @@ func (q *Queries) GenerationGet(ctx context.Context, db DBTX, generation int32) 
 }
 
 const generationReopen = `-- name: GenerationReopen :execrows
-UPDATE generations SET state = 'building', consumer = $1
+UPDATE callreport.generations SET state = 'building', consumer = $1
 WHERE generation = $2 AND state = 'retired'
 `
 

@@ -159,32 +159,32 @@ FROM call_nodes WHERE call_id = ANY(@call_ids::text[]);
 
 -- name: GenerationLive :one
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
-FROM generations WHERE state = 'live';
+FROM callreport.generations WHERE state = 'live';
 
 -- name: GenerationAdopt :execrows
 -- An empty live generation is taken by whatever fold version keeps it.
-UPDATE generations SET fold_version = @fold_version
+UPDATE callreport.generations SET fold_version = @fold_version
 WHERE state = 'live' AND fold_version <> @fold_version
   AND NOT EXISTS (SELECT 1 FROM projector_positions) AND NOT EXISTS (SELECT 1 FROM call_states)
   AND NOT EXISTS (SELECT 1 FROM job_states);
 
 -- name: GenerationClaim :exec
 -- The live generation is kept by this consumer from now on.
-UPDATE generations SET consumer = @consumer WHERE state = 'live';
+UPDATE callreport.generations SET consumer = @consumer WHERE state = 'live';
 
 -- name: GenerationBuilding :one
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
-FROM generations WHERE state = 'building';
+FROM callreport.generations WHERE state = 'building';
 
 -- name: GenerationList :many
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
-FROM generations ORDER BY generation;
+FROM callreport.generations ORDER BY generation;
 
 -- name: GenerationInsert :one
 -- Registers the next generation as building.
-INSERT INTO generations (generation, schema_name, fold_version, state, consumer, from_seq, since)
+INSERT INTO callreport.generations (generation, schema_name, fold_version, state, consumer, from_seq, since)
 SELECT n, 'callreport_gen_' || n, @fold_version, 'building', @consumer_prefix::text || '-gen' || n, @from_seq, @since
-FROM (SELECT coalesce(max(generation), 0) + 1 AS n FROM generations) next
+FROM (SELECT coalesce(max(generation), 0) + 1 AS n FROM callreport.generations) next
 RETURNING generation, schema_name, consumer;
 
 -- name: GenerationCreateTables :exec
@@ -196,7 +196,7 @@ SELECT callreport_generation_index(@schema_name::text);
 
 -- name: GenerationRetireLive :one
 -- First step of a switch, holding the live consumer's batch lock.
-UPDATE generations SET state = 'retired', schema_name = 'callreport_gen_' || generation, retired_at = now()
+UPDATE callreport.generations SET state = 'retired', schema_name = 'callreport_gen_' || generation, retired_at = now()
 WHERE state = 'live'
 RETURNING schema_name;
 
@@ -204,14 +204,14 @@ RETURNING schema_name;
 SELECT callreport_generation_switch(@building_schema::text, @retired_schema::text);
 
 -- name: GenerationPromote :exec
-UPDATE generations SET state = 'live', schema_name = 'public', switched_at = now(), consumer = @live_consumer
+UPDATE callreport.generations SET state = 'live', schema_name = 'public', switched_at = now(), consumer = @live_consumer
 WHERE generation = @generation;
 
 -- name: GenerationDropTables :exec
 SELECT callreport_generation_drop(@schema_name::text);
 
 -- name: GenerationSetState :exec
-UPDATE generations SET state = @state WHERE generation = @generation;
+UPDATE callreport.generations SET state = @state WHERE generation = @generation;
 
 -- name: ChecksumBegin :exec
 -- Checksums format timestamps in UTC whatever the session's time zone.
@@ -279,7 +279,7 @@ SELECT call_id FROM call_states WHERE job_id = @job_id ORDER BY call_id;
 -- together; the position columns are NULL until its first batch commits.
 SELECT g.generation, g.fold_version, g.consumer, g.switched_at,
        p.stream_seq, p.applied, p.rejected, p.skipped, p.updated_at
-FROM generations g
+FROM callreport.generations g
 LEFT JOIN projector_positions p ON p.consumer = g.consumer
 WHERE g.state = 'live';
 
@@ -287,27 +287,27 @@ WHERE g.state = 'live';
 -- The other generations that still have tables: a build in progress and
 -- the retired ones.
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
-FROM generations WHERE state IN ('building', 'retired')
+FROM callreport.generations WHERE state IN ('building', 'retired')
 ORDER BY generation;
 
 -- Erasure and policies
 
 -- name: ErasedGet :many
 -- Which of a batch's calls and jobs were erased: their events are dropped.
-SELECT kind, id FROM erased_ids
+SELECT kind, id FROM callreport.erased_ids
 WHERE (kind = 'call' AND id = ANY(@call_ids::text[])) OR (kind = 'job' AND id = ANY(@job_ids::text[]));
 
 -- name: RedactionsGet :many
 -- The variable names the organizations of a batch never store.
-SELECT org_id, redact FROM org_policies WHERE org_id = ANY(@org_ids::text[]) AND cardinality(redact) > 0;
+SELECT org_id, redact FROM callreport.org_policies WHERE org_id = ANY(@org_ids::text[]) AND cardinality(redact) > 0;
 
 -- name: ErasureInsert :one
-INSERT INTO erasures (org_id, kind, subject, reason, calls, jobs)
+INSERT INTO callreport.erasures (org_id, kind, subject, reason, calls, jobs)
 VALUES (@org_id, @kind, @subject, @reason, @calls, @jobs)
 RETURNING erasure_id;
 
 -- name: ErasedInsert :exec
-INSERT INTO erased_ids (kind, id, org_id, erasure_id)
+INSERT INTO callreport.erased_ids (kind, id, org_id, erasure_id)
 SELECT k.kind, k.id, @org_id, @erasure_id
 FROM (SELECT 'call'::text AS kind, unnest(@call_ids::text[]) AS id
       UNION ALL SELECT 'job'::text AS kind, unnest(@job_ids::text[]) AS id) k
@@ -322,26 +322,26 @@ SELECT 'job'::text, job_id, org_id FROM job_states WHERE job_id = ANY(@job_ids::
 
 -- name: ErasedOf :many
 -- The calls and jobs already erased, by which erasure.
-SELECT kind, id, org_id, erasure_id FROM erased_ids
+SELECT kind, id, org_id, erasure_id FROM callreport.erased_ids
 WHERE (kind = 'call' AND id = ANY(@call_ids::text[])) OR (kind = 'job' AND id = ANY(@job_ids::text[]))
 ORDER BY kind, id;
 
 -- name: ErasurePendingGet :many
 -- An erasure of the same request whose purge was not seen through.
-SELECT erasure_id, erased_at FROM erasures
+SELECT erasure_id, erased_at FROM callreport.erasures
 WHERE org_id = @org_id AND kind = @kind AND subject = @subject AND completed_at IS NULL
 ORDER BY erasure_id DESC LIMIT 1;
 
 -- name: ErasureIDsGet :many
 -- The calls and jobs one erasure erased.
-SELECT kind, id FROM erased_ids WHERE erasure_id = @erasure_id ORDER BY kind, id;
+SELECT kind, id FROM callreport.erased_ids WHERE erasure_id = @erasure_id ORDER BY kind, id;
 
 -- name: ErasuresUnfinished :many
 -- Erasures of a kind whose purge was not seen through.
-SELECT erasure_id, org_id, subject FROM erasures WHERE kind = @kind AND completed_at IS NULL ORDER BY erasure_id;
+SELECT erasure_id, org_id, subject FROM callreport.erasures WHERE kind = @kind AND completed_at IS NULL ORDER BY erasure_id;
 
 -- name: ErasureComplete :exec
-UPDATE erasures SET completed_at = now(), events_purged = events_purged + @events_purged
+UPDATE callreport.erasures SET completed_at = now(), events_purged = events_purged + @events_purged
 WHERE erasure_id = @erasure_id;
 
 -- name: ContactCalls :many
@@ -353,18 +353,18 @@ SELECT 'job'::text, j.job_id FROM jobs j WHERE j.org_id = sqlc.arg(org_id)::text
 ORDER BY 1, 2;
 
 -- name: OrgRetentionSet :exec
-INSERT INTO org_policies (org_id, retention_days) VALUES (@org_id, @retention_days)
+INSERT INTO callreport.org_policies (org_id, retention_days) VALUES (@org_id, @retention_days)
 ON CONFLICT (org_id) DO UPDATE SET retention_days = EXCLUDED.retention_days, updated_at = now();
 
 -- name: OrgRedactSet :exec
-INSERT INTO org_policies (org_id, redact) VALUES (@org_id, @redact::text[])
+INSERT INTO callreport.org_policies (org_id, redact) VALUES (@org_id, @redact::text[])
 ON CONFLICT (org_id) DO UPDATE SET redact = EXCLUDED.redact, updated_at = now();
 
 -- name: OrgPoliciesList :many
-SELECT org_id, retention_days, redact, updated_at FROM org_policies ORDER BY org_id;
+SELECT org_id, retention_days, redact, updated_at FROM callreport.org_policies ORDER BY org_id;
 
 -- name: RetentionOrgs :many
-SELECT org_id, retention_days::int AS retention_days FROM org_policies WHERE retention_days IS NOT NULL ORDER BY org_id;
+SELECT org_id, retention_days::int AS retention_days FROM callreport.org_policies WHERE retention_days IS NOT NULL ORDER BY org_id;
 
 -- name: RetentionJobsDue :many
 -- Jobs of an organization begun before the cut-off none of whose attempts
@@ -397,7 +397,7 @@ WHERE job_id = ANY(@job_ids::text[]) AND right(etag, 1) = '"';
 
 -- name: LeasesCreate :exec
 -- The leases of a consumer's partitions exist from its first start.
-INSERT INTO partition_leases (consumer, partition)
+INSERT INTO callreport.partition_leases (consumer, partition)
 SELECT sqlc.arg(consumer)::text, n FROM generate_series(0, sqlc.arg(partitions)::int - 1) n
 ON CONFLICT (consumer, partition) DO NOTHING;
 
@@ -405,59 +405,59 @@ ON CONFLICT (consumer, partition) DO NOTHING;
 -- When the partitions change, the leases are made anew, free, at an epoch
 -- past every old one: a process still run with the old number is fenced.
 WITH old AS (
-    DELETE FROM partition_leases d WHERE d.consumer = sqlc.arg(consumer)::text
-      AND (SELECT count(*) FROM partition_leases c WHERE c.consumer = sqlc.arg(consumer)::text) <> sqlc.arg(partitions)::int
+    DELETE FROM callreport.partition_leases d WHERE d.consumer = sqlc.arg(consumer)::text
+      AND (SELECT count(*) FROM callreport.partition_leases c WHERE c.consumer = sqlc.arg(consumer)::text) <> sqlc.arg(partitions)::int
     RETURNING d.epoch)
-INSERT INTO partition_leases (consumer, partition, epoch)
+INSERT INTO callreport.partition_leases (consumer, partition, epoch)
 SELECT sqlc.arg(consumer)::text, n, (SELECT coalesce(max(o.epoch), 0) + 1 FROM old o)
 FROM generate_series(0, sqlc.arg(partitions)::int - 1) n
 WHERE EXISTS (SELECT 1 FROM old);
 
 -- name: LeaseCount :one
-SELECT count(*)::int FROM partition_leases WHERE consumer = @consumer;
+SELECT count(*)::int FROM callreport.partition_leases WHERE consumer = @consumer;
 
 -- name: MemberSeen :exec
 -- A process says it is alive.
-INSERT INTO projector_members (consumer, instance, seen_at) VALUES (@consumer, @instance, now())
+INSERT INTO callreport.projector_members (consumer, instance, seen_at) VALUES (@consumer, @instance, now())
 ON CONFLICT (consumer, instance) DO UPDATE SET seen_at = now();
 
 -- name: MembersAlive :one
 -- How many processes are alive; the ones that stopped saying so are
 -- forgotten.
-WITH gone AS (DELETE FROM projector_members g WHERE g.consumer = @consumer AND g.seen_at < now() - @ttl::interval)
-SELECT count(*)::int FROM projector_members m WHERE m.consumer = @consumer AND m.seen_at >= now() - @ttl::interval;
+WITH gone AS (DELETE FROM callreport.projector_members g WHERE g.consumer = @consumer AND g.seen_at < now() - @ttl::interval)
+SELECT count(*)::int FROM callreport.projector_members m WHERE m.consumer = @consumer AND m.seen_at >= now() - @ttl::interval;
 
 -- name: MemberGone :exec
-DELETE FROM projector_members WHERE consumer = @consumer AND instance = @instance;
+DELETE FROM callreport.projector_members WHERE consumer = @consumer AND instance = @instance;
 
 -- name: LeasesRenew :many
 -- Extends the leases the process still holds, expired or not (expiry lets
 -- another process take a lease, and one that did is its owner now); the
 -- ones it lost are not returned.
-UPDATE partition_leases SET expires_at = clock_timestamp() + @ttl::interval
+UPDATE callreport.partition_leases SET expires_at = clock_timestamp() + @ttl::interval
 WHERE consumer = @consumer AND owner = @instance
 RETURNING partition, epoch;
 
 -- name: LeaseAcquire :one
 -- Takes one free or expired lease, raising its epoch.
-UPDATE partition_leases l SET owner = @instance, epoch = l.epoch + 1, expires_at = now() + @ttl::interval
+UPDATE callreport.partition_leases l SET owner = @instance, epoch = l.epoch + 1, expires_at = now() + @ttl::interval
 WHERE (l.consumer, l.partition) = (
-    SELECT f.consumer, f.partition FROM partition_leases f
+    SELECT f.consumer, f.partition FROM callreport.partition_leases f
     WHERE f.consumer = @consumer AND (f.owner IS NULL OR f.expires_at <= now())
     ORDER BY f.partition LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING l.partition, l.epoch;
 
 -- name: LeaseRelease :exec
-UPDATE partition_leases SET owner = NULL, expires_at = '-infinity'
+UPDATE callreport.partition_leases SET owner = NULL, expires_at = '-infinity'
 WHERE consumer = @consumer AND partition = @partition AND owner = @instance AND epoch = @epoch;
 
 -- name: LeaseCheck :one
 -- The last statement of a batch's transaction: the process still holds
 -- the partition at its epoch. FOR SHARE holds a taker back until the batch
 -- commits (and the owner's renewal, for as long as a commit takes).
-SELECT epoch FROM partition_leases
+SELECT epoch FROM callreport.partition_leases
 WHERE consumer = @consumer AND partition = @partition AND owner = @instance AND epoch = @epoch
 FOR SHARE;
 
 -- name: Leases :many
-SELECT partition, owner, epoch, expires_at FROM partition_leases WHERE consumer = @consumer ORDER BY partition;
+SELECT partition, owner, epoch, expires_at FROM callreport.partition_leases WHERE consumer = @consumer ORDER BY partition;

@@ -379,7 +379,7 @@ func (q *Queries) ContactCalls(ctx context.Context, db DBTX, arg ContactCallsPar
 
 const erasedGet = `-- name: ErasedGet :many
 
-SELECT kind, id FROM erased_ids
+SELECT kind, id FROM callreport.erased_ids
 WHERE (kind = 'call' AND id = ANY($1::text[])) OR (kind = 'job' AND id = ANY($2::text[]))
 `
 
@@ -416,7 +416,7 @@ func (q *Queries) ErasedGet(ctx context.Context, db DBTX, arg ErasedGetParams) (
 }
 
 const erasedInsert = `-- name: ErasedInsert :exec
-INSERT INTO erased_ids (kind, id, org_id, erasure_id)
+INSERT INTO callreport.erased_ids (kind, id, org_id, erasure_id)
 SELECT k.kind, k.id, $1, $2
 FROM (SELECT 'call'::text AS kind, unnest($3::text[]) AS id
       UNION ALL SELECT 'job'::text AS kind, unnest($4::text[]) AS id) k
@@ -441,7 +441,7 @@ func (q *Queries) ErasedInsert(ctx context.Context, db DBTX, arg ErasedInsertPar
 }
 
 const erasedOf = `-- name: ErasedOf :many
-SELECT kind, id, org_id, erasure_id FROM erased_ids
+SELECT kind, id, org_id, erasure_id FROM callreport.erased_ids
 WHERE (kind = 'call' AND id = ANY($1::text[])) OR (kind = 'job' AND id = ANY($2::text[]))
 ORDER BY kind, id
 `
@@ -478,7 +478,7 @@ func (q *Queries) ErasedOf(ctx context.Context, db DBTX, arg ErasedOfParams) ([]
 }
 
 const erasureComplete = `-- name: ErasureComplete :exec
-UPDATE erasures SET completed_at = now(), events_purged = events_purged + $1
+UPDATE callreport.erasures SET completed_at = now(), events_purged = events_purged + $1
 WHERE erasure_id = $2
 `
 
@@ -493,7 +493,7 @@ func (q *Queries) ErasureComplete(ctx context.Context, db DBTX, arg ErasureCompl
 }
 
 const erasureIDsGet = `-- name: ErasureIDsGet :many
-SELECT kind, id FROM erased_ids WHERE erasure_id = $1 ORDER BY kind, id
+SELECT kind, id FROM callreport.erased_ids WHERE erasure_id = $1 ORDER BY kind, id
 `
 
 type ErasureIDsGetRow struct {
@@ -523,7 +523,7 @@ func (q *Queries) ErasureIDsGet(ctx context.Context, db DBTX, erasureID int64) (
 }
 
 const erasureInsert = `-- name: ErasureInsert :one
-INSERT INTO erasures (org_id, kind, subject, reason, calls, jobs)
+INSERT INTO callreport.erasures (org_id, kind, subject, reason, calls, jobs)
 VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING erasure_id
 `
@@ -591,7 +591,7 @@ func (q *Queries) ErasureOwners(ctx context.Context, db DBTX, arg ErasureOwnersP
 }
 
 const erasurePendingGet = `-- name: ErasurePendingGet :many
-SELECT erasure_id, erased_at FROM erasures
+SELECT erasure_id, erased_at FROM callreport.erasures
 WHERE org_id = $1 AND kind = $2 AND subject = $3 AND completed_at IS NULL
 ORDER BY erasure_id DESC LIMIT 1
 `
@@ -629,7 +629,7 @@ func (q *Queries) ErasurePendingGet(ctx context.Context, db DBTX, arg ErasurePen
 }
 
 const erasuresUnfinished = `-- name: ErasuresUnfinished :many
-SELECT erasure_id, org_id, subject FROM erasures WHERE kind = $1 AND completed_at IS NULL ORDER BY erasure_id
+SELECT erasure_id, org_id, subject FROM callreport.erasures WHERE kind = $1 AND completed_at IS NULL ORDER BY erasure_id
 `
 
 type ErasuresUnfinishedRow struct {
@@ -660,7 +660,7 @@ func (q *Queries) ErasuresUnfinished(ctx context.Context, db DBTX, kind string) 
 }
 
 const generationAdopt = `-- name: GenerationAdopt :execrows
-UPDATE generations SET fold_version = $1
+UPDATE callreport.generations SET fold_version = $1
 WHERE state = 'live' AND fold_version <> $1
   AND NOT EXISTS (SELECT 1 FROM projector_positions) AND NOT EXISTS (SELECT 1 FROM call_states)
   AND NOT EXISTS (SELECT 1 FROM job_states)
@@ -677,7 +677,7 @@ func (q *Queries) GenerationAdopt(ctx context.Context, db DBTX, foldVersion int3
 
 const generationBuilding = `-- name: GenerationBuilding :one
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
-FROM generations WHERE state = 'building'
+FROM callreport.generations WHERE state = 'building'
 `
 
 func (q *Queries) GenerationBuilding(ctx context.Context, db DBTX) (Generation, error) {
@@ -699,7 +699,7 @@ func (q *Queries) GenerationBuilding(ctx context.Context, db DBTX) (Generation, 
 }
 
 const generationClaim = `-- name: GenerationClaim :exec
-UPDATE generations SET consumer = $1 WHERE state = 'live'
+UPDATE callreport.generations SET consumer = $1 WHERE state = 'live'
 `
 
 // The live generation is kept by this consumer from now on.
@@ -737,9 +737,9 @@ func (q *Queries) GenerationIndex(ctx context.Context, db DBTX, schemaName strin
 }
 
 const generationInsert = `-- name: GenerationInsert :one
-INSERT INTO generations (generation, schema_name, fold_version, state, consumer, from_seq, since)
+INSERT INTO callreport.generations (generation, schema_name, fold_version, state, consumer, from_seq, since)
 SELECT n, 'callreport_gen_' || n, $1, 'building', $2::text || '-gen' || n, $3, $4
-FROM (SELECT coalesce(max(generation), 0) + 1 AS n FROM generations) next
+FROM (SELECT coalesce(max(generation), 0) + 1 AS n FROM callreport.generations) next
 RETURNING generation, schema_name, consumer
 `
 
@@ -771,7 +771,7 @@ func (q *Queries) GenerationInsert(ctx context.Context, db DBTX, arg GenerationI
 
 const generationList = `-- name: GenerationList :many
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
-FROM generations ORDER BY generation
+FROM callreport.generations ORDER BY generation
 `
 
 func (q *Queries) GenerationList(ctx context.Context, db DBTX) ([]Generation, error) {
@@ -807,7 +807,7 @@ func (q *Queries) GenerationList(ctx context.Context, db DBTX) ([]Generation, er
 
 const generationLive = `-- name: GenerationLive :one
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
-FROM generations WHERE state = 'live'
+FROM callreport.generations WHERE state = 'live'
 `
 
 func (q *Queries) GenerationLive(ctx context.Context, db DBTX) (Generation, error) {
@@ -829,7 +829,7 @@ func (q *Queries) GenerationLive(ctx context.Context, db DBTX) (Generation, erro
 }
 
 const generationPromote = `-- name: GenerationPromote :exec
-UPDATE generations SET state = 'live', schema_name = 'public', switched_at = now(), consumer = $1
+UPDATE callreport.generations SET state = 'live', schema_name = 'public', switched_at = now(), consumer = $1
 WHERE generation = $2
 `
 
@@ -844,7 +844,7 @@ func (q *Queries) GenerationPromote(ctx context.Context, db DBTX, arg Generation
 }
 
 const generationRetireLive = `-- name: GenerationRetireLive :one
-UPDATE generations SET state = 'retired', schema_name = 'callreport_gen_' || generation, retired_at = now()
+UPDATE callreport.generations SET state = 'retired', schema_name = 'callreport_gen_' || generation, retired_at = now()
 WHERE state = 'live'
 RETURNING schema_name
 `
@@ -858,7 +858,7 @@ func (q *Queries) GenerationRetireLive(ctx context.Context, db DBTX) (string, er
 }
 
 const generationSetState = `-- name: GenerationSetState :exec
-UPDATE generations SET state = $1 WHERE generation = $2
+UPDATE callreport.generations SET state = $1 WHERE generation = $2
 `
 
 type GenerationSetStateParams struct {
@@ -1026,9 +1026,9 @@ func (q *Queries) JobsWithoutReportDelete(ctx context.Context, db DBTX, jobIds [
 }
 
 const leaseAcquire = `-- name: LeaseAcquire :one
-UPDATE partition_leases l SET owner = $1, epoch = l.epoch + 1, expires_at = now() + $2::interval
+UPDATE callreport.partition_leases l SET owner = $1, epoch = l.epoch + 1, expires_at = now() + $2::interval
 WHERE (l.consumer, l.partition) = (
-    SELECT f.consumer, f.partition FROM partition_leases f
+    SELECT f.consumer, f.partition FROM callreport.partition_leases f
     WHERE f.consumer = $3 AND (f.owner IS NULL OR f.expires_at <= now())
     ORDER BY f.partition LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING l.partition, l.epoch
@@ -1054,7 +1054,7 @@ func (q *Queries) LeaseAcquire(ctx context.Context, db DBTX, arg LeaseAcquirePar
 }
 
 const leaseCheck = `-- name: LeaseCheck :one
-SELECT epoch FROM partition_leases
+SELECT epoch FROM callreport.partition_leases
 WHERE consumer = $1 AND partition = $2 AND owner = $3 AND epoch = $4
 FOR SHARE
 `
@@ -1082,7 +1082,7 @@ func (q *Queries) LeaseCheck(ctx context.Context, db DBTX, arg LeaseCheckParams)
 }
 
 const leaseCount = `-- name: LeaseCount :one
-SELECT count(*)::int FROM partition_leases WHERE consumer = $1
+SELECT count(*)::int FROM callreport.partition_leases WHERE consumer = $1
 `
 
 func (q *Queries) LeaseCount(ctx context.Context, db DBTX, consumer string) (int32, error) {
@@ -1093,7 +1093,7 @@ func (q *Queries) LeaseCount(ctx context.Context, db DBTX, consumer string) (int
 }
 
 const leaseRelease = `-- name: LeaseRelease :exec
-UPDATE partition_leases SET owner = NULL, expires_at = '-infinity'
+UPDATE callreport.partition_leases SET owner = NULL, expires_at = '-infinity'
 WHERE consumer = $1 AND partition = $2 AND owner = $3 AND epoch = $4
 `
 
@@ -1115,7 +1115,7 @@ func (q *Queries) LeaseRelease(ctx context.Context, db DBTX, arg LeaseReleasePar
 }
 
 const leases = `-- name: Leases :many
-SELECT partition, owner, epoch, expires_at FROM partition_leases WHERE consumer = $1 ORDER BY partition
+SELECT partition, owner, epoch, expires_at FROM callreport.partition_leases WHERE consumer = $1 ORDER BY partition
 `
 
 type LeasesRow struct {
@@ -1152,7 +1152,7 @@ func (q *Queries) Leases(ctx context.Context, db DBTX, consumer string) ([]Lease
 
 const leasesCreate = `-- name: LeasesCreate :exec
 
-INSERT INTO partition_leases (consumer, partition)
+INSERT INTO callreport.partition_leases (consumer, partition)
 SELECT $1::text, n FROM generate_series(0, $2::int - 1) n
 ON CONFLICT (consumer, partition) DO NOTHING
 `
@@ -1170,7 +1170,7 @@ func (q *Queries) LeasesCreate(ctx context.Context, db DBTX, arg LeasesCreatePar
 }
 
 const leasesRenew = `-- name: LeasesRenew :many
-UPDATE partition_leases SET expires_at = clock_timestamp() + $1::interval
+UPDATE callreport.partition_leases SET expires_at = clock_timestamp() + $1::interval
 WHERE consumer = $2 AND owner = $3
 RETURNING partition, epoch
 `
@@ -1211,10 +1211,10 @@ func (q *Queries) LeasesRenew(ctx context.Context, db DBTX, arg LeasesRenewParam
 
 const leasesReset = `-- name: LeasesReset :exec
 WITH old AS (
-    DELETE FROM partition_leases d WHERE d.consumer = $1::text
-      AND (SELECT count(*) FROM partition_leases c WHERE c.consumer = $1::text) <> $2::int
+    DELETE FROM callreport.partition_leases d WHERE d.consumer = $1::text
+      AND (SELECT count(*) FROM callreport.partition_leases c WHERE c.consumer = $1::text) <> $2::int
     RETURNING d.epoch)
-INSERT INTO partition_leases (consumer, partition, epoch)
+INSERT INTO callreport.partition_leases (consumer, partition, epoch)
 SELECT $1::text, n, (SELECT coalesce(max(o.epoch), 0) + 1 FROM old o)
 FROM generate_series(0, $2::int - 1) n
 WHERE EXISTS (SELECT 1 FROM old)
@@ -1233,7 +1233,7 @@ func (q *Queries) LeasesReset(ctx context.Context, db DBTX, arg LeasesResetParam
 }
 
 const memberGone = `-- name: MemberGone :exec
-DELETE FROM projector_members WHERE consumer = $1 AND instance = $2
+DELETE FROM callreport.projector_members WHERE consumer = $1 AND instance = $2
 `
 
 type MemberGoneParams struct {
@@ -1247,7 +1247,7 @@ func (q *Queries) MemberGone(ctx context.Context, db DBTX, arg MemberGoneParams)
 }
 
 const memberSeen = `-- name: MemberSeen :exec
-INSERT INTO projector_members (consumer, instance, seen_at) VALUES ($1, $2, now())
+INSERT INTO callreport.projector_members (consumer, instance, seen_at) VALUES ($1, $2, now())
 ON CONFLICT (consumer, instance) DO UPDATE SET seen_at = now()
 `
 
@@ -1263,8 +1263,8 @@ func (q *Queries) MemberSeen(ctx context.Context, db DBTX, arg MemberSeenParams)
 }
 
 const membersAlive = `-- name: MembersAlive :one
-WITH gone AS (DELETE FROM projector_members g WHERE g.consumer = $1 AND g.seen_at < now() - $2::interval)
-SELECT count(*)::int FROM projector_members m WHERE m.consumer = $1 AND m.seen_at >= now() - $2::interval
+WITH gone AS (DELETE FROM callreport.projector_members g WHERE g.consumer = $1 AND g.seen_at < now() - $2::interval)
+SELECT count(*)::int FROM callreport.projector_members m WHERE m.consumer = $1 AND m.seen_at >= now() - $2::interval
 `
 
 type MembersAliveParams struct {
@@ -1282,7 +1282,7 @@ func (q *Queries) MembersAlive(ctx context.Context, db DBTX, arg MembersAlivePar
 }
 
 const orgPoliciesList = `-- name: OrgPoliciesList :many
-SELECT org_id, retention_days, redact, updated_at FROM org_policies ORDER BY org_id
+SELECT org_id, retention_days, redact, updated_at FROM callreport.org_policies ORDER BY org_id
 `
 
 func (q *Queries) OrgPoliciesList(ctx context.Context, db DBTX) ([]OrgPolicy, error) {
@@ -1311,7 +1311,7 @@ func (q *Queries) OrgPoliciesList(ctx context.Context, db DBTX) ([]OrgPolicy, er
 }
 
 const orgRedactSet = `-- name: OrgRedactSet :exec
-INSERT INTO org_policies (org_id, redact) VALUES ($1, $2::text[])
+INSERT INTO callreport.org_policies (org_id, redact) VALUES ($1, $2::text[])
 ON CONFLICT (org_id) DO UPDATE SET redact = EXCLUDED.redact, updated_at = now()
 `
 
@@ -1326,7 +1326,7 @@ func (q *Queries) OrgRedactSet(ctx context.Context, db DBTX, arg OrgRedactSetPar
 }
 
 const orgRetentionSet = `-- name: OrgRetentionSet :exec
-INSERT INTO org_policies (org_id, retention_days) VALUES ($1, $2)
+INSERT INTO callreport.org_policies (org_id, retention_days) VALUES ($1, $2)
 ON CONFLICT (org_id) DO UPDATE SET retention_days = EXCLUDED.retention_days, updated_at = now()
 `
 
@@ -1544,7 +1544,7 @@ func (q *Queries) RebuildUnlock(ctx context.Context, db DBTX) error {
 }
 
 const redactionsGet = `-- name: RedactionsGet :many
-SELECT org_id, redact FROM org_policies WHERE org_id = ANY($1::text[]) AND cardinality(redact) > 0
+SELECT org_id, redact FROM callreport.org_policies WHERE org_id = ANY($1::text[]) AND cardinality(redact) > 0
 `
 
 type RedactionsGetRow struct {
@@ -1654,7 +1654,7 @@ func (q *Queries) RetentionJobsDue(ctx context.Context, db DBTX, arg RetentionJo
 }
 
 const retentionOrgs = `-- name: RetentionOrgs :many
-SELECT org_id, retention_days::int AS retention_days FROM org_policies WHERE retention_days IS NOT NULL ORDER BY org_id
+SELECT org_id, retention_days::int AS retention_days FROM callreport.org_policies WHERE retention_days IS NOT NULL ORDER BY org_id
 `
 
 type RetentionOrgsRow struct {
@@ -1705,7 +1705,7 @@ func (q *Queries) StandbyUnlock(ctx context.Context, db DBTX, consumer string) e
 
 const statusGenerations = `-- name: StatusGenerations :many
 SELECT generation, schema_name, fold_version, state, consumer, from_seq, since, created_at, switched_at, retired_at
-FROM generations WHERE state IN ('building', 'retired')
+FROM callreport.generations WHERE state IN ('building', 'retired')
 ORDER BY generation
 `
 
@@ -1746,7 +1746,7 @@ const statusLive = `-- name: StatusLive :one
 
 SELECT g.generation, g.fold_version, g.consumer, g.switched_at,
        p.stream_seq, p.applied, p.rejected, p.skipped, p.updated_at
-FROM generations g
+FROM callreport.generations g
 LEFT JOIN projector_positions p ON p.consumer = g.consumer
 WHERE g.state = 'live'
 `

@@ -138,17 +138,13 @@ type CallBillingLine struct {
 	Fragment *string
 }
 
-// What one call did at one node of its flow: entries, exits by output path, billed cost. The projector keeps flow_funnels from it.
 type CallNode struct {
 	CallID string
 	NodeID string
 	OrgID  string
-	// Execution-path entries of the call at the node.
 	Visits int32
-	// Exits of those entries by output path: {"ok": 2}.
-	Exits []byte
-	// Cost of the call's billing line of the node, NULL without one.
-	Cost pgtype.Numeric
+	Exits  []byte
+	Cost   pgtype.Numeric
 }
 
 // One row per execution-path entry (flow.node_entered) of a call attempt.
@@ -203,17 +199,11 @@ type CallRollup struct {
 	TotalCost pgtype.Numeric
 }
 
-// Projector-internal fold state of every call seen, also before its call.created. Not a stable interface.
 type CallState struct {
-	// Call id (UUID).
-	CallID string
-	// Owning organization: the orgid of the first projected event of the call.
-	OrgID string
-	// Job the call belongs to, the first one an event named; NULL if none yet.
-	JobID *string
-	// The call's own last-writer-wins registers, each stamped once per event; its entries (path, variables, billing, timeline) are rows of their tables.
-	State []byte
-	// When a batch last changed the state.
+	CallID    string
+	OrgID     string
+	JobID     *string
+	State     []byte
 	UpdatedAt pgtype.Timestamptz
 }
 
@@ -255,6 +245,69 @@ type CallVariable struct {
 	Stamp []byte
 	// The member of finalVariables ("name":value). Internal to the report assembly.
 	Fragment string
+}
+
+// What one call did at one node of its flow: entries, exits by output path, billed cost. The projector keeps flow_funnels from it.
+type CallreportCallNode struct {
+	CallID string
+	NodeID string
+	OrgID  string
+	// Execution-path entries of the call at the node.
+	Visits int32
+	// Exits of those entries by output path: {"ok": 2}.
+	Exits []byte
+	// Cost of the call's billing line of the node, NULL without one.
+	Cost pgtype.Numeric
+}
+
+// Projector-internal fold state of every call seen, also before its call.created. Not a stable interface.
+type CallreportCallState struct {
+	// Call id (UUID).
+	CallID string
+	// Owning organization: the orgid of the first projected event of the call.
+	OrgID string
+	// Job the call belongs to, the first one an event named; NULL if none yet.
+	JobID *string
+	// The call's own last-writer-wins registers, each stamped once per event; its entries (path, variables, billing, timeline) are rows of their tables.
+	State []byte
+	// When a batch last changed the state.
+	UpdatedAt pgtype.Timestamptz
+}
+
+// Projector-internal fold state of every job seen. Not a stable interface.
+type CallreportJobState struct {
+	// Job id (UUID from POST /call-requests).
+	JobID string
+	// Owning organization: the orgid of the first projected event naming the job.
+	OrgID string
+	// Last-writer-wins registers of the job events.
+	State []byte
+	// When a batch last changed the state.
+	UpdatedAt pgtype.Timestamptz
+}
+
+// Position of each projector consumer in the event stream, committed with the reports of each batch.
+type CallreportProjectorPosition struct {
+	// Durable JetStream consumer name.
+	Consumer string
+	// JetStream stream the consumer reads.
+	Stream string
+	// Highest stream sequence whose batch is committed.
+	StreamSeq int64
+	// Version of the fold code that wrote the reports.
+	FoldVersion int32
+	// Messages applied (counting redeliveries).
+	Applied int64
+	// Messages sent to the dead-letter stream.
+	Rejected int64
+	// Messages of an event type this version does not know.
+	Skipped int64
+	// When the last batch committed.
+	UpdatedAt pgtype.Timestamptz
+	// Largest stream sequence S such that every event of the consumer up to S is applied (or dead-lettered, or skipped): X-Projection-Position.
+	Through int64
+	// Stream time of the oldest event not applied yet; NULL when caught up: X-Projection-Lag-Ms.
+	OldestPending pgtype.Timestamptz
 }
 
 // Calls and jobs erased: the projector drops every event naming one of them (counted, not dead-lettered: it holds personal data), live and in rebuilds.
@@ -309,11 +362,11 @@ type FlowFunnelExit struct {
 	Exits      int64
 }
 
-// Generations of the report tables: the live one (in schema public), a rebuild in progress, and retired ones kept until reportctl rebuild --drop-old.
+// Generations of the report tables: the live one (in schemas public and callreport), a rebuild in progress, and retired ones kept until reportctl rebuild --drop-old.
 type Generation struct {
 	// Generation number, increasing.
 	Generation int32
-	// Schema holding the generation's tables: public while live, callreport_gen_<n> otherwise.
+	// Schema holding the generation's tables: public while live (its internal tables in callreport: callreport_generation_home), callreport_gen_<n> otherwise.
 	SchemaName string
 	// Version of the fold that built the generation; the projector refuses to run live on another.
 	FoldVersion int32
@@ -371,15 +424,10 @@ type Job struct {
 	Head *string
 }
 
-// Projector-internal fold state of every job seen. Not a stable interface.
 type JobState struct {
-	// Job id (UUID from POST /call-requests).
-	JobID string
-	// Owning organization: the orgid of the first projected event naming the job.
-	OrgID string
-	// Last-writer-wins registers of the job events.
-	State []byte
-	// When a batch last changed the state.
+	JobID     string
+	OrgID     string
+	State     []byte
 	UpdatedAt pgtype.Timestamptz
 }
 
@@ -421,27 +469,16 @@ type ProjectorMember struct {
 	SeenAt   pgtype.Timestamptz
 }
 
-// Position of each projector consumer in the event stream, committed with the reports of each batch.
 type ProjectorPosition struct {
-	// Durable JetStream consumer name.
-	Consumer string
-	// JetStream stream the consumer reads.
-	Stream string
-	// Highest stream sequence whose batch is committed.
-	StreamSeq int64
-	// Version of the fold code that wrote the reports.
-	FoldVersion int32
-	// Messages applied (counting redeliveries).
-	Applied int64
-	// Messages sent to the dead-letter stream.
-	Rejected int64
-	// Messages of an event type this version does not know.
-	Skipped int64
-	// When the last batch committed.
-	UpdatedAt pgtype.Timestamptz
-	// Largest stream sequence S such that every event of the consumer up to S is applied (or dead-lettered, or skipped): X-Projection-Position.
-	Through int64
-	// Stream time of the oldest event not applied yet; NULL when caught up: X-Projection-Lag-Ms.
+	Consumer      string
+	Stream        string
+	StreamSeq     int64
+	FoldVersion   int32
+	Applied       int64
+	Rejected      int64
+	Skipped       int64
+	UpdatedAt     pgtype.Timestamptz
+	Through       int64
 	OldestPending pgtype.Timestamptz
 }
 

@@ -35,26 +35,26 @@ SELECT job_id, org_id, version FROM jobs WHERE job_id = ANY(@job_ids::text[]);
 -- name: ApiKeyListValid :many
 -- The keys a query process accepts, held in memory (query/keyring.go) and
 -- read again whenever api_keys changes (NOTIFY callreport_api_keys).
-SELECT key_hash, key_id, org_id FROM api_keys WHERE revoked_at IS NULL;
+SELECT key_hash, key_id, org_id FROM callreport.api_keys WHERE revoked_at IS NULL;
 
 -- name: ApiKeyCreate :one
 -- No row back means the key id is taken; the caller draws another key.
-INSERT INTO api_keys (key_id, org_id, name, key_hash)
+INSERT INTO callreport.api_keys (key_id, org_id, name, key_hash)
 VALUES (@key_id, @org_id, @name, @key_hash)
 ON CONFLICT (key_id) DO NOTHING
 RETURNING key_id;
 
 -- name: ApiKeyList :many
-SELECT key_id, org_id, name, created_at, revoked_at FROM api_keys
+SELECT key_id, org_id, name, created_at, revoked_at FROM callreport.api_keys
 ORDER BY created_at, key_id;
 
 -- name: ApiKeyRevoke :execrows
 -- Revoking twice keeps the first revocation time.
-UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = @key_id;
+UPDATE callreport.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = @key_id;
 
 -- name: ListCursorKey :one
 -- The secret that signs the lists' cursors (migrations/00008).
-SELECT secret FROM list_cursor_keys;
+SELECT secret FROM callreport.list_cursor_keys;
 
 -- name: CallList :many
 -- A page of GET /call-report/calls: the organization's calls newest first,

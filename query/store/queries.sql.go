@@ -12,7 +12,7 @@ import (
 )
 
 const apiKeyCreate = `-- name: ApiKeyCreate :one
-INSERT INTO api_keys (key_id, org_id, name, key_hash)
+INSERT INTO callreport.api_keys (key_id, org_id, name, key_hash)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (key_id) DO NOTHING
 RETURNING key_id
@@ -39,7 +39,7 @@ func (q *Queries) ApiKeyCreate(ctx context.Context, db DBTX, arg ApiKeyCreatePar
 }
 
 const apiKeyList = `-- name: ApiKeyList :many
-SELECT key_id, org_id, name, created_at, revoked_at FROM api_keys
+SELECT key_id, org_id, name, created_at, revoked_at FROM callreport.api_keys
 ORDER BY created_at, key_id
 `
 
@@ -78,7 +78,7 @@ func (q *Queries) ApiKeyList(ctx context.Context, db DBTX) ([]ApiKeyListRow, err
 }
 
 const apiKeyListValid = `-- name: ApiKeyListValid :many
-SELECT key_hash, key_id, org_id FROM api_keys WHERE revoked_at IS NULL
+SELECT key_hash, key_id, org_id FROM callreport.api_keys WHERE revoked_at IS NULL
 `
 
 type ApiKeyListValidRow struct {
@@ -110,7 +110,7 @@ func (q *Queries) ApiKeyListValid(ctx context.Context, db DBTX) ([]ApiKeyListVal
 }
 
 const apiKeyRevoke = `-- name: ApiKeyRevoke :execrows
-UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = $1
+UPDATE callreport.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = $1
 `
 
 // Revoking twice keeps the first revocation time.
@@ -790,7 +790,7 @@ func (q *Queries) JobVersionsGet(ctx context.Context, db DBTX, jobIds []string) 
 }
 
 const listCursorKey = `-- name: ListCursorKey :one
-SELECT secret FROM list_cursor_keys
+SELECT secret FROM callreport.list_cursor_keys
 `
 
 // The secret that signs the lists' cursors (migrations/00008).
