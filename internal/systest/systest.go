@@ -114,14 +114,15 @@ type options struct {
 	partitions int
 	recent     bool
 	env        *natstest.Env
-	natsEnv    []func(*natstest.Env)
 	projector  []func(*projector.Config)
 	query      []func(*query.Config)
 	config     []func(*config.Config)
 	logger     *slog.Logger
 }
 
-// An Option changes what New and Start give.
+// An Option changes what New and Start give. Given to StartProjector or
+// StartQuery, WithConfig, WithProjector, WithQuery and WithLogger apply to
+// that process only, after the system's; the others are the system's.
 type Option func(*options)
 
 // WithPartitions divides the event stream into n partitions, each projected
@@ -136,14 +137,10 @@ func WithRecent() Option { return func(o *options) { o.recent = true } }
 
 // WithNATS uses env, the test's own JetStream (natstest.At on a cluster of
 // natstest.StartCluster, or on a server the test stops and starts), instead
-// of natstest.New's.
+// of natstest.New's; its Partitions and Replicas say how the streams are
+// made. Two systems on one env share the streams (a second projection of
+// the same events into another database, on another consumer).
 func WithNATS(env *natstest.Env) Option { return func(o *options) { o.env = env } }
-
-// WithNATSEnv changes the test's JetStream names before the streams are
-// created (the replicas of a cluster's streams, say).
-func WithNATSEnv(f func(*natstest.Env)) Option {
-	return func(o *options) { o.natsEnv = append(o.natsEnv, f) }
-}
 
 // WithProjector adjusts the projector's Config (projector.Main.Configure):
 // AckWait, BatchWait, Limits.
@@ -194,9 +191,6 @@ func New(t testing.TB, opts ...Option) *System {
 	}
 	if s.opts.partitions > 0 {
 		s.NATS.Partitions = s.opts.partitions
-	}
-	for _, f := range s.opts.natsEnv {
-		f(s.NATS)
 	}
 	var err error
 	if s.Pool, err = pgxpool.New(context.Background(), s.DatabaseURL); err != nil {
