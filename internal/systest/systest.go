@@ -456,21 +456,42 @@ func (s *System) WaitProjected() {
 }
 
 // WaitPosition waits until the live projector's committed position reaches
-// seq, and fails the test after WaitTimeout.
+// seq, and fails the test after WaitTimeout. On a partitioned stream the
+// position is that of the partition furthest behind (projector.Status):
+// every partition has committed or passed seq.
 func (s *System) WaitPosition(seq uint64) {
 	s.T.Helper()
 	deadline := time.Now().Add(WaitTimeout)
 	for {
-		var pos int64
-		_ = s.Pool.QueryRow(context.Background(), `SELECT stream_seq FROM projector_positions WHERE consumer = $1`, s.NATS.Consumer).Scan(&pos)
-		if uint64(pos) >= seq {
+		var pos uint64
+		var err error
+		if s.NATS.Partitions > 1 {
+			pos, err = s.partitionsPosition()
+		} else {
+			var p int64
+			err = s.Pool.QueryRow(context.Background(), `SELECT stream_seq FROM projector_positions WHERE consumer = $1`, s.NATS.Consumer).Scan(&p)
+			pos = uint64(p)
+		}
+		if err == nil && pos >= seq {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.T.Fatalf("live position %d, want %d", pos, seq)
+			s.T.Fatalf("live position %d, want %d (%v)", pos, seq, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// partitionsPosition is the position of the partition furthest behind, 0
+// until every partition has one.
+func (s *System) partitionsPosition() (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := projector.Status(ctx, s.Pool, s.Streams, s.NATS.Consumer)
+	if err != nil || len(r.Partitions) < s.NATS.Partitions {
+		return 0, err
+	}
+	return r.Live.Position, nil
 }
 
 // Key creates an API key of org.
