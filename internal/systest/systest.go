@@ -33,6 +33,12 @@
 //		...
 //	}
 //
+// The processes log their warnings and errors on stderr under -v only
+// (WithLogger for more). A process that stops by itself is not a failure of
+// the test unless the test asks (Process.Exited, Process.Stop): some tests
+// make it stop. WaitPosition on a partitioned stream (WithPartitions) waits
+// for the partition furthest behind.
+//
 // The tests of package projector itself (projector/*_test.go, package
 // projector) cannot import systest, which imports projector: they use
 // unexported hooks of the projector (afterCommit, the build of a
