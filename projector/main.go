@@ -47,6 +47,11 @@ type Main struct {
 	// Registry receives the metrics and is served on /metrics; default: a
 	// new registry with the Go and process collectors.
 	Registry *prometheus.Registry
+	// Configure, when set, adjusts the projector's Config once it is built
+	// from Config, before the projector starts: for the settings no flag
+	// reaches (AckWait, BatchWait, Limits), as a program embedding the
+	// projector, or a system test, needs them.
+	Configure func(*Config)
 
 	pool   *pgxpool.Pool
 	nc     *nats.Conn
@@ -116,7 +121,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		// than let it double between collections.
 		debug.SetMemoryLimit(budget)
 	}
-	p := New(m.pool, streams, Config{
+	cfg := Config{
 		Consumer:          m.Config.Projector.Consumer,
 		BatchSize:         m.Config.Projector.BatchSize,
 		BulkThreshold:     m.Config.Projector.BulkThreshold,
@@ -125,7 +130,11 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		Logger:            log,
 		Metrics:           metrics,
 		RebuildOnMismatch: m.Config.Projector.RebuildOnMismatch,
-	})
+	}
+	if m.Configure != nil {
+		m.Configure(&cfg)
+	}
+	p := New(m.pool, streams, cfg)
 	if m.ln, err = net.Listen("tcp", m.Config.Projector.MetricsAddr); err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Projector.MetricsAddr, err)
 	}

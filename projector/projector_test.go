@@ -20,7 +20,10 @@ import (
 	"github.com/callreport/callreport/schema/schematest"
 )
 
-// harness is a projector on a fresh database and JetStream of its own.
+// harness is a projector on a fresh database and JetStream of its own:
+// the in-package counterpart of internal/systest (which imports projector,
+// so cannot be imported here), for the tests that reach the projector's
+// unexported hooks. An end-to-end test outside this package uses systest.
 type harness struct {
 	t    *testing.T
 	pool *pgxpool.Pool

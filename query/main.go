@@ -34,6 +34,11 @@ type Main struct {
 	// Listener, when set, is served instead of listening on
 	// Config.HTTP.Addr (a listener inherited from a parent process).
 	Listener net.Listener
+	// Configure, when set, adjusts the server's Config once it is built
+	// from Config, before the server starts: for the settings no flag
+	// reaches (the bound of failed authentications, the keep-alive of live
+	// updates), as a system test needs them.
+	Configure func(*Config)
 
 	pool      *pgxpool.Pool
 	ln        net.Listener
@@ -101,9 +106,13 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		scheme = "https"
 	}
 	log.InfoContext(ctx, "query API listening", "addr", m.ln.Addr().String(), "scheme", scheme)
-	srv := New(ctx, m.pool, Config{Logger: log, Registerer: m.Registry, Gatherer: m.Registry,
+	cfg := Config{Logger: log, Registerer: m.Registry, Gatherer: m.Registry,
 		TLS: tlsConfig, TrustedProxies: proxies,
-		UpdatesPerKey: m.Config.HTTP.UpdatesPerKey, UpdatesPerProcess: m.Config.HTTP.UpdatesPerProcess})
+		UpdatesPerKey: m.Config.HTTP.UpdatesPerKey, UpdatesPerProcess: m.Config.HTTP.UpdatesPerProcess}
+	if m.Configure != nil {
+		m.Configure(&cfg)
+	}
+	srv := New(ctx, m.pool, cfg)
 	m.done = make(chan error, 1)
 	metricsDone := make(chan error, 1)
 	if m.metricsLn != nil {

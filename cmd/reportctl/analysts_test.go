@@ -32,29 +32,29 @@ var reportingTables = [][2]string{
 // analystGroup makes a group role of the test's own with the rights
 // grants.sql gives callreport_analyst: schema reporting, nothing else.
 func (s *service) analystGroup() string {
-	s.t.Helper()
+	s.T.Helper()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	group := "callreport_analyst_t" + hex.EncodeToString(b)
 	ctx := context.Background()
-	if _, err := s.pool.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN;
+	if _, err := s.Pool.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN;
 		GRANT USAGE ON SCHEMA reporting TO %[1]s;
 		GRANT SELECT ON ALL TABLES IN SCHEMA reporting TO %[1]s`, group)); err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
-	s.t.Cleanup(func() {
+	s.T.Cleanup(func() {
 		// Its members first: the analysts the test made and did not revoke.
-		rows, err := s.pool.Query(ctx, `SELECT r.rolname::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+		rows, err := s.Pool.Query(ctx, `SELECT r.rolname::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
 			WHERE m.roleid = $1::regrole`, group)
 		if err == nil {
 			members, _ := pgx.CollectRows(rows, pgx.RowTo[string])
 			for _, m := range members {
-				_, _ = s.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, m)
-				_, _ = s.pool.Exec(ctx, "DROP ROLE "+m)
+				_, _ = s.Pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, m)
+				_, _ = s.Pool.Exec(ctx, "DROP ROLE "+m)
 			}
 		}
-		_, _ = s.pool.Exec(ctx, "DROP OWNED BY "+group)
-		_, _ = s.pool.Exec(ctx, "DROP ROLE "+group)
+		_, _ = s.Pool.Exec(ctx, "DROP OWNED BY "+group)
+		_, _ = s.Pool.Exec(ctx, "DROP ROLE "+group)
 	})
 	return group
 }
@@ -84,9 +84,9 @@ func TestAnalysts(t *testing.T) {
 	s := startService(t)
 	dir := schematest.Dir(t)
 	for _, ex := range schematest.Examples(t) {
-		s.publish(filepath.Join(dir, ex.Name+".events.ndjson"))
+		s.Publish(filepath.Join(dir, ex.Name+".events.ndjson"))
 	}
-	s.waitLive(s.simulate(30, 7)) // other organizations
+	s.WaitPosition(s.simulate(30, 7)) // other organizations
 	group := s.analystGroup()
 
 	cmd := func(args ...string) (string, string, error) {
@@ -128,7 +128,7 @@ func TestAnalysts(t *testing.T) {
 				t.Fatalf("%s: reporting.%s: %v", when, v[0], err)
 			}
 			var mine, all int
-			if err := s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FILTER (WHERE org_id = $1), count(*) FROM %s`, v[1]), exampleOrg).Scan(&mine, &all); err != nil {
+			if err := s.Pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FILTER (WHERE org_id = $1), count(*) FROM %s`, v[1]), exampleOrg).Scan(&mine, &all); err != nil {
 				t.Fatal(err)
 			}
 			if want := fmt.Sprintf("%d 0", mine); got != want || mine == 0 || all == mine {

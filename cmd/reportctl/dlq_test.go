@@ -50,22 +50,22 @@ func (l *lockedBuffer) String() string {
 
 // dlqList runs dlq list --json with args until ok accepts the listing.
 func (s *service) dlqList(what string, ok func(cli.DeadLetterListing) bool, args ...string) cli.DeadLetterListing {
-	s.t.Helper()
+	s.T.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, err := s.reportctl(context.Background(), append([]string{"dlq", "list", "--json"}, args...)...)
 		if err != nil {
-			s.t.Fatal(err)
+			s.T.Fatal(err)
 		}
 		var l cli.DeadLetterListing
 		if err := json.Unmarshal([]byte(out), &l); err != nil {
-			s.t.Fatalf("dlq list --json does not parse: %v\n%s", err, out)
+			s.T.Fatalf("dlq list --json does not parse: %v\n%s", err, out)
 		}
 		if ok(l) {
 			return l
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("dlq list: %s: not after 30s:\n%s", what, out)
+			s.T.Fatalf("dlq list: %s: not after 30s:\n%s", what, out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -75,18 +75,18 @@ func (s *service) dlqList(what string, ok func(cli.DeadLetterListing) bool, args
 // body, from subject (of the contract, mapped to the test's prefix), naming
 // origSeq of the event stream.
 func (s *service) rawDeadLetter(reason, subject string, body []byte, origSeq uint64) uint64 {
-	s.t.Helper()
-	m := nats.NewMsg(s.env.DLQPrefix + "." + reason)
+	s.T.Helper()
+	m := nats.NewMsg(s.NATS.DLQPrefix + "." + reason)
 	m.Data = body
 	m.Header.Set(stream.HeaderReason, reason)
 	m.Header.Set(stream.HeaderField, "orgid")
 	m.Header.Set(stream.HeaderDetail, "call owned by another organization")
-	m.Header.Set(stream.HeaderSubject, s.env.SubjectPrefix+strings.TrimPrefix(subject, "callevents"))
-	m.Header.Set(stream.HeaderStream, s.env.Stream)
+	m.Header.Set(stream.HeaderSubject, s.NATS.SubjectPrefix+strings.TrimPrefix(subject, "callevents"))
+	m.Header.Set(stream.HeaderStream, s.NATS.Stream)
 	m.Header.Set(stream.HeaderStreamSeq, strconv.FormatUint(origSeq, 10))
-	ack, err := s.js.PublishMsg(context.Background(), m)
+	ack, err := s.JS.PublishMsg(context.Background(), m)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	return ack.Sequence
 }
@@ -94,12 +94,12 @@ func (s *service) rawDeadLetter(reason, subject string, body []byte, origSeq uin
 func TestDLQCommands(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.publish(mixedFixture(t))
+	s.Publish(mixedFixture(t))
 	l := s.dlqList("3 dead letters", func(l cli.DeadLetterListing) bool { return l.Total == 3 && len(l.DeadLetters) == 3 })
 	seqOf := map[string]uint64{}
 	for _, d := range l.DeadLetters {
 		seqOf[d.Reason] = d.Seq
-		if d.Stream != s.env.Stream || !strings.HasPrefix(d.Subject, s.env.SubjectPrefix+".") || d.Detail == "" {
+		if d.Stream != s.NATS.Stream || !strings.HasPrefix(d.Subject, s.NATS.SubjectPrefix+".") || d.Detail == "" {
 			t.Errorf("dead letter %+v", d)
 		}
 	}
@@ -115,7 +115,7 @@ func TestDLQCommands(t *testing.T) {
 	t.Logf("reportctl dlq list:\n%s", out)
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 4 ||
 		!regexp.MustCompile(`^SEQ +TIME +REASON +ORG +FIELD +STREAM SEQ +SUBJECT +DETAIL$`).MatchString(lines[0]) ||
-		!regexp.MustCompile(`^\d+ +\S+Z +invalid_json +`+statusOrg+` +- +2 +`+s.env.SubjectPrefix+`\.\S+\.status +\S`).MatchString(lines[1]) {
+		!regexp.MustCompile(`^\d+ +\S+Z +invalid_json +`+statusOrg+` +- +2 +`+s.NATS.SubjectPrefix+`\.\S+\.status +\S`).MatchString(lines[1]) {
 		t.Errorf("dlq list:\n%s", out)
 	}
 	out, err = s.reportctl(ctx, "dlq", "list", "--limit", "2")
@@ -124,7 +124,7 @@ func TestDLQCommands(t *testing.T) {
 	}
 	tenant := s.dlqList("one tenant_mismatch", func(l cli.DeadLetterListing) bool { return true }, "--reason", "tenant_mismatch")
 	if tenant.Total != 1 || len(tenant.DeadLetters) != 1 || tenant.DeadLetters[0].StreamSeq != 3 || tenant.Reason != "tenant_mismatch" ||
-		tenant.DeadLetters[0].Subject != s.env.SubjectPrefix+".another-org.call."+statusCall+".status" || tenant.DeadLetters[0].Org != "another-org" {
+		tenant.DeadLetters[0].Subject != s.NATS.SubjectPrefix+".another-org.call."+statusCall+".status" || tenant.DeadLetters[0].Org != "another-org" {
 		t.Errorf("dlq list --reason tenant_mismatch: %+v", tenant)
 	}
 	// One tenant's dead letters (contract 1.2: the organization is in the
@@ -151,7 +151,7 @@ func TestDLQCommands(t *testing.T) {
 		`(?m)^  Callreport-Reason: +invalid_data$`,
 		`(?m)^  Callreport-Field: +data\.status$`,
 		`(?m)^  Callreport-Stream-Seq: +5$`,
-		`(?m)^  Callreport-Subject: +` + s.env.SubjectPrefix + `\.`,
+		`(?m)^  Callreport-Subject: +` + s.NATS.SubjectPrefix + `\.`,
 		`(?m)^  Nats-Msg-Id: +\S+$`,
 		`(?m)^Original bytes \(\d+, JSON, indented here\):\n\{\n  "specversion": "1.0",$`,
 		`(?m)^  "data": \{\n    "status": 5\n  \}$`,
@@ -175,17 +175,17 @@ func TestDLQCommands(t *testing.T) {
 	subject := "callevents." + statusOrg + ".call." + call2 + ".created"
 	body := fmt.Sprintf(`{"specversion":"1.0","id":"evt-r1","source":"call-engine","type":"call.created","time":"2025-12-18T09:00:00.000Z","orgid":%q,"callid":%q,"datacontenttype":"application/json","data":{"attempt":1,"direction":"outbound","from":"1000","to":"6002"}}`,
 		statusOrg, call2)
-	s.publish(writeFixture(t, "retry.ndjson", []map[string]any{{"subject": subject, "event": json.RawMessage(body)}}))
+	s.Publish(writeFixture(t, "retry.ndjson", []map[string]any{{"subject": subject, "event": json.RawMessage(body)}}))
 	raw := s.rawDeadLetter("tenant_mismatch", subject, []byte(body), 6)
 	out, err = s.reportctl(ctx, "dlq", "retry", strconv.FormatUint(raw, 10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(fmt.Sprintf(`^dead letter %d → %s seq 7 \(%s\)\n$`, raw, s.env.Stream, regexp.QuoteMeta(s.env.SubjectPrefix+strings.TrimPrefix(subject, "callevents")))).MatchString(out) {
+	if !regexp.MustCompile(fmt.Sprintf(`^dead letter %d → %s seq 7 \(%s\)\n$`, raw, s.NATS.Stream, regexp.QuoteMeta(s.NATS.SubjectPrefix+strings.TrimPrefix(subject, "callevents")))).MatchString(out) {
 		t.Errorf("dlq retry %d: %q", raw, out)
 	}
-	key := s.key(statusOrg)
-	if report := s.get("/calls/"+call2, key, http.StatusOK); !bytes.Contains(report, []byte(call2)) {
+	key := s.Key(statusOrg)
+	if report := s.Get("/calls/"+call2, key, http.StatusOK); !bytes.Contains(report, []byte(call2)) {
 		t.Errorf("report of the retried event: %s", report)
 	}
 	if _, err := s.reportctl(ctx, "dlq", "show", strconv.FormatUint(raw, 10)); !errors.Is(err, stream.ErrDeadLetterNotFound) {
@@ -195,7 +195,7 @@ func TestDLQCommands(t *testing.T) {
 	// retry --all: the event still bad is dead-lettered again, under a new
 	// sequence; the progress goes to stderr.
 	out, errOut, err := s.reportctlOutErr(ctx, "dlq", "retry", "--all", "--reason", "invalid_json")
-	if err != nil || out != "retried 1 dead letters to "+s.env.Stream+"\n" || !strings.Contains(errOut, "retry invalid_json: 1 in ") {
+	if err != nil || out != "retried 1 dead letters to "+s.NATS.Stream+"\n" || !strings.Contains(errOut, "retry invalid_json: 1 in ") {
 		t.Errorf("dlq retry --all --reason invalid_json: %v\nstdout: %s\nstderr: %s", err, out, errOut)
 	}
 	again := s.dlqList("invalid_json dead-lettered again", func(l cli.DeadLetterListing) bool { return l.Total == 1 && len(l.DeadLetters) == 1 }, "--reason", "invalid_json")
@@ -205,7 +205,7 @@ func TestDLQCommands(t *testing.T) {
 
 	// purge refuses without --yes where nobody can confirm, and when the
 	// operator does not; then purges one reason, then all.
-	if _, err := s.reportctl(ctx, "dlq", "purge"); !errors.Is(err, cli.ErrNotConfirmed) || !strings.Contains(err.Error(), "purge 3 dead letters from "+s.env.DLQStream+": refusing without --yes") {
+	if _, err := s.reportctl(ctx, "dlq", "purge"); !errors.Is(err, cli.ErrNotConfirmed) || !strings.Contains(err.Error(), "purge 3 dead letters from "+s.NATS.DLQStream+": refusing without --yes") {
 		t.Errorf("dlq purge without --yes: %v", err)
 	}
 	answer(t, "no\n")
@@ -214,20 +214,20 @@ func TestDLQCommands(t *testing.T) {
 	}
 	answer(t, "yes\n")
 	out, err = s.reportctl(ctx, "dlq", "purge", "--org", "another-org")
-	if err != nil || out != "purged 1 dead letters of organization another-org from "+s.env.DLQStream+"\n" {
+	if err != nil || out != "purged 1 dead letters of organization another-org from "+s.NATS.DLQStream+"\n" {
 		t.Errorf("dlq purge --org another-org, confirmed: %v %q", err, out)
 	}
 	noTerminal(t)
 	out, err = s.reportctl(ctx, "dlq", "purge", "--reason", "invalid_data", "--yes")
-	if err != nil || out != "purged 1 dead letters of reason invalid_data from "+s.env.DLQStream+"\n" {
+	if err != nil || out != "purged 1 dead letters of reason invalid_data from "+s.NATS.DLQStream+"\n" {
 		t.Errorf("dlq purge --reason invalid_data: %v %q", err, out)
 	}
 	out, err = s.reportctl(ctx, "dlq", "purge", "--yes")
-	if err != nil || out != "purged 1 dead letters from "+s.env.DLQStream+"\n" {
+	if err != nil || out != "purged 1 dead letters from "+s.NATS.DLQStream+"\n" {
 		t.Errorf("dlq purge: %v %q", err, out)
 	}
 	out, err = s.reportctl(ctx, "dlq", "list")
-	if err != nil || out != "no dead letters in "+s.env.DLQStream+"\n" {
+	if err != nil || out != "no dead letters in "+s.NATS.DLQStream+"\n" {
 		t.Errorf("dlq list after purge: %v %q", err, out)
 	}
 }

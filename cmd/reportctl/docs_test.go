@@ -32,14 +32,14 @@ func TestDocsQueries(t *testing.T) {
 		t.Fatalf("found %d SQL examples in docs/tables.md", len(queries))
 	}
 	s := startService(t)
-	key := s.key(exampleOrg)
+	key := s.Key(exampleOrg)
 	dir := schematest.Dir(t)
 	for _, ex := range schematest.Examples(t) {
-		s.publish(filepath.Join(dir, ex.Name+".events.ndjson"))
-		s.get("/"+ex.Kind+"/"+ex.ID, key, http.StatusOK)
+		s.Publish(filepath.Join(dir, ex.Name+".events.ndjson"))
+		s.Get("/"+ex.Kind+"/"+ex.ID, key, http.StatusOK)
 	}
 	group := s.analystGroup()
-	created, err := analysts.Create(context.Background(), s.pool, s.dbURL, analysts.Spec{Group: group,
+	created, err := analysts.Create(context.Background(), s.Pool, s.DatabaseURL, analysts.Spec{Group: group,
 		Name: "docs_" + strings.TrimPrefix(group, "callreport_analyst_"), Org: exampleOrg, StatementTimeout: time.Minute, ConnLimit: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func TestDocsQueries(t *testing.T) {
 	for i, q := range queries {
 		var db interface {
 			Query(context.Context, string, ...any) (pgx.Rows, error)
-		} = s.pool
+		} = s.Pool
 		if bytes.Contains(q[1], []byte("reporting.")) {
 			db = analyst
 		}

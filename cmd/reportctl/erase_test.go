@@ -17,8 +17,8 @@ import (
 
 	"github.com/callreport/callreport/internal/cli"
 	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/internal/systest"
 	"github.com/callreport/callreport/projector"
-	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema"
 	"github.com/callreport/callreport/schema/schematest"
 )
@@ -26,12 +26,12 @@ import (
 // publishEvent publishes one event, given as a contract subject and the
 // envelope's JSON, and returns its sequence.
 func (s *service) publishEvent(subject, event string) uint64 {
-	s.t.Helper()
-	msg := nats.NewMsg(s.env.SubjectPrefix + strings.TrimPrefix(subject, schema.SubjectPrefix))
+	s.T.Helper()
+	msg := nats.NewMsg(s.NATS.SubjectPrefix + strings.TrimPrefix(subject, schema.SubjectPrefix))
 	msg.Data = []byte(event)
-	ack, err := s.js.PublishMsg(context.Background(), msg)
+	ack, err := s.JS.PublishMsg(context.Background(), msg)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	return ack.Sequence
 }
@@ -51,28 +51,28 @@ func event(id, typ, org, job, call, at, data string) (subject, body string) {
 // leftOf counts the rows that name one of calls or jobs, in every table of
 // every generation that still has tables.
 func (s *service) leftOf(calls, jobs []string) map[string]int {
-	s.t.Helper()
+	s.T.Helper()
 	ctx := context.Background()
-	rows, err := s.pool.Query(ctx, `SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns c
+	rows, err := s.Pool.Query(ctx, `SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns c
 		JOIN callreport.generations g ON g.state <> 'dropped'
 			AND (g.schema_name = c.table_schema OR (g.schema_name = 'public' AND c.table_schema = 'callreport'))
 		JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
 		WHERE c.column_name IN ('call_id', 'job_id') ORDER BY 1, 2, 3`)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	type col struct{ schema, table, column string }
 	var cols []col
 	for rows.Next() {
 		var c col
 		if err := rows.Scan(&c.schema, &c.table, &c.column); err != nil {
-			s.t.Fatal(err)
+			s.T.Fatal(err)
 		}
 		cols = append(cols, c)
 	}
 	rows.Close()
 	if len(cols) < 8 {
-		s.t.Fatalf("found only %d id columns: %v", len(cols), cols)
+		s.T.Fatalf("found only %d id columns: %v", len(cols), cols)
 	}
 	left := map[string]int{}
 	for _, c := range cols {
@@ -82,8 +82,8 @@ func (s *service) leftOf(calls, jobs []string) map[string]int {
 		}
 		var n int
 		q := fmt.Sprintf(`SELECT count(*) FROM %q.%q WHERE %q = ANY($1)`, c.schema, c.table, c.column)
-		if err := s.pool.QueryRow(ctx, q, ids).Scan(&n); err != nil {
-			s.t.Fatal(err)
+		if err := s.Pool.QueryRow(ctx, q, ids).Scan(&n); err != nil {
+			s.T.Fatal(err)
 		}
 		if n > 0 {
 			left[c.schema+"."+c.table+"."+c.column] = n
@@ -95,15 +95,15 @@ func (s *service) leftOf(calls, jobs []string) map[string]int {
 // inStreams counts what the event stream holds on the subjects of calls
 // and jobs of org, and the dead letters of org that name one of them.
 func (s *service) inStreams(org string, calls, jobs []string) (events, deadLetters int) {
-	s.t.Helper()
+	s.T.Helper()
 	ctx := context.Background()
-	n, err := s.st.CountEvents(ctx, stream.ErasureFilters(org, calls, jobs))
+	n, err := s.Streams.CountEvents(ctx, stream.ErasureFilters(org, calls, jobs))
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
-	list, err := s.st.ListDeadLetters(ctx, stream.Select{}, 0)
+	list, err := s.Streams.ListDeadLetters(ctx, stream.Select{}, 0)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	for _, d := range list {
 		for _, id := range append(slices.Clone(calls), jobs...) {
@@ -118,8 +118,8 @@ func (s *service) inStreams(org string, calls, jobs []string) (events, deadLette
 
 func (s *service) skipped() int64 {
 	var n int64
-	if err := s.pool.QueryRow(context.Background(), `SELECT skipped FROM callreport.projector_positions WHERE consumer = $1`, s.env.Consumer).Scan(&n); err != nil {
-		s.t.Fatal(err)
+	if err := s.Pool.QueryRow(context.Background(), `SELECT skipped FROM callreport.projector_positions WHERE consumer = $1`, s.NATS.Consumer).Scan(&n); err != nil {
+		s.T.Fatal(err)
 	}
 	return n
 }
@@ -132,23 +132,23 @@ func (s *service) skipped() int64 {
 func TestErase(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.waitLive(s.simulate(2000, 15))
+	s.WaitPosition(s.simulate(2000, 15))
 
 	// The organization with most calls; a call of a job with other
 	// attempts; another job; a contact of a third job.
 	var org, call, callJob, job, contact, contactJob string
-	if err := s.pool.QueryRow(ctx, `SELECT org_id FROM call_attempts GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`).Scan(&org); err != nil {
+	if err := s.Pool.QueryRow(ctx, `SELECT org_id FROM call_attempts GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`).Scan(&org); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT a.call_id, a.job_id FROM call_attempts a JOIN jobs j USING (job_id)
+	if err := s.Pool.QueryRow(ctx, `SELECT a.call_id, a.job_id FROM call_attempts a JOIN jobs j USING (job_id)
 		WHERE a.org_id = $1 AND j.attempt_count >= 2 ORDER BY a.call_id LIMIT 1`, org).Scan(&call, &callJob); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT job_id FROM jobs WHERE org_id = $1 AND job_id <> $2 AND contact_id IS NULL
+	if err := s.Pool.QueryRow(ctx, `SELECT job_id FROM jobs WHERE org_id = $1 AND job_id <> $2 AND contact_id IS NULL
 		ORDER BY job_id LIMIT 1`, org, callJob).Scan(&job); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT contact_id, job_id FROM jobs WHERE org_id = $1 AND job_id NOT IN ($2, $3)
+	if err := s.Pool.QueryRow(ctx, `SELECT contact_id, job_id FROM jobs WHERE org_id = $1 AND job_id NOT IN ($2, $3)
 		AND contact_id IS NOT NULL ORDER BY job_id LIMIT 1`, org, callJob, job).Scan(&contact, &contactJob); err != nil {
 		t.Fatal(err)
 	}
@@ -163,18 +163,18 @@ func TestErase(t *testing.T) {
 	subj, _ = event("bad-2", "call.answered", org, "", "00000000-0000-4000-8000-00000000dead", "", "")
 	_, ev = event("bad-2", "call.answered", org, job, lone, "2025-12-01T10:00:01.000Z", `{}`)
 	s.publishEvent(subj, ev) // subject_mismatch: its subject names another call
-	s.waitProjected()
-	if n, _ := s.st.CountSelected(ctx, stream.Select{Org: org}); n != 2 {
+	s.WaitProjected()
+	if n, _ := s.Streams.CountSelected(ctx, stream.Select{Org: org}); n != 2 {
 		t.Fatalf("%d dead letters of %s, want 2", n, org)
 	}
 
-	key := s.key(org)
+	key := s.Key(org)
 	before := s.snapshot(org, key)
 	t.Logf("%d reports of organization %s", len(before), org)
 	// The other organizations' reports, by their stored bytes.
 	othersDigest := func() string {
 		var d string
-		if err := s.pool.QueryRow(ctx, `SELECT md5(coalesce(string_agg(id || ':' || report, ',' ORDER BY id), ''))
+		if err := s.Pool.QueryRow(ctx, `SELECT md5(coalesce(string_agg(id || ':' || report, ',' ORDER BY id), ''))
 			FROM (SELECT call_id AS id, callreport_call_report(call_id)::text || coalesce(etag, '') AS report FROM call_attempts WHERE org_id <> $1
 			      UNION ALL SELECT job_id, callreport_job_report(job_id)::text || coalesce(etag, '') FROM jobs WHERE org_id <> $1) r
 			WHERE report IS NOT NULL`, org).Scan(&d); err != nil {
@@ -204,7 +204,7 @@ func TestErase(t *testing.T) {
 	t.Logf("erase --contact:\n%s", out)
 
 	var calls []string
-	rows, err := s.pool.Query(ctx, `SELECT id FROM callreport.erased_ids WHERE kind = 'call' ORDER BY 1`)
+	rows, err := s.Pool.Query(ctx, `SELECT id FROM callreport.erased_ids WHERE kind = 'call' ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestErase(t *testing.T) {
 		t.Fatalf("erased calls %v", calls)
 	}
 	var records, complete, plain int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(completed_at), count(*) FILTER (WHERE subject = $1 OR reason LIKE '%'||$1||'%')
+	if err := s.Pool.QueryRow(ctx, `SELECT count(*), count(completed_at), count(*) FILTER (WHERE subject = $1 OR reason LIKE '%'||$1||'%')
 		FROM callreport.erasures`, contact).Scan(&records, &complete, &plain); err != nil || records != 3 || complete != 3 || plain != 0 {
 		t.Fatalf("erasures: %d, %d complete, %d holding the contact id (%v)", records, complete, plain, err)
 	}
@@ -227,10 +227,10 @@ func TestErase(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		for _, c := range calls {
-			s.get("/calls/"+c, key, http.StatusNotFound)
+			s.Get("/calls/"+c, key, http.StatusNotFound)
 		}
 		for _, j := range jobs {
-			s.get("/jobs/"+j, key, http.StatusNotFound)
+			s.Get("/jobs/"+j, key, http.StatusNotFound)
 		}
 		if left := s.leftOf(calls, jobs); len(left) > 0 {
 			t.Fatalf("%s: rows left: %v", when, left)
@@ -238,7 +238,7 @@ func TestErase(t *testing.T) {
 		if events, dead := s.inStreams(org, calls, jobs); events+dead > 0 {
 			t.Fatalf("%s: %d events and %d dead letters left", when, events, dead)
 		}
-		if doc := s.get("/jobs/"+callJob, key, http.StatusOK); bytes.Contains(doc, []byte(call)) {
+		if doc := s.Get("/jobs/"+callJob, key, http.StatusOK); bytes.Contains(doc, []byte(call)) {
 			t.Fatalf("%s: the job report still names the erased call", when)
 		}
 	}
@@ -267,7 +267,7 @@ func TestErase(t *testing.T) {
 	skipped, deadBefore := s.skipped(), s.deadLetters(org)
 	subj, ev = event("late-1", "call.status", org, callJob, call, "2025-12-01T11:00:00.000Z", `{"status":"completed"}`)
 	s.publishEvent(subj, ev)
-	s.waitProjected()
+	s.WaitProjected()
 	if got := s.skipped(); got != skipped+1 {
 		t.Errorf("skipped %d events after a late one, want %d", got, skipped+1)
 	}
@@ -302,9 +302,9 @@ func TestErase(t *testing.T) {
 }
 
 func (s *service) deadLetters(org string) uint64 {
-	n, err := s.st.CountSelected(context.Background(), stream.Select{Org: org})
+	n, err := s.Streams.CountSelected(context.Background(), stream.Select{Org: org})
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	return n
 }
@@ -314,9 +314,9 @@ func (s *service) deadLetters(org string) uint64 {
 func TestEraseRefuses(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.waitLive(s.simulate(20, 3))
+	s.WaitPosition(s.simulate(20, 3))
 	var org, call string
-	if err := s.pool.QueryRow(ctx, `SELECT org_id, call_id FROM call_attempts ORDER BY call_id LIMIT 1`).Scan(&org, &call); err != nil {
+	if err := s.Pool.QueryRow(ctx, `SELECT org_id, call_id FROM call_attempts ORDER BY call_id LIMIT 1`).Scan(&org, &call); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{
@@ -339,7 +339,7 @@ func TestEraseRefuses(t *testing.T) {
 		t.Errorf("erase without --yes off a terminal: %v", err)
 	}
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM callreport.erasures) + (SELECT count(*) FROM callreport.erased_ids)`).Scan(&n); err != nil || n != 0 {
+	if err := s.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM callreport.erasures) + (SELECT count(*) FROM callreport.erased_ids)`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d erasure rows after refusals (%v)", n, err)
 	}
 }
@@ -368,7 +368,7 @@ func TestRetentionAndRedaction(t *testing.T) {
 	created(a, "job-mixed", "call-a5", 10, 1)
 	created(a, "job-mixed", "call-a6", 2, 2)
 	created(b, "", "call-b1", 30, 1)
-	s.waitProjected()
+	s.WaitProjected()
 
 	for _, args := range [][]string{{"set-retention", a, "0"}, {"set-retention", a, "0.5"}, {"set-retention", a, "seven"},
 		{"set-retention", "*", "7"}, {"set-redact", a, "[a"}, {"set-redact", a, "card*,,pin"}, {"set-redact", a}} {
@@ -398,17 +398,17 @@ func TestRetentionAndRedaction(t *testing.T) {
 			`{"executionIndex":1,"variables":{"card_number":"4111111111111111","pin":"1234","pinned":"yes"}}`)
 		s.publishEvent(subj, ev)
 	}
-	s.waitProjected()
-	keyA, keyB := s.key(a), s.key(b)
-	if doc := s.get("/calls/call-av", keyA, http.StatusOK); bytes.Contains(doc, []byte("4111")) || bytes.Contains(doc, []byte(`"pin"`)) ||
+	s.WaitProjected()
+	keyA, keyB := s.Key(a), s.Key(b)
+	if doc := s.Get("/calls/call-av", keyA, http.StatusOK); bytes.Contains(doc, []byte("4111")) || bytes.Contains(doc, []byte(`"pin"`)) ||
 		!bytes.Contains(doc, []byte("pinned")) {
 		t.Errorf("report of a redacted call: %s", doc)
 	}
-	if doc := s.get("/calls/call-bv", keyB, http.StatusOK); !bytes.Contains(doc, []byte("4111")) {
+	if doc := s.Get("/calls/call-bv", keyB, http.StatusOK); !bytes.Contains(doc, []byte("4111")) {
 		t.Errorf("report of another organization's call lost its variables: %s", doc)
 	}
 	var hits int
-	rows, err := s.pool.Query(ctx, `SELECT table_schema, table_name FROM information_schema.tables
+	rows, err := s.Pool.Query(ctx, `SELECT table_schema, table_name FROM information_schema.tables
 		WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`)
 	if err != nil {
 		t.Fatal(err)
@@ -422,7 +422,7 @@ func TestRetentionAndRedaction(t *testing.T) {
 	rows.Close()
 	for _, tb := range tables {
 		var n int
-		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+tb+` t WHERE t::text LIKE '%4111111111111111%' AND t::text LIKE '%call-av%'`).Scan(&n); err != nil {
+		if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM `+tb+` t WHERE t::text LIKE '%4111111111111111%' AND t::text LIKE '%call-av%'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		hits += n
@@ -438,29 +438,29 @@ func TestRetentionAndRedaction(t *testing.T) {
 	// One transaction per batch: the old job (with its two calls), then
 	// the two old calls, one by one.
 	var batches int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM callreport.erasures WHERE kind = 'retention' AND org_id = $1 AND completed_at IS NOT NULL`, a).Scan(&batches); err != nil || batches != 3 {
+	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM callreport.erasures WHERE kind = 'retention' AND org_id = $1 AND completed_at IS NOT NULL`, a).Scan(&batches); err != nil || batches != 3 {
 		t.Errorf("%d retention erasures (%v), want 3", batches, err)
 	}
 	t.Logf("retention run:\n%s", out)
 	erased := []string{"call-a1", "call-a2", "call-a3", "call-a5"}
 	for _, c := range erased {
-		s.get("/calls/"+c, keyA, http.StatusNotFound)
+		s.Get("/calls/"+c, keyA, http.StatusNotFound)
 	}
-	s.get("/jobs/job-old", keyA, http.StatusNotFound)
+	s.Get("/jobs/job-old", keyA, http.StatusNotFound)
 	for _, c := range []string{"call-a4", "call-a6", "call-av"} {
-		s.get("/calls/"+c, keyA, http.StatusOK)
+		s.Get("/calls/"+c, keyA, http.StatusOK)
 	}
-	if doc := s.get("/jobs/job-mixed", keyA, http.StatusOK); bytes.Contains(doc, []byte("call-a5")) || !bytes.Contains(doc, []byte("call-a6")) {
+	if doc := s.Get("/jobs/job-mixed", keyA, http.StatusOK); bytes.Contains(doc, []byte("call-a5")) || !bytes.Contains(doc, []byte("call-a6")) {
 		t.Errorf("job-mixed after the retention run: %s", doc)
 	}
-	s.get("/calls/call-b1", keyB, http.StatusOK)
+	s.Get("/calls/call-b1", keyB, http.StatusOK)
 	if left := s.leftOf(erased, []string{"job-old"}); len(left) > 0 {
 		t.Fatalf("rows left: %v", left)
 	}
 	if events, dead := s.inStreams(a, erased, []string{"job-old"}); events+dead > 0 {
 		t.Fatalf("%d events and %d dead letters left", events, dead)
 	}
-	if n, _ := s.st.CountEvents(ctx, stream.ErasureFilters(b, []string{"call-b1"}, nil)); n != 1 {
+	if n, _ := s.Streams.CountEvents(ctx, stream.ErasureFilters(b, []string{"call-b1"}, nil)); n != 1 {
 		t.Fatalf("%d events of another organization's old call, want 1", n)
 	}
 	// A second run finds nothing more.
@@ -477,7 +477,7 @@ func TestRetentionAndRedaction(t *testing.T) {
 func TestEraseUnderLoad(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.waitLive(s.simulate(200, 21))
+	s.WaitPosition(s.simulate(200, 21))
 	const org = "org-under-load"
 	for round := range 3 {
 		call := fmt.Sprintf("call-under-load-%d", round)
@@ -516,7 +516,7 @@ func TestEraseUnderLoad(t *testing.T) {
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			var n int
-			_ = s.pool.QueryRow(ctx, `SELECT count(*) FROM call_variables WHERE call_id = $1`, call).Scan(&n)
+			_ = s.Pool.QueryRow(ctx, `SELECT count(*) FROM call_variables WHERE call_id = $1`, call).Scan(&n)
 			if n > 0 {
 				break
 			}
@@ -536,7 +536,7 @@ func TestEraseUnderLoad(t *testing.T) {
 		// is one the projector takes.
 		subj, ev := event(call+"-end", "call.created", "org-other", "", call+"-other", "2025-12-01T10:00:00.000Z",
 			`{"attempt":1,"direction":"outbound","from":"1000","to":"6001"}`)
-		s.waitLive(s.publishEvent(subj, ev))
+		s.WaitPosition(s.publishEvent(subj, ev))
 		if left := s.leftOf([]string{call}, nil); len(left) > 0 {
 			t.Fatalf("round %d: rows of the erased call: %v", round, left)
 		}
@@ -548,20 +548,20 @@ func TestEraseUnderLoad(t *testing.T) {
 		if events, dead := s.inStreams(org, []string{call}, nil); events+dead > 0 {
 			t.Fatalf("round %d: %d events, %d dead letters of the erased call left", round, events, dead)
 		}
-		s.get("/calls/"+call, s.key(org), http.StatusNotFound)
+		s.Get("/calls/"+call, s.Key(org), http.StatusNotFound)
 	}
 }
 
 // TestErasePartitioned: on a stream of four partitions, erase purges the
 // events of a call and of a job from whichever partition holds them.
 func TestErasePartitioned(t *testing.T) {
-	s := startService(t, func(e *natstest.Env) { e.Partitions = 4 })
+	s := startService(t, systest.WithPartitions(4))
 	ctx := context.Background()
 	s.simulate(60, 31)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var n int
-		_ = s.pool.QueryRow(ctx, `SELECT count(*) FROM call_attempts`).Scan(&n)
+		_ = s.Pool.QueryRow(ctx, `SELECT count(*) FROM call_attempts`).Scan(&n)
 		if n >= 60 {
 			break
 		}
@@ -571,12 +571,12 @@ func TestErasePartitioned(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var org, call, job string
-	if err := s.pool.QueryRow(ctx, `SELECT a.org_id, a.call_id, j.job_id FROM call_attempts a JOIN jobs j ON j.org_id = a.org_id
+	if err := s.Pool.QueryRow(ctx, `SELECT a.org_id, a.call_id, j.job_id FROM call_attempts a JOIN jobs j ON j.org_id = a.org_id
 		AND j.job_id <> a.job_id ORDER BY a.call_id, j.job_id LIMIT 1`).Scan(&org, &call, &job); err != nil {
 		t.Fatal(err)
 	}
 	var calls []string
-	if rows, err := s.pool.Query(ctx, `SELECT call_id FROM call_attempts WHERE job_id = $1 UNION SELECT $2`, job, call); err == nil {
+	if rows, err := s.Pool.Query(ctx, `SELECT call_id FROM call_attempts WHERE job_id = $1 UNION SELECT $2`, job, call); err == nil {
 		for rows.Next() {
 			var c string
 			_ = rows.Scan(&c)
@@ -599,12 +599,12 @@ func TestErasePartitioned(t *testing.T) {
 	if left := s.leftOf(calls, []string{job}); len(left) > 0 {
 		t.Fatalf("rows left: %v", left)
 	}
-	key := s.key(org)
-	s.get("/calls/"+call, key, http.StatusNotFound)
-	s.get("/jobs/"+job, key, http.StatusNotFound)
+	key := s.Key(org)
+	s.Get("/calls/"+call, key, http.StatusNotFound)
+	s.Get("/jobs/"+job, key, http.StatusNotFound)
 	var others int
-	_ = s.pool.QueryRow(ctx, `SELECT count(*) FROM call_attempts`).Scan(&others)
-	if n, err := s.st.CountEvents(ctx, []string{"callevents.>"}); err != nil || n == 0 || others == 0 {
+	_ = s.Pool.QueryRow(ctx, `SELECT count(*) FROM call_attempts`).Scan(&others)
+	if n, err := s.Streams.CountEvents(ctx, []string{"callevents.>"}); err != nil || n == 0 || others == 0 {
 		t.Fatalf("the other calls' events: %d (%v), %d calls", n, err, others)
 	}
 }
@@ -617,11 +617,11 @@ func TestEraseFinishesHalfDone(t *testing.T) {
 	ctx := context.Background()
 	dir := schematest.Dir(t)
 	for _, ex := range schematest.Examples(t) {
-		s.publish(filepath.Join(dir, ex.Name+".events.ndjson"))
+		s.Publish(filepath.Join(dir, ex.Name+".events.ndjson"))
 	}
 	const call = "60e8fbc0-2cda-4b2e-bc0f-221c3121bf09"
 	// What a crash right after the transaction leaves.
-	if _, err := projector.Erase(ctx, s.pool, projector.Config{Consumer: s.env.Consumer},
+	if _, err := projector.Erase(ctx, s.Pool, projector.Config{Consumer: s.NATS.Consumer},
 		projector.Erasure{OrgID: exampleOrg, Kind: "call", Subject: call, CallIDs: []string{call}}); err != nil {
 		t.Fatal(err)
 	}
@@ -636,8 +636,8 @@ func TestEraseFinishesHalfDone(t *testing.T) {
 		t.Fatalf("%d events, %d dead letters left", events, dead)
 	}
 	var records, complete int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(completed_at) FROM callreport.erasures`).Scan(&records, &complete); err != nil || records != 1 || complete != 1 {
+	if err := s.Pool.QueryRow(ctx, `SELECT count(*), count(completed_at) FROM callreport.erasures`).Scan(&records, &complete); err != nil || records != 1 || complete != 1 {
 		t.Fatalf("%d erasures, %d complete (%v), want one, complete", records, complete, err)
 	}
-	s.get("/calls/"+call, s.key(exampleOrg), http.StatusNotFound)
+	s.Get("/calls/"+call, s.Key(exampleOrg), http.StatusNotFound)
 }

@@ -18,12 +18,12 @@ import (
 func TestGenerations(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.waitLive(s.simulate(60, 21))
+	s.WaitPosition(s.simulate(60, 21))
 	if _, err := s.reportctl(ctx, "rebuild", "--yes"); err != nil {
 		t.Fatal(err)
 	}
 	// Generation 2 is live; 1 is retired and misses what comes next.
-	s.waitLive(s.simulate(60, 22))
+	s.WaitPosition(s.simulate(60, 22))
 	onTwo := s.checksum()
 
 	out, err := s.reportctl(ctx, "generations", "list")
@@ -54,7 +54,7 @@ func TestGenerations(t *testing.T) {
 		t.Fatalf("generation 1 after the switch digests differently from generation 2:\n%+v\n%+v", back, onTwo)
 	}
 	last := s.simulate(20, 23)
-	s.waitLive(last)
+	s.WaitPosition(last)
 	out, err = s.reportctl(ctx, "generations", "list", "--json")
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestGenerations(t *testing.T) {
 	if d := s.checksum(); d.Total == onTwo.Total {
 		t.Fatal("events after the switch did not reach the reports")
 	}
-	if n, err := s.st.JetStream().Consumer(ctx, s.env.Stream, s.env.Consumer+"-gen1"); err == nil {
+	if n, err := s.Streams.JetStream().Consumer(ctx, s.NATS.Stream, s.NATS.Consumer+"-gen1"); err == nil {
 		t.Errorf("the catch-up consumer %s is left", n.CachedInfo().Name)
 	}
 
@@ -93,7 +93,7 @@ func TestGenerations(t *testing.T) {
 		t.Fatalf("drop 2: %v %q", err, out)
 	}
 	var schemas int
-	_ = s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'callreport_gen_2'`).Scan(&schemas)
+	_ = s.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'callreport_gen_2'`).Scan(&schemas)
 	if schemas != 0 {
 		t.Error("the tables of generation 2 are still there")
 	}

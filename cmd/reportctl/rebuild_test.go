@@ -25,9 +25,9 @@ import (
 // flags are the command-line flags that point reportctl at the test's
 // database and JetStream.
 func (s *service) flags() []string {
-	return []string{"--database-url", s.dbURL, "--nats-url", s.env.URL, "--stream", s.env.Stream,
-		"--dlq-stream", s.env.DLQStream, "--consumer", s.env.Consumer,
-		"--subject-prefix", s.env.SubjectPrefix, "--dlq-prefix", s.env.DLQPrefix, "--log-level", "warn"}
+	return []string{"--database-url", s.DatabaseURL, "--nats-url", s.NATS.URL, "--stream", s.NATS.Stream,
+		"--dlq-stream", s.NATS.DLQStream, "--consumer", s.NATS.Consumer,
+		"--subject-prefix", s.NATS.SubjectPrefix, "--dlq-prefix", s.NATS.DLQPrefix, "--log-level", "warn"}
 }
 
 // reportctl runs a reportctl command against the test's service.
@@ -43,48 +43,31 @@ func (s *service) reportctl(ctx context.Context, args ...string) (string, error)
 
 // simulate publishes a generated stream and returns its last sequence.
 func (s *service) simulate(calls int, seed uint64) uint64 {
-	s.t.Helper()
+	s.T.Helper()
 	g := simulate.New(simulate.Options{Calls: calls, Seed: seed})
 	var last uint64
 	for m, ok := g.Next(); ok; m, ok = g.Next() {
-		msg := nats.NewMsg(s.env.SubjectPrefix + strings.TrimPrefix(m.Subject, schema.SubjectPrefix))
+		msg := nats.NewMsg(s.NATS.SubjectPrefix + strings.TrimPrefix(m.Subject, schema.SubjectPrefix))
 		msg.Data = m.Data
 		msg.Header.Set("Nats-Msg-Id", m.ID)
-		ack, err := s.js.PublishMsg(context.Background(), msg)
+		ack, err := s.JS.PublishMsg(context.Background(), msg)
 		if err != nil {
-			s.t.Fatal(err)
+			s.T.Fatal(err)
 		}
 		last = max(last, ack.Sequence)
 	}
 	return last
 }
 
-// waitLive waits until the live projector's position reaches seq.
-func (s *service) waitLive(seq uint64) {
-	s.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var pos int64
-		_ = s.pool.QueryRow(context.Background(), `SELECT stream_seq FROM callreport.projector_positions WHERE consumer = $1`, s.env.Consumer).Scan(&pos)
-		if uint64(pos) >= seq {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("live position %d, want %d", pos, seq)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func (s *service) checksum(args ...string) projector.Digest {
-	s.t.Helper()
+	s.T.Helper()
 	out, err := s.reportctl(context.Background(), append([]string{"checksum", "--json"}, args...)...)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	var d projector.Digest
 	if err := json.Unmarshal([]byte(out), &d); err != nil {
-		s.t.Fatalf("checksum output: %v\n%s", err, out)
+		s.T.Fatalf("checksum output: %v\n%s", err, out)
 	}
 	return d
 }
@@ -111,7 +94,7 @@ func (s *service) pollReports(ctx context.Context, key string, paths map[string]
 			defer wg.Done()
 			for i := w; ctx.Err() == nil; i++ {
 				path := list[i%len(list)]
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Base+path, nil)
 				req.Header.Set("Authorization", "Bearer "+key)
 				resp, err := http.DefaultClient.Do(req)
 				if ctx.Err() != nil {
@@ -139,11 +122,11 @@ func (s *service) pollReports(ctx context.Context, key string, paths map[string]
 
 // snapshot fetches the report of every job and call of org.
 func (s *service) snapshot(org, key string) map[string][]byte {
-	s.t.Helper()
-	rows, err := s.pool.Query(context.Background(),
+	s.T.Helper()
+	rows, err := s.Pool.Query(context.Background(),
 		`SELECT '/calls/' || call_id FROM call_attempts WHERE org_id = $1 UNION ALL SELECT '/jobs/' || job_id FROM jobs WHERE org_id = $1`, org)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	defer rows.Close()
 	paths := map[string][]byte{}
@@ -153,7 +136,7 @@ func (s *service) snapshot(org, key string) map[string][]byte {
 		paths[p] = nil
 	}
 	for p := range paths {
-		paths[p] = s.get(p, key, http.StatusOK)
+		paths[p] = s.Get(p, key, http.StatusOK)
 	}
 	return paths
 }
@@ -165,8 +148,8 @@ func (s *service) snapshot(org, key string) map[string][]byte {
 func TestRebuildWithoutDowntime(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.waitLive(s.simulate(150, 1))
-	orgs, err := s.pool.Query(ctx, `SELECT DISTINCT org_id FROM call_attempts ORDER BY 1 LIMIT 1`)
+	s.WaitPosition(s.simulate(150, 1))
+	orgs, err := s.Pool.Query(ctx, `SELECT DISTINCT org_id FROM call_attempts ORDER BY 1 LIMIT 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +158,7 @@ func TestRebuildWithoutDowntime(t *testing.T) {
 		_ = orgs.Scan(&org)
 	}
 	orgs.Close()
-	key := s.key(org)
+	key := s.Key(org)
 	mine := s.snapshot(org, key)
 	before := s.checksum()
 
@@ -189,7 +172,7 @@ func TestRebuildWithoutDowntime(t *testing.T) {
 	if err := <-rebuilt; err != nil {
 		t.Fatal(err)
 	}
-	s.waitLive(last)
+	s.WaitPosition(last)
 	time.Sleep(200 * time.Millisecond) // a few more polls on the new generation
 	stopPolling()
 	if dash.failures.Load() > 0 || dash.polls.Load() == 0 {
@@ -222,7 +205,7 @@ func TestRebuildWithoutDowntime(t *testing.T) {
 func TestRebuildInterrupted(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.waitLive(s.simulate(300, 3))
+	s.WaitPosition(s.simulate(300, 3))
 	before := s.checksum()
 
 	cctx, cancel := context.WithCancel(ctx)
@@ -235,7 +218,7 @@ func TestRebuildInterrupted(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var n int64
-		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM callreport_gen_2.call_states`).Scan(&n)
+		err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM callreport_gen_2.call_states`).Scan(&n)
 		if err == nil && n > 0 {
 			break
 		}
@@ -256,7 +239,7 @@ func TestRebuildInterrupted(t *testing.T) {
 		t.Fatal("an interrupted rebuild changed the live tables")
 	}
 	var state string
-	_ = s.pool.QueryRow(ctx, `SELECT state FROM callreport.generations WHERE generation = 2`).Scan(&state)
+	_ = s.Pool.QueryRow(ctx, `SELECT state FROM callreport.generations WHERE generation = 2`).Scan(&state)
 	if state != "building" {
 		t.Fatalf("generation 2 is %q, want building", state)
 	}
@@ -275,10 +258,10 @@ func TestRebuildFrom(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
 	first := s.simulate(40, 11)
-	s.waitLive(first)
+	s.WaitPosition(first)
 	mid := time.Now().UTC()
 	time.Sleep(10 * time.Millisecond) // JetStream stamps messages after mid
-	s.waitLive(s.simulate(40, 12))
+	s.WaitPosition(s.simulate(40, 12))
 	all := s.checksum()
 
 	for _, args := range [][]string{
@@ -302,7 +285,7 @@ func TestRebuildFrom(t *testing.T) {
 			t.Fatalf("rebuild %v: %d call attempts, the whole stream has %d", args, got, want)
 		}
 		var from int64
-		_ = s.pool.QueryRow(ctx, `SELECT from_seq FROM callreport.generations WHERE state = 'live'`).Scan(&from)
+		_ = s.Pool.QueryRow(ctx, `SELECT from_seq FROM callreport.generations WHERE state = 'live'`).Scan(&from)
 		t.Logf("rebuild %v: %d of %d call attempts (from_seq %d)", args, got, want, from)
 	}
 
@@ -310,8 +293,8 @@ func TestRebuildFrom(t *testing.T) {
 	// partial generation is built, not switched, and kept for a run that
 	// allows it.
 	live := s.checksum()
-	err := projector.Rebuild(ctx, s.pool, s.st, projector.RebuildConfig{
-		Config: projector.Config{Consumer: s.env.Consumer}, FromSeq: first + 1, Restart: true})
+	err := projector.Rebuild(ctx, s.Pool, s.Streams, projector.RebuildConfig{
+		Config: projector.Config{Consumer: s.NATS.Consumer}, FromSeq: first + 1, Restart: true})
 	if !errors.Is(err, projector.ErrPartialGeneration) {
 		t.Fatalf("Rebuild from seq %d: %v, want ErrPartialGeneration", first+1, err)
 	}
@@ -319,14 +302,14 @@ func TestRebuildFrom(t *testing.T) {
 		t.Fatal("a partial generation was switched live")
 	}
 	var state string
-	_ = s.pool.QueryRow(ctx, `SELECT state FROM callreport.generations ORDER BY generation DESC LIMIT 1`).Scan(&state)
+	_ = s.Pool.QueryRow(ctx, `SELECT state FROM callreport.generations ORDER BY generation DESC LIMIT 1`).Scan(&state)
 	if state != "building" {
 		t.Fatalf("the partial generation is %q, want building (kept)", state)
 	}
 	if _, err := s.reportctl(ctx, "rebuild", "--yes", "--allow-partial"); err != nil {
 		t.Fatalf("resume with --allow-partial: %v", err)
 	}
-	_ = s.pool.QueryRow(ctx, `SELECT state FROM callreport.generations ORDER BY generation DESC LIMIT 1`).Scan(&state)
+	_ = s.Pool.QueryRow(ctx, `SELECT state FROM callreport.generations ORDER BY generation DESC LIMIT 1`).Scan(&state)
 	if state != "live" {
 		t.Fatalf("the partial generation is %q after --allow-partial, want live", state)
 	}
@@ -338,10 +321,10 @@ func TestRebuildFrom(t *testing.T) {
 func TestRebuildConfirms(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.waitLive(s.simulate(10, 5))
+	s.WaitPosition(s.simulate(10, 5))
 	generations := func() int {
 		var n int
-		_ = s.pool.QueryRow(ctx, `SELECT count(*) FROM callreport.generations`).Scan(&n)
+		_ = s.Pool.QueryRow(ctx, `SELECT count(*) FROM callreport.generations`).Scan(&n)
 		return n
 	}
 	for _, args := range [][]string{{"rebuild"}, {"rebuild", "--from-seq", "1"}} {
@@ -365,7 +348,7 @@ func TestRebuildConfirms(t *testing.T) {
 		t.Errorf("--drop-old without --yes: %v", err)
 	}
 	var state string
-	_ = s.pool.QueryRow(ctx, `SELECT state FROM callreport.generations WHERE generation = 1`).Scan(&state)
+	_ = s.Pool.QueryRow(ctx, `SELECT state FROM callreport.generations WHERE generation = 1`).Scan(&state)
 	if state != "retired" {
 		t.Errorf("generation 1 is %s after a refused --drop-old, want retired", state)
 	}

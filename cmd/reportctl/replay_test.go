@@ -18,15 +18,15 @@ import (
 func TestReplay(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	key := s.key(exampleOrg)
+	key := s.Key(exampleOrg)
 	dir := schematest.Dir(t)
 	for _, ex := range schematest.Examples(t) {
-		s.publish(filepath.Join(dir, ex.Name+".events.ndjson"))
-		s.get("/"+ex.Kind+"/"+ex.ID, key, http.StatusOK)
+		s.Publish(filepath.Join(dir, ex.Name+".events.ndjson"))
+		s.Get("/"+ex.Kind+"/"+ex.ID, key, http.StatusOK)
 	}
 	const job, call = "ec8edce0-f898-4d34-b2fc-542ef98f38a5", "60e8fbc0-2cda-4b2e-bc0f-221c3121bf09"
-	jobReport := s.get("/jobs/"+job, key, http.StatusOK)
-	callReport := s.get("/calls/"+call, key, http.StatusOK)
+	jobReport := s.Get("/jobs/"+job, key, http.StatusOK)
+	callReport := s.Get("/calls/"+call, key, http.StatusOK)
 	before := s.checksum()
 
 	// The damage is to what the fold writes from the state, not to the
@@ -41,7 +41,7 @@ func TestReplay(t *testing.T) {
 		`UPDATE call_attempts SET report = '{"broken":true}', status = 'broken' WHERE call_id = '` + call + `'`,
 		`DELETE FROM call_billing_lines WHERE call_id = '` + call + `'`,
 	} {
-		if _, err := s.pool.Exec(ctx, q); err != nil {
+		if _, err := s.Pool.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -57,10 +57,10 @@ func TestReplay(t *testing.T) {
 	if err != nil || !strings.Contains(out, "replayed 17 events") {
 		t.Fatalf("replay --call: %v\n%s", err, out)
 	}
-	if got := s.get("/jobs/"+job, key, http.StatusOK); string(got) != string(jobReport) {
+	if got := s.Get("/jobs/"+job, key, http.StatusOK); string(got) != string(jobReport) {
 		t.Fatalf("job report after replay:\n%s\nwant\n%s", got, jobReport)
 	}
-	if got := s.get("/calls/"+call, key, http.StatusOK); string(got) != string(callReport) {
+	if got := s.Get("/calls/"+call, key, http.StatusOK); string(got) != string(callReport) {
 		t.Fatalf("call report after replay:\n%s\nwant\n%s", got, callReport)
 	}
 	if d := s.checksum(); d.Total != before.Total {
@@ -77,7 +77,7 @@ func TestReplay(t *testing.T) {
 func TestReplayRefusesBadIDs(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.publish(mixedFixture(t))
+	s.Publish(mixedFixture(t))
 	before := s.checksum()
 	for _, id := range []string{"*", ">", "a.*", "a.b", "a b", "a\tb", "\x00", "\x1b[2J", strings.Repeat("x", 129), "\xff"} {
 		for _, flag := range []string{"--call", "--job"} {
@@ -92,7 +92,7 @@ func TestReplayRefusesBadIDs(t *testing.T) {
 	if d := s.checksum(); d.Total != before.Total {
 		t.Errorf("the tables changed: %+v, were %+v", d, before)
 	}
-	if _, err := projector.Replay(ctx, s.pool, s.st, projector.ReplayConfig{Config: projector.Config{Consumer: s.env.Consumer}, CallID: "*"}); err == nil {
+	if _, err := projector.Replay(ctx, s.Pool, s.Streams, projector.ReplayConfig{Config: projector.Config{Consumer: s.NATS.Consumer}, CallID: "*"}); err == nil {
 		t.Error("projector.Replay took '*' for a call id")
 	}
 }

@@ -46,11 +46,11 @@ func (ss *sdkSenders) send(subject string, body []byte, structured bool) {
 	if err := json.Unmarshal(body, &e); err != nil {
 		ss.t.Fatalf("the SDK does not read %s: %v", body, err)
 	}
-	subject = ss.s.st.StoredSubject(subject)
+	subject = ss.s.Streams.StoredSubject(subject)
 	snd := ss.senders[subject]
 	if snd == nil {
 		var err error
-		if snd, err = cejs.NewSender(ss.s.env.URL, ss.s.env.Stream, subject, nil, nil); err != nil {
+		if snd, err = cejs.NewSender(ss.s.NATS.URL, ss.s.NATS.Stream, subject, nil, nil); err != nil {
 			ss.t.Fatal(err)
 		}
 		ss.senders[subject] = snd
@@ -74,21 +74,21 @@ func TestSDKProducer(t *testing.T) {
 	reports := map[string]map[string][]byte{} // mode → example → report
 	for _, mode := range []string{"fixture", "binary", "structured"} {
 		s := startService(t)
-		key := s.key(exampleOrg)
+		key := s.Key(exampleOrg)
 		ss := newSDKSenders(t, s)
 		for _, ex := range exs {
 			if mode == "fixture" {
-				s.publish(filepath.Join(schematest.Dir(t), ex.Name+".events.ndjson"))
+				s.Publish(filepath.Join(schematest.Dir(t), ex.Name+".events.ndjson"))
 				continue
 			}
 			for _, l := range ex.Lines {
 				ss.send(l.Subject, l.Body, mode == "structured")
 			}
 		}
-		s.waitProjected()
+		s.WaitProjected()
 		reports[mode] = map[string][]byte{}
 		for _, ex := range exs {
-			reports[mode][ex.Name] = s.get("/"+ex.Kind+"/"+ex.ID, key, http.StatusOK)
+			reports[mode][ex.Name] = s.Get("/"+ex.Kind+"/"+ex.ID, key, http.StatusOK)
 		}
 		// Every message was in the mode asked for, and none was dead-lettered.
 		if n := s.deadLetterCount(); n != 0 {
@@ -123,14 +123,14 @@ func allLines(exs []schematest.Example) []schematest.Line {
 }
 
 func (s *service) deadLetterCount() uint64 {
-	s.t.Helper()
-	dlq, err := s.js.Stream(context.Background(), s.env.DLQStream)
+	s.T.Helper()
+	dlq, err := s.JS.Stream(context.Background(), s.NATS.DLQStream)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	info, err := dlq.Info(context.Background())
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	return info.State.Msgs
 }
@@ -138,19 +138,19 @@ func (s *service) deadLetterCount() uint64 {
 // binaryMessages counts the event stream's messages that have a
 // ce-specversion header.
 func (s *service) binaryMessages() (binary, total int) {
-	s.t.Helper()
-	st, err := s.js.Stream(context.Background(), s.env.Stream)
+	s.T.Helper()
+	st, err := s.JS.Stream(context.Background(), s.NATS.Stream)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	info, err := st.Info(context.Background())
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
 		m, err := st.GetMsg(context.Background(), seq)
 		if err != nil {
-			s.t.Fatal(err)
+			s.T.Fatal(err)
 		}
 		total++
 		if m.Header.Get("ce-specversion") != "" {
@@ -174,10 +174,10 @@ func TestSDKBinaryDeadLetterRetry(t *testing.T) {
 	body := `{"specversion":"1.0","id":"evt-b1","source":"call-engine","type":"call.created","time":"2025-12-18T09:00:00.000Z","orgid":"` + exampleOrg +
 		`","callid":"` + call + `","datacontenttype":"application/json","data":{"attempt":"one","direction":"outbound","from":"1000","to":"6002"}}`
 	ss.send(subject, []byte(body), false)
-	s.waitProjected()
+	s.WaitProjected()
 
 	l := s.dlqList("one dead letter", func(l cli.DeadLetterListing) bool { return l.Total == 1 && len(l.DeadLetters) == 1 })
-	d, err := s.st.GetDeadLetter(ctx, l.DeadLetters[0].Seq)
+	d, err := s.Streams.GetDeadLetter(ctx, l.DeadLetters[0].Seq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,10 +188,10 @@ func TestSDKBinaryDeadLetterRetry(t *testing.T) {
 	}
 
 	out, err := s.reportctl(ctx, "dlq", "retry", strconv.FormatUint(d.Seq, 10))
-	if err != nil || !strings.Contains(out, s.env.Stream+" seq 2 ") {
+	if err != nil || !strings.Contains(out, s.NATS.Stream+" seq 2 ") {
 		t.Fatalf("dlq retry: %v %q", err, out)
 	}
-	events, err := s.js.Stream(ctx, s.env.Stream)
+	events, err := s.JS.Stream(ctx, s.NATS.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,19 +238,19 @@ func binaryLine(t *testing.T, subject string, event []byte) map[string]any {
 // Nats-Msg-Id, and every example projects to its expected report.
 func TestPublishBinaryFixture(t *testing.T) {
 	s := startService(t)
-	key := s.key(exampleOrg)
+	key := s.Key(exampleOrg)
 	for _, ex := range schematest.Examples(t) {
 		var lines []map[string]any
 		for _, l := range ex.Lines {
 			lines = append(lines, binaryLine(t, l.Subject, l.Body))
 		}
 		path := writeFixture(t, ex.Name+".binary.ndjson", lines)
-		first := s.publish(path)
-		got := s.get("/"+ex.Kind+"/"+ex.ID, key, http.StatusOK)
+		first := s.Publish(path)
+		got := s.Get("/"+ex.Kind+"/"+ex.ID, key, http.StatusOK)
 		if !schematest.JSONEqual(t, got, ex.Expected) {
 			t.Fatalf("%s: report differs\n got: %s\nwant: %s", ex.Name, schematest.Canonical(t, got), schematest.Canonical(t, ex.Expected))
 		}
-		if second := s.publish(path); second.Duplicates != second.Published || second.Published != first.Published {
+		if second := s.Publish(path); second.Duplicates != second.Published || second.Published != first.Published {
 			t.Errorf("%s: first %+v, second %+v: want every line of the second run a duplicate (Nats-Msg-Id from ce-id)", ex.Name, first, second)
 		}
 	}

@@ -117,12 +117,12 @@ func TestSoak(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
 
-	nc, err := nats.Connect(s.env.URL)
+	nc, err := nats.Connect(s.NATS.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	st, err := stream.New(nc, s.env.Names(), jetstream.WithPublishAsyncTimeout(30*time.Second))
+	st, err := stream.New(nc, s.NATS.Names(), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,9 +138,9 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.waitLive(s.soakLastSeq())
+	s.WaitPosition(s.soakLastSeq())
 	keys := map[string]string{}
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT org_id FROM call_attempts`)
+	rows, err := s.Pool.Query(ctx, `SELECT DISTINCT org_id FROM call_attempts`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestSoak(t *testing.T) {
 		if err := rows.Scan(&org); err != nil {
 			t.Fatal(err)
 		}
-		keys[org], _, err = query.CreateKey(ctx, s.pool, org, "soak")
+		keys[org], _, err = query.CreateKey(ctx, s.Pool, org, "soak")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +162,7 @@ func TestSoak(t *testing.T) {
 	var refsMu sync.RWMutex
 	var refs []soakRef
 	refresh := func() error {
-		rows, err := s.pool.Query(ctx, `(SELECT '/calls/' || call_id, org_id FROM call_attempts ORDER BY random() LIMIT 400)
+		rows, err := s.Pool.Query(ctx, `(SELECT '/calls/' || call_id, org_id FROM call_attempts ORDER BY random() LIMIT 400)
 			UNION ALL (SELECT '/jobs/' || job_id, org_id FROM jobs WHERE attempt_count > 0 ORDER BY random() LIMIT 200)`)
 		if err != nil {
 			return err
@@ -223,7 +223,7 @@ func TestSoak(t *testing.T) {
 				refsMu.RLock()
 				ref := refs[r.IntN(len(refs))]
 				refsMu.RUnlock()
-				req, _ := http.NewRequestWithContext(pollCtx, http.MethodGet, s.base+ref.path, nil)
+				req, _ := http.NewRequestWithContext(pollCtx, http.MethodGet, s.Base+ref.path, nil)
 				req.Header.Set("Authorization", "Bearer "+ref.key)
 				began := time.Now()
 				res, err := client.Do(req)
@@ -320,12 +320,12 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%d messages stored by JetStream, last sequence %d", stored, last)
 	}
 	var pos, applied, rejected, skipped int64
-	err = s.pool.QueryRow(ctx, `SELECT stream_seq, applied, rejected, skipped FROM callreport.projector_positions WHERE consumer = $1`,
-		s.env.Consumer).Scan(&pos, &applied, &rejected, &skipped)
+	err = s.Pool.QueryRow(ctx, `SELECT stream_seq, applied, rejected, skipped FROM callreport.projector_positions WHERE consumer = $1`,
+		s.NATS.Consumer).Scan(&pos, &applied, &rejected, &skipped)
 	if err != nil || uint64(pos) != last || rejected != 0 || applied+skipped < int64(last) {
 		t.Errorf("position %d (applied %d, rejected %d, skipped %d, %v), want %d, all applied", pos, applied, rejected, skipped, err, last)
 	}
-	if dlq, err := st.JetStream().Stream(ctx, s.env.DLQStream); err != nil {
+	if dlq, err := st.JetStream().Stream(ctx, s.NATS.DLQStream); err != nil {
 		t.Error(err)
 	} else if n := dlq.CachedInfo().State.Msgs; n != 0 {
 		t.Errorf("%d messages in the dead-letter stream, want none", n)
@@ -432,10 +432,10 @@ func soakNATS(t *testing.T) string {
 
 // soakLastSeq is the last sequence of the test's event stream.
 func (s *service) soakLastSeq() uint64 {
-	s.t.Helper()
-	st, err := s.js.Stream(context.Background(), s.env.Stream)
+	s.T.Helper()
+	st, err := s.JS.Stream(context.Background(), s.NATS.Stream)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	return st.CachedInfo().State.LastSeq
 }
@@ -443,16 +443,16 @@ func (s *service) soakLastSeq() uint64 {
 // soakWaitPosition waits up to timeout until the live projector's position
 // reaches seq.
 func (s *service) soakWaitPosition(seq uint64, timeout time.Duration) {
-	s.t.Helper()
+	s.T.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		var pos int64
-		_ = s.pool.QueryRow(context.Background(), `SELECT stream_seq FROM callreport.projector_positions WHERE consumer = $1`, s.env.Consumer).Scan(&pos)
+		_ = s.Pool.QueryRow(context.Background(), `SELECT stream_seq FROM callreport.projector_positions WHERE consumer = $1`, s.NATS.Consumer).Scan(&pos)
 		if uint64(pos) >= seq {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("live position %d after %s, want %d", pos, timeout, seq)
+			s.T.Fatalf("live position %d after %s, want %d", pos, timeout, seq)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

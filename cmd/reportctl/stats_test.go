@@ -56,33 +56,33 @@ func (b statsBucket) String() string {
 // reportsByOrg reads every call's report over HTTP, with a key of its
 // organization.
 func (s *service) reportsByOrg() (map[string][]statsReport, map[string]string) {
-	s.t.Helper()
-	rows, err := s.pool.Query(context.Background(), `SELECT call_id, org_id FROM call_attempts ORDER BY call_id`)
+	s.T.Helper()
+	rows, err := s.Pool.Query(context.Background(), `SELECT call_id, org_id FROM call_attempts ORDER BY call_id`)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	type ref struct{ call, org string }
 	var refs []ref
 	for rows.Next() {
 		var r ref
 		if err := rows.Scan(&r.call, &r.org); err != nil {
-			s.t.Fatal(err)
+			s.T.Fatal(err)
 		}
 		refs = append(refs, r)
 	}
 	if rows.Err() != nil {
-		s.t.Fatal(rows.Err())
+		s.T.Fatal(rows.Err())
 	}
 	keys := map[string]string{}
 	reports := map[string][]statsReport{}
 	for _, r := range refs {
 		if keys[r.org] == "" {
-			keys[r.org] = s.key(r.org)
+			keys[r.org] = s.Key(r.org)
 		}
 		var rep statsReport
-		body := s.get("/calls/"+r.call, keys[r.org], http.StatusOK)
+		body := s.Get("/calls/"+r.call, keys[r.org], http.StatusOK)
 		if err := json.Unmarshal(body, &rep); err != nil {
-			s.t.Fatalf("report of %s: %v", r.call, err)
+			s.T.Fatalf("report of %s: %v", r.call, err)
 		}
 		reports[r.org] = append(reports[r.org], rep)
 	}
@@ -90,7 +90,7 @@ func (s *service) reportsByOrg() (map[string][]statsReport, map[string]string) {
 }
 
 // expectedBuckets counts reports as GET /stats/calls must, in its order.
-func expectedBuckets(t *testing.T, reports []statsReport, groupBy []string, loc *time.Location) []statsBucket {
+func expectedBuckets(t testing.TB, reports []statsReport, groupBy []string, loc *time.Location) []statsBucket {
 	t.Helper()
 	sums := map[string]*statsBucket{}
 	sortKeys := map[string][]string{}
@@ -171,7 +171,7 @@ func expectedBuckets(t *testing.T, reports []statsReport, groupBy []string, loc 
 // statsBuckets reads GET /stats/calls and keeps each bucket's keys in the
 // order they came.
 func (s *service) statsBuckets(key string, groupBy []string, tz string) []statsBucket {
-	s.t.Helper()
+	s.T.Helper()
 	q := url.Values{}
 	if len(groupBy) > 0 {
 		q.Set("groupBy", strings.Join(groupBy, ","))
@@ -182,19 +182,19 @@ func (s *service) statsBuckets(key string, groupBy []string, tz string) []statsB
 	// Statistics are kept in memory until the projector's next commit is
 	// notified: read your writes by asking for the position.
 	q.Set("minPosition", strconv.FormatUint(s.lastSeq(), 10))
-	body := s.get("/stats/calls?"+q.Encode(), key, http.StatusOK)
+	body := s.Get("/stats/calls?"+q.Encode(), key, http.StatusOK)
 	var doc struct {
 		Buckets []json.RawMessage `json:"buckets"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		s.t.Fatalf("stats %s: %v", body, err)
+		s.T.Fatalf("stats %s: %v", body, err)
 	}
 	var out []statsBucket
 	for _, raw := range doc.Buckets {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
 		if _, err := dec.Token(); err != nil {
-			s.t.Fatal(err)
+			s.T.Fatal(err)
 		}
 		b := statsBucket{}
 		var keys []string
@@ -203,13 +203,13 @@ func (s *service) statsBuckets(key string, groupBy []string, tz string) []statsB
 			name := tok.(string)
 			var v any
 			if err := dec.Decode(&v); err != nil {
-				s.t.Fatal(err)
+				s.T.Fatal(err)
 			}
 			switch name {
 			case "calls", "answered", "durationMs":
 				n, err := v.(json.Number).Int64()
 				if err != nil {
-					s.t.Fatalf("%s %v: %v", name, v, err)
+					s.T.Fatalf("%s %v: %v", name, v, err)
 				}
 				switch name {
 				case "calls":
@@ -222,7 +222,7 @@ func (s *service) statsBuckets(key string, groupBy []string, tz string) []statsB
 			case "totalCost":
 				c, ok := new(big.Rat).SetString(string(v.(json.Number)))
 				if !ok {
-					s.t.Fatalf("totalCost %v", v)
+					s.T.Fatalf("totalCost %v", v)
 				}
 				b.cost = c
 			default:
@@ -232,7 +232,7 @@ func (s *service) statsBuckets(key string, groupBy []string, tz string) []statsB
 		}
 		b.keys = strings.Join(keys, ",")
 		if b.cost == nil {
-			s.t.Fatalf("bucket without totalCost: %s", raw)
+			s.T.Fatalf("bucket without totalCost: %s", raw)
 		}
 		out = append(out, b)
 	}
@@ -242,22 +242,22 @@ func (s *service) statsBuckets(key string, groupBy []string, tz string) []statsB
 // checkStats compares the statistics of every organization, under every
 // grouping and zone asked, with a count over its reports.
 func (s *service) checkStats(what string, groupings [][]string, zones []string) {
-	s.t.Helper()
+	s.T.Helper()
 	reports, keys := s.reportsByOrg()
 	if len(reports) == 0 {
-		s.t.Fatalf("%s: no reports", what)
+		s.T.Fatalf("%s: no reports", what)
 	}
 	for org, reps := range reports {
 		for _, tz := range zones {
 			loc, err := time.LoadLocation(tz)
 			if err != nil {
-				s.t.Fatal(err)
+				s.T.Fatal(err)
 			}
 			for _, g := range groupings {
-				want := expectedBuckets(s.t, reps, g, loc)
+				want := expectedBuckets(s.T, reps, g, loc)
 				got := s.statsBuckets(keys[org], g, tz)
 				if !equalBuckets(got, want) {
-					s.t.Fatalf("%s: org %s, groupBy=%s, tz=%s:\n got %v\nwant %v", what, org, strings.Join(g, ","), tz, got, want)
+					s.T.Fatalf("%s: org %s, groupBy=%s, tz=%s:\n got %v\nwant %v", what, org, strings.Join(g, ","), tz, got, want)
 				}
 			}
 		}
@@ -275,18 +275,18 @@ func equalBuckets(a, b []statsBucket) bool {
 // apart, over a night of a daylight saving change in Berlin: many buckets,
 // days and hours.
 func (s *service) simulateSpread(calls int, seed uint64, start time.Time, spacing time.Duration) uint64 {
-	s.t.Helper()
+	s.T.Helper()
 	g := simulate.New(simulate.Options{Calls: calls, Seed: seed, Orgs: 2, Start: start, Spacing: spacing})
 	var last uint64
 	for m, ok := g.Next(); ok; m, ok = g.Next() {
-		msg := nats.NewMsg(s.env.SubjectPrefix + strings.TrimPrefix(m.Subject, schema.SubjectPrefix))
+		msg := nats.NewMsg(s.NATS.SubjectPrefix + strings.TrimPrefix(m.Subject, schema.SubjectPrefix))
 		msg.Data = m.Data
 		if m.ID != "" {
 			msg.Header.Set("Nats-Msg-Id", m.ID)
 		}
-		ack, err := s.js.PublishMsg(context.Background(), msg)
+		ack, err := s.JS.PublishMsg(context.Background(), msg)
 		if err != nil {
-			s.t.Fatal(err)
+			s.T.Fatal(err)
 		}
 		last = max(last, ack.Sequence)
 	}
@@ -339,29 +339,29 @@ func TestStatsEqualCountsOverReports(t *testing.T) {
 		}
 		return p
 	}
-	key := s.key(exampleOrg)
-	s.publish(write("early.ndjson", early))
+	key := s.Key(exampleOrg)
+	s.Publish(write("early.ndjson", early))
 	byOutcome := []string{"outcome"}
 	if got := s.statsBuckets(key, byOutcome, ""); len(got) != 1 || got[0].keys != `"outcome":"pending"` || got[0].calls != 1 {
 		t.Fatalf("before the outcome: %v", got)
 	}
 	s.checkStats("before the outcome", statsGroupings, statsZones)
-	s.publish(write("outcome.ndjson", outcome))
+	s.Publish(write("outcome.ndjson", outcome))
 	if got := s.statsBuckets(key, byOutcome, ""); len(got) != 1 || got[0].keys != `"outcome":"completed"` || got[0].calls != 1 {
 		t.Fatalf("after the outcome: %v", got)
 	}
 	s.checkStats("after the outcome", statsGroupings, statsZones)
 
 	for _, ex := range schematest.Examples(t) {
-		s.publish(filepath.Join(dir, ex.Name+".events.ndjson"))
+		s.Publish(filepath.Join(dir, ex.Name+".events.ndjson"))
 	}
 	// Jobs 6 minutes apart from noon UTC the day before Berlin's clocks
 	// go back (2025-10-26 01:00 UTC): 300 calls over about a day and a half.
-	s.waitLive(s.simulateSpread(300, 11, time.Date(2025, 10, 25, 12, 0, 0, 0, time.UTC), 6*time.Minute))
+	s.WaitPosition(s.simulateSpread(300, 11, time.Date(2025, 10, 25, 12, 0, 0, 0, time.UTC), 6*time.Minute))
 	s.checkStats("after the examples and a generated stream", statsGroupings, statsZones)
 
 	// Another organization's key sees none of it.
-	if got := s.get("/stats/calls?groupBy=day", s.key("nobody-here"), http.StatusOK); string(got) != `{"buckets":[]}` {
+	if got := s.Get("/stats/calls?groupBy=day", s.Key("nobody-here"), http.StatusOK); string(got) != `{"buckets":[]}` {
 		t.Fatalf("another organization: %s", got)
 	}
 
@@ -379,6 +379,6 @@ func TestStatsEqualCountsOverReports(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rebuild: %v\n%s", err, out)
 	}
-	s.waitProjected()
+	s.WaitProjected()
 	s.checkStats("after a rebuild", statsGroupings, statsZones)
 }

@@ -67,32 +67,32 @@ func writeFixture(t *testing.T, name string, lines []map[string]any) string {
 
 // lastSeq is the last sequence of the test's event stream.
 func (s *service) lastSeq() uint64 {
-	s.t.Helper()
-	st, err := s.js.Stream(context.Background(), s.env.Stream)
+	s.T.Helper()
+	st, err := s.JS.Stream(context.Background(), s.NATS.Stream)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	return st.CachedInfo().State.LastSeq
 }
 
 // status runs reportctl status --json until ok accepts it.
 func (s *service) status(what string, ok func(projector.StatusReport) bool) projector.StatusReport {
-	s.t.Helper()
+	s.T.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, err := s.reportctl(context.Background(), "status", "--json")
 		if err != nil {
-			s.t.Fatal(err)
+			s.T.Fatal(err)
 		}
 		var r projector.StatusReport
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			s.t.Fatalf("status --json does not parse: %v\n%s", err, out)
+			s.T.Fatalf("status --json does not parse: %v\n%s", err, out)
 		}
 		if ok(r) {
 			return r
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("status: %s: not after 30s:\n%s", what, out)
+			s.T.Fatalf("status: %s: not after 30s:\n%s", what, out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -101,18 +101,18 @@ func (s *service) status(what string, ok func(projector.StatusReport) bool) proj
 func TestStatusCommand(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.publish(mixedFixture(t))
+	s.Publish(mixedFixture(t))
 	last := s.lastSeq()
-	s.waitLive(last)
+	s.WaitPosition(last)
 	r := s.status("caught up with 3 dead letters", func(r projector.StatusReport) bool {
 		return r.Lag.Events == 0 && r.Consumer != nil && r.DeadLetters.Total == 3
 	})
 
-	if r.Stream.Name != s.env.Stream || r.Stream.LastSeq != 5 || r.Stream.FirstSeq != 1 || r.Stream.LastTime == nil {
+	if r.Stream.Name != s.NATS.Stream || r.Stream.LastSeq != 5 || r.Stream.FirstSeq != 1 || r.Stream.LastTime == nil {
 		t.Errorf("stream %+v, want 1 to 5", r.Stream)
 	}
 	lv := r.Live
-	if lv.Generation != 1 || !lv.FoldVersionMatches || lv.FoldVersion != fold.Version || lv.Consumer != s.env.Consumer {
+	if lv.Generation != 1 || !lv.FoldVersionMatches || lv.FoldVersion != fold.Version || lv.Consumer != s.NATS.Consumer {
 		t.Errorf("live %+v", lv)
 	}
 	if lv.Position != 5 || lv.Applied != 2 || lv.Rejected != 3 || lv.Skipped != 0 {
@@ -139,14 +139,14 @@ func TestStatusCommand(t *testing.T) {
 	}
 	t.Logf("reportctl status:\n%s", out)
 	for _, want := range []string{
-		`(?m)^Stream: +` + s.env.Stream + `$`,
+		`(?m)^Stream: +` + s.NATS.Stream + `$`,
 		`(?m)^Live generation: +1$`,
 		`(?m)^  Fold version: +\d+ \(this binary: \d+, matches\)$`,
 		`(?m)^  Position: +5 of 5$`,
 		`(?m)^  Lag: +0 events \(caught up\)$`,
 		`(?m)^  Applied: +2$`,
 		`(?m)^  Rejected: +3$`,
-		`(?m)^Dead letters: +3 in ` + s.env.DLQStream + `, last `,
+		`(?m)^Dead letters: +3 in ` + s.NATS.DLQStream + `, last `,
 		`(?m)^  invalid_data: +1$`,
 		`(?m)^  tenant_mismatch: +1$`,
 		`(?m)^Rebuild: +none$`,

@@ -19,11 +19,11 @@ import (
 // real listener, so that the target reaches the server exactly as written
 // (no client normalizes it), and returns the response with its body.
 func (s *service) wire(method, target string, headers ...string) (*http.Response, []byte) {
-	s.t.Helper()
-	addr := strings.TrimSuffix(strings.TrimPrefix(s.base, "http://"), "/call-report")
+	s.T.Helper()
+	addr := strings.TrimSuffix(strings.TrimPrefix(s.Base, "http://"), "/call-report")
 	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
@@ -38,12 +38,12 @@ func (s *service) wire(method, target string, headers ...string) (*http.Response
 	go func() { _, _ = conn.Write(req.Bytes()) }()
 	res, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
 	if err != nil {
-		s.t.Fatalf("%s %.80s: read response: %v", method, target, err)
+		s.T.Fatalf("%s %.80s: read response: %v", method, target, err)
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
 	if err != nil {
-		s.t.Fatalf("%s %.80s: read body: %v", method, target, err)
+		s.T.Fatalf("%s %.80s: read body: %v", method, target, err)
 	}
 	return res, body
 }
@@ -89,17 +89,17 @@ func checkErrorBody(t *testing.T, what string, res *http.Response, body []byte, 
 func TestTenancyHTTP(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.waitLive(s.simulate(30, 11))
+	s.WaitPosition(s.simulate(30, 11))
 	var orgA, orgB, jobA, callA, jobB, callB string
-	err := s.pool.QueryRow(ctx, `SELECT org_id, job_id, call_id FROM call_attempts WHERE job_id IS NOT NULL ORDER BY call_id LIMIT 1`).Scan(&orgA, &jobA, &callA)
+	err := s.Pool.QueryRow(ctx, `SELECT org_id, job_id, call_id FROM call_attempts WHERE job_id IS NOT NULL ORDER BY call_id LIMIT 1`).Scan(&orgA, &jobA, &callA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.pool.QueryRow(ctx, `SELECT org_id, job_id, call_id FROM call_attempts WHERE job_id IS NOT NULL AND org_id <> $1 ORDER BY call_id LIMIT 1`, orgA).Scan(&orgB, &jobB, &callB)
+	err = s.Pool.QueryRow(ctx, `SELECT org_id, job_id, call_id FROM call_attempts WHERE job_id IS NOT NULL AND org_id <> $1 ORDER BY call_id LIMIT 1`, orgA).Scan(&orgB, &jobB, &callB)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyA, keyB := s.key(orgA), s.key(orgB)
+	keyA, keyB := s.Key(orgA), s.Key(orgB)
 
 	for _, r := range []struct{ kind, idA, idB, missing string }{
 		{"jobs", jobA, jobB, "ec8edce0-0000-4000-8000-000000000000"},
@@ -108,8 +108,8 @@ func TestTenancyHTTP(t *testing.T) {
 		t.Run(r.kind, func(t *testing.T) {
 			// Each key reads its own organization's report, so the 404s below
 			// are not a refused key.
-			s.get("/"+r.kind+"/"+r.idB, keyB, http.StatusOK)
-			s.get("/"+r.kind+"/"+r.idA, keyA, http.StatusOK)
+			s.Get("/"+r.kind+"/"+r.idB, keyB, http.StatusOK)
+			s.Get("/"+r.kind+"/"+r.idA, keyA, http.StatusOK)
 			own, _ := s.wire("GET", "/call-report/"+r.kind+"/"+r.idA, bearerHeader(keyA))
 			etagA := own.Header.Get("ETag")
 			if etagA == "" {
@@ -174,12 +174,12 @@ func mergeKeys(a, b http.Header) map[string]bool {
 func TestHostileIDs(t *testing.T) {
 	s := startService(t)
 	ctx := context.Background()
-	s.waitLive(s.simulate(10, 12))
+	s.WaitPosition(s.simulate(10, 12))
 	var org string
-	if err := s.pool.QueryRow(ctx, `SELECT org_id FROM call_attempts LIMIT 1`).Scan(&org); err != nil {
+	if err := s.Pool.QueryRow(ctx, `SELECT org_id FROM call_attempts LIMIT 1`).Scan(&org); err != nil {
 		t.Fatal(err)
 	}
-	key := s.key(org)
+	key := s.Key(org)
 
 	// Each is written into the request target as it stands: escaped where
 	// a client escapes, raw where some clients send raw bytes.
@@ -297,6 +297,6 @@ func TestHostileIDs(t *testing.T) {
 		res, body := s.wire("GET", target, "Authorization: Bearer "+strings.Repeat("k", 8<<10))
 		checkErrorBody(t, "an 8 KiB key", res, body, http.StatusUnauthorized)
 		// And the server still serves.
-		s.get("/jobs/"+url.PathEscape("whatever"), key, http.StatusNotFound)
+		s.Get("/jobs/"+url.PathEscape("whatever"), key, http.StatusNotFound)
 	})
 }

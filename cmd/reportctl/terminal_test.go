@@ -102,9 +102,9 @@ func TestTerminalOutputQuoted(t *testing.T) {
 	// bytes that are not JSON, and valid JSON holding raw C1, DEL and
 	// bidirectional characters in a string (JSON lets those through).
 	publish := func(subject string, body string) {
-		m := nats.NewMsg(s.env.SubjectPrefix + "." + subject)
+		m := nats.NewMsg(s.NATS.SubjectPrefix + "." + subject)
 		m.Data = []byte(body)
-		if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		if _, err := s.JS.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -113,12 +113,12 @@ func TestTerminalOutputQuoted(t *testing.T) {
 		`{"specversion":"1.0","id":"e-1","source":"call-engine","type":"call.status","time":"2025-12-18T09:00:00.000Z","orgid":%q,"callid":%q,"data":{"status":5,"note":"%s"}}`,
 		statusOrg, statusCall, "\u009b[31m\u202e\x7f"))
 	// A dead letter by hand, with a reason token and headers of its own.
-	m := nats.NewMsg(s.env.DLQPrefix + ".\x1b[5m." + statusOrg)
+	m := nats.NewMsg(s.NATS.DLQPrefix + ".\x1b[5m." + statusOrg)
 	m.Data = []byte(evil)
 	m.Header.Set(stream.HeaderField, evil)
 	m.Header.Set(stream.HeaderDetail, evil)
 	m.Header.Set(stream.HeaderSubject, evil)
-	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+	if _, err := s.JS.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	l := s.dlqList("3 dead letters", func(l cli.DeadLetterListing) bool { return l.Total == 3 })

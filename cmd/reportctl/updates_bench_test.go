@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -22,10 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/callreport/callreport/internal/fixture"
-	"github.com/callreport/callreport/migrations/pgtest"
-	"github.com/callreport/callreport/projector"
-	"github.com/callreport/callreport/projector/natstest"
+	"github.com/callreport/callreport/internal/systest"
 	"github.com/callreport/callreport/query"
 	"github.com/callreport/callreport/schema/schematest"
 )
@@ -113,30 +109,12 @@ func statusField(status, name string) (int64, error) {
 // -benchtime 1x: each iteration opens 1,000 more streams.
 func BenchmarkIdleSubscribers(b *testing.B) {
 	const streams = 1000
-	ctx := context.Background()
-	url := pgtest.URL(b)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
-	env := natstest.New(b)
-	st := env.Streams(b)
-	pctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		_ = projector.New(pool, st, projector.Config{Consumer: env.Consumer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).Run(pctx)
-		close(done)
-	}()
-	defer func() { stop(); <-done }()
-	var errs bytes.Buffer
-	if _, err := fixture.PublishFile(ctx, st, filepath.Join(schematest.Dir(b), "program-call.events.ndjson"), &errs); err != nil {
-		b.Fatal(err, errs.String())
-	}
-	key, _, err := query.CreateKey(ctx, pool, exampleOrg, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
+	// The projector through systest; the query process is a child, below.
+	s := systest.New(b)
+	s.StartProjector()
+	s.Publish(filepath.Join(schematest.Dir(b), "program-call.events.ndjson"))
+	key := s.Key(exampleOrg)
+	url := s.DatabaseURL
 
 	exe, err := os.Executable()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callreport/callreport/internal/systest"
 	"github.com/callreport/callreport/query"
 	"github.com/callreport/callreport/schema/schematest"
 )
@@ -35,9 +36,9 @@ type sseStream struct {
 // headers. It returns the response with its body unread when the status is
 // not 200.
 func (s *service) openUpdates(path, key string, header map[string]string) (*sseStream, int, []byte) {
-	s.t.Helper()
+	s.T.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Base+path, nil)
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Accept", "text/event-stream")
 	for k, v := range header {
@@ -46,7 +47,7 @@ func (s *service) openUpdates(path, key string, header map[string]string) (*sseS
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
-		s.t.Fatalf("GET %s: %v", path, err)
+		s.T.Fatalf("GET %s: %v", path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(resp.Body)
@@ -55,7 +56,7 @@ func (s *service) openUpdates(path, key string, header map[string]string) (*sseS
 		return nil, resp.StatusCode, body
 	}
 	st := &sseStream{resp: resp, events: make(chan sseEvent, 10000), cancel: cancel}
-	s.t.Cleanup(st.close)
+	s.T.Cleanup(st.close)
 	go func() {
 		defer close(st.events)
 		sc := bufio.NewScanner(resp.Body)
@@ -114,11 +115,11 @@ func (st *sseStream) next(t *testing.T, comments bool) sseEvent {
 // of streams per key (429), another organization's call (404), and no gzip.
 func TestLiveUpdates(t *testing.T) {
 	const perKey = 3
-	s := startServiceWith(t, func(c *query.Config) {
+	s := startService(t, systest.WithQuery(func(c *query.Config) {
 		c.UpdatesPerKey = perKey
 		c.UpdatesKeepAlive = 200 * time.Millisecond
-	})
-	key := s.key(exampleOrg)
+	}))
+	key := s.Key(exampleOrg)
 	var ex schematest.Example
 	for _, e := range schematest.Examples(t) {
 		if e.Name == "program-call" {
@@ -150,7 +151,7 @@ func TestLiveUpdates(t *testing.T) {
 	if len(first) != 1 || len(rest) < 3 {
 		t.Fatalf("%d call.created, %d others", len(first), len(rest))
 	}
-	s.publish(writeFixture(t, "first.ndjson", first))
+	s.Publish(writeFixture(t, "first.ndjson", first))
 
 	st, code, body := s.openUpdates(path, key, map[string]string{"Accept-Encoding": "gzip"})
 	if code != http.StatusOK {
@@ -160,16 +161,16 @@ func TestLiveUpdates(t *testing.T) {
 		t.Errorf("Content-Type %q, Content-Encoding %q: want text/event-stream, not compressed", ct, ce)
 	}
 	ev := st.next(t, false)
-	if got := s.get("/calls/"+ex.ID, key, http.StatusOK); ev.data != string(bytes.TrimSpace(got)) {
+	if got := s.Get("/calls/"+ex.ID, key, http.StatusOK); ev.data != string(bytes.TrimSpace(got)) {
 		t.Errorf("first event differs from the GET:\n got: %s\nwant: %s", ev.data, got)
 	}
 	versions := []uint64{mustVersion(t, ev.id)}
 
 	third := (len(rest) + 2) / 3
 	for i := 0; i < len(rest); i += third {
-		s.publish(writeFixture(t, fmt.Sprintf("batch%d.ndjson", i), rest[i:min(i+third, len(rest))]))
+		s.Publish(writeFixture(t, fmt.Sprintf("batch%d.ndjson", i), rest[i:min(i+third, len(rest))]))
 	}
-	final := string(bytes.TrimSpace(s.get("/calls/"+ex.ID, key, http.StatusOK)))
+	final := string(bytes.TrimSpace(s.Get("/calls/"+ex.ID, key, http.StatusOK)))
 	if !schematest.JSONEqual(t, []byte(final), ex.Expected) {
 		t.Fatalf("final report differs\n got: %s\nwant: %s", final, ex.Expected)
 	}
@@ -211,7 +212,7 @@ func TestLiveUpdates(t *testing.T) {
 	if _, code, body := s.openUpdates(path, key, nil); code != http.StatusTooManyRequests || string(bytes.TrimSpace(body)) != tooMany {
 		t.Errorf("stream %d of a key: %d %s, want 429", perKey+1, code, body)
 	}
-	other := s.key(exampleOrg)
+	other := s.Key(exampleOrg)
 	if st2, code, body := s.openUpdates(path, other, nil); code != http.StatusOK {
 		t.Errorf("another key: %d %s", code, body)
 	} else {
@@ -232,11 +233,11 @@ func TestLiveUpdates(t *testing.T) {
 	}
 
 	// Another organization's key: 404 as the GET, and the jobs' route too.
-	stranger := s.key("another-org")
+	stranger := s.Key("another-org")
 	if _, code, body := s.openUpdates(path, stranger, nil); code != http.StatusNotFound || string(bytes.TrimSpace(body)) != notFound {
 		t.Errorf("another organization: %d %s", code, body)
 	}
-	if _, code, body := s.openUpdates("/jobs/"+ex.ID+"/updates", s.key(exampleOrg), nil); code != http.StatusNotFound ||
+	if _, code, body := s.openUpdates("/jobs/"+ex.ID+"/updates", s.Key(exampleOrg), nil); code != http.StatusNotFound ||
 		string(bytes.TrimSpace(body)) != `{"statusCode":404,"message":"Job not found","error":"Not Found"}` {
 		t.Errorf("a job of that id: %d %s", code, body)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/callreport/callreport/migrations/pgtest"
+	"github.com/callreport/callreport/internal/systest"
 	"github.com/callreport/callreport/projector"
 )
 
@@ -31,7 +31,7 @@ func TestSlowBatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := generate(t, tc.calls, 6)
 			b := newBus(t)
-			pool := pgtest.Pool(t)
+			pool := b.sys.Pool
 			ctx := context.Background()
 			lock, err := pool.Begin(ctx)
 			if err != nil {
@@ -44,7 +44,7 @@ func TestSlowBatch(t *testing.T) {
 			// Published before the projector starts, so that its first
 			// batch is full.
 			last := b.publishAll(ev.msgs)
-			startInProcess(t, pool, b.nc, b.env.Names(), projector.Config{Consumer: b.env.Consumer, BatchSize: batch, AckWait: ackWait})
+			b.sys.StartProjector(systest.WithProjector(func(c *projector.Config) { c.BatchSize, c.AckWait = batch, ackWait }))
 			cons := waitConsumer(t, b, b.env.Consumer)
 			began := time.Now()
 			for time.Since(began) < hold {

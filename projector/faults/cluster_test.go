@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callreport/callreport/internal/stream"
-	"github.com/callreport/callreport/migrations/pgtest"
+	"github.com/callreport/callreport/internal/systest"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema/simulate"
@@ -36,7 +36,7 @@ func TestCluster(t *testing.T) {
 	cluster := natstest.StartCluster(t, 3)
 	env := natstest.At(cluster.URL())
 	env.Partitions, env.Replicas = parts, 3
-	b := busOn(t, env)
+	b := newBus(t, systest.WithNATS(env))
 	ev := generate(t, calls, 9)
 	// Bad events on calls of their own, spread over the partitions.
 	for i := range bad {
@@ -44,12 +44,7 @@ func TestCluster(t *testing.T) {
 			Subject: fmt.Sprintf("callevents.org-bad.call.bad-%d.status", i), Data: []byte(`{"not":"an event"}`)})
 	}
 
-	dbURL := pgtest.URL(t)
-	pool, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	dbURL, pool := b.sys.DatabaseURL, b.sys.Pool
 	args := append([]string{"--database-url", dbURL, "--log-level", "info"}, b.flags()...)
 	procs := []*proc{startProjector(t, "projector-1", args...), startProjector(t, "projector-2", args...), startProjector(t, "projector-3", args...)}
 	s, err := stream.New(b.nc, env.Names())

@@ -20,8 +20,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/stream"
-	"github.com/callreport/callreport/migrations/pgtest"
+	"github.com/callreport/callreport/internal/systest"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema"
@@ -67,40 +68,25 @@ func generate(t testing.TB, calls int, seed uint64) *events {
 	return ev
 }
 
-// bus is a test's JetStream: a server and the names to use there.
+// bus is a test's system (internal/systest: a database and a JetStream of
+// its own, the projector and the query process started through their Main)
+// and what the fault tests add: the names of its JetStream as flags for the
+// binaries, a publisher that outlives NATS restarts.
 type bus struct {
 	t   testing.TB
+	sys *systest.System
 	env *natstest.Env
 	nc  *nats.Conn
 	js  jetstream.JetStream
 }
 
-// newBus starts (or reaches, see natstest) a JetStream server for t.
-func newBus(t testing.TB) *bus {
+// newBus gives t a database and a JetStream (systest.New, with opts), the
+// streams created on a connection that never stops reconnecting; the
+// processes log their warnings and errors on stderr.
+func newBus(t testing.TB, opts ...systest.Option) *bus {
 	t.Helper()
-	return busOn(t, natstest.New(t))
-}
-
-// busOn connects to env's server, reconnecting for as long as the test
-// runs, and creates the streams.
-func busOn(t testing.TB, env *natstest.Env) *bus {
-	t.Helper()
-	b := &bus{t: t, env: env, nc: connect(t, env.URL, "faults-bus", nil)}
-	var err error
-	if b.js, err = jetstream.New(b.nc); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := stream.New(b.nc, env.Names())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Replicas = env.Replicas
-	if err := s.Ensure(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	sys := systest.New(t, append([]systest.Option{systest.WithLogger(testLogger(t))}, opts...)...)
+	return &bus{t: t, sys: sys, env: sys.NATS, nc: sys.Streams.Conn(), js: sys.JS}
 }
 
 // connect opens a NATS connection that never gives up reconnecting, as the
@@ -258,7 +244,10 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("test", t.Name())
 }
 
-// inProcess is a projector running in the test process.
+// inProcess is a projector running in the test process on a pool and a
+// NATS connection of the test's making (TestNATSRestart counts what its
+// connection drops); every other test starts the projector through
+// projector.Main (bus.sys.StartProjector, or the binary).
 type inProcess struct {
 	cancel  context.CancelFunc
 	done    chan error
@@ -317,9 +306,10 @@ func (ip *inProcess) exited() (bool, error) {
 	}
 }
 
-// retries is how many times the projector retried a failed batch.
-func (ip *inProcess) retries() int {
-	mfs, _ := ip.reg.Gather()
+// retries is how many times the projector whose metrics reg holds retried
+// a failed batch.
+func retries(reg prometheus.Gatherer) int {
+	mfs, _ := reg.Gather()
 	for _, mf := range mfs {
 		if mf.GetName() == "callreport_projector_batch_retries_total" && len(mf.Metric) > 0 {
 			return int(mf.Metric[0].GetCounter().GetValue())
@@ -336,12 +326,16 @@ type baseline struct {
 	consumer string
 }
 
-// startBaseline starts projecting b's stream undisturbed.
+// startBaseline starts projecting b's stream undisturbed: a projector
+// through projector.Main on a consumer and a database of its own.
 func startBaseline(t testing.TB, b *bus) *baseline {
 	t.Helper()
-	base := &baseline{pool: pgtest.Pool(t), consumer: b.env.Consumer + "_baseline"}
-	startInProcess(t, base.pool, b.nc, b.env.Names(), projector.Config{Consumer: base.consumer, BatchSize: 1000})
-	return base
+	consumer := b.env.Consumer + "_baseline"
+	sys := systest.New(t, systest.WithNATS(b.env), systest.WithLogger(testLogger(t)), systest.WithConfig(func(c *config.Config) {
+		c.Projector.Consumer, c.Projector.BatchSize = consumer, 1000
+	}))
+	sys.StartProjector()
+	return &baseline{pool: sys.Pool, consumer: consumer}
 }
 
 // caughtUp waits until consumer has committed and acknowledged every

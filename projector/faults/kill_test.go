@@ -6,10 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/callreport/callreport/migrations/pgtest"
 )
 
 // TestSIGKILL kills the projector binary with SIGKILL at random moments
@@ -30,12 +26,7 @@ func TestSIGKILL(t *testing.T) {
 
 	ev := generate(t, calls, 1)
 	b := newBus(t)
-	dbURL := pgtest.URL(t)
-	pool, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	dbURL, pool := b.sys.DatabaseURL, b.sys.Pool
 	base := startBaseline(t, b)
 	args := append([]string{"--database-url", dbURL, "--log-level", "info"}, b.flags()...)
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callreport/callreport/migrations/pgtest"
+	"github.com/callreport/callreport/internal/systest"
 	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
 )
@@ -23,9 +23,9 @@ func TestNATSRestart(t *testing.T) {
 	dir, port := t.TempDir(), natstest.FreePort(t)
 	srv := natstest.StartOn(t, dir, port)
 	env := natstest.At(srv.ClientURL())
-	b := busOn(t, env)
+	b := newBus(t, systest.WithNATS(env))
 	ev := generate(t, calls, 4)
-	pool := pgtest.Pool(t)
+	pool := b.sys.Pool
 	var dropped atomic.Int64
 	// AckWait is short so that a batch whose acknowledgements were lost
 	// with the server comes again within seconds.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"slices"
 	"sync"
 	"testing"
@@ -13,11 +14,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/systest"
 	"github.com/callreport/callreport/migrations/pgtest"
-	"github.com/callreport/callreport/projector"
 )
 
-// pgRig is a projector in process whose connections to its own database go
+// pgRig is a projector (through projector.Main) whose connections to its own database go
 // through a proxy and carry an application_name, so that a test can cut or
 // terminate them, and a pool of the test's own that reaches the database
 // directly.
@@ -27,7 +29,7 @@ type pgRig struct {
 	direct *pgxpool.Pool
 	proxy  *proxy
 	app    string
-	proj   *inProcess
+	proj   *systest.Process
 	log    *retryLog
 	base   *baseline
 	watch  *ackWatch
@@ -36,34 +38,28 @@ type pgRig struct {
 func newPGRig(t *testing.T, calls int, seed uint64) *pgRig {
 	t.Helper()
 	r := &pgRig{b: newBus(t), ev: generate(t, calls, seed), app: "faults-" + t.Name(), log: &retryLog{}}
-	dbURL := pgtest.URL(t)
-	var err error
-	if r.direct, err = pgxpool.New(context.Background(), dbURL); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.direct.Close)
+	dbURL := r.b.sys.DatabaseURL
+	r.direct = r.b.sys.Pool
 	admin, err := pgx.ParseConfig(pgtest.AdminURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.proxy = newProxy(t, fmt.Sprintf("%s:%d", admin.Host, admin.Port))
-	cfg, err := pgxpool.ParseConfig(r.proxy.URL(dbURL))
+	// The projector's pool has 4 connections (projector.Main).
+	proxied, err := url.Parse(r.proxy.URL(dbURL))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.MaxConns = 4
-	cfg.ConnConfig.RuntimeParams["application_name"] = r.app
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	q := proxied.Query()
+	q.Set("application_name", r.app)
+	proxied.RawQuery = q.Encode()
 	r.base = startBaseline(t, r.b)
 	r.watch = watchAcks(r.b, r.direct, r.b.env.Consumer)
-	r.proj = startInProcess(t, pool, r.b.nc, r.b.env.Names(), projector.Config{
-		Consumer: r.b.env.Consumer, BatchSize: 500,
-		Logger: slog.New(r.log.handler(testLogger(t).Handler())),
-	})
+	r.proj = r.b.sys.StartProjector(
+		systest.WithConfig(func(c *config.Config) {
+			c.Database.URL, c.Projector.BatchSize = config.Secret(proxied.String()), 500
+		}),
+		systest.WithLogger(slog.New(r.log.handler(testLogger(t).Handler()))))
 	return r
 }
 
@@ -106,7 +102,7 @@ func (r *pgRig) finish(t *testing.T, pub *publisher) (time.Duration, string, int
 	}
 	took := caughtUp(t, r.b, r.direct, r.b.env.Consumer, 2*time.Minute)
 	caughtUp(t, r.b, r.base.pool, r.base.consumer, 2*time.Minute)
-	if done, err := r.proj.exited(); done {
+	if done, err := r.proj.Exited(); done {
 		t.Fatalf("the projector stopped: %v", err)
 	}
 	samples := r.watch.check(t)
@@ -188,13 +184,13 @@ func TestPostgresConnectionsKilled(t *testing.T) {
 	}
 	took, digest, samples := r.finish(t, pub)
 	waits, lastErr := r.log.snapshot()
-	if len(waits) == 0 || r.proj.retries() == 0 {
+	if len(waits) == 0 || retries(r.proj.Registry) == 0 {
 		t.Fatalf("no batch failed: the terminations missed every transaction")
 	}
 	t.Logf("%d events; %d backends terminated in %d rounds (%d caught mid-transaction, one round all of them); "+
 		"%d batches retried (last error: %s); caught up %s after the stream ended; %d ack-floor samples, none ahead of the commit; "+
 		"digest %s equal to the undisturbed run's",
-		pub.sent.Load(), terminated, rounds, midBatch, r.proj.retries(), lastErr, took.Round(100*time.Millisecond), samples, digest)
+		pub.sent.Load(), terminated, rounds, midBatch, retries(r.proj.Registry), lastErr, took.Round(100*time.Millisecond), samples, digest)
 }
 
 // TestPostgresRestart makes Postgres go away mid-batch (the proxy cuts

@@ -7,17 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/systest"
 	"github.com/callreport/callreport/migrations/pgtest"
-	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/query"
 )
 
@@ -30,27 +29,22 @@ func TestQueryThroughOutages(t *testing.T) {
 	const answerWithin = 10 * time.Second // generous: the database timeout is 2s
 	ev := generate(t, 150, 7)
 	b := newBus(t)
-	dbURL := pgtest.URL(t)
-	direct, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(direct.Close)
+	dbURL, direct := b.sys.DatabaseURL, b.sys.Pool
 	ctx := context.Background()
 
 	// Reports written, then the projector stops; events keep coming.
-	proj := startInProcess(t, direct, b.nc, b.env.Names(), projector.Config{Consumer: b.env.Consumer})
+	proj := b.sys.StartProjector()
 	half := len(ev.msgs) / 2
 	b.publishAll(ev.msgs[:half])
 	caughtUp(t, b, direct, b.env.Consumer, time.Minute)
-	if err := proj.stop(); err != nil {
+	if err := proj.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	pub := b.publish(ctx, ev.msgs[half:], 2*time.Second)
 
 	var org, callID string
 	var want []byte
-	err = direct.QueryRow(ctx, `SELECT org_id, call_id, callreport_call_report(call_id) FROM call_attempts ORDER BY call_id LIMIT 1`).Scan(&org, &callID, &want)
+	err := direct.QueryRow(ctx, `SELECT org_id, call_id, callreport_call_report(call_id) FROM call_attempts ORDER BY call_id LIMIT 1`).Scan(&org, &callID, &want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,27 +58,15 @@ func TestQueryThroughOutages(t *testing.T) {
 		t.Fatal(err)
 	}
 	px := newProxy(t, fmt.Sprintf("%s:%d", admin.Host, admin.Port))
-	pool, err := pgxpool.New(ctx, px.URL(dbURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() {
-		served <- query.New(sctx, pool, query.Config{Logger: slog.New(slog.DiscardHandler)}).Serve(sctx, ln)
-	}()
+	// The query process (query.Main) reaches the database through the proxy.
+	q := b.sys.StartQuery(systest.WithLogger(slog.New(slog.DiscardHandler)),
+		systest.WithConfig(func(c *config.Config) { c.Database.URL = config.Secret(px.URL(dbURL)) }))
 	t.Cleanup(func() {
-		stop()
-		if err := <-served; err != nil {
+		if err := q.Stop(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	base := "http://" + ln.Addr().String()
+	base := "http://" + q.Addr().String()
 	client := &http.Client{Timeout: time.Minute} // longer than answerWithin: a hang shows as slow, not as a client error
 	get := func(path string) (int, []byte, string, time.Duration) {
 		t.Helper()
@@ -164,7 +146,7 @@ func TestQueryThroughOutages(t *testing.T) {
 	}
 
 	// The projector comes back and catches up with what it missed.
-	startInProcess(t, direct, b.nc, b.env.Names(), projector.Config{Consumer: b.env.Consumer})
+	b.sys.StartProjector()
 	took := caughtUp(t, b, direct, b.env.Consumer, time.Minute)
 	t.Logf("projector down: %d reports served unchanged while %d events came in; back, it caught up in %s",
 		served200, len(ev.msgs)-half, took.Round(100*time.Millisecond))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,8 +19,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callreport/callreport/internal/config"
+	"github.com/callreport/callreport/internal/systest"
 	"github.com/callreport/callreport/migrations"
-	"github.com/callreport/callreport/projector"
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/query"
 	"github.com/callreport/callreport/schema"
@@ -44,7 +43,7 @@ func TestQueryFromStandby(t *testing.T) {
 	}
 
 	b := newBus(t)
-	startInProcess(t, primaryPool, b.nc, b.env.Names(), projector.Config{Consumer: b.env.Consumer})
+	b.sys.StartProjector(systest.WithConfig(func(c *config.Config) { c.Database.URL = config.Secret(primary.url()) }))
 	examples := schematest.Examples(t)
 	first := examples[:len(examples)/2]
 	publishLines(t, b, first)
@@ -62,20 +61,9 @@ func TestQueryFromStandby(t *testing.T) {
 	}
 	standby.waitReplayed(t, primaryPool)
 
-	cfg := config.Default()
-	cfg.Database.URL = config.Secret(standby.url())
-	cfg.HTTP.MetricsAddr = ""
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	qctx, stop := context.WithCancel(ctx)
-	m := &query.Main{Config: cfg, Logger: slog.New(slog.DiscardHandler), Listener: ln}
-	if err := m.Start(qctx); err != nil {
-		t.Fatalf("the query process on the standby: %v", err)
-	}
-	t.Cleanup(func() { stop(); _ = m.Wait() })
-	base := "http://" + ln.Addr().String() + "/call-report/"
+	b.sys.StartQuery(systest.WithLogger(slog.New(slog.DiscardHandler)),
+		systest.WithConfig(func(c *config.Config) { c.Database.URL = config.Secret(standby.url()) }))
+	base := b.sys.Base + "/"
 	check := func(exs []schematest.Example) {
 		t.Helper()
 		for _, ex := range exs {

@@ -5,10 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/callreport/callreport/migrations/pgtest"
 )
 
 // TestTwoProjectors starts a second projector binary on the same consumer
@@ -22,12 +18,7 @@ func TestTwoProjectors(t *testing.T) {
 	}
 	ev := generate(t, calls, 5)
 	b := newBus(t)
-	dbURL := pgtest.URL(t)
-	pool, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	dbURL, pool := b.sys.DatabaseURL, b.sys.Pool
 	base := startBaseline(t, b)
 	args := append([]string{"--database-url", dbURL, "--log-level", "info"}, b.flags()...)
 
