@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -201,7 +202,7 @@ func (s *Server) serveReport(c echo.Context, key docKey, get func(ctx context.Co
 	}
 	mark := s.docs.mark(key, gen)
 	cached, hot, current := s.docs.get(key, mark)
-	if current {
+	if current && !s.ready.down.Load() {
 		if cached.doc == nil {
 			return notFound(key)
 		}
@@ -333,6 +334,10 @@ type readiness struct {
 	body  []byte
 	first chan struct{} // closed after the first check
 	once  sync.Once
+	// down: the last check failed. Nothing is served from memory while it
+	// does (Postgres unreachable, say): every request reads, and answers
+	// 503 as /readyz does.
+	down atomic.Bool
 }
 
 func newReadiness(s *Server) *readiness {
@@ -370,6 +375,13 @@ func (r *readiness) run(ctx context.Context) {
 		changed := code != r.code || string(body) != string(r.body)
 		r.code, r.body = code, body
 		r.mu.Unlock()
+		if down := code != http.StatusOK; down != r.down.Load() {
+			if down {
+				// What was kept may change unheard meanwhile.
+				r.s.docs.newEpoch()
+			}
+			r.down.Store(down)
+		}
 		r.once.Do(func() { close(r.first) })
 		if changed && err != nil {
 			r.s.log.WarnContext(ctx, "not ready", slog.String("reason", string(body)), slog.Any("err", err))

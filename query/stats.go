@@ -312,7 +312,7 @@ func (s *Server) serveAnswer(c echo.Context, compute func(ctx context.Context) (
 	}
 	key := answerKey(c)
 	body, ok := s.answers.get(key, gen)
-	if !ok {
+	if !ok || s.ready.down.Load() {
 		if body, err = s.answer(c, key, gen, compute); err != nil {
 			return err
 		}
