@@ -458,14 +458,11 @@ func (c *countingTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d 
 }
 func (c *countingTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
-// TestOneRoundTripPerRequest: a report is one statement, and none while
-// the copy this process keeps of it is current; verifying a key, valid,
-// unknown or malformed, costs none (the keys are in memory), so a flood of
-// made-up keys cannot load Postgres.
-func TestOneRoundTripPerRequest(t *testing.T) {
-	t.Parallel()
-	url := pgtest.URL(t)
-	cfg, err := pgxpool.ParseConfig(url)
+// tracedPool is a pool of a fresh database that counts the statements of
+// requests.
+func tracedPool(t *testing.T) (*pgxpool.Pool, *countingTracer) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,6 +473,16 @@ func TestOneRoundTripPerRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
+	return pool, tracer
+}
+
+// TestOneRoundTripPerRequest: a report is one statement, and none while
+// the copy this process keeps of it is current; verifying a key, valid,
+// unknown or malformed, costs none (the keys are in memory), so a flood of
+// made-up keys cannot load Postgres.
+func TestOneRoundTripPerRequest(t *testing.T) {
+	t.Parallel()
+	pool, tracer := tracedPool(t)
 	f := newFixture(t, pool)
 	h := newServer(t, pool, query.Config{}).Handler()
 

@@ -286,17 +286,7 @@ func TestRevalidationSkipsAssembly(t *testing.T) {
 // memory after that.
 func TestHotReports(t *testing.T) {
 	t.Parallel()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tracer := &countingTracer{}
-	cfg.ConnConfig.Tracer = tracer
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool, tracer := tracedPool(t)
 	f := newFixture(t, pool)
 	h := newServer(t, pool, query.Config{}).Handler()
 	ctx := context.Background()
