@@ -237,7 +237,7 @@ func (s *Server) serveReport(c echo.Context, key docKey, get func(ctx context.Co
 	return serveDoc(c, doc, etag)
 }
 
-// notFound is the error for a report key does not find.
+// notFound is the error for a report that key does not find.
 func notFound(key docKey) error {
 	if key.kind == 'j' {
 		return errJobNotFound
