@@ -267,62 +267,46 @@ type versions struct {
 // {"calls":{id:version},"jobs":{...}}, as many as it takes, ids in order;
 // a batch that changed too many to name says {"all":true}.
 func notifications(v versions) []string {
+	all := []string{`{"all":true}`}
 	var out []string
-	cur := versions{}
-	size := 2 // {}
-	flush := func() bool {
-		b, err := json.Marshal(cur) // keys sorted
-		if err != nil || len(b) > maxNotification {
-			return false
-		}
-		out = append(out, string(b))
-		cur, size = versions{}, 2
-		return true
-	}
-	for _, section := range []struct {
+	var b []byte // the payload being written, its section and itself still open
+	open := ""   // that section
+	for _, s := range []struct {
 		name string
 		m    map[string]uint64
-		cur  func() *map[string]uint64
-	}{
-		{"calls", v.Calls, func() *map[string]uint64 { return &cur.Calls }},
-		{"jobs", v.Jobs, func() *map[string]uint64 { return &cur.Jobs }},
-	} {
-		for _, id := range slices.Sorted(maps.Keys(section.m)) {
-			key, err := json.Marshal(id)
+	}{{"calls", v.Calls}, {"jobs", v.Jobs}} {
+		for _, id := range slices.Sorted(maps.Keys(s.m)) {
+			entry, err := json.Marshal(id)
 			if err != nil {
-				return []string{`{"all":true}`}
+				return all
 			}
-			// "id":version, and a comma, or the section's "name":{} (and
-			// a comma before it when another section is there).
-			entry := len(key) + 1 + len(strconv.FormatUint(section.m[id], 10))
-			grow := func() int {
-				m := *section.cur()
-				switch {
-				case len(m) > 0:
-					return entry + 1
-				case size > 2:
-					return entry + len(section.name) + 6
-				default:
-					return entry + len(section.name) + 5
+			entry = strconv.AppendUint(append(entry, ':'), s.m[id], 10)
+			// What the entry adds at most: `},"name":{`, itself, `}}`.
+			if b != nil && len(b)+len(s.name)+len(entry)+8 > maxNotification {
+				out, b, open = append(out, string(b)+"}}"), nil, ""
+			}
+			switch {
+			case b == nil:
+				if len(out) == maxNotifications {
+					return all
 				}
+				b = fmt.Appendf(nil, `{"%s":{`, s.name)
+			case open != s.name:
+				b = fmt.Appendf(b, `},"%s":{`, s.name)
+			default:
+				b = append(b, ',')
 			}
-			if size+grow() > maxNotification && size > 2 && !flush() {
-				return []string{`{"all":true}`}
+			b, open = append(b, entry...), s.name
+			if len(b)+2 > maxNotification {
+				return all // one id too long to name
 			}
-			if size += grow(); size > maxNotification || len(out) == maxNotifications {
-				return []string{`{"all":true}`}
-			}
-			m := section.cur()
-			if *m == nil {
-				*m = map[string]uint64{}
-			}
-			(*m)[id] = section.m[id]
 		}
 	}
-	if size > 2 || len(out) == 0 {
-		if !flush() {
-			return []string{`{"all":true}`}
-		}
+	switch {
+	case b != nil:
+		return append(out, string(b)+"}}")
+	case len(out) == 0:
+		return []string{`{}`}
 	}
 	return out
 }
