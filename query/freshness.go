@@ -180,66 +180,48 @@ func (f *freshness) follow(ctx context.Context) error {
 		case err != nil && wctx.Err() == nil:
 			return fmt.Errorf("wait for notifications: %w", err)
 		}
-		if !standby {
-			if n != nil {
-				f.notified(n.Payload)
-			}
-			notified = f.drain(ctx, conn) || n != nil
+		if n != nil {
+			f.notified(n.Payload)
 		}
 		// The reads of the positions are freshEvery apart at least; the
-		// notifications that arrive meanwhile are handed on as they come.
+		// notifications already received, and those that arrive meanwhile,
+		// are handed on as they come.
 		more, err := f.await(ctx, conn, standby, started.Add(freshEvery))
 		if err != nil {
 			return err
 		}
-		notified = notified || more
+		notified = n != nil || more
 	}
 }
 
-// await hands on the notifications that arrive until the time until, and
-// returns then, saying whether there were any.
+// await hands on the notifications that arrive until the time until, those
+// already received first (only those when until is past), and says
+// whether there were any. On a hot standby, which hears none, it sleeps.
 func (f *freshness) await(ctx context.Context, conn *pgx.Conn, standby bool, until time.Time) (got bool, err error) {
+	if standby {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(time.Until(until)):
+			return false, nil
+		}
+	}
 	for {
-		wait := time.Until(until)
-		if wait <= 0 {
-			return got, ctx.Err()
-		}
-		if standby {
-			select {
-			case <-ctx.Done():
-				return got, ctx.Err()
-			case <-time.After(wait):
-				return got, nil
-			}
-		}
-		wctx, cancel := context.WithTimeout(ctx, wait)
+		// Past its deadline, pgx still hands out what it has received.
+		wctx, cancel := context.WithDeadline(ctx, until)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return got, ctx.Err()
-		case err != nil && wctx.Err() == nil:
-			return got, fmt.Errorf("wait for notifications: %w", err)
 		case n != nil:
 			f.notified(n.Payload)
 			got = true
+		case err != nil && wctx.Err() == nil:
+			return got, fmt.Errorf("wait for notifications: %w", err)
+		default:
+			return got, nil // until has come
 		}
-	}
-}
-
-// drain hands on the notifications already received, without waiting, and
-// reports whether there were any.
-func (f *freshness) drain(ctx context.Context, conn *pgx.Conn) bool {
-	done, stop := context.WithCancel(ctx)
-	stop() // pgx hands out buffered notifications even so
-	got := false
-	for {
-		n, _ := conn.WaitForNotification(done)
-		if n == nil {
-			return got
-		}
-		f.notified(n.Payload)
-		got = true
 	}
 }
 
