@@ -17,15 +17,17 @@ import (
 //
 // Current means that three counters read before the entry's statement
 // still hold their values:
-//   - the freshness generation (freshness.gen), which moves whenever the
-//     projection position moves or a notification of the projector is
-//     read: an answer from memory is never older than its
-//     X-Projection-Position header says, and ?minPosition=N waits for a
-//     generation whose position is N or more, read after the commit of N;
+//   - the position generation (gens.position), which moves whenever the
+//     projection position moves: an answer from memory is never older
+//     than its X-Projection-Position header says, and ?minPosition=N waits
+//     for a generation whose position is N or more, read after the commit
+//     of N;
 //   - the report's stripe, one of docStripes counters that the
 //     notification naming the report moves as soon as it arrives, so that
 //     a report changed by the projector is read again at once rather than
-//     at the next read of the positions (up to freshEvery later);
+//     at the next read of the positions (up to freshEvery later), and a
+//     notification makes only the reports it names (and their stripes)
+//     stale;
 //   - the epoch, which moves at a notification that names no report
 //     ({"all":true}: a batch too large to name them, an erasure, a
 //     generation switch) and whenever the connection that hears the
@@ -86,7 +88,7 @@ func (d *docCache) stripe(kind byte, id string) *atomic.Uint64 {
 	return &d.stripes[h.Sum64()%docStripes]
 }
 
-// mark is the counters of k now, with gen, the freshness generation the
+// mark is the counters of k now, with gen, the position generation the
 // request's headers were set from; read it before the statement.
 func (d *docCache) mark(k docKey, gen uint64) docMark {
 	return docMark{gen: gen, stripe: d.stripe(k.kind, k.id).Load(), epoch: d.epoch.Load()}

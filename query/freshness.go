@@ -66,7 +66,7 @@ type freshness struct {
 
 	mu      sync.Mutex
 	loaded  bool
-	gen     uint64 // moves whenever what the reports hold may have changed
+	gen     gens
 	pos     int64
 	lag     time.Duration // at readAt; 0 when caught up
 	readAt  time.Time
@@ -78,9 +78,22 @@ func newFreshness(pool *pgxpool.Pool, log *slog.Logger, docs *docCache) *freshne
 		notified: docs.notified, heard: docs.heard}
 }
 
-// get is the last read: the position, the lag as of now, whether there was
-// a read at all, and a channel closed at the next read.
-func (f *freshness) get() (pos int64, lag time.Duration, gen uint64, ok bool, next <-chan struct{}) {
+// gens are the generations an answer is read under, which move when it
+// may no longer be current:
+//   - reports moves whenever what the reports hold may have changed: a
+//     notification of the projector read, or the position moving. Answers
+//     computed from many reports (answerCache) are kept under it.
+//   - position moves only when the position moves, or when what it is
+//     cannot be known (a hot standby, at every read; a lost connection).
+//     A report kept in memory (docCache) is kept under it: the
+//     notification naming a report makes it stale by its stripe instead,
+//     so a notification read does not make every report stale, and an
+//     answer from memory is never older than its X-Projection-Position.
+type gens struct{ reports, position uint64 }
+
+// get is the last read: the position, the lag as of now, the generations,
+// whether there was a read at all, and a channel closed at the next read.
+func (f *freshness) get() (pos int64, lag time.Duration, gen gens, ok bool, next <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	pos, gen, ok, next = f.pos, f.gen, f.loaded, f.updated
@@ -101,14 +114,17 @@ func (f *freshness) nudge() {
 }
 
 // set records a read. changed says the reports may have changed since the
-// last (a notification came, or there are none to come: a standby); a new
-// position says so too. Either moves gen, which answers computed from the
-// reports (statsCache) are kept under.
-func (f *freshness) set(pos int64, lag time.Duration, at time.Time, changed bool) {
+// last (a notification came, or there are none to come: a standby), which
+// moves gen.reports; a new position moves both generations, and so does
+// standby, which hears no notifications.
+func (f *freshness) set(pos int64, lag time.Duration, at time.Time, changed, standby bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if changed || !f.loaded || pos != f.pos {
-		f.gen++
+	if changed || standby || !f.loaded || pos != f.pos {
+		f.gen.reports++
+	}
+	if standby || !f.loaded || pos != f.pos {
+		f.gen.position++
 	}
 	f.loaded, f.pos, f.lag, f.readAt = true, pos, max(lag, 0), at
 	close(f.updated)
@@ -125,7 +141,8 @@ func (f *freshness) run(ctx context.Context) {
 func (f *freshness) lost() {
 	f.heard(false)
 	f.mu.Lock()
-	f.gen++
+	f.gen.reports++
+	f.gen.position++
 	f.mu.Unlock()
 }
 
@@ -152,7 +169,7 @@ func (f *freshness) follow(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("read the positions: %w", err)
 		}
-		f.set(row.Position, time.Duration(row.LagMs)*time.Millisecond, started, notified || standby)
+		f.set(row.Position, time.Duration(row.LagMs)*time.Millisecond, started, notified, standby)
 		notified = false
 
 		// Wait for a notification, a request, or freshIdle.
@@ -236,14 +253,14 @@ func (s *Server) freshness(c echo.Context) error {
 	return err
 }
 
-// freshnessGen is freshness, and the generation of the reports the headers
-// were set from (freshness.gen).
-func (s *Server) freshnessGen(c echo.Context) (uint64, error) {
+// freshnessGen is freshness, and the generations of the reports the
+// headers were set from.
+func (s *Server) freshnessGen(c echo.Context) (gens, error) {
 	var want int64 = -1
 	if v := c.QueryParam("minPosition"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			return 0, badParam("minPosition", "%s is not a stream sequence (an integer, 0 or more)", quoted(v))
+			return gens{}, badParam("minPosition", "%s is not a stream sequence (an integer, 0 or more)", quoted(v))
 		}
 		want = n
 	}
@@ -271,11 +288,11 @@ func (s *Server) freshnessGen(c echo.Context) (uint64, error) {
 		case <-next:
 		case <-deadline:
 			if want < 0 {
-				return 0, fmt.Errorf("projection freshness: %w: not read yet", errUnavailable)
+				return gens{}, fmt.Errorf("projection freshness: %w: not read yet", errUnavailable)
 			}
-			return 0, &errNotFresh{want: want}
+			return gens{}, &errNotFresh{want: want}
 		case <-ctx.Done():
-			return 0, fmt.Errorf("wait for position %d: %w", want, ctx.Err())
+			return gens{}, fmt.Errorf("wait for position %d: %w", want, ctx.Err())
 		}
 	}
 }

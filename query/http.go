@@ -200,7 +200,7 @@ func (s *Server) serveReport(c echo.Context, key docKey, get func(ctx context.Co
 	if err != nil {
 		return err
 	}
-	mark := s.docs.mark(key, gen)
+	mark := s.docs.mark(key, gen.position)
 	cached, hot, current := s.docs.get(key, mark)
 	if current && !s.ready.down.Load() {
 		if cached.doc == nil {

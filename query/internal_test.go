@@ -254,7 +254,7 @@ func TestUnavailable(t *testing.T) {
 // TestDocCache: an entry is current while nothing that could change it has
 // been heard of since its mark was read: a notification naming it (not one
 // naming another report of another stripe), one naming all, the
-// connection lost, a new freshness generation; and none is current while
+// connection lost, a new position generation; and none is current while
 // notifications are not heard. An entry read under an earlier epoch is not
 // kept.
 func TestDocCache(t *testing.T) {
@@ -281,7 +281,7 @@ func TestDocCache(t *testing.T) {
 		t.Fatal("not current once put")
 	}
 	if current(call, gen+1) {
-		t.Error("current under another freshness generation")
+		t.Error("current under another position generation")
 	}
 	if current(job, gen) {
 		t.Error("a job is current that was never put")
@@ -324,5 +324,40 @@ func TestDocCache(t *testing.T) {
 	put(call)
 	if current(call, gen) {
 		t.Error("current while notifications are not heard")
+	}
+}
+
+// TestFreshnessGens: a notification read moves the generation of answers
+// computed from many reports, not the one reports kept in memory are read
+// under (the notification makes those it names stale itself); a position
+// moving, a hot standby's read and a lost connection move both.
+func TestFreshnessGens(t *testing.T) {
+	f := newFreshness(nil, slog.New(slog.DiscardHandler), newDocCache())
+	gens := func() gens {
+		_, _, g, _, _ := f.get()
+		return g
+	}
+	now := time.Now()
+	f.set(5, 0, now, true, false)
+	for _, step := range []struct {
+		what              string
+		do                func()
+		reports, position bool
+	}{
+		{"a read with nothing new", func() { f.set(5, 0, now, false, false) }, false, false},
+		{"a notification read", func() { f.set(5, 0, now, true, false) }, true, false},
+		{"the position moving", func() { f.set(6, 0, now, false, false) }, true, true},
+		{"a hot standby's read", func() { f.set(6, 0, now, false, true) }, true, true},
+		{"the connection lost", f.lost, true, true},
+	} {
+		before := gens()
+		step.do()
+		after := gens()
+		if moved := after.reports != before.reports; moved != step.reports {
+			t.Errorf("%s: reports generation moved %v, want %v", step.what, moved, step.reports)
+		}
+		if moved := after.position != before.position; moved != step.position {
+			t.Errorf("%s: position generation moved %v, want %v", step.what, moved, step.position)
+		}
 	}
 }

@@ -294,7 +294,7 @@ func TestHotReports(t *testing.T) {
 	doc := string(f.callDoc)
 	// settled waits until the report is served from memory, with no
 	// statement: the counters it was read under have stopped moving (the
-	// freshness generation moves up to 100 ms after a notification).
+	// position generation moves up to 100 ms after the position does).
 	settled := func(what string) {
 		t.Helper()
 		waitFor(t, 10*time.Second, "the report served from memory "+what, func() bool {
