@@ -147,6 +147,16 @@ type CallNode struct {
 	Cost   pgtype.Numeric
 }
 
+// The execution path of each call as its report shows it, in chunks of up to 100 consecutive entries of call_path_entries, joined. Kept by triggers on call_path_entries. Internal to the report assembly.
+type CallPathChunk struct {
+	// Call attempt (call_attempts.call_id).
+	CallID string
+	// floor(execution_index / 100) of the entries it holds.
+	Chunk int64
+	// The fragments of its entries in execution_index order, comma-separated.
+	Fragment string
+}
+
 // One row per execution-path entry (flow.node_entered) of a call attempt.
 type CallPathEntry struct {
 	// Call attempt (call_attempts.call_id).
