@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema/schematest"
@@ -232,7 +234,13 @@ func TestRepartition(t *testing.T) {
 	}
 	h.waitPartitions("four partitions, owned", func(r StatusReport) bool { return len(r.Partitions) == 4 && len(owners(r)) == 2 })
 	for p := range 4 {
-		c, err := h.js.Consumer(ctx, to, Consumers(h.cfg.Consumer, 4)[p])
+		// A partition's lease is taken before its consumer is made.
+		var c jetstream.Consumer
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			if c, err = h.js.Consumer(ctx, to, Consumers(h.cfg.Consumer, 4)[p]); err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) || time.Now().After(deadline) {
+				break
+			}
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
