@@ -390,26 +390,7 @@ func (p *worker) consume(ctx context.Context, start jetstream.ConsumerConfig) er
 		return fmt.Errorf("read the position: %w", err)
 	}
 	p.w.through = uint64(pos.Through)
-	cons, err := p.js.Consumer(ctx, p.streams.Stream, p.consumer)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		if cc.DeliverPolicy == jetstream.DeliverAllPolicy && pos.Stream == p.streams.Stream && pos.Through > 0 {
-			// The reports hold every event up to through (a consumer
-			// deleted, or new after a repartition's rebuild): the rest
-			// follows.
-			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, uint64(pos.Through)+1
-		}
-		cons, err = p.js.CreateConsumer(ctx, p.streams.Stream, cc)
-		if err != nil {
-			// Created meanwhile, by a process stopping in recover: use it.
-			cons, err = p.js.Consumer(ctx, p.streams.Stream, p.consumer)
-		}
-	}
-	if err == nil {
-		cons, err = p.recover(ctx, cons, cc)
-	}
-	if err == nil {
-		cons, err = p.roomy(ctx, cons)
-	}
+	cons, err := p.consumerFor(ctx, cc, pos)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", p.consumer, err)
 	}
@@ -449,6 +430,44 @@ func (p *worker) consume(ctx context.Context, start jetstream.ConsumerConfig) er
 		}
 	}
 	return nil
+}
+
+// consumerTimeout bounds the JetStream requests that find, make or reset
+// a worker's consumer, together. A server takes long to make a consumer
+// with a filter on a large stream: nats-server 2.9 took more than the
+// client's default of 5 s a request on a stream of 5.9 million messages
+// (the bench at 300,000 calls), so every try failed, until the process
+// gave its partition up.
+const consumerTimeout = 2 * time.Minute
+
+// consumerFor is the worker's consumer: found, or made (starting after
+// the position pos when the reports hold a position on this stream),
+// taken over from a stopped process (recover), with room for bulk
+// batches (roomy).
+func (p *worker) consumerFor(ctx context.Context, cc jetstream.ConsumerConfig, pos store.ProjectorPosition) (jetstream.Consumer, error) {
+	ctx, cancel := context.WithTimeout(ctx, consumerTimeout)
+	defer cancel()
+	cons, err := p.js.Consumer(ctx, p.streams.Stream, p.consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if cc.DeliverPolicy == jetstream.DeliverAllPolicy && pos.Stream == p.streams.Stream && pos.Through > 0 {
+			// The reports hold every event up to through (a consumer
+			// deleted, or new after a repartition's rebuild): the rest
+			// follows.
+			cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, uint64(pos.Through)+1
+		}
+		cons, err = p.js.CreateConsumer(ctx, p.streams.Stream, cc)
+		if err != nil {
+			// Created meanwhile, by a process stopping in recover: use it.
+			cons, err = p.js.Consumer(ctx, p.streams.Stream, p.consumer)
+		}
+	}
+	if err == nil {
+		cons, err = p.recover(ctx, cons, cc)
+	}
+	if err == nil {
+		cons, err = p.roomy(ctx, cons)
+	}
+	return cons, err
 }
 
 // roomy raises the consumer's MaxAckPending to what two bulk batches need,
