@@ -16,7 +16,9 @@
 //
 // The query process assembles them in SQL (query/store), the tests in Go
 // (AssembleCall); both order the fragments as the field comments of the
-// fragment tables say. A job report is its head followed by its attempts'
+// fragment tables say. The SQL reads the path from call_path_chunks, its
+// fragments joined 100 entries at a time, which triggers on the entries'
+// table keep (migration 00014). A job report is its head followed by its attempts'
 // reports, comma-separated, and End.
 package report
 

@@ -1,7 +1,7 @@
 -- name: CallReportGet :one
 -- One primary-key lookup with the organization in the predicate: another
 -- organization's call is indistinguishable from a missing one. The report
--- is assembled from its stored pieces (migrations/00003), unless its etag
+-- is assembled from its stored pieces (migrations 00003 and 00014), unless its etag
 -- is one the client holds (If-None-Match): a revalidation answered 304
 -- costs the index lookup alone.
 SELECT CASE WHEN etag = ANY(@known_etags::text[]) THEN '' ELSE callreport_call_report(call_id)::text END AS report, etag

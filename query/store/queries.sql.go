@@ -311,7 +311,7 @@ type CallReportGetRow struct {
 
 // One primary-key lookup with the organization in the predicate: another
 // organization's call is indistinguishable from a missing one. The report
-// is assembled from its stored pieces (migrations/00003), unless its etag
+// is assembled from its stored pieces (migrations 00003 and 00014), unless its etag
 // is one the client holds (If-None-Match): a revalidation answered 304
 // costs the index lookup alone.
 func (q *Queries) CallReportGet(ctx context.Context, db DBTX, arg CallReportGetParams) (CallReportGetRow, error) {
