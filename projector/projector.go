@@ -486,9 +486,8 @@ func (p *worker) roomy(ctx context.Context, cons jetstream.Consumer) (jetstream.
 // rebuild), else live batches of what arrived.
 func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *inHand, out chan<- *batch) {
 	bulk := p.cfg.build != nil
-	pending := -1 // what the stream held past the last batch, unknown at first
-	for ctx.Err() == nil {
-		msgs, err := p.fetch(ctx, cons, bulk, pending)
+	for want := p.cfg.BulkBatchSize; ctx.Err() == nil; {
+		msgs, err := p.fetch(ctx, cons, bulk, want)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -506,10 +505,12 @@ func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *i
 		b := &batch{msgs: msgs, bulk: bulk}
 		hand.add(b)
 		b.items = p.decode(msgs)
-		pending = -1
+		// A bulk batch takes at most what the stream holds past this one:
+		// the last of a rebuild does not wait out the pull for a whole.
+		want = p.cfg.BulkBatchSize
 		if meta, err := msgs[len(msgs)-1].Metadata(); err == nil {
 			bulk = p.cfg.build != nil || meta.NumPending > uint64(p.cfg.BulkThreshold)
-			pending = int(min(meta.NumPending, uint64(p.cfg.BulkBatchSize)))
+			want = max(int(min(meta.NumPending, uint64(want))), 1)
 		}
 		select {
 		case out <- b:
@@ -520,24 +521,17 @@ func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *i
 	}
 }
 
-// fetch takes the next batch. In bulk: up to BulkBatchSize messages and
-// batchBytes, or the pending messages the last batch left when fewer
-// (-1: not known), waiting a little if the stream holds fewer. Live: it
-// waits for a first message, then takes what arrives within BatchWait, up
-// to BatchSize messages and batchBytes.
-func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool, pending int) ([]jetstream.Msg, error) {
+// fetch takes the next batch. In bulk: up to want messages and
+// batchBytes, waiting a little if the stream holds fewer. Live: it waits
+// for a first message, then takes what arrives within BatchWait, up to
+// BatchSize messages and batchBytes.
+func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool, want int) ([]jetstream.Msg, error) {
 	if bulk {
-		// The last batch of a rebuild takes what is left, rather than
-		// wait out the pull for a whole batch. Bounded by a context
-		// rather than a wait, so that stopping (a rebuild that has
-		// caught up) does not wait out the pull either.
-		n := p.cfg.BulkBatchSize
-		if pending >= 0 {
-			n = max(pending, 1)
-		}
+		// Bounded by a context rather than a wait, so that stopping (a
+		// rebuild that has caught up) does not wait out the pull.
 		wait, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		msgs, err := collect(cons.Fetch(n, jetstream.FetchMaxBytes(p.cfg.batchBytes()), jetstream.FetchContext(wait)))
+		msgs, err := collect(cons.Fetch(want, jetstream.FetchMaxBytes(p.cfg.batchBytes()), jetstream.FetchContext(wait)))
 		if err != nil && wait.Err() != nil && ctx.Err() == nil {
 			err = nil // fewer than a batch within the wait
 		}

@@ -306,11 +306,11 @@ func (a *answerCache) put(key string, gen uint64, body []byte) {
 // request: from the cache when it holds one as fresh, else computed once
 // for every identical request waiting (answer).
 func (s *Server) serveAnswer(c echo.Context, compute func(ctx context.Context) ([]byte, error)) error {
-	gens, err := s.freshnessGen(c)
+	g, err := s.freshnessGen(c)
 	if err != nil {
 		return err
 	}
-	gen := gens.reports
+	gen := g.reports
 	key := answerKey(c)
 	body, ok := s.answers.get(key, gen)
 	if !ok || s.ready.down.Load() {
