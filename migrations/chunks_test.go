@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 
+	"github.com/callreport/callreport/migrations"
 	"github.com/callreport/callreport/migrations/pgtest"
 )
 
@@ -116,4 +119,90 @@ func TestPathChunks(t *testing.T) {
 	if !strings.HasPrefix(path, `{"i":-1},{"odd":1},`) || !strings.HasSuffix(path, `{"i":"big"}`) {
 		t.Errorf("path out of order: %.200s", path)
 	}
+}
+
+// TestReportPieces: migration 00015 assembles every kind of call report
+// (stored whole, without a flow, with a billing, a path over several
+// chunks, variables and a timeline, without a report) as the same text as
+// 00014's callreport_call_report, and down again gives 00014's back.
+func TestReportPieces(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	call := func(id, report, docHead, flowOpen, flowClose, billingClose any) {
+		t.Helper()
+		exec(`INSERT INTO call_attempts (call_id, org_id, attempt, direction, from_number, to_number, status, outcome, created_at,
+			node_count, timeline_count, last_event_at, etag, version, report, doc_head, flow_open, flow_close, billing_close)
+			VALUES ($1, 'org', 1, 'outbound', '1', '2', 'completed', 'completed', now(), 0, 0, now(), 'e', 1, $2::text::json, $3, $4, $5, $6)`,
+			id, report, docHead, flowOpen, flowClose, billingClose)
+	}
+	call("whole", `{"callId":"whole","events":[]}`, nil, nil, nil, nil)
+	call("noflow", nil, `{"callId":"noflow"`, nil, nil, `],"totalCost":1.5}`)
+	call("flow", nil, `{"callId":"flow"`, `,"flow":{"executionPath":[`, `},"flowId":"f"}`, `],"totalCost":2}`)
+	call("flowless-billing", nil, `{"callId":"flowless-billing"`, nil, nil, nil)
+	call("none", nil, nil, nil, nil, nil)
+	exec(`INSERT INTO call_path_entries (call_id, execution_index, org_id, node_id, node_type, entered_at, fragment)
+		SELECT c, i, 'org', 'n', 'play', now(), '{"i":' || i || '}'
+		FROM unnest(ARRAY['flow', 'noflow', 'whole']) c, generate_series(-120, 350, 7) i`)
+	exec(`INSERT INTO call_variables (call_id, name, org_id, value, stamp, fragment)
+		VALUES ('flow', 'b', 'org', '1', '\x02', '"b":1'), ('flow', 'a', 'org', '2', '\x01', '"a":2'), ('noflow', 'a', 'org', '2', '\x01', '"a":2')`)
+	exec(`INSERT INTO call_billing_lines (call_id, node_id, org_id, node_type, cost, cost_per_unit, unit, rated_at, stamp, fragment)
+		SELECT c, n, 'org', 'play', 1, 1, 'minute', now(), '\x0000000000000001', '{"nodeId":"' || n || '"}'
+		FROM unnest(ARRAY['flow', 'noflow']) c, unnest(ARRAY['y', 'x']) n`)
+	exec(`INSERT INTO call_timeline_events (call_id, event_id, org_id, type, occurred_at, data, stamp, fragment)
+		SELECT c, e, 'org', 't', now(), '{}', e::bytea, '{"id":"' || e || '"}'
+		FROM unnest(ARRAY['flow', 'noflow', 'flowless-billing']) c, unnest(ARRAY['2', '1']) e`)
+
+	reports := func() map[string]*string {
+		t.Helper()
+		rows, err := pool.Query(ctx, `SELECT c, callreport_call_report(c) FROM unnest(ARRAY['whole', 'noflow', 'flow', 'flowless-billing', 'none', 'missing']) c`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]*string{}
+		for rows.Next() {
+			var id string
+			var r *string
+			if err := rows.Scan(&id, &r); err != nil {
+				t.Fatal(err)
+			}
+			m[id] = r
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(pgtest.MigrationPool(t, pool)), migrations.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := reports()
+	if _, err := p.DownTo(ctx, 14); err != nil {
+		t.Fatal(err)
+	}
+	before := reports()
+	for id, want := range before {
+		if got := now[id]; (got == nil) != (want == nil) || got != nil && *got != *want {
+			t.Errorf("%s: 00015 assembles\n%v\n00014\n%v", id, deref(got), deref(want))
+		}
+	}
+	if before["flow"] == nil || !strings.Contains(*before["flow"], `{"i":-120},{"i":-113}`) || !strings.Contains(*before["flow"], `{"i":349}],"finalVariables":{"a":2,"b":1}`) {
+		t.Errorf("the flow call's report is not the one the test means: %v", deref(before["flow"]))
+	}
+	if _, err := p.UpTo(ctx, 15); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "NULL"
+	}
+	return *s
 }

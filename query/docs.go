@@ -57,11 +57,14 @@ type docKey struct {
 	org, id string
 }
 
-// cachedDoc is a report with its etag, or (doc nil) a report not found.
+// cachedDoc is a report with its etag, or (doc nil) a report not found;
+// pieces, where doc was read in pieces, are where the chunks of its
+// execution path are in it.
 type cachedDoc struct {
-	etag string
-	doc  []byte
-	mark docMark
+	etag   string
+	doc    []byte
+	pieces []docPiece
+	mark   docMark
 }
 
 // docMark is the three counters an entry was read under.

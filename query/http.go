@@ -166,12 +166,12 @@ func (s *Server) jobReport(c echo.Context) error {
 	} else if err != nil {
 		return err
 	}
-	return s.serveReport(c, docKey{kind: 'j', org: orgOf(c), id: id}, func(ctx context.Context, known []string) (string, string, error) {
+	return s.serveReport(c, docKey{kind: 'j', org: orgOf(c), id: id}, func(ctx context.Context, known []string, _ *cachedDoc) (docRead, error) {
 		row, err := s.q.JobReportGet(ctx, s.pool, store.JobReportGetParams{JobID: id, OrgID: orgOf(c), KnownEtags: known})
 		if errors.Is(err, pgx.ErrNoRows) {
-			return "", "", errJobNotFound
+			return docRead{}, errJobNotFound
 		}
-		return row.Report, row.Etag, err
+		return docRead{doc: []byte(row.Report), etag: row.Etag}, err
 	})
 }
 
@@ -182,20 +182,24 @@ func (s *Server) callReport(c echo.Context) error {
 	} else if err != nil {
 		return err
 	}
-	return s.serveReport(c, docKey{kind: 'c', org: orgOf(c), id: id}, func(ctx context.Context, known []string) (string, string, error) {
+	return s.serveReport(c, docKey{kind: 'c', org: orgOf(c), id: id}, func(ctx context.Context, known []string, kept *cachedDoc) (docRead, error) {
+		if kept != nil && len(kept.doc) >= piecesFrom {
+			return s.callReportPieces(ctx, id, orgOf(c), known, kept)
+		}
 		row, err := s.q.CallReportGet(ctx, s.pool, store.CallReportGetParams{CallID: id, OrgID: orgOf(c), KnownEtags: known})
 		if errors.Is(err, pgx.ErrNoRows) {
-			return "", "", errCallNotFound
+			return docRead{}, errCallNotFound
 		}
-		return row.Report, row.Etag, err
+		return docRead{doc: []byte(row.Report), etag: row.Etag}, err
 	})
 }
 
 // serveReport sets the freshness headers and serves the report key names:
 // from memory when the copy this process keeps is current (docCache), else
 // read by get, whose statement leaves it unassembled when its tag is one
-// the client holds (a 304) or the one of the copy kept.
-func (s *Server) serveReport(c echo.Context, key docKey, get func(ctx context.Context, known []string) (report, etag string, err error)) error {
+// the client holds (a 304) or the one of the copy kept (given to get as
+// kept, which a large call report is patched from: pieces.go).
+func (s *Server) serveReport(c echo.Context, key docKey, get func(ctx context.Context, known []string, kept *cachedDoc) (docRead, error)) error {
 	gen, err := s.freshnessGen(c)
 	if err != nil {
 		return err
@@ -211,10 +215,12 @@ func (s *Server) serveReport(c echo.Context, key docKey, get func(ctx context.Co
 	ctx, cancel := s.dbContext(c)
 	defer cancel()
 	known := knownETags(c.Request().Header)
+	var kept *cachedDoc
 	if hot && cached.doc != nil {
 		known = append(known, cached.etag)
+		kept = &cached
 	}
-	report, etag, err := get(ctx, known)
+	read, err := get(ctx, known, kept)
 	switch {
 	case errors.Is(err, errCallNotFound), errors.Is(err, errJobNotFound):
 		s.docs.put(key, cachedDoc{mark: mark})
@@ -226,15 +232,23 @@ func (s *Server) serveReport(c echo.Context, key docKey, get func(ctx context.Co
 		}
 		return dbError(what, err)
 	}
-	doc := []byte(report)
 	switch {
-	case len(doc) > 0:
-		s.docs.put(key, cachedDoc{etag: etag, doc: doc, mark: mark})
-	case hot && cached.doc != nil && etag == cached.etag:
-		doc = cached.doc
-		s.docs.put(key, cachedDoc{etag: etag, doc: doc, mark: mark})
+	case len(read.doc) > 0:
+		s.docs.put(key, cachedDoc{etag: read.etag, doc: read.doc, pieces: read.pieces, mark: mark})
+	case kept != nil && read.etag == kept.etag:
+		read.doc = kept.doc
+		s.docs.put(key, cachedDoc{etag: kept.etag, doc: kept.doc, pieces: kept.pieces, mark: mark})
 	}
-	return serveDoc(c, doc, etag)
+	return serveDoc(c, read.doc, read.etag)
+}
+
+// docRead is a report as a statement read it: empty doc when left
+// unassembled for a known etag; pieces, those of a call report read in
+// pieces.
+type docRead struct {
+	doc    []byte
+	etag   string
+	pieces []docPiece
 }
 
 // notFound is the error for a report that key does not find.

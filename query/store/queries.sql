@@ -7,6 +7,30 @@
 SELECT CASE WHEN etag = ANY(@known_etags::text[]) THEN '' ELSE callreport_call_report(call_id)::text END AS report, etag
 FROM call_attempts WHERE call_id = @call_id AND org_id = @org_id;
 
+-- name: CallReportPieces :many
+-- As CallReportGet, read in pieces (migration 00015) for a caller that
+-- keeps the report: its head (part 0), the chunks of its execution path
+-- (part 1) with their versions, its rest (part 2). A chunk named in have
+-- ("chunk:version") is held by the caller and comes without its text;
+-- when the etag is known, only the head's row comes, held. Joined (head,
+-- chunks separated by commas, rest) they are callreport_call_report.
+SELECT c.etag, 0::int AS part, 0::bigint AS chunk, ''::text AS version,
+    c.etag = ANY(@known_etags::text[]) AS held,
+    CASE WHEN c.etag = ANY(@known_etags::text[]) THEN ''
+         ELSE callreport_call_report_head(c.report, c.doc_head, c.flow_open) END::text AS piece
+FROM call_attempts c WHERE c.call_id = @call_id AND c.org_id = @org_id
+UNION ALL
+SELECT c.etag, 1, k.chunk, k.xmin::text, h.held, CASE WHEN h.held THEN '' ELSE k.fragment END
+FROM call_attempts c JOIN call_path_chunks k ON k.call_id = c.call_id,
+    LATERAL (SELECT k.chunk::text || ':' || k.xmin::text = ANY(@have::text[]) AS held) h
+WHERE c.call_id = @call_id AND c.org_id = @org_id AND NOT c.etag = ANY(@known_etags::text[])
+    AND c.report IS NULL AND c.doc_head IS NOT NULL AND c.flow_open IS NOT NULL
+UNION ALL
+SELECT c.etag, 2, 0, '', false,
+    callreport_call_report_rest(c.call_id, c.report, c.doc_head, c.flow_open, c.flow_close, c.billing_close)
+FROM call_attempts c WHERE c.call_id = @call_id AND c.org_id = @org_id AND NOT c.etag = ANY(@known_etags::text[])
+ORDER BY part, chunk;
+
 -- name: JobReportGet :one
 -- As CallReportGet, on jobs.
 SELECT CASE WHEN etag = ANY(@known_etags::text[]) THEN '' ELSE callreport_job_report(job_id)::text END AS report, etag

@@ -321,6 +321,79 @@ func (q *Queries) CallReportGet(ctx context.Context, db DBTX, arg CallReportGetP
 	return i, err
 }
 
+const callReportPieces = `-- name: CallReportPieces :many
+SELECT c.etag, 0::int AS part, 0::bigint AS chunk, ''::text AS version,
+    c.etag = ANY($1::text[]) AS held,
+    CASE WHEN c.etag = ANY($1::text[]) THEN ''
+         ELSE callreport_call_report_head(c.report, c.doc_head, c.flow_open) END::text AS piece
+FROM call_attempts c WHERE c.call_id = $2 AND c.org_id = $3
+UNION ALL
+SELECT c.etag, 1, k.chunk, k.xmin::text, h.held, CASE WHEN h.held THEN '' ELSE k.fragment END
+FROM call_attempts c JOIN call_path_chunks k ON k.call_id = c.call_id,
+    LATERAL (SELECT k.chunk::text || ':' || k.xmin::text = ANY($4::text[]) AS held) h
+WHERE c.call_id = $2 AND c.org_id = $3 AND NOT c.etag = ANY($1::text[])
+    AND c.report IS NULL AND c.doc_head IS NOT NULL AND c.flow_open IS NOT NULL
+UNION ALL
+SELECT c.etag, 2, 0, '', false,
+    callreport_call_report_rest(c.call_id, c.report, c.doc_head, c.flow_open, c.flow_close, c.billing_close)
+FROM call_attempts c WHERE c.call_id = $2 AND c.org_id = $3 AND NOT c.etag = ANY($1::text[])
+ORDER BY part, chunk
+`
+
+type CallReportPiecesParams struct {
+	KnownEtags []string
+	CallID     string
+	OrgID      string
+	Have       []string
+}
+
+type CallReportPiecesRow struct {
+	Etag    string
+	Part    int32
+	Chunk   int64
+	Version string
+	Held    bool
+	Piece   string
+}
+
+// As CallReportGet, read in pieces (migration 00015) for a caller that
+// keeps the report: its head (part 0), the chunks of its execution path
+// (part 1) with their versions, its rest (part 2). A chunk named in have
+// ("chunk:version") is held by the caller and comes without its text;
+// when the etag is known, only the head's row comes, held. Joined (head,
+// chunks separated by commas, rest) they are callreport_call_report.
+func (q *Queries) CallReportPieces(ctx context.Context, db DBTX, arg CallReportPiecesParams) ([]CallReportPiecesRow, error) {
+	rows, err := db.Query(ctx, callReportPieces,
+		arg.KnownEtags,
+		arg.CallID,
+		arg.OrgID,
+		arg.Have,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CallReportPiecesRow
+	for rows.Next() {
+		var i CallReportPiecesRow
+		if err := rows.Scan(
+			&i.Etag,
+			&i.Part,
+			&i.Chunk,
+			&i.Version,
+			&i.Held,
+			&i.Piece,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const callReportVersionGet = `-- name: CallReportVersionGet :one
 SELECT callreport_call_report(call_id)::text AS report, version
 FROM call_attempts WHERE call_id = $1 AND org_id = $2
