@@ -346,7 +346,7 @@ func (r *run) vacuum(on bool) {
 // startProjector starts the projector child of a phase, with the CPU
 // profile --profile-dir asks for. extra are more flags (--rebuild).
 func (r *run) startProjector(phase string, extra ...string) (*child, []string, error) {
-	args := []string{ProjectorCommand, "--batch-size", strconv.Itoa(r.o.BatchSize)}
+	args := projectorArgs(r.o)
 	cpu, err := r.profilePath("projector-" + phase + ".cpu")
 	if err != nil {
 		return nil, nil, err
@@ -357,6 +357,17 @@ func (r *run) startProjector(phase string, extra ...string) (*child, []string, e
 	}
 	c, err := r.env.startChild("projector-"+phase, nil, append(args, extra...)...)
 	return c, profiles, err
+}
+
+// projectorArgs are the command line of a projector child: the settings
+// of the projector the bench was given (batch size, bulk threshold, memory
+// budget, stall threshold), which would otherwise be the child's defaults
+// or its environment's.
+func projectorArgs(o Options) []string {
+	pc := o.Config.Projector
+	return []string{ProjectorCommand, "--batch-size", strconv.Itoa(o.BatchSize),
+		"--bulk-threshold", strconv.Itoa(pc.BulkThreshold), "--memory-budget", strconv.Itoa(pc.MemoryBudget),
+		"--stall-after", pc.StallAfter.String()}
 }
 
 // stopProjector stops a phase's projector child and records its profiles.

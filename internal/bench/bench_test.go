@@ -3,11 +3,13 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/schema/simulate"
 )
@@ -393,5 +395,28 @@ func TestVacuumStatement(t *testing.T) {
 		if got := vacuumStatement("public", "call_states", tc.live, tc.dead, tc.changed); got != tc.want {
 			t.Errorf("vacuumStatement(live %d, dead %d, changed %d) = %q, want %q", tc.live, tc.dead, tc.changed, got, tc.want)
 		}
+	}
+}
+
+// TestProjectorArgs: the projector children get the projector settings
+// the bench was given, as their own flags read them.
+func TestProjectorArgs(t *testing.T) {
+	var o Options
+	o.BatchSize = 12
+	o.Config.Projector.BulkThreshold = 777
+	o.Config.Projector.MemoryBudget = 99
+	o.Config.Projector.StallAfter = 3 * time.Second
+	args := projectorArgs(o)
+	if args[0] != ProjectorCommand {
+		t.Fatalf("command %q, want %q", args[0], ProjectorCommand)
+	}
+	fs := flag.NewFlagSet(ProjectorCommand, flag.ContinueOnError)
+	cfg := config.Register(fs, config.SectionAll)
+	if err := fs.Parse(args[1:]); err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Projector
+	if p.BatchSize != 12 || p.BulkThreshold != 777 || p.MemoryBudget != 99 || p.StallAfter != 3*time.Second {
+		t.Errorf("the child reads %+v from %q", p, args)
 	}
 }

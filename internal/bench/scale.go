@@ -98,7 +98,7 @@ func (r *run) scaleRun(ctx context.Context, to string, n int, events uint64) (sc
 		}
 	}()
 	for i := range n {
-		c, err := sub.startChild(fmt.Sprintf("projector-scale-%d-%d", n, i+1), nil, ProjectorCommand, "--batch-size", strconv.Itoa(r.o.BatchSize))
+		c, err := sub.startChild(fmt.Sprintf("projector-scale-%d-%d", n, i+1), nil, projectorArgs(r.o)...)
 		if err != nil {
 			return res, err
 		}
