@@ -214,6 +214,14 @@ func TestBenchFiguresRatios(t *testing.T) {
 			t.Errorf("%s: %+v, want a figure without a target", name, f)
 		}
 	}
+	// Shuffled without the write ceiling: no combined ratio, rather than a
+	// 0 without a target.
+	r.WriteCeiling = nil
+	for _, f := range benchFigures(r) {
+		if strings.Contains(f.Name, "combined") {
+			t.Errorf("figure %q = %v without a write ceiling", f.Name, f.Value)
+		}
+	}
 }
 
 func TestCombinedCeiling(t *testing.T) {

@@ -71,14 +71,18 @@ func benchFigures(r *benchResult) []figure {
 		if write > 0 {
 			add("catch-up ÷ write ceiling"+inOrder, ratio(c.EventsPerSec, write), "×", nil)
 		}
-		add("catch-up ÷ combined ceiling"+inOrder, ratio(c.EventsPerSec, combined), "×", targetCombined[order])
+		if combined > 0 || targetCombined[order] != nil { // else a 0 that says nothing
+			add("catch-up ÷ combined ceiling"+inOrder, ratio(c.EventsPerSec, combined), "×", targetCombined[order])
+		}
 		if p := c.Projector; p != nil && p.Seconds > 0 {
 			add("projector CPU during the catch-up", math.Round(100*p.CPUSeconds/p.Seconds)/100, "cores", nil)
 		}
 	}
 	if b := r.Rebuild; b != nil {
 		add("rebuild: projector.Rebuild", b.EventsPerSec, "events/s", nil)
-		add("rebuild ÷ combined ceiling"+inOrder, ratio(b.EventsPerSec, combined), "×", targetRebuild[order])
+		if combined > 0 || targetRebuild[order] != nil {
+			add("rebuild ÷ combined ceiling"+inOrder, ratio(b.EventsPerSec, combined), "×", targetRebuild[order])
+		}
 	}
 	if l := r.Lag; l != nil {
 		at := fmt.Sprintf(" at %s events/s", formatValue(l.TargetRate))
