@@ -197,7 +197,8 @@ func bench(ctx context.Context, o Options, stdout, stderr io.Writer, log *slog.L
 		"lag_duration": o.LagDuration.String(), "fat_entries": o.FatEntries, "fat_events": o.FatEvents,
 		"memory_events": o.MemoryEvents, "memory_calls": o.MemoryCalls, "http_duration": o.HTTPDuration.String(),
 		"connections": o.Connections, "embedded_nats": o.EmbeddedNATS, "stand_in_vacuum": o.StandInVacuum, "skip": o.Skip,
-		"partitions": o.Partitions, "projectors": o.Projectors}
+		"partitions": o.Partitions, "projectors": o.Projectors,
+		"bulk_threshold": o.Config.Projector.BulkThreshold, "memory_budget_mib": o.Config.Projector.MemoryBudget}
 	if load := loadAvg1(res.Machine.LoadAvgBefore); load >= 1 {
 		fmt.Fprintf(stderr, "warning: load average %s before the run: the machine is busy and the figures are noisy\n", res.Machine.LoadAvgBefore)
 	}
