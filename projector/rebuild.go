@@ -42,8 +42,11 @@ type RebuildProgress struct {
 	Position   uint64 // last stream sequence the new generation holds
 	Last       uint64 // last sequence of the stream
 	Live       uint64 // position of the live generation
-	Pending    uint64 // messages the build consumer has yet to receive
-	Phase      string // "building", "indexing", "switching", "done"
+	// Pending is what the build consumer has yet to receive; until the
+	// build holds the stream's last sequence and the live position, the
+	// sequences between them and it (an upper bound).
+	Pending uint64
+	Phase   string // "building", "indexing", "switching", "done"
 }
 
 // buildSpec is what a projector building a generation is told.
@@ -294,6 +297,14 @@ func buildProgress(ctx context.Context, buildPool, pool *pgxpool.Pool, streams *
 		return p, err
 	}
 	p.Last = info.State.LastSeq
+	if p.Position < p.Last || p.Position < p.Live {
+		// Not done yet whatever the consumer says: what is left is at
+		// most the sequences in between. (Asking the consumer costs
+		// nats-server 2.9 0.1–0.2 s of CPU on a stream of many subjects,
+		// twice a second, on the cores the build shares.)
+		p.Pending = max(p.Last, p.Live) - p.Position
+		return p, nil
+	}
 	cons, err := streams.JetStream().Consumer(ctx, streams.Stream, gen.Consumer)
 	if err != nil {
 		return p, err
