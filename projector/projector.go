@@ -614,19 +614,20 @@ func (p *worker) decode(msgs []jetstream.Msg) []item {
 	return items
 }
 
-// inHand is the batches delivered and not yet acknowledged.
+// inHand is the batches delivered and not yet acknowledged, each with when
+// JetStream last heard of it (delivered, or told it is in progress).
 type inHand struct {
 	mu      sync.Mutex
-	batches map[*batch]bool
+	batches map[*batch]time.Time
 }
 
 func (h *inHand) add(b *batch) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.batches == nil {
-		h.batches = map[*batch]bool{}
+		h.batches = map[*batch]time.Time{}
 	}
-	h.batches[b] = true
+	h.batches[b] = time.Now()
 }
 
 func (h *inHand) remove(b *batch) {
@@ -637,7 +638,12 @@ func (h *inHand) remove(b *batch) {
 
 // heartbeat keeps the messages in hand ours, however long their batch
 // takes: a slow transaction or a retry never lets AckWait expire, and no
-// message waits behind one to be delivered again.
+// message waits behind one to be delivered again. Every tick, it tells
+// JetStream of the batches not heard of for half a tick or more: those
+// held longer than that, so a batch is never silent for more than one
+// and a half ticks (every is a third of AckWait). A batch applied within
+// its first ticks costs nothing: in a catch-up, that is most of them,
+// each tens of thousands of messages.
 func (h *inHand) heartbeat(ctx context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -647,16 +653,25 @@ func (h *inHand) heartbeat(ctx context.Context, every time.Duration) {
 			return
 		case <-tick.C:
 		}
-		h.mu.Lock()
-		var msgs []jetstream.Msg
-		for b := range h.batches {
-			msgs = append(msgs, b.msgs...)
-		}
-		h.mu.Unlock()
-		for _, m := range msgs {
+		for _, m := range h.due(time.Now(), every/2) {
 			_ = m.InProgress()
 		}
 	}
+}
+
+// due is the messages of the batches not heard of for quiet or more at
+// now, which are heard of from now on.
+func (h *inHand) due(now time.Time, quiet time.Duration) []jetstream.Msg {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var msgs []jetstream.Msg
+	for b, heard := range h.batches {
+		if now.Sub(heard) >= quiet {
+			msgs = append(msgs, b.msgs...)
+			h.batches[b] = now
+		}
+	}
+	return msgs
 }
 
 // recover takes over a consumer left by a process that stopped without
