@@ -135,7 +135,7 @@ const (
 	DefaultSubjectPrefix = "callevents"
 	DefaultDLQPrefix     = "callevents_dlq"
 	DefaultConsumer      = "callreport-projector"
-	DefaultBatchSize     = 5000
+	DefaultBatchSize     = 20000
 	DefaultBulkThreshold = 20000
 	DefaultMemoryBudget  = 192 // MiB
 	DefaultStallAfter    = 30 * time.Second
