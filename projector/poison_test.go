@@ -1,6 +1,7 @@
 package projector
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -108,6 +109,11 @@ func TestPoison(t *testing.T) {
 		fmt.Sscan(m.Header.Get(stream.HeaderStreamSeq), &orig)
 		reason := m.Header.Get(stream.HeaderReason)
 		got[orig-1] = reason
+		// Decoded, the event let its bytes go: the dead letter has them
+		// read back from the stream.
+		if !bytes.Equal(m.Data, lines[orig-1].Body) {
+			t.Errorf("dead letter of line %d: bytes %.80q, want the original's %.80q", orig-1, m.Data, lines[orig-1].Body)
+		}
 		t.Logf("dead letter: %s (%s): %s", poisonAt[orig-1], reason, stream.Clip(m.Header.Get(stream.HeaderDetail)))
 	}
 	for at, name := range poisonAt {

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callreport/callreport/internal/config"
@@ -60,9 +61,10 @@ type Config struct {
 	// bulk (DefaultBulkThreshold); a rebuild always does.
 	BulkThreshold int
 	// MemoryBudget bounds what the projector holds: a batch's messages may
-	// take a sixteenth of it, which decoded, folded and rendered take a
-	// few times over, and two batches are in hand at a time (one being
-	// written, the next read and decoded). DefaultMemoryBudget.
+	// take an eighth of it, which decoded (the messages let go: batch),
+	// folded and rendered take a few times over, and two batches are in
+	// hand at a time (one being written, the next read and decoded).
+	// DefaultMemoryBudget.
 	MemoryBudget int64
 	// BatchWait is how long a live batch keeps gathering after its first
 	// message.
@@ -128,7 +130,7 @@ func (c *Config) setDefaults() {
 }
 
 // batchBytes bounds the message bytes of one batch.
-func (c *Config) batchBytes() int { return int(max(c.MemoryBudget/16, 1<<20)) }
+func (c *Config) batchBytes() int { return int(max(c.MemoryBudget/8, 1<<20)) }
 
 // Projector keeps the live generation of the reports: it consumes the
 // stream's partitions that its process holds the leases of. Create it with
@@ -192,6 +194,7 @@ func (p *Projector) newWorker(part int, lease *leaseHold) *worker {
 		w.w.deadLetter = func(ctx context.Context, rejects []stream.Reject, published map[uint64]bool) error {
 			return p.streams.DeadLetter(ctx, rejects, published, p.log)
 		}
+		w.w.original = p.streams.Original
 		w.w.notify = true
 	}
 	return w
@@ -316,23 +319,54 @@ func (w *worker) stalled() error {
 // batches in hand, at most two of the largest size.
 const maxAckPending = 4 * DefaultBulkBatchSize
 
-// batch is a fetched batch: its messages, decoded.
+// batch is a fetched batch, decoded. It keeps of its messages only what
+// acknowledges them, their reply subjects: a message holds its bytes and
+// its headers (as a map), some four times its size on the wire, and the
+// bytes of an event decoded are needed again only if it is rejected, when
+// they are read back from the stream (item). A bulk batch of 20,000
+// events is ~45 MB less in hand.
 type batch struct {
-	msgs  []jetstream.Msg
 	items []item
-	bulk  bool
+	acks  []string // the reply subjects of its messages
+	// last is the metadata of its last message (ok when it had any):
+	// how many wait behind it, and its time.
+	last   jetstream.MsgMetadata
+	lastOK bool
+	bulk   bool
 }
+
+// newBatch decodes msgs into a batch.
+func (p *worker) newBatch(msgs []jetstream.Msg, bulk bool) *batch {
+	b := &batch{items: p.decode(msgs), acks: make([]string, len(msgs)), bulk: bulk}
+	for i, m := range msgs {
+		b.acks[i] = m.Reply()
+	}
+	if meta, err := msgs[len(msgs)-1].Metadata(); err == nil {
+		b.last, b.lastOK = *meta, true
+	}
+	return b
+}
+
+// pending is how many messages wait behind the batch, when known.
+func (b *batch) pending() (uint64, bool) { return b.last.NumPending, b.lastOK }
 
 // meta is what the batch says of the stream beyond it: the time of the
 // event after it is at least its last one's, nil when none waits.
 func (b *batch) meta() batchMeta {
-	last, err := b.msgs[len(b.msgs)-1].Metadata()
-	if err != nil || last.NumPending == 0 {
+	if !b.lastOK || b.last.NumPending == 0 {
 		return batchMeta{}
 	}
-	t := last.Timestamp.UTC()
+	t := b.last.Timestamp.UTC()
 	return batchMeta{oldestPending: &t}
 }
+
+// The bodies JetStream takes on a message's reply subject: its
+// acknowledgement, and word that it is still being worked on (what
+// jetstream.Msg's Ack and InProgress publish).
+var (
+	ackBody      = []byte("+ACK")
+	progressBody = []byte("+WPI")
+)
 
 // watch measures the consumer's lag every interval until ctx ends: for the
 // metrics, and for the freshness the position records between batches
@@ -410,7 +444,7 @@ func (p *worker) consume(ctx context.Context, start jetstream.ConsumerConfig) er
 		defer close(fetched)
 		p.fetchLoop(fetchCtx, cons, &hand, fetched)
 	}()
-	go hand.heartbeat(fetchCtx, p.cfg.AckWait/3)
+	go hand.heartbeat(fetchCtx, p.js.Conn(), p.cfg.AckWait/3)
 	defer func() {
 		stopFetch()
 		for range fetched { // let the fetcher finish
@@ -502,15 +536,15 @@ func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *i
 		if len(msgs) == 0 {
 			continue
 		}
-		b := &batch{msgs: msgs, bulk: bulk}
+		b := p.newBatch(msgs, bulk)
+		msgs = nil // let the messages go: the batch keeps what it needs
 		hand.add(b)
-		b.items = p.decode(msgs)
 		// A bulk batch takes at most what the stream holds past this one:
 		// the last of a rebuild does not wait out the pull for a whole.
 		want = p.cfg.BulkBatchSize
-		if meta, err := msgs[len(msgs)-1].Metadata(); err == nil {
-			bulk = p.cfg.build != nil || meta.NumPending > uint64(p.cfg.BulkThreshold)
-			want = max(int(min(meta.NumPending, uint64(want))), 1)
+		if pending, ok := b.pending(); ok {
+			bulk = p.cfg.build != nil || pending > uint64(p.cfg.BulkThreshold)
+			want = max(int(min(pending, uint64(want))), 1)
 		}
 		select {
 		case out <- b:
@@ -557,23 +591,25 @@ func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool, 
 	case <-ctx.Done():
 	case <-time.After(p.cfg.BatchWait):
 	}
-	n := p.cfg.BatchSize - 1
-	if p.meanSize > 0 {
-		n = min(n, int(float64(p.cfg.batchBytes())/p.meanSize))
-	}
+	p.sized(first) // the first batch after a start is bounded too
+	n := min(p.cfg.BatchSize-1, int(float64(p.cfg.batchBytes())/p.meanSize))
 	rest, err := collect(cons.FetchNoWait(max(n, 1)))
 	if err != nil {
 		return first, nil // apply what is in hand
 	}
-	msgs := append(first, rest...)
+	p.sized(rest)
+	return append(first, rest...), nil
+}
+
+// sized adds the sizes of msgs to the moving mean.
+func (p *worker) sized(msgs []jetstream.Msg) {
 	for _, m := range msgs {
-		if size := float64(len(m.Data())); p.meanSize == 0 {
+		if size := float64(max(len(m.Data()), 1)); p.meanSize == 0 {
 			p.meanSize = size
 		} else {
 			p.meanSize = 0.99*p.meanSize + 0.01*size
 		}
 	}
-	return msgs, nil
 }
 
 // collect reads a fetch's messages.
@@ -595,7 +631,10 @@ func collect(mb jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
 // asked for: not an error.
 var nats408 = jetstream.ErrNoMessages
 
-// decode decodes a batch's messages, in either content mode.
+// decode decodes a batch's messages, in either content mode. An event
+// decoded keeps neither its bytes nor its headers (bare): the few the fold
+// or the database reject after all are read back from the stream to be
+// dead-lettered (originals).
 func (p *worker) decode(msgs []jetstream.Msg) []item {
 	items := make([]item, len(msgs))
 	for i, m := range msgs {
@@ -608,6 +647,7 @@ func (p *worker) decode(msgs []jetstream.Msg) []item {
 			it.reject = err.(*schema.Error)
 		} else {
 			it.event = ev
+			it.header, it.data, it.bare = nil, nil, true
 		}
 		items[i] = it
 	}
@@ -644,7 +684,7 @@ func (h *inHand) remove(b *batch) {
 // and a half ticks (every is a third of AckWait). A batch applied within
 // its first ticks costs nothing: in a catch-up, that is most of them,
 // each tens of thousands of messages.
-func (h *inHand) heartbeat(ctx context.Context, every time.Duration) {
+func (h *inHand) heartbeat(ctx context.Context, nc *nats.Conn, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -653,25 +693,25 @@ func (h *inHand) heartbeat(ctx context.Context, every time.Duration) {
 			return
 		case <-tick.C:
 		}
-		for _, m := range h.due(time.Now(), every/2) {
-			_ = m.InProgress()
+		for _, reply := range h.due(time.Now(), every/2) {
+			_ = nc.Publish(reply, progressBody)
 		}
 	}
 }
 
-// due is the messages of the batches not heard of for quiet or more at
-// now, which are heard of from now on.
-func (h *inHand) due(now time.Time, quiet time.Duration) []jetstream.Msg {
+// due is the reply subjects of the batches not heard of for quiet or more
+// at now, which are heard of from now on.
+func (h *inHand) due(now time.Time, quiet time.Duration) []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var msgs []jetstream.Msg
+	var replies []string
 	for b, heard := range h.batches {
 		if now.Sub(heard) >= quiet {
-			msgs = append(msgs, b.msgs...)
+			replies = append(replies, b.acks...)
 			h.batches[b] = now
 		}
 	}
-	return msgs
+	return replies
 }
 
 // recover takes over a consumer left by a process that stopped without
@@ -721,8 +761,9 @@ func (p *worker) handle(ctx context.Context, b *batch) error {
 					return crashed{err} // as if the process died here
 				}
 			}
-			for _, m := range b.msgs {
-				_ = m.Ack() // a lost ack means a redelivery, which changes nothing
+			nc := p.js.Conn()
+			for _, reply := range b.acks {
+				_ = nc.Publish(reply, ackBody) // a lost ack means a redelivery, which changes nothing
 			}
 			if p.w.shared {
 				// A partition's sequences have gaps (the other

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callreport/callreport/internal/stream"
 	"github.com/callreport/callreport/projector/fold"
@@ -31,6 +32,9 @@ type item struct {
 	data    []byte
 	event   *schema.Event // nil when rejected by the decoder
 	reject  *schema.Error
+	// bare says that header and data were let go once decoded: the
+	// stream holds them at seq, where a dead letter reads them back.
+	bare bool
 }
 
 // Writer applies batches of events to one generation of the report tables:
@@ -51,6 +55,9 @@ type Writer struct {
 	// deadLetter publishes rejected events; nil leaves them (a rebuild
 	// meets the events the live projector dead-lettered already).
 	deadLetter func(context.Context, []stream.Reject, map[uint64]bool) error
+	// original reads an event's headers and bytes back from the stream,
+	// for the dead letter of an event decoded bare.
+	original func(ctx context.Context, seq uint64) (map[string][]string, []byte, error)
 	// notify tells the query processes which reports changed.
 	notify bool
 	// part is the stream partition the writer's rows of the rollups are
@@ -369,8 +376,14 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 			typ = string(it.event.Type)
 		}
 		res.counts[countKey{typ, "rejected", string(it.reject.Reason)}]++
-		rejects = append(rejects, stream.Reject{Seq: it.seq, Subject: it.subject, Header: it.header, Data: it.data,
-			Reason: string(it.reject.Reason), Field: it.reject.Field, Detail: it.reject.Msg})
+		r := stream.Reject{Seq: it.seq, Subject: it.subject, Header: it.header, Data: it.data,
+			Reason: string(it.reject.Reason), Field: it.reject.Field, Detail: it.reject.Msg}
+		if it.bare && w.deadLetter != nil && !published[it.seq] {
+			if err := w.readBack(ctx, &r); err != nil {
+				return res, nil, versions{}, err
+			}
+		}
+		rejects = append(rejects, r)
 	}
 	if w.deadLetter != nil && len(rejects) > 0 {
 		if err := w.deadLetter(ctx, rejects, published); err != nil {
@@ -382,6 +395,22 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 	w.log.DebugContext(ctx, "batch", "events", len(items), "calls", len(set.Calls), "jobs", len(set.Jobs),
 		"load", loaded.Sub(began), "fold", folded.Sub(loaded), "write", time.Since(folded))
 	return res, set, written, err
+}
+
+// readBack puts into r the headers and bytes of its event, decoded bare,
+// as the stream holds them. An event gone from the stream meanwhile (its
+// limits, or a purge) is dead-lettered without them, saying so.
+func (w *Writer) readBack(ctx context.Context, r *stream.Reject) error {
+	header, data, err := w.original(ctx, r.Seq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		r.Detail += " (its bytes are gone: the event stream no longer holds it)"
+		return nil
+	case err != nil:
+		return fmt.Errorf("read rejected event %d back from the stream: %w", r.Seq, err)
+	}
+	r.Header, r.Data = header, data
+	return nil
 }
 
 // erased reads which of the calls and jobs a batch touches were erased,

@@ -55,6 +55,20 @@ type Reject struct {
 	Detail  string              // what is wrong with it
 }
 
+// Original is the headers and bytes of the event at seq, as the event
+// stream holds them; jetstream.ErrMsgNotFound when it holds it no more.
+func (s *Streams) Original(ctx context.Context, seq uint64) (map[string][]string, []byte, error) {
+	events, err := s.Events(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := events.GetMsg(ctx, seq)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m.Header, m.Data, nil
+}
+
 // NoOrg is the organization token of a dead-letter subject whose original
 // subject has none (contract 1.2).
 const NoOrg = "_"
