@@ -115,12 +115,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}
 	metrics := NewMetrics(m.Registry)
 	metrics.CountDiscards(streams)
-	budget := int64(m.Config.Projector.MemoryBudget) << 20
-	if budget > 0 {
-		// The runtime collects harder as the heap nears the budget, rather
-		// than let it double between collections.
-		debug.SetMemoryLimit(budget)
-	}
+	budget := LimitMemory(m.Config.Projector)
 	cfg := Config{
 		Consumer:          m.Config.Projector.Consumer,
 		BatchSize:         m.Config.Projector.BatchSize,
@@ -260,4 +255,18 @@ func unready(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn) map[string]
 		failed["nats"] = "connection " + s.String()
 	}
 	return failed
+}
+
+// LimitMemory makes the memory budget of the projector settings the Go
+// runtime's soft memory limit, and returns it in bytes (0 for the default)
+// for Config.MemoryBudget: the runtime collects harder as the heap nears
+// the budget, rather than let it double between collections. Every process
+// that projects calls it once, at its start: the projector, and reportctl
+// rebuild, whose batches are as large.
+func LimitMemory(c config.Projector) int64 {
+	budget := int64(c.MemoryBudget) << 20
+	if budget > 0 {
+		debug.SetMemoryLimit(budget)
+	}
+	return budget
 }

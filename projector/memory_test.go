@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callreport/callreport/internal/config"
 	"github.com/callreport/callreport/schema"
 	"github.com/callreport/callreport/schema/schematest"
 )
@@ -63,7 +64,7 @@ func TestMemoryLargeVariables(t *testing.T) {
 	if stats.applied != len(lines) || stats.rejected != 0 {
 		t.Errorf("%+v, want all %d applied", stats, len(lines))
 	}
-	// Batches hold a sixteenth of the budget of message bytes, two at a
+	// Batches hold an eighth of the budget of message bytes, two at a
 	// time; decoded and folded they take a few times that.
 	if peak > DefaultMemoryBudget {
 		t.Errorf("heap peaked at %s, over the %s budget", mib(peak), mib(DefaultMemoryBudget))
@@ -79,5 +80,18 @@ func TestMemoryLargeVariables(t *testing.T) {
 		if doc := h.report("calls", c); !strings.Contains(string(doc), fmt.Sprintf(`"e%02dv%03d":"`, len(calls)-1, perEvent-1)) && c == calls[len(calls)-1] {
 			t.Errorf("the report of %s lacks its last variable", c)
 		}
+	}
+}
+
+// TestLimitMemory: the budget of the settings becomes the runtime's soft
+// memory limit and the Config's budget in bytes; none leaves both alone.
+func TestLimitMemory(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	debug.SetMemoryLimit(1 << 40)
+	if got := LimitMemory(config.Projector{}); got != 0 || debug.SetMemoryLimit(-1) != 1<<40 {
+		t.Errorf("no budget: %d, limit %d; want 0 and the limit untouched", got, debug.SetMemoryLimit(-1))
+	}
+	if got := LimitMemory(config.Projector{MemoryBudget: 96}); got != 96<<20 || debug.SetMemoryLimit(-1) != 96<<20 {
+		t.Errorf("96 MiB: %d, limit %d; want %d both", got, debug.SetMemoryLimit(-1), 96<<20)
 	}
 }

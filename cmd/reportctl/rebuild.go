@@ -89,7 +89,8 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return err
 	}
-	rc := projector.RebuildConfig{Config: projector.Config{Consumer: cfg.Projector.Consumer, Logger: log},
+	rc := projector.RebuildConfig{Config: projector.Config{Consumer: cfg.Projector.Consumer, Logger: log,
+		MemoryBudget: projector.LimitMemory(cfg.Projector)},
 		FromSeq: *fromSeq, Restart: *restart, AllowPartial: *allowPartial}
 	if *since != "" {
 		if rc.Since, err = time.Parse(time.RFC3339Nano, *since); err != nil {

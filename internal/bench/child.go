@@ -294,7 +294,8 @@ func rebuildProcess(ctx context.Context, cfg *config.Config, log *slog.Logger, p
 	}
 	var t rebuildTiming
 	rc := projector.RebuildConfig{
-		Config:  projector.Config{Consumer: cfg.Projector.Consumer, BatchSize: cfg.Projector.BatchSize, Logger: log},
+		Config: projector.Config{Consumer: cfg.Projector.Consumer, BatchSize: cfg.Projector.BatchSize, Logger: log,
+			MemoryBudget: projector.LimitMemory(cfg.Projector)},
 		FromSeq: 1,
 		Progress: func(p projector.RebuildProgress) {
 			t.Generation = p.Generation
