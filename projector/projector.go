@@ -323,8 +323,8 @@ const maxAckPending = 4 * DefaultBulkBatchSize
 // acknowledges them, their reply subjects: a message holds its bytes and
 // its headers (as a map), some four times its size on the wire, and the
 // bytes of an event decoded are needed again only if it is rejected, when
-// they are read back from the stream (item). A bulk batch of 20,000
-// events is ~45 MB less in hand.
+// they are read back from the stream (item). The messages of a bulk batch
+// of 21,700 events took 48 MB of heap, their replies take 3.
 type batch struct {
 	items []item
 	acks  []string // the reply subjects of its messages
@@ -634,7 +634,7 @@ var nats408 = jetstream.ErrNoMessages
 // decode decodes a batch's messages, in either content mode. An event
 // decoded keeps neither its bytes nor its headers (bare): the few the fold
 // or the database reject after all are read back from the stream to be
-// dead-lettered (originals).
+// dead-lettered (Writer.readBack).
 func (p *worker) decode(msgs []jetstream.Msg) []item {
 	items := make([]item, len(msgs))
 	for i, m := range msgs {
