@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callreport/callreport/internal/stream"
@@ -39,23 +40,34 @@ func TestInHandDue(t *testing.T) {
 	}
 }
 
-// TestReadBack: a rejected event decoded bare is dead-lettered with the
-// headers and bytes the stream holds; one gone from the stream, without
-// them, saying so, rather than holding the batch up for ever.
+// TestReadBack: rejected events decoded bare are dead-lettered with the
+// headers and bytes the stream holds, read in one lookup of the stream;
+// one gone from the stream, without them, saying so, rather than holding
+// the batch up for ever; a reject that kept its bytes keeps them.
 func TestReadBack(t *testing.T) {
-	stored := map[uint64][]byte{7: []byte(`{"id":"e7"}`)}
-	w := &Writer{original: func(_ context.Context, seq uint64) (map[string][]string, []byte, error) {
-		if data, ok := stored[seq]; ok {
-			return map[string][]string{"Ce-Id": {"e7"}}, data, nil
+	stored := map[uint64]*jetstream.RawStreamMsg{7: {Header: nats.Header{"Ce-Id": {"e7"}}, Data: []byte(`{"id":"e7"}`)}}
+	asked := 0
+	w := &Writer{originals: func(_ context.Context, seqs []uint64) (map[uint64]*jetstream.RawStreamMsg, error) {
+		asked++
+		found := map[uint64]*jetstream.RawStreamMsg{}
+		for _, seq := range seqs {
+			if m, ok := stored[seq]; ok {
+				found[seq] = m
+			}
 		}
-		return nil, nil, jetstream.ErrMsgNotFound
+		return found, nil
 	}}
-	r := stream.Reject{Seq: 7, Detail: "refused"}
-	if err := w.readBack(context.Background(), &r); err != nil || string(r.Data) != `{"id":"e7"}` || r.Header["Ce-Id"][0] != "e7" {
-		t.Errorf("read back seq 7: %q %v, %v; want its bytes and headers", r.Data, r.Header, err)
+	rejects := []stream.Reject{{Seq: 6, Data: []byte("kept")}, {Seq: 7, Detail: "refused"}, {Seq: 8, Detail: "refused"}}
+	if err := w.readBack(context.Background(), rejects, []int{1, 2}); err != nil || asked != 1 {
+		t.Fatalf("read back: %v, %d lookups; want none failing, in one", err, asked)
 	}
-	gone := stream.Reject{Seq: 8, Detail: "refused"}
-	if err := w.readBack(context.Background(), &gone); err != nil || gone.Data != nil || !strings.Contains(gone.Detail, "no longer holds it") {
-		t.Errorf("read back seq 8, gone: %q %q, %v; want no bytes and a detail that says so", gone.Data, gone.Detail, err)
+	if r := rejects[1]; string(r.Data) != `{"id":"e7"}` || r.Header["Ce-Id"][0] != "e7" {
+		t.Errorf("read back seq 7: %q %v; want its bytes and headers", r.Data, r.Header)
+	}
+	if gone := rejects[2]; gone.Data != nil || !strings.Contains(gone.Detail, "no longer holds it") {
+		t.Errorf("read back seq 8, gone: %q %q; want no bytes and a detail that says so", gone.Data, gone.Detail)
+	}
+	if string(rejects[0].Data) != "kept" {
+		t.Errorf("a reject not decoded bare: %q, want its own bytes", rejects[0].Data)
 	}
 }

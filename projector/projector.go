@@ -194,7 +194,7 @@ func (p *Projector) newWorker(part int, lease *leaseHold) *worker {
 		w.w.deadLetter = func(ctx context.Context, rejects []stream.Reject, published map[uint64]bool) error {
 			return p.streams.DeadLetter(ctx, rejects, published, p.log)
 		}
-		w.w.original = p.streams.Original
+		w.w.originals = p.streams.Originals
 		w.w.notify = true
 	}
 	return w
@@ -324,15 +324,15 @@ const maxAckPending = 4 * DefaultBulkBatchSize
 // its headers (as a map), some four times its size on the wire, and the
 // bytes of an event decoded are needed again only if it is rejected, when
 // they are read back from the stream (item). The messages of a bulk batch
-// of 21,700 events took 48 MB of heap, their replies take 3.
+// of 21,700 events took 48 MB of heap; their reply subjects, of ~130 bytes,
+// take some 3.
 type batch struct {
 	items []item
 	acks  []string // the reply subjects of its messages
-	// last is the metadata of its last message (ok when it had any):
-	// how many wait behind it, and its time.
-	last   jetstream.MsgMetadata
-	lastOK bool
-	bulk   bool
+	// last is the metadata of its last message, nil when it had none: how
+	// many wait behind it, and its time.
+	last *jetstream.MsgMetadata
+	bulk bool
 }
 
 // newBatch decodes msgs into a batch.
@@ -341,19 +341,14 @@ func (p *worker) newBatch(msgs []jetstream.Msg, bulk bool) *batch {
 	for i, m := range msgs {
 		b.acks[i] = m.Reply()
 	}
-	if meta, err := msgs[len(msgs)-1].Metadata(); err == nil {
-		b.last, b.lastOK = *meta, true
-	}
+	b.last, _ = msgs[len(msgs)-1].Metadata()
 	return b
 }
-
-// pending is how many messages wait behind the batch, when known.
-func (b *batch) pending() (uint64, bool) { return b.last.NumPending, b.lastOK }
 
 // meta is what the batch says of the stream beyond it: the time of the
 // event after it is at least its last one's, nil when none waits.
 func (b *batch) meta() batchMeta {
-	if !b.lastOK || b.last.NumPending == 0 {
+	if b.last == nil || b.last.NumPending == 0 {
 		return batchMeta{}
 	}
 	t := b.last.Timestamp.UTC()
@@ -542,9 +537,9 @@ func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *i
 		// A bulk batch takes at most what the stream holds past this one:
 		// the last of a rebuild does not wait out the pull for a whole.
 		want = p.cfg.BulkBatchSize
-		if pending, ok := b.pending(); ok {
-			bulk = p.cfg.build != nil || pending > uint64(p.cfg.BulkThreshold)
-			want = max(int(min(pending, uint64(want))), 1)
+		if b.last != nil {
+			bulk = p.cfg.build != nil || b.last.NumPending > uint64(p.cfg.BulkThreshold)
+			want = max(int(min(b.last.NumPending, uint64(want))), 1)
 		}
 		select {
 		case out <- b:

@@ -55,9 +55,10 @@ type Writer struct {
 	// deadLetter publishes rejected events; nil leaves them (a rebuild
 	// meets the events the live projector dead-lettered already).
 	deadLetter func(context.Context, []stream.Reject, map[uint64]bool) error
-	// original reads an event's headers and bytes back from the stream,
-	// for the dead letter of an event decoded bare.
-	original func(ctx context.Context, seq uint64) (map[string][]string, []byte, error)
+	// originals reads events back from the stream by sequence, for the
+	// dead letters of events decoded bare; those it holds no more are
+	// left out.
+	originals func(ctx context.Context, seqs []uint64) (map[uint64]*jetstream.RawStreamMsg, error)
 	// notify tells the query processes which reports changed.
 	notify bool
 	// part is the stream partition the writer's rows of the rollups are
@@ -346,6 +347,7 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 	loaded := time.Now()
 
 	var rejects []stream.Reject
+	var bare []int // the rejects decoded bare, to be read back
 	for _, it := range items {
 		res.lastSeq = max(res.lastSeq, it.seq)
 		if it.reject == nil && it.event.Data != nil && (erased["call:"+it.event.CallID] || erased["job:"+it.event.JobID]) {
@@ -376,14 +378,16 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 			typ = string(it.event.Type)
 		}
 		res.counts[countKey{typ, "rejected", string(it.reject.Reason)}]++
-		r := stream.Reject{Seq: it.seq, Subject: it.subject, Header: it.header, Data: it.data,
-			Reason: string(it.reject.Reason), Field: it.reject.Field, Detail: it.reject.Msg}
-		if it.bare && w.deadLetter != nil && !published[it.seq] {
-			if err := w.readBack(ctx, &r); err != nil {
-				return res, nil, versions{}, err
-			}
+		if it.bare && !published[it.seq] {
+			bare = append(bare, len(rejects))
 		}
-		rejects = append(rejects, r)
+		rejects = append(rejects, stream.Reject{Seq: it.seq, Subject: it.subject, Header: it.header, Data: it.data,
+			Reason: string(it.reject.Reason), Field: it.reject.Field, Detail: it.reject.Msg})
+	}
+	if w.deadLetter != nil && len(bare) > 0 {
+		if err := w.readBack(ctx, rejects, bare); err != nil {
+			return res, nil, versions{}, err
+		}
 	}
 	if w.deadLetter != nil && len(rejects) > 0 {
 		if err := w.deadLetter(ctx, rejects, published); err != nil {
@@ -397,19 +401,27 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 	return res, set, written, err
 }
 
-// readBack puts into r the headers and bytes of its event, decoded bare,
-// as the stream holds them. An event gone from the stream meanwhile (its
-// limits, or a purge) is dead-lettered without them, saying so.
-func (w *Writer) readBack(ctx context.Context, r *stream.Reject) error {
-	header, data, err := w.original(ctx, r.Seq)
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		r.Detail += " (its bytes are gone: the event stream no longer holds it)"
-		return nil
-	case err != nil:
-		return fmt.Errorf("read rejected event %d back from the stream: %w", r.Seq, err)
+// readBack puts into the rejects at the indexes bare, events decoded
+// bare, their headers and bytes as the stream holds them. An event gone
+// from the stream meanwhile (its limits, or a purge) is dead-lettered
+// without them, saying so.
+func (w *Writer) readBack(ctx context.Context, rejects []stream.Reject, bare []int) error {
+	seqs := make([]uint64, len(bare))
+	for i, at := range bare {
+		seqs[i] = rejects[at].Seq
 	}
-	r.Header, r.Data = header, data
+	found, err := w.originals(ctx, seqs)
+	if err != nil {
+		return fmt.Errorf("read rejected events back from the stream: %w", err)
+	}
+	for _, at := range bare {
+		r := &rejects[at]
+		if m := found[r.Seq]; m != nil {
+			r.Header, r.Data = m.Header, m.Data
+		} else {
+			r.Detail += " (its bytes are gone: the event stream no longer holds it)"
+		}
+	}
 	return nil
 }
 

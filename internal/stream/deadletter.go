@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -55,18 +56,26 @@ type Reject struct {
 	Detail  string              // what is wrong with it
 }
 
-// Original is the headers and bytes of the event at seq, as the event
-// stream holds them; jetstream.ErrMsgNotFound when it holds it no more.
-func (s *Streams) Original(ctx context.Context, seq uint64) (map[string][]string, []byte, error) {
+// Originals reads the events at seqs as the event stream holds them,
+// headers and bytes, by sequence; one the stream holds no more is left
+// out. The stream is looked up once, however many are read.
+func (s *Streams) Originals(ctx context.Context, seqs []uint64) (map[uint64]*jetstream.RawStreamMsg, error) {
 	events, err := s.Events(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	m, err := events.GetMsg(ctx, seq)
-	if err != nil {
-		return nil, nil, err
+	found := make(map[uint64]*jetstream.RawStreamMsg, len(seqs))
+	for _, seq := range seqs {
+		m, err := events.GetMsg(ctx, seq)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("read event %d of %s: %w", seq, s.Stream, err)
+		default:
+			found[seq] = m
+		}
 	}
-	return m.Header, m.Data, nil
+	return found, nil
 }
 
 // NoOrg is the organization token of a dead-letter subject whose original
