@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/callreport/callreport/projector/fold"
+	"github.com/callreport/callreport/projector/store"
 	"github.com/callreport/callreport/schema"
 )
 
@@ -62,6 +64,29 @@ func (t table) stage() string { return "stage_" + t.name }
 // existing ones updated in place (which lets Postgres keep the row on its
 // page, its indexes untouched, when no indexed column changed).
 func (t table) mergeSQL() string {
+	cols := strings.Join(t.cols, ", ")
+	// The staging table is emptied in the same statement: a transaction
+	// may write a table twice (a replay retracts, then folds again).
+	return fmt.Sprintf("WITH merged AS (INSERT INTO %s (%s) SELECT %s FROM %s %s) DELETE FROM %s",
+		t.name, cols, cols, t.stage(), t.onConflict(), t.stage())
+}
+
+// upsertSQL writes rows given as one array a column ($1 the first
+// column's values, and so on), of the types given by column, as mergeSQL
+// merges them: one statement whatever the rows, fresh or not, which a
+// batch sends with the others (writeTables).
+func (t table) upsertSQL(types map[string]string) string {
+	arrays := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		arrays[i] = fmt.Sprintf("$%d::%s[]", i+1, types[c])
+	}
+	return fmt.Sprintf("INSERT INTO %s (%s) SELECT * FROM unnest(%s) %s",
+		t.name, strings.Join(t.cols, ", "), strings.Join(arrays, ", "), t.onConflict())
+}
+
+// onConflict is what a row whose key the table holds does: it replaces
+// the stored one, or adds to it in an additive table.
+func (t table) onConflict() string {
 	var set []string
 	for _, c := range t.cols[len(t.key):] {
 		if t.additive {
@@ -73,11 +98,7 @@ func (t table) mergeSQL() string {
 	if t.hasUpdatedAt() {
 		set = append(set, "updated_at = now()")
 	}
-	cols := strings.Join(t.cols, ", ")
-	// The staging table is emptied in the same statement: a transaction
-	// may write a table twice (a replay retracts, then folds again).
-	return fmt.Sprintf("WITH merged AS (INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) DO UPDATE SET %s) DELETE FROM %s",
-		t.name, cols, cols, t.stage(), strings.Join(t.key, ", "), strings.Join(set, ", "), t.stage())
+	return fmt.Sprintf("ON CONFLICT (%s) DO UPDATE SET %s", strings.Join(t.key, ", "), strings.Join(set, ", "))
 }
 
 func (t table) hasUpdatedAt() bool {
@@ -108,27 +129,120 @@ func (t table) stageSQL() string {
 	return fmt.Sprintf("CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s INCLUDING DEFAULTS) ON COMMIT DELETE ROWS", t.stage(), t.name)
 }
 
-// writeTables writes each table's rows in tx, in the order given.
+// upsertMax is the most rows of a table that writeTables writes by
+// upsertSQL; more go by COPY, which is faster in bulk but takes round
+// trips of its own, two or three a table. A variable for TestWritePaths.
+var upsertMax = 2000
+
+// writeTables writes each table's rows in tx. A table of up to upsertMax
+// rows is written by one statement of column arrays, all such tables'
+// statements sent together, in one round trip (a live batch writes a few
+// hundred rows to each of ten tables, where the round trips cost more
+// than the rows); a table of more rows by COPY: straight in for keys the
+// table does not hold, through its staging table for the others.
 func writeTables(ctx context.Context, tx pgx.Tx, tables []table, rs []rows) error {
-	// The staging tables first, in one round trip: created in the
-	// transaction, a staging table goes when it rolls back.
+	var few, many []int
+	for i := range tables {
+		switch n := len(rs[i].fresh) + len(rs[i].merge); {
+		case n == 0:
+		case n <= upsertMax:
+			few = append(few, i)
+		default:
+			many = append(many, i)
+		}
+	}
 	b := &pgx.Batch{}
-	for i, t := range tables {
+	if len(few) > 0 {
+		types, err := columnTypes(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for _, i := range few {
+			b.Queue(tables[i].upsertSQL(types[tables[i].name]), rs[i].columns(len(tables[i].cols))...)
+		}
+	}
+	// The staging tables with them: created in the transaction, a
+	// staging table goes when it rolls back.
+	for _, i := range many {
 		if len(rs[i].merge) > 0 {
-			b.Queue(t.stageSQL())
+			b.Queue(tables[i].stageSQL())
 		}
 	}
 	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		br := tx.SendBatch(ctx, b)
+		for _, i := range few {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("write %s: %w", tables[i].name, err)
+			}
+		}
+		if err := br.Close(); err != nil {
 			return fmt.Errorf("create the staging tables: %w", err)
 		}
 	}
-	for i, t := range tables {
-		if err := t.write(ctx, tx, rs[i]); err != nil {
+	for _, i := range many {
+		if err := tables[i].write(ctx, tx, rs[i]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// columnTypes are the types of the written tables' columns, by table and
+// column, read from the catalog once a process: the migrations make every
+// generation's tables alike.
+func columnTypes(ctx context.Context, tx pgx.Tx) (map[string]map[string]string, error) {
+	knownTypes.Lock()
+	defer knownTypes.Unlock()
+	if knownTypes.byTable != nil {
+		return knownTypes.byTable, nil
+	}
+	names := make([]string, len(writtenTables))
+	for i, t := range writtenTables {
+		names[i] = t.name
+	}
+	found, err := store.New().ColumnTypes(ctx, tx, names)
+	if err != nil {
+		return nil, fmt.Errorf("read the types of the tables' columns: %w", err)
+	}
+	byTable := map[string]map[string]string{}
+	for _, c := range found {
+		if byTable[c.TableName] == nil {
+			byTable[c.TableName] = map[string]string{}
+		}
+		byTable[c.TableName][c.ColumnName] = c.Type
+	}
+	for _, t := range writtenTables {
+		for _, c := range t.cols {
+			if byTable[t.name][c] == "" {
+				return nil, fmt.Errorf("read the types of the tables' columns: %s.%s not found", t.name, c)
+			}
+		}
+	}
+	knownTypes.byTable = byTable
+	return byTable, nil
+}
+
+var knownTypes struct {
+	sync.Mutex
+	byTable map[string]map[string]string
+}
+
+// columns are the rows as upsertSQL takes them: for each of the n
+// columns, its values in a slice.
+func (r rows) columns(n int) []any {
+	cols := make([]any, n)
+	for c := range cols {
+		vals := make([]any, 0, len(r.fresh)+len(r.merge))
+		for _, row := range r.fresh {
+			vals = append(vals, row[c])
+		}
+		for _, row := range r.merge {
+			vals = append(vals, row[c])
+		}
+		cols[c] = vals
+	}
+	return cols
 }
 
 // write writes r to t in tx; its staging table exists if r has rows to

@@ -461,3 +461,14 @@ FOR SHARE;
 
 -- name: Leases :many
 SELECT partition, owner, epoch, expires_at FROM callreport.partition_leases WHERE consumer = @consumer ORDER BY partition;
+
+-- name: ColumnTypes :many
+-- The types of the columns of the tables a batch writes, as SQL names them
+-- (the tables found on the search path): what the arrays of their rows
+-- are cast to.
+SELECT c.relname::text AS table_name, a.attname::text AS column_name,
+       format_type(a.atttypid, a.atttypmod)::text AS type
+FROM unnest(@tables::text[]) t
+JOIN pg_catalog.pg_class c ON c.oid = to_regclass(t)
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+WHERE a.attnum > 0 AND NOT a.attisdropped;

@@ -338,6 +338,44 @@ func (q *Queries) ChecksumTables(ctx context.Context, db DBTX) ([]ChecksumTables
 	return items, nil
 }
 
+const columnTypes = `-- name: ColumnTypes :many
+SELECT c.relname::text AS table_name, a.attname::text AS column_name,
+       format_type(a.atttypid, a.atttypmod)::text AS type
+FROM unnest($1::text[]) t
+JOIN pg_catalog.pg_class c ON c.oid = to_regclass(t)
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+WHERE a.attnum > 0 AND NOT a.attisdropped
+`
+
+type ColumnTypesRow struct {
+	TableName  string
+	ColumnName string
+	Type       string
+}
+
+// The types of the columns of the tables a batch writes, as SQL names them
+// (the tables found on the search path): what the arrays of their rows
+// are cast to.
+func (q *Queries) ColumnTypes(ctx context.Context, db DBTX, tables []string) ([]ColumnTypesRow, error) {
+	rows, err := db.Query(ctx, columnTypes, tables)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ColumnTypesRow
+	for rows.Next() {
+		var i ColumnTypesRow
+		if err := rows.Scan(&i.TableName, &i.ColumnName, &i.Type); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const contactCalls = `-- name: ContactCalls :many
 SELECT 'call'::text AS kind, a.call_id AS id FROM call_attempts a
 WHERE a.org_id = $1::text AND a.contact_id = $2::text
