@@ -3,6 +3,7 @@ package projector
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callreport/callreport/internal/stream"
+	"github.com/callreport/callreport/schema/schematest"
 )
 
 // TestInHandDue: the heartbeat tells JetStream of a batch only once it has
@@ -69,5 +71,37 @@ func TestReadBack(t *testing.T) {
 	}
 	if string(rejects[0].Data) != "kept" {
 		t.Errorf("a reject not decoded bare: %q, want its own bytes", rejects[0].Data)
+	}
+}
+
+// TestLiveBatchTopUp: the live batch fetched while the one before it is
+// written takes, when the writer gets to it, what arrived during that
+// write: the events published while a batch is held between its commit
+// and its acknowledgement are applied in one batch after it, not in one of
+// the first that arrived and another of the rest.
+func TestLiveBatchTopUp(t *testing.T) {
+	h := newHarness(t)
+	lines := schematest.Examples(t)[1].Lines
+	var commits atomic.Int32
+	held, release := make(chan struct{}), make(chan struct{})
+	cfg := h.cfg
+	cfg.BatchSize = 1000
+	cfg.afterCommit = func() error {
+		if commits.Add(1) == 1 {
+			close(held)
+			<-release
+		}
+		return nil
+	}
+	h.start(cfg)
+	h.publish(lines[:1])
+	<-held
+	h.publish(lines[1:2]) // the fetcher takes it as the next batch, and waits
+	time.Sleep(200 * time.Millisecond)
+	last := h.publish(lines[2:]) // arrive while it waits
+	close(release)
+	h.waitPosition(last)
+	if n := commits.Load(); n != 2 {
+		t.Fatalf("%d batches committed; want 2: the first, and one of all that arrived while it was written", n)
 	}
 }

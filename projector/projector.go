@@ -433,11 +433,12 @@ func (p *worker) consume(ctx context.Context, start jetstream.ConsumerConfig) er
 	var hand inHand
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	fetched := make(chan *batch) // unbuffered: the fetcher holds the next batch, no more
+	ready := make(chan struct{}, 1)
 	fetchDone := make(chan struct{})
 	go func() {
 		defer close(fetchDone)
 		defer close(fetched)
-		p.fetchLoop(fetchCtx, cons, &hand, fetched)
+		p.fetchLoop(fetchCtx, cons, &hand, ready, fetched)
 	}()
 	go hand.heartbeat(fetchCtx, p.js.Conn(), p.cfg.AckWait/3)
 	defer func() {
@@ -447,7 +448,15 @@ func (p *worker) consume(ctx context.Context, start jetstream.ConsumerConfig) er
 		<-fetchDone
 	}()
 
-	for b := range fetched {
+	for {
+		select {
+		case ready <- struct{}{}:
+		default: // the fetcher has word already
+		}
+		b, ok := <-fetched
+		if !ok {
+			break
+		}
 		p.w.passed(p.ackFloor.Load())
 		err := p.handle(ctx, b)
 		hand.remove(b)
@@ -511,9 +520,14 @@ func (p *worker) roomy(ctx context.Context, cons jetstream.Consumer) (jetstream.
 }
 
 // fetchLoop fetches and decodes batches until ctx ends, handing each to
-// the applier: in bulk while many events are pending (and always in a
-// rebuild), else live batches of what arrived.
-func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *inHand, out chan<- *batch) {
+// the applier when it is ready for it (word on ready): in bulk while many
+// events are pending (and always in a rebuild), else live batches of what
+// arrived. A live batch, fetched while the applier writes the one before,
+// takes what arrived meanwhile when the applier is ready (topUp): it would
+// otherwise hold what arrived in the first milliseconds of that write, and
+// the next one what arrived during its own, batches small and large by
+// turns, each event waiting for up to two writes besides its own.
+func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *inHand, ready <-chan struct{}, out chan<- *batch) {
 	bulk := p.cfg.build != nil
 	for want := p.cfg.BulkBatchSize; ctx.Err() == nil; {
 		msgs, err := p.fetch(ctx, cons, bulk, want)
@@ -534,6 +548,15 @@ func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *i
 		b := p.newBatch(msgs, bulk)
 		msgs = nil // let the messages go: the batch keeps what it needs
 		hand.add(b)
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			hand.remove(b)
+			return
+		}
+		if !b.bulk {
+			p.topUp(cons, b, hand)
+		}
 		// A bulk batch takes at most what the stream holds past this one:
 		// the last of a rebuild does not wait out the pull for a whole.
 		want = p.cfg.BulkBatchSize
@@ -594,6 +617,22 @@ func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool, 
 	}
 	p.sized(rest)
 	return append(first, rest...), nil
+}
+
+// topUp adds to a live batch what the stream holds for the consumer now,
+// without waiting, within the batch's bounds (BatchSize messages, and
+// batchBytes at the mean message size).
+func (p *worker) topUp(cons jetstream.Consumer, b *batch, hand *inHand) {
+	room := min(p.cfg.BatchSize, int(float64(p.cfg.batchBytes())/max(p.meanSize, 1))) - len(b.items)
+	if room <= 0 {
+		return
+	}
+	more, err := collect(cons.FetchNoWait(room))
+	if err != nil || len(more) == 0 {
+		return // the batch as it is
+	}
+	p.sized(more)
+	hand.grow(b, p.newBatch(more, false))
 }
 
 // sized adds the sizes of msgs to the moving mean.
@@ -663,6 +702,18 @@ func (h *inHand) add(b *batch) {
 		h.batches = map[*batch]time.Time{}
 	}
 	h.batches[b] = time.Now()
+}
+
+// grow adds the messages of more to b, in hand (the heartbeat reads its
+// reply subjects meanwhile).
+func (h *inHand) grow(b, more *batch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b.items = append(b.items, more.items...)
+	b.acks = append(b.acks, more.acks...)
+	if more.last != nil {
+		b.last = more.last
+	}
 }
 
 func (h *inHand) remove(b *batch) {

@@ -15,8 +15,9 @@ import (
 	"github.com/callreport/callreport/schema"
 )
 
-// The rows a batch writes go by COPY, which sqlc cannot check: each table
-// the projector writes is described here, column for column in COPY order,
+// The rows a batch writes go by COPY or by statements of column arrays
+// (writeTables), which sqlc cannot check: each table the projector writes
+// is described here, column for column in the order written,
 // and TestTableColumns holds these lists against the tables themselves, so
 // that a renamed or added column fails a test rather than a batch.
 

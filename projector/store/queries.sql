@@ -1,6 +1,7 @@
 -- The projector's SQL: the locks, the loads of a batch (one statement per
 -- table, whatever the batch size), the positions, generations and status.
--- The rows a batch writes go by COPY (projector/tables.go).
+-- The rows a batch writes go by COPY or by statements of column arrays
+-- (projector/tables.go).
 
 -- name: BatchLock :exec
 -- Serializes batches of every projector process sharing a consumer: a

@@ -18,7 +18,8 @@ SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))
 
 // The projector's SQL: the locks, the loads of a batch (one statement per
 // table, whatever the batch size), the positions, generations and status.
-// The rows a batch writes go by COPY (projector/tables.go).
+// The rows a batch writes go by COPY or by statements of column arrays
+// (projector/tables.go).
 // Serializes batches of every projector process sharing a consumer: a
 // second process started by mistake waits here instead of interleaving.
 func (q *Queries) BatchLock(ctx context.Context, db DBTX, consumer string) error {
