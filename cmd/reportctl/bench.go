@@ -30,7 +30,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: reportctl bench [flags]\n"+
-			"       reportctl bench --compare RESULT.json...\n\n"+
+			"       reportctl bench --compare RESULT.json...\n       reportctl bench --clean\n\n"+
 			"Measures, in one run on a fresh database and a fresh stream: the raw ceiling of\n"+
 			"reading the stream and the write ceiling of copying its rows into Postgres; the\n"+
 			"projector's catch-up, rebuild, live lag, a fat call and its memory, each in a\n"+
@@ -58,6 +58,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.CatchUpTimeout, "catch-up-timeout", 30*time.Minute, "stop the catch-up after this long and give the rate of the part done (the later phases are then skipped)")
 	fs.BoolVar(&o.EmbeddedNATS, "embedded-nats", false, "run an embedded NATS server (store in a temp dir) instead of using --nats-url")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the bench database, streams and children's logs")
+	fs.BoolVar(&o.Clean, "clean", false, "instead of measuring, remove the databases and streams that runs with --keep left (not those of a run in progress)")
 	fs.StringVar(&o.OutDir, "out", "bench/results", "folder of the JSON results")
 	fs.StringVar(&o.Label, "label", "", "added to the result's file name")
 	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write profiles here: CPU of each phase's projector, query and baseline process, heap of the memory phase's projector")

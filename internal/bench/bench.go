@@ -62,6 +62,7 @@ type Options struct {
 	CatchUpTimeout time.Duration
 	EmbeddedNATS   bool     // run an embedded NATS server instead of using Config.NATS.URL
 	Keep           bool     // keep the bench database, streams and children's logs
+	Clean          bool     // instead of measuring, remove what runs with Keep left (Clean)
 	OutDir         string   // folder of the JSON results
 	Label          string   // added to the result's file name
 	ProfileDir     string   // write the children's profiles here
@@ -116,6 +117,9 @@ func (o Options) skips(phase string) bool {
 // writes the result as JSON into o.OutDir. A run that stops midway prints
 // what it measured and records nothing.
 func Run(ctx context.Context, o Options, stdout, stderr io.Writer, log *slog.Logger) error {
+	if o.Clean {
+		return Clean(ctx, o.Config.Database.URL.Value(), o.Config.NATS.URL.Value(), stdout)
+	}
 	if err := o.Validate(); err != nil {
 		return err
 	}
