@@ -18,11 +18,7 @@ import (
 func TestErase(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	gen := simulate.New(simulate.Options{Calls: 120, Orgs: 2, Seed: 5, DuplicateRate: -1})
-	var lines []schematest.Line
-	for m, ok := gen.Next(); ok; m, ok = gen.Next() {
-		lines = append(lines, schematest.Line{Subject: m.Subject, Body: m.Data})
-	}
+	lines := simulatedLines(simulate.Options{Calls: 120, Orgs: 2, Seed: 5, DuplicateRate: -1})
 	reg := prometheus.NewRegistry()
 	h.cfg.Metrics = NewMetrics(reg)
 	h.start(h.cfg)

@@ -21,11 +21,7 @@ import (
 // runs first (job.failed of another organization on a job that a call
 // names does: docs/scaling.md).
 func partitionLines(calls int, seed uint64) []schematest.Line {
-	gen := simulate.New(simulate.Options{Calls: calls, Orgs: 3, Seed: seed})
-	var lines []schematest.Line
-	for m, ok := gen.Next(); ok; m, ok = gen.Next() {
-		lines = append(lines, schematest.Line{Subject: m.Subject, Body: m.Data})
-	}
+	lines := simulatedLines(simulate.Options{Calls: calls, Orgs: 3, Seed: seed})
 	r := rand.New(rand.NewPCG(seed, 7))
 	for range len(lines) / 20 {
 		lines = append(lines, lines[r.IntN(len(lines))])

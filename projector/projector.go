@@ -619,11 +619,16 @@ func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool, 
 	return append(first, rest...), nil
 }
 
+// liveRoom is how many messages a live batch may hold: BatchSize, and
+// batchBytes at the mean message size seen so far.
+func (p *worker) liveRoom() int {
+	return min(p.cfg.BatchSize, int(float64(p.cfg.batchBytes())/max(p.meanSize, 1)))
+}
+
 // topUp adds to a live batch what the stream holds for the consumer now,
-// without waiting, within the batch's bounds (BatchSize messages, and
-// batchBytes at the mean message size).
+// without waiting, within the batch's bounds (liveRoom).
 func (p *worker) topUp(cons jetstream.Consumer, b *batch, hand *inHand) {
-	room := min(p.cfg.BatchSize, int(float64(p.cfg.batchBytes())/max(p.meanSize, 1))) - len(b.items)
+	room := p.liveRoom() - len(b.items)
 	if room <= 0 {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/callreport/callreport/projector/natstest"
 	"github.com/callreport/callreport/schema"
 	"github.com/callreport/callreport/schema/schematest"
+	"github.com/callreport/callreport/schema/simulate"
 )
 
 // harness is a projector on a fresh database and JetStream of its own:
@@ -114,6 +116,25 @@ func (h *harness) publish(lines []schematest.Line) uint64 {
 		last = max(last, ack.Sequence)
 	}
 	return last
+}
+
+// simulatedLines is the stream simulate generates with opts, as lines
+// to publish.
+func simulatedLines(opts simulate.Options) []schematest.Line {
+	gen := simulate.New(opts)
+	var lines []schematest.Line
+	for m, ok := gen.Next(); ok; m, ok = gen.Next() {
+		lines = append(lines, schematest.Line{Subject: m.Subject, Body: m.Data})
+	}
+	return lines
+}
+
+// shuffledLines is simulatedLines in a permutation seeded by opts.Seed.
+func shuffledLines(opts simulate.Options) []schematest.Line {
+	lines := simulatedLines(opts)
+	r := rand.New(rand.NewPCG(opts.Seed, opts.Seed))
+	r.Shuffle(len(lines), func(a, b int) { lines[a], lines[b] = lines[b], lines[a] })
+	return lines
 }
 
 // waitPosition waits until the committed position reaches seq.

@@ -2,11 +2,9 @@ package projector
 
 import (
 	"context"
-	"math/rand/v2"
 	"testing"
 	"time"
 
-	"github.com/callreport/callreport/schema/schematest"
 	"github.com/callreport/callreport/schema/simulate"
 )
 
@@ -92,13 +90,7 @@ func (h *harness) sameAsReports(what string) {
 // a replay of a job and after a rebuild.
 func TestRollupsEqualCounts(t *testing.T) {
 	h := newHarness(t)
-	gen := simulate.New(simulate.Options{Calls: 300, Orgs: 3, Seed: 11})
-	var lines []schematest.Line
-	for m, ok := gen.Next(); ok; m, ok = gen.Next() {
-		lines = append(lines, schematest.Line{Subject: m.Subject, Body: m.Data})
-	}
-	r := rand.New(rand.NewPCG(11, 11))
-	r.Shuffle(len(lines), func(a, b int) { lines[a], lines[b] = lines[b], lines[a] })
+	lines := shuffledLines(simulate.Options{Calls: 300, Orgs: 3, Seed: 11})
 	cfg := h.cfg
 	cfg.BatchSize = 97
 	h.start(cfg)

@@ -75,7 +75,7 @@ func (t table) mergeSQL() string {
 // upsertSQL writes rows given as one array a column ($1 the first
 // column's values, and so on), of the types given by column, as mergeSQL
 // merges them: one statement whatever the rows, fresh or not, which a
-// batch sends with the others (writeTables).
+// batch sends with the others (writeTables, through upserts).
 func (t table) upsertSQL(types map[string]string) string {
 	arrays := make([]string, len(t.cols))
 	for i, c := range t.cols {
@@ -154,12 +154,12 @@ func writeTables(ctx context.Context, tx pgx.Tx, tables []table, rs []rows) erro
 	}
 	b := &pgx.Batch{}
 	if len(few) > 0 {
-		types, err := columnTypes(ctx, tx)
+		statements, err := upserts(ctx, tx)
 		if err != nil {
 			return err
 		}
 		for _, i := range few {
-			b.Queue(tables[i].upsertSQL(types[tables[i].name]), rs[i].columns(len(tables[i].cols))...)
+			b.Queue(statements[tables[i].name], rs[i].columns(len(tables[i].cols))...)
 		}
 	}
 	// The staging tables with them: created in the transaction, a
@@ -189,14 +189,14 @@ func writeTables(ctx context.Context, tx pgx.Tx, tables []table, rs []rows) erro
 	return nil
 }
 
-// columnTypes are the types of the written tables' columns, by table and
-// column, read from the catalog once a process: the migrations make every
-// generation's tables alike.
-func columnTypes(ctx context.Context, tx pgx.Tx) (map[string]map[string]string, error) {
-	knownTypes.Lock()
-	defer knownTypes.Unlock()
-	if knownTypes.byTable != nil {
-		return knownTypes.byTable, nil
+// upserts are the upsertSQL statements of the written tables, by table,
+// made once a process from the types of their columns in the catalog: the
+// migrations make every generation's tables alike.
+func upserts(ctx context.Context, tx pgx.Tx) (map[string]string, error) {
+	knownUpserts.Lock()
+	defer knownUpserts.Unlock()
+	if knownUpserts.byTable != nil {
+		return knownUpserts.byTable, nil
 	}
 	names := make([]string, len(writtenTables))
 	for i, t := range writtenTables {
@@ -206,27 +206,29 @@ func columnTypes(ctx context.Context, tx pgx.Tx) (map[string]map[string]string, 
 	if err != nil {
 		return nil, fmt.Errorf("read the types of the tables' columns: %w", err)
 	}
-	byTable := map[string]map[string]string{}
+	types := map[string]map[string]string{}
 	for _, c := range found {
-		if byTable[c.TableName] == nil {
-			byTable[c.TableName] = map[string]string{}
+		if types[c.TableName] == nil {
+			types[c.TableName] = map[string]string{}
 		}
-		byTable[c.TableName][c.ColumnName] = c.Type
+		types[c.TableName][c.ColumnName] = c.Type
 	}
+	byTable := make(map[string]string, len(writtenTables))
 	for _, t := range writtenTables {
 		for _, c := range t.cols {
-			if byTable[t.name][c] == "" {
+			if types[t.name][c] == "" {
 				return nil, fmt.Errorf("read the types of the tables' columns: %s.%s not found", t.name, c)
 			}
 		}
+		byTable[t.name] = t.upsertSQL(types[t.name])
 	}
-	knownTypes.byTable = byTable
+	knownUpserts.byTable = byTable
 	return byTable, nil
 }
 
-var knownTypes struct {
+var knownUpserts struct {
 	sync.Mutex
-	byTable map[string]map[string]string
+	byTable map[string]string
 }
 
 // columns are the rows as upsertSQL takes them: for each of the n

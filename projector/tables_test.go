@@ -2,13 +2,11 @@ package projector
 
 import (
 	"context"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/callreport/callreport/migrations/pgtest"
-	"github.com/callreport/callreport/schema/schematest"
 	"github.com/callreport/callreport/schema/simulate"
 )
 
@@ -57,13 +55,7 @@ func TestTableColumns(t *testing.T) {
 // same digest, and their rollups equal the counts over their reports.
 func TestWritePaths(t *testing.T) {
 	h := newHarness(t)
-	gen := simulate.New(simulate.Options{Calls: 200, Orgs: 3, Seed: 5})
-	var lines []schematest.Line
-	for m, ok := gen.Next(); ok; m, ok = gen.Next() {
-		lines = append(lines, schematest.Line{Subject: m.Subject, Body: m.Data})
-	}
-	r := rand.New(rand.NewPCG(5, 5))
-	r.Shuffle(len(lines), func(a, b int) { lines[a], lines[b] = lines[b], lines[a] })
+	lines := shuffledLines(simulate.Options{Calls: 200, Orgs: 3, Seed: 5})
 	defer func(was int) { upsertMax = was }(upsertMax)
 
 	upsertMax = 0 // every table by COPY

@@ -13,11 +13,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// What runs of the bench make, by name (newBenchEnv; the scale phase's
-// copy is its stream with _P<partitions>): nothing else matches.
+// What a run of the bench makes is named by its prefix and the run's id,
+// the time it started (newBenchEnv); the scale phase's copy of the stream
+// is the stream's name with _P<partitions>. Clean matches these names and
+// nothing else.
+const (
+	benchDatabasePrefix  = "callreport_bench_"
+	benchStreamPrefix    = "CALL_EVENTS_BENCH_"
+	benchDLQStreamPrefix = "CALL_EVENTS_DLQ_BENCH_"
+	benchIDPattern       = `([0-9]{8}_[0-9]{6})`
+)
+
 var (
-	benchDatabase = regexp.MustCompile(`^callreport_bench_[0-9]{8}_[0-9]{6}$`)
-	benchStream   = regexp.MustCompile(`^CALL_EVENTS(_DLQ)?_BENCH_([0-9]{8}_[0-9]{6})(_P[0-9]+)?$`)
+	benchDatabase = regexp.MustCompile(`^` + benchDatabasePrefix + benchIDPattern + `$`)
+	benchStream   = regexp.MustCompile(`^(?:` + benchStreamPrefix + `|` + benchDLQStreamPrefix + `)` + benchIDPattern + `(_P[0-9]+)?$`)
 )
 
 // Clean removes what runs with --keep left: the databases
@@ -45,14 +54,15 @@ func Clean(ctx context.Context, databaseURL, natsURL string, stdout io.Writer) e
 	}
 	inUse := map[string]bool{} // the ids of runs whose database is in use
 	for _, name := range names {
-		if !benchDatabase.MatchString(name) {
+		m := benchDatabase.FindStringSubmatch(name)
+		if m == nil {
 			continue
 		}
 		// Without FORCE: a database with sessions is a bench running.
 		_, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize())
 		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "55006" { // object_in_use
 			fmt.Fprintf(stdout, "left database %s and its streams: in use, by a run in progress\n", name)
-			inUse[name[len("callreport_bench_"):]] = true
+			inUse[m[1]] = true
 			continue
 		} else if err != nil {
 			return fmt.Errorf("drop database %s: %w", name, err)
@@ -72,7 +82,7 @@ func Clean(ctx context.Context, databaseURL, natsURL string, stdout io.Writer) e
 	var streams []string
 	list := js.StreamNames(ctx)
 	for name := range list.Name() {
-		if m := benchStream.FindStringSubmatch(name); m != nil && !inUse[m[2]] {
+		if m := benchStream.FindStringSubmatch(name); m != nil && !inUse[m[1]] {
 			streams = append(streams, name)
 		}
 	}

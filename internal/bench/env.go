@@ -49,10 +49,10 @@ type benchEnv struct {
 // when embedded is set).
 func newBenchEnv(ctx context.Context, baseURL, natsURL string, embedded bool, log *slog.Logger) (*benchEnv, error) {
 	id := time.Now().UTC().Format("20060102_150405")
-	env := &benchEnv{id: id, dbName: "callreport_bench_" + id}
+	env := &benchEnv{id: id, dbName: benchDatabasePrefix + id}
 	env.streams = stream.Names{
-		Stream:        "CALL_EVENTS_BENCH_" + id,
-		DLQStream:     "CALL_EVENTS_DLQ_BENCH_" + id,
+		Stream:        benchStreamPrefix + id,
+		DLQStream:     benchDLQStreamPrefix + id,
 		SubjectPrefix: "bench_" + id + "_callevents",
 		DLQPrefix:     "bench_" + id + "_callevents_dlq",
 	}
