@@ -1,12 +1,13 @@
 package projector
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
-	"time"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -115,8 +116,8 @@ func (w *Writer) rollupRows(set *fold.Set, was *before, calls []string) (rows, e
 }
 
 func compareRollupKeys(a, b fold.RollupKey) int {
-	return slices.Compare([]string{a.OrgID, a.Bucket.Format(time.RFC3339), a.Outcome, a.ProgramID, a.FlowID, a.Direction},
-		[]string{b.OrgID, b.Bucket.Format(time.RFC3339), b.Outcome, b.ProgramID, b.FlowID, b.Direction})
+	return cmp.Or(strings.Compare(a.OrgID, b.OrgID), a.Bucket.Compare(b.Bucket), strings.Compare(a.Outcome, b.Outcome),
+		strings.Compare(a.ProgramID, b.ProgramID), strings.Compare(a.FlowID, b.FlowID), strings.Compare(a.Direction, b.Direction))
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -133,6 +134,29 @@ func (n callNode) clone() callNode {
 }
 
 type nodeKey struct{ call, node string }
+
+// funnelAt is a node under a funnel key (a row of flow_funnels); exitAt
+// one of its outputs (of flow_funnel_exits).
+type funnelAt struct {
+	fold.FunnelKey
+	node string
+}
+
+type exitAt struct {
+	funnelAt
+	out string
+}
+
+// compareFunnels orders the rows of flow_funnels by their keys, as every
+// writer writes them.
+func compareFunnels(a, b funnelAt) int {
+	return cmp.Or(strings.Compare(a.OrgID, b.OrgID), strings.Compare(a.FlowID, b.FlowID), a.Bucket.Compare(b.Bucket),
+		strings.Compare(a.node, b.node))
+}
+
+func compareExits(a, b exitAt) int {
+	return cmp.Or(compareFunnels(a.funnelAt, b.funnelAt), strings.Compare(a.out, b.out))
+}
 
 // funnelRows are the changes a batch makes to call_nodes and the funnels:
 // the nodes whose entries or billing lines changed, and every node of a
@@ -184,12 +208,16 @@ func (w *Writer) funnelRows(ctx context.Context, tx pgx.Tx, set *fold.Set, was *
 		return nodes, funnels, exits, nil
 	}
 
-	// The rows as they were: of the touched nodes, and all of a moved call.
+	// The rows as they were: of the touched nodes, and all of a moved call;
+	// a call without a stored state has none.
 	old := map[nodeKey]callNode{}
 	p := store.CallNodesGetParams{}
 	for k := range delta {
-		p.CallIds, p.NodeIds = append(p.CallIds, k.call), append(p.NodeIds, k.node)
+		if set.Calls[k.call].Stored {
+			p.CallIds, p.NodeIds = append(p.CallIds, k.call), append(p.NodeIds, k.node)
+		}
 	}
+	moved = slices.DeleteFunc(moved, func(id string) bool { return !set.Calls[id].Stored })
 	if len(p.CallIds) > 0 {
 		got, err := w.q.CallNodesGet(ctx, tx, p)
 		if err != nil {
@@ -240,14 +268,6 @@ func (w *Writer) funnelRows(ctx context.Context, tx pgx.Tx, set *fold.Set, was *
 	}
 
 	// What each row contributes, under the call's funnel key then and now.
-	type funnelAt struct {
-		fold.FunnelKey
-		node string
-	}
-	type exitAt struct {
-		funnelAt
-		out string
-	}
 	reached := map[funnelAt]int64{}
 	cost := map[funnelAt]schema.Number{}
 	exitSums := map[exitAt]int64{}
@@ -266,7 +286,7 @@ func (w *Writer) funnelRows(ctx context.Context, tx pgx.Tx, set *fold.Set, was *
 		}
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(now), func(a, b nodeKey) int {
-		return slices.Compare([]string{a.call, a.node}, []string{b.call, b.node})
+		return cmp.Or(strings.Compare(a.call, b.call), strings.Compare(a.node, b.node))
 	}) {
 		o, n := old[k], now[k]
 		if oldKey, ok := was.funnel[k.call]; ok {
@@ -288,10 +308,7 @@ func (w *Writer) funnelRows(ctx context.Context, tx pgx.Tx, set *fold.Set, was *
 	for f := range reached { // every node reached has a cost row, 0 or not
 		cost[f] = fold.Sum(cost[f])
 	}
-	for _, f := range slices.SortedFunc(maps.Keys(cost), func(a, b funnelAt) int {
-		return slices.Compare([]string{a.OrgID, a.FlowID, a.Bucket.Format(time.RFC3339), a.node},
-			[]string{b.OrgID, b.FlowID, b.Bucket.Format(time.RFC3339), b.node})
-	}) {
+	for _, f := range slices.SortedFunc(maps.Keys(cost), compareFunnels) {
 		c := fold.Sum(cost[f])
 		if reached[f] == 0 && c == "0" {
 			continue
@@ -302,10 +319,7 @@ func (w *Writer) funnelRows(ctx context.Context, tx pgx.Tx, set *fold.Set, was *
 		}
 		funnels.add(false, []any{f.OrgID, f.FlowID, f.Bucket, f.node, w.part, reached[f], cn})
 	}
-	for _, e := range slices.SortedFunc(maps.Keys(exitSums), func(a, b exitAt) int {
-		return slices.Compare([]string{a.OrgID, a.FlowID, a.Bucket.Format(time.RFC3339), a.node, a.out},
-			[]string{b.OrgID, b.FlowID, b.Bucket.Format(time.RFC3339), b.node, b.out})
-	}) {
+	for _, e := range slices.SortedFunc(maps.Keys(exitSums), compareExits) {
 		if x := exitSums[e]; x != 0 {
 			exits.add(false, []any{e.OrgID, e.FlowID, e.Bucket, e.node, e.out, w.part, x})
 		}
@@ -363,12 +377,8 @@ func (w *Writer) retract(ctx context.Context, tx pgx.Tx, callIDs []string) error
 	if err != nil {
 		return fmt.Errorf("load call nodes: %w", err)
 	}
-	type at struct {
-		fold.FunnelKey
-		node, out string
-	}
-	reached, exitSums := map[at]int64{}, map[at]int64{}
-	cost := map[at]schema.Number{}
+	reached, exitSums := map[funnelAt]int64{}, map[exitAt]int64{}
+	cost := map[funnelAt]schema.Number{}
 	for _, r := range nodes {
 		k, ok := funnelOf[r.CallID]
 		if !ok {
@@ -378,21 +388,17 @@ func (w *Writer) retract(ctx context.Context, tx pgx.Tx, callIDs []string) error
 		if err != nil {
 			return err
 		}
-		f := at{FunnelKey: k, node: r.NodeID}
+		f := funnelAt{FunnelKey: k, node: r.NodeID}
 		if n.visits > 0 {
 			reached[f]--
 		}
 		cost[f] = fold.Sum(cost[f], fold.Negate(n.cost))
 		for out, x := range n.exits {
-			exitSums[at{FunnelKey: k, node: r.NodeID, out: out}] -= x
+			exitSums[exitAt{f, out}] -= x
 		}
 	}
-	compare := func(a, b at) int {
-		return slices.Compare([]string{a.OrgID, a.FlowID, a.Bucket.Format(time.RFC3339), a.node, a.out},
-			[]string{b.OrgID, b.FlowID, b.Bucket.Format(time.RFC3339), b.node, b.out})
-	}
 	var funnels, exits rows
-	for _, f := range slices.SortedFunc(maps.Keys(cost), compare) {
+	for _, f := range slices.SortedFunc(maps.Keys(cost), compareFunnels) {
 		c := fold.Sum(cost[f])
 		cn, err := numeric(&c)
 		if err != nil {
@@ -400,7 +406,7 @@ func (w *Writer) retract(ctx context.Context, tx pgx.Tx, callIDs []string) error
 		}
 		funnels.add(false, []any{f.OrgID, f.FlowID, f.Bucket, f.node, w.part, reached[f], cn})
 	}
-	for _, e := range slices.SortedFunc(maps.Keys(exitSums), compare) {
+	for _, e := range slices.SortedFunc(maps.Keys(exitSums), compareExits) {
 		exits.add(false, []any{e.OrgID, e.FlowID, e.Bucket, e.node, e.out, w.part, exitSums[e]})
 	}
 	return writeTables(ctx, tx, []table{rollupsTable, funnelsTable, funnelExitsTable}, []rows{rollups, funnels, exits})

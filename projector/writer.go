@@ -512,9 +512,17 @@ func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched) (*fold.Set
 	}
 
 	// The entries: only of calls that have a state (a call first seen in
-	// this batch has none stored).
+	// this batch has none stored), and of each kind only of calls whose
+	// state counts entries of it (a live event mostly names entries that
+	// are new).
 	stored := func(call string) *fold.Call { return set.Calls[call] }
-	if keys := slices.DeleteFunc(slices.Clone(t.Path), func(k fold.PathKey) bool { return stored(k.Call) == nil }); len(keys) > 0 {
+	counts := func(call string) fold.Counts { // zero without a state
+		if c := stored(call); c != nil {
+			return c.Counts
+		}
+		return fold.Counts{}
+	}
+	if keys := slices.DeleteFunc(slices.Clone(t.Path), func(k fold.PathKey) bool { return counts(k.Call).Path == 0 }); len(keys) > 0 {
 		p := store.PathEntriesGetParams{}
 		for _, k := range keys {
 			p.CallIds, p.Indexes = append(p.CallIds, k.Call), append(p.Indexes, k.Index)
@@ -531,7 +539,7 @@ func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched) (*fold.Set
 			}
 		}
 	}
-	if keys := slices.DeleteFunc(slices.Clone(t.Vars), func(k fold.VarKey) bool { return stored(k.Call) == nil }); len(keys) > 0 {
+	if keys := slices.DeleteFunc(slices.Clone(t.Vars), func(k fold.VarKey) bool { return counts(k.Call).Vars == 0 }); len(keys) > 0 {
 		p := store.VariablesGetParams{}
 		for _, k := range keys {
 			p.CallIds, p.Names = append(p.CallIds, k.Call), append(p.Names, k.Name)
@@ -546,7 +554,7 @@ func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched) (*fold.Set
 			}
 		}
 	}
-	if keys := slices.DeleteFunc(slices.Clone(t.Billing), func(k fold.LineKey) bool { return stored(k.Call) == nil }); len(keys) > 0 {
+	if keys := slices.DeleteFunc(slices.Clone(t.Billing), func(k fold.LineKey) bool { return counts(k.Call).Billing == 0 }); len(keys) > 0 {
 		p := store.BillingLinesGetParams{}
 		for _, k := range keys {
 			p.CallIds, p.NodeIds = append(p.CallIds, k.Call), append(p.NodeIds, k.Node)
@@ -561,7 +569,7 @@ func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched) (*fold.Set
 			}
 		}
 	}
-	if keys := slices.DeleteFunc(slices.Clone(t.Timeline), func(k fold.EventKey) bool { return stored(k.Call) == nil }); len(keys) > 0 {
+	if keys := slices.DeleteFunc(slices.Clone(t.Timeline), func(k fold.EventKey) bool { return counts(k.Call).Timeline == 0 }); len(keys) > 0 {
 		p := store.TimelineEventsGetParams{}
 		for _, k := range keys {
 			p.CallIds, p.EventIds = append(p.CallIds, k.Call), append(p.EventIds, k.ID)
