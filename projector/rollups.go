@@ -99,17 +99,23 @@ func (w *Writer) rollupRows(set *fold.Set, was *before, calls []string) (rows, e
 			sums.add(k, v, +1)
 		}
 	}
+	return sums.rows(w.part, false)
+}
+
+// rows are the sums as rows of partition part, in key order; without
+// zeros unless keepZeros.
+func (s rollupSums) rows(part int32, keepZeros bool) (rows, error) {
 	var r rows
-	for _, k := range slices.SortedFunc(maps.Keys(sums), compareRollupKeys) {
-		v := sums[k]
-		if v == (fold.RollupValue{TotalCost: v.TotalCost}) && (v.TotalCost == "" || v.TotalCost == "0") {
+	for _, k := range slices.SortedFunc(maps.Keys(s), compareRollupKeys) {
+		v := s[k]
+		if !keepZeros && v == (fold.RollupValue{TotalCost: v.TotalCost}) && (v.TotalCost == "" || v.TotalCost == "0") {
 			continue
 		}
 		cost, err := numeric(ptr(fold.Sum(v.TotalCost)))
 		if err != nil {
 			return r, err
 		}
-		r.add(false, []any{k.OrgID, k.Bucket, k.Outcome, k.ProgramID, k.FlowID, k.Direction, w.part,
+		r.add(false, []any{k.OrgID, k.Bucket, k.Outcome, k.ProgramID, k.FlowID, k.Direction, part,
 			v.Calls, v.Answered, v.DurationMs, cost})
 	}
 	return r, nil
@@ -268,32 +274,16 @@ func (w *Writer) funnelRows(ctx context.Context, tx pgx.Tx, set *fold.Set, was *
 	}
 
 	// What each row contributes, under the call's funnel key then and now.
-	reached := map[funnelAt]int64{}
-	cost := map[funnelAt]schema.Number{}
-	exitSums := map[exitAt]int64{}
-	contribute := func(key fold.FunnelKey, node string, n callNode, sign int64) {
-		f := funnelAt{key, node}
-		if n.visits > 0 {
-			reached[f] += sign
-		}
-		c := n.cost
-		if sign < 0 {
-			c = fold.Negate(c)
-		}
-		cost[f] = fold.Sum(cost[f], c)
-		for out, x := range n.exits {
-			exitSums[exitAt{f, out}] += sign * x
-		}
-	}
+	sums := newFunnelSums()
 	for _, k := range slices.SortedFunc(maps.Keys(now), func(a, b nodeKey) int {
 		return cmp.Or(strings.Compare(a.call, b.call), strings.Compare(a.node, b.node))
 	}) {
 		o, n := old[k], now[k]
 		if oldKey, ok := was.funnel[k.call]; ok {
-			contribute(oldKey, k.node, o, -1)
+			sums.add(oldKey, k.node, o, -1)
 		}
 		if newKey, ok := set.Calls[k.call].Funnel(); ok {
-			contribute(newKey, k.node, n, +1)
+			sums.add(newKey, k.node, n, +1)
 		}
 		exitsJSON, err := json.Marshal(n.exits)
 		if err != nil {
@@ -305,26 +295,58 @@ func (w *Writer) funnelRows(ctx context.Context, tx pgx.Tx, set *fold.Set, was *
 		}
 		nodes.add(false, []any{k.call, k.node, set.Calls[k.call].OrgID, int32(n.visits), exitsJSON, c})
 	}
-	for f := range reached { // every node reached has a cost row, 0 or not
-		cost[f] = fold.Sum(cost[f])
+	funnels, exits, err = sums.rows(w.part, false)
+	return nodes, funnels, exits, err
+}
+
+// funnelSums are changes of flow_funnels (calls reached, cost) and of
+// flow_funnel_exits, by key.
+type funnelSums struct {
+	reached map[funnelAt]int64
+	cost    map[funnelAt]schema.Number // every key added has one
+	exits   map[exitAt]int64
+}
+
+func newFunnelSums() funnelSums {
+	return funnelSums{reached: map[funnelAt]int64{}, cost: map[funnelAt]schema.Number{}, exits: map[exitAt]int64{}}
+}
+
+// add adds what node n of a call under key contributes, times sign.
+func (s funnelSums) add(key fold.FunnelKey, node string, n callNode, sign int64) {
+	f := funnelAt{key, node}
+	if n.visits > 0 {
+		s.reached[f] += sign
 	}
-	for _, f := range slices.SortedFunc(maps.Keys(cost), compareFunnels) {
-		c := fold.Sum(cost[f])
-		if reached[f] == 0 && c == "0" {
+	c := n.cost
+	if sign < 0 {
+		c = fold.Negate(c)
+	}
+	s.cost[f] = fold.Sum(s.cost[f], c)
+	for out, x := range n.exits {
+		s.exits[exitAt{f, out}] += sign * x
+	}
+}
+
+// rows are the sums as rows of partition part, in key order; without
+// zeros unless keepZeros.
+func (s funnelSums) rows(part int32, keepZeros bool) (funnels, exits rows, err error) {
+	for _, f := range slices.SortedFunc(maps.Keys(s.cost), compareFunnels) {
+		c := fold.Sum(s.cost[f])
+		if !keepZeros && s.reached[f] == 0 && c == "0" {
 			continue
 		}
 		cn, err := numeric(&c)
 		if err != nil {
-			return nodes, funnels, exits, err
+			return funnels, exits, err
 		}
-		funnels.add(false, []any{f.OrgID, f.FlowID, f.Bucket, f.node, w.part, reached[f], cn})
+		funnels.add(false, []any{f.OrgID, f.FlowID, f.Bucket, f.node, part, s.reached[f], cn})
 	}
-	for _, e := range slices.SortedFunc(maps.Keys(exitSums), compareExits) {
-		if x := exitSums[e]; x != 0 {
-			exits.add(false, []any{e.OrgID, e.FlowID, e.Bucket, e.node, e.out, w.part, x})
+	for _, e := range slices.SortedFunc(maps.Keys(s.exits), compareExits) {
+		if x := s.exits[e]; x != 0 || keepZeros {
+			exits.add(false, []any{e.OrgID, e.FlowID, e.Bucket, e.node, e.out, part, x})
 		}
 	}
-	return nodes, funnels, exits, nil
+	return funnels, exits, nil
 }
 
 func nullNumber(n schema.Number) *schema.Number {
@@ -363,22 +385,15 @@ func (w *Writer) retract(ctx context.Context, tx pgx.Tx, callIDs []string) error
 			funnelOf[r.CallID] = k
 		}
 	}
-	var rollups rows
-	for _, k := range slices.SortedFunc(maps.Keys(sums), compareRollupKeys) {
-		v := sums[k]
-		cost, err := numeric(ptr(fold.Sum(v.TotalCost)))
-		if err != nil {
-			return err
-		}
-		rollups.add(false, []any{k.OrgID, k.Bucket, k.Outcome, k.ProgramID, k.FlowID, k.Direction, w.part,
-			v.Calls, v.Answered, v.DurationMs, cost})
+	rollups, err := sums.rows(w.part, true)
+	if err != nil {
+		return err
 	}
 	nodes, err := w.q.CallNodesOfCalls(ctx, tx, callIDs)
 	if err != nil {
 		return fmt.Errorf("load call nodes: %w", err)
 	}
-	reached, exitSums := map[funnelAt]int64{}, map[exitAt]int64{}
-	cost := map[funnelAt]schema.Number{}
+	nodeSums := newFunnelSums()
 	for _, r := range nodes {
 		k, ok := funnelOf[r.CallID]
 		if !ok {
@@ -388,26 +403,11 @@ func (w *Writer) retract(ctx context.Context, tx pgx.Tx, callIDs []string) error
 		if err != nil {
 			return err
 		}
-		f := funnelAt{FunnelKey: k, node: r.NodeID}
-		if n.visits > 0 {
-			reached[f]--
-		}
-		cost[f] = fold.Sum(cost[f], fold.Negate(n.cost))
-		for out, x := range n.exits {
-			exitSums[exitAt{f, out}] -= x
-		}
+		nodeSums.add(k, r.NodeID, n, -1)
 	}
-	var funnels, exits rows
-	for _, f := range slices.SortedFunc(maps.Keys(cost), compareFunnels) {
-		c := fold.Sum(cost[f])
-		cn, err := numeric(&c)
-		if err != nil {
-			return err
-		}
-		funnels.add(false, []any{f.OrgID, f.FlowID, f.Bucket, f.node, w.part, reached[f], cn})
-	}
-	for _, e := range slices.SortedFunc(maps.Keys(exitSums), compareExits) {
-		exits.add(false, []any{e.OrgID, e.FlowID, e.Bucket, e.node, e.out, w.part, exitSums[e]})
+	funnels, exits, err := nodeSums.rows(w.part, true)
+	if err != nil {
+		return err
 	}
 	return writeTables(ctx, tx, []table{rollupsTable, funnelsTable, funnelExitsTable}, []rows{rollups, funnels, exits})
 }
