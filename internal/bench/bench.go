@@ -348,17 +348,22 @@ func (r *run) vacuum(on bool) {
 	}
 }
 
-// startProjector starts the projector child of a phase, with the CPU
-// profile --profile-dir asks for. extra are more flags (--rebuild).
+// startProjector starts the projector child of a phase, with the profiles
+// --profile-dir asks for: its CPU over the whole run, and its heap as it
+// stops (what is live, and every allocation sampled since the start). extra
+// are more flags (--rebuild).
 func (r *run) startProjector(phase string, extra ...string) (*child, []string, error) {
 	args := projectorArgs(r.o)
-	cpu, err := r.profilePath("projector-" + phase + ".cpu")
-	if err != nil {
-		return nil, nil, err
-	}
-	profiles := []string{cpu}
-	if cpu != "" {
-		args = append(args, "--cpuprofile", cpu)
+	var profiles []string
+	for _, p := range []struct{ kind, flag string }{{"cpu", "--cpuprofile"}, {"heap", "--memprofile"}} {
+		path, err := r.profilePath("projector-" + phase + "." + p.kind)
+		if err != nil {
+			return nil, nil, err
+		}
+		if path != "" {
+			args = append(args, p.flag, path)
+			profiles = append(profiles, path)
+		}
 	}
 	c, err := r.env.startChild("projector-"+phase, nil, append(args, extra...)...)
 	return c, profiles, err

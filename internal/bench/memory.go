@@ -22,25 +22,16 @@ type memoryResult struct {
 	Projector *processStats `json:"projector,omitempty"`
 }
 
-// memory runs the phase with a projector child of its own, which writes a
-// heap profile as it stops when --profile-dir is given.
+// memory runs the phase with a projector child of its own (whose heap
+// profile, with --profile-dir, shows what held the memory).
 func (r *run) memory(ctx context.Context) (*memoryResult, error) {
 	env := r.env
 	r.vacuum(true)
 	defer r.vacuum(false)
-	heap, err := r.profilePath("projector-memory.heap")
+	proj, profiles, err := r.startProjector("memory")
 	if err != nil {
 		return nil, err
 	}
-	var extra []string
-	if heap != "" {
-		extra = []string{"--memprofile", heap}
-	}
-	proj, profiles, err := r.startProjector("memory", extra...)
-	if err != nil {
-		return nil, err
-	}
-	profiles = append(profiles, heap)
 	defer proj.stop(10 * time.Second)
 	if err := r.warm(ctx, proj, "memory"); err != nil {
 		return nil, err
