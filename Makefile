@@ -25,7 +25,7 @@ test: ## run every test (starts the local Postgres and NATS if they are down)
 	go test -race -count=1 ./...
 
 test-nats: ## run the JetStream tests again against the machine's nats-server ($(NATS_URL))
-	CALLREPORT_TEST_NATS_URL=$(NATS_URL) go test -count=1 ./projector/... ./cmd/... ./internal/systest
+	CALLREPORT_TEST_NATS_URL=$(NATS_URL) go test -count=1 ./projector/... ./cmd/... ./internal/systest ./internal/stream
 
 generate: $(SQLC) ## regenerate the sqlc code
 	$(SQLC) generate

@@ -2,7 +2,9 @@ package projector
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,7 +88,7 @@ func TestLiveBatchTopUp(t *testing.T) {
 	held, release := make(chan struct{}), make(chan struct{})
 	cfg := h.cfg
 	cfg.BatchSize = 1000
-	cfg.afterCommit = func() error {
+	cfg.afterCommit = func(*batch) error {
 		if commits.Add(1) == 1 {
 			close(held)
 			<-release
@@ -103,5 +105,82 @@ func TestLiveBatchTopUp(t *testing.T) {
 	h.waitPosition(last)
 	if n := commits.Load(); n != 2 {
 		t.Fatalf("%d batches committed; want 2: the first, and one of all that arrived while it was written", n)
+	}
+}
+
+// TestLiveBatchBytes: a live batch holds at most batchBytes of message
+// data, however small the messages before it were. Events of ~300 KB that
+// arrive while a batch is written, after small ones, are taken by pulls
+// bounded in bytes, not by a count sized from the small ones (nats.go's
+// FetchNoWait takes no byte bound: it took all thirty, 9 MB, in one batch).
+func TestLiveBatchBytes(t *testing.T) {
+	h := newHarness(t)
+	sizes := map[uint64]int{} // message data bytes, by sequence
+	publish := func(lines ...schematest.Line) uint64 {
+		var last uint64
+		for _, l := range lines {
+			last = h.publish([]schematest.Line{l})
+			sizes[last] = len(l.Body)
+		}
+		return last
+	}
+	var small []schematest.Line
+	for i := range 40 {
+		call := fmt.Sprintf("bytes-%02d", i)
+		small = append(small, badLine("created-"+call, "call.created", badOrgA, "", call, i, `{"attempt":1,"direction":"outbound","from":"1000","to":"6001"}`))
+	}
+	value := strings.Repeat("v", 4000)
+	var large []schematest.Line
+	for i := range 30 {
+		var b strings.Builder
+		b.WriteString(`{"variables":{`)
+		for j := range 75 {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"e%02dv%03d":"%s"`, i, j, value)
+		}
+		b.WriteString(`}}`)
+		large = append(large, badLine(fmt.Sprintf("vars-%02d", i), "flow.variables", badOrgA, "", fmt.Sprintf("bytes-%02d", i), 100+i, b.String()))
+	}
+
+	cfg := h.cfg
+	cfg.BatchSize = 20_000
+	cfg.MemoryBudget = 8 << 20 // batches of 1 MiB
+	cfg.AckWait = time.Minute
+	bound := cfg.batchBytes()
+	var (
+		mu       sync.Mutex
+		batches  int
+		heaviest int
+	)
+	held, release := make(chan struct{}), make(chan struct{})
+	lastSmall := publish(small...)
+	cfg.afterCommit = func(b *batch) error {
+		size, hold := 0, false
+		for _, it := range b.items {
+			size += sizes[it.seq]
+			hold = hold || it.seq == lastSmall
+		}
+		mu.Lock()
+		batches++
+		heaviest = max(heaviest, size)
+		mu.Unlock()
+		if hold { // the small events' last batch
+			close(held)
+			<-release
+		}
+		return nil
+	}
+	h.start(cfg)
+	<-held
+	last := publish(large...) // arrive while a batch is held
+	close(release)
+	h.waitPosition(last)
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d batches, the heaviest %d bytes of messages; bound %d", batches, heaviest, bound)
+	if heaviest > bound {
+		t.Errorf("a batch held %d bytes of messages, over the bound of %d", heaviest, bound)
 	}
 }

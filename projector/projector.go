@@ -92,7 +92,7 @@ type Config struct {
 
 	// afterCommit, when set by a test, runs between the commit of a batch
 	// and its acknowledgement; an error stops Run there.
-	afterCommit func() error
+	afterCommit func(*batch) error
 }
 
 func (c *Config) setDefaults() {
@@ -163,9 +163,6 @@ type worker struct {
 	trying     atomic.Int64
 	lastCommit atomic.Int64
 	lastErr    atomic.Pointer[string]
-	// meanSize is a moving mean of the message sizes, in bytes (fetcher
-	// goroutine only).
-	meanSize float64
 	// ackFloor is the consumer's, as last measured.
 	ackFloor atomic.Uint64
 	// nudge asks watch to measure the lag and record the freshness now.
@@ -329,17 +326,29 @@ const maxAckPending = 4 * DefaultBulkBatchSize
 type batch struct {
 	items []item
 	acks  []string // the reply subjects of its messages
+	bytes int      // the sizes of its messages' data
 	// last is the metadata of its last message, nil when it had none: how
 	// many wait behind it, and its time.
 	last *jetstream.MsgMetadata
 	bulk bool
 }
 
+// message is what a batch reads of a JetStream message: jetstream.Msg,
+// from a pull that waits, and stream.Pulled, from one that does not.
+type message interface {
+	Subject() string
+	Reply() string
+	Headers() nats.Header
+	Data() []byte
+	Metadata() (*jetstream.MsgMetadata, error)
+}
+
 // newBatch decodes msgs into a batch.
-func (p *worker) newBatch(msgs []jetstream.Msg, bulk bool) *batch {
+func (p *worker) newBatch(msgs []message, bulk bool) *batch {
 	b := &batch{items: p.decode(msgs), acks: make([]string, len(msgs)), bulk: bulk}
 	for i, m := range msgs {
 		b.acks[i] = m.Reply()
+		b.bytes += len(m.Data())
 	}
 	b.last, _ = msgs[len(msgs)-1].Metadata()
 	return b
@@ -555,7 +564,7 @@ func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *i
 			return
 		}
 		if !b.bulk {
-			p.topUp(cons, b, hand)
+			p.topUp(ctx, cons, b, hand)
 		}
 		// A bulk batch takes at most what the stream holds past this one:
 		// the last of a rebuild does not wait out the pull for a whole.
@@ -577,7 +586,7 @@ func (p *worker) fetchLoop(ctx context.Context, cons jetstream.Consumer, hand *i
 // batchBytes, waiting a little if the stream holds fewer. Live: it waits
 // for a first message, then takes what arrives within BatchWait, up to
 // BatchSize messages and batchBytes.
-func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool, want int) ([]jetstream.Msg, error) {
+func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool, want int) ([]message, error) {
 	if bulk {
 		// Bounded by a context rather than a wait, so that stopping (a
 		// rebuild that has caught up) does not wait out the pull.
@@ -603,60 +612,48 @@ func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool, 
 	// Let a few more arrive to share the commit, then take what is stored
 	// without waiting: live, what arrived during the previous commit. (A
 	// pull request that waits, even a few milliseconds, makes batches
-	// small and costs nats-server 2.9 dearly.) A no-wait pull takes no
-	// byte bound: the count is bounded by the mean size seen so far.
+	// small and costs nats-server 2.9 dearly.)
 	select {
 	case <-ctx.Done():
 	case <-time.After(p.cfg.BatchWait):
 	}
-	p.sized(first) // the first batch after a start is bounded too
-	n := min(p.cfg.BatchSize-1, int(float64(p.cfg.batchBytes())/p.meanSize))
-	rest, err := collect(cons.FetchNoWait(max(n, 1)))
+	rest, err := p.pullNoWait(ctx, cons, p.cfg.BatchSize-len(first), p.cfg.batchBytes()-len(first[0].Data()))
 	if err != nil {
 		return first, nil // apply what is in hand
 	}
-	p.sized(rest)
 	return append(first, rest...), nil
 }
 
-// liveRoom is how many messages a live batch may hold: BatchSize, and
-// batchBytes at the mean message size seen so far.
-func (p *worker) liveRoom() int {
-	return min(p.cfg.BatchSize, int(float64(p.cfg.batchBytes())/max(p.meanSize, 1)))
-}
-
 // topUp adds to a live batch what the stream holds for the consumer now,
-// without waiting, within the batch's bounds (liveRoom).
-func (p *worker) topUp(cons jetstream.Consumer, b *batch, hand *inHand) {
-	room := p.liveRoom() - len(b.items)
-	if room <= 0 {
-		return
-	}
-	more, err := collect(cons.FetchNoWait(room))
+// without waiting, within the batch's bounds: BatchSize messages and
+// batchBytes.
+func (p *worker) topUp(ctx context.Context, cons jetstream.Consumer, b *batch, hand *inHand) {
+	more, err := p.pullNoWait(ctx, cons, p.cfg.BatchSize-len(b.items), p.cfg.batchBytes()-b.bytes)
 	if err != nil || len(more) == 0 {
 		return // the batch as it is
 	}
-	p.sized(more)
 	hand.grow(b, p.newBatch(more, false))
 }
 
-// sized adds the sizes of msgs to the moving mean.
-func (p *worker) sized(msgs []jetstream.Msg) {
-	for _, m := range msgs {
-		if size := float64(max(len(m.Data()), 1)); p.meanSize == 0 {
-			p.meanSize = size
-		} else {
-			p.meanSize = 0.99*p.meanSize + 0.01*size
-		}
+// pullNoWait takes what the consumer holds for delivery now, up to n
+// messages and maxBytes, without waiting (stream.PullNoWait: nats.go's
+// FetchNoWait takes no byte bound).
+func (p *worker) pullNoWait(ctx context.Context, cons jetstream.Consumer, n, maxBytes int) ([]message, error) {
+	info := cons.CachedInfo()
+	pulled, err := stream.PullNoWait(ctx, p.js, info.Stream, info.Name, n, maxBytes)
+	msgs := make([]message, len(pulled))
+	for i, m := range pulled {
+		msgs[i] = m
 	}
+	return msgs, err
 }
 
 // collect reads a fetch's messages.
-func collect(mb jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+func collect(mb jetstream.MessageBatch, err error) ([]message, error) {
 	if err != nil {
 		return nil, err
 	}
-	var msgs []jetstream.Msg
+	var msgs []message
 	for m := range mb.Messages() {
 		msgs = append(msgs, m)
 	}
@@ -674,7 +671,7 @@ var nats408 = jetstream.ErrNoMessages
 // decoded keeps neither its bytes nor its headers (bare): the few the fold
 // or the database reject after all are read back from the stream to be
 // dead-lettered (Writer.readBack).
-func (p *worker) decode(msgs []jetstream.Msg) []item {
+func (p *worker) decode(msgs []message) []item {
 	items := make([]item, len(msgs))
 	for i, m := range msgs {
 		it := item{subject: m.Subject(), header: m.Headers(), data: m.Data()}
@@ -716,6 +713,7 @@ func (h *inHand) grow(b, more *batch) {
 	defer h.mu.Unlock()
 	b.items = append(b.items, more.items...)
 	b.acks = append(b.acks, more.acks...)
+	b.bytes += more.bytes
 	if more.last != nil {
 		b.last = more.last
 	}
@@ -808,7 +806,7 @@ func (p *worker) handle(ctx context.Context, b *batch) error {
 			p.lastErr.Store(nil)
 			p.cfg.Metrics.committed(strconv.Itoa(p.part), res, len(b.items), b.bulk, time.Since(began))
 			if p.cfg.afterCommit != nil {
-				if err := p.cfg.afterCommit(); err != nil {
+				if err := p.cfg.afterCommit(b); err != nil {
 					return crashed{err} // as if the process died here
 				}
 			}

@@ -201,7 +201,7 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	crash := errors.New("crash")
 	cfg := h.cfg
 	cfg.BatchSize = 1000
-	cfg.afterCommit = func() error { return crash }
+	cfg.afterCommit = func(*batch) error { return crash }
 	// Run ends with the hook's error once the first batch committed.
 	select {
 	case err := <-h.start(cfg):
