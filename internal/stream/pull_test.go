@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,6 +48,14 @@ func TestPullNoWait(t *testing.T) {
 	pull := func(n, maxBytes, want int) []stream.Pulled {
 		t.Helper()
 		msgs, err := stream.PullNoWait(ctx, js, env.Stream, name, n, maxBytes)
+		for try := 0; err == nil && len(msgs) == 0 && want > 0 && try < 10; try++ {
+			// Right after a pull, nats-server may answer the next
+			// no-wait one that nothing is pending though something is
+			// (404 or 408, its count of pending messages behind; seen
+			// once in 30 runs): a batch the smaller, no more.
+			time.Sleep(10 * time.Millisecond)
+			msgs, err = stream.PullNoWait(ctx, js, env.Stream, name, n, maxBytes)
+		}
 		if err != nil {
 			t.Fatalf("pull of %d, %d bytes: %v", n, maxBytes, err)
 		}
