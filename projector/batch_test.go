@@ -184,3 +184,48 @@ func TestLiveBatchBytes(t *testing.T) {
 		t.Errorf("a batch held %d bytes of messages, over the bound of %d", heaviest, bound)
 	}
 }
+
+// TestConsumerUnfiltered: on a stream that takes exactly the events'
+// subjects, the projector's consumer has no subject filter (nats-server
+// 2.9 counts a filtered consumer's pending messages subject by subject at
+// each consumer info: 0.75 s of its CPU on a stream of 100,000 calls). One
+// made with the filter, as an earlier release made it, is changed to none
+// and goes on where it was: what it had delivered and had acknowledged is
+// not delivered again.
+func TestConsumerUnfiltered(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	lines := schematest.Examples(t)[1].Lines
+	last := h.publish(lines)
+	cons, err := h.js.CreateConsumer(ctx, h.s.Stream, jetstream.ConsumerConfig{Durable: h.cfg.Consumer,
+		FilterSubject: h.s.Filter(), AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const earlier = 5 // applied and acknowledged by the earlier release
+	msgs, err := cons.Fetch(earlier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range msgs.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := h.cfg
+	stats := badRun(t, h, cfg, last)
+	if stats.applied != len(lines)-earlier {
+		t.Errorf("%d events applied, want %d: the %d the consumer had acknowledged not delivered again", stats.applied, len(lines)-earlier, earlier)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.FilterSubject != "" || info.AckFloor.Stream != last {
+		t.Errorf("consumer filter %q, ack floor %d; want none and %d", info.Config.FilterSubject, info.AckFloor.Stream, last)
+	}
+	lag, err := h.s.LagOf(ctx, cons)
+	if err != nil || lag.Events != 0 || lag.Through != last {
+		t.Errorf("lag of the unfiltered consumer: %+v, %v; want none, through %d", lag, err, last)
+	}
+}

@@ -211,12 +211,16 @@ func reopen(ctx context.Context, pool *pgxpool.Pool, streams *stream.Streams, cf
 	}
 	// As the projector's consume creates its consumers, starting after
 	// what the generation holds; Rebuild finds it and uses it.
+	filter, err := streams.ConsumerFilter(ctx, streams.Filter())
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", consumer, err)
+	}
 	_, err = js.CreateConsumer(ctx, streams.Stream, jetstream.ConsumerConfig{
 		Durable:       consumer,
 		Description:   "callreport projector",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
-		FilterSubject: streams.Filter(),
+		FilterSubject: filter,
 		MaxAckPending: maxAckPending,
 		MaxDeliver:    -1,
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,

@@ -420,7 +420,12 @@ func (p *worker) consume(ctx context.Context, start jetstream.ConsumerConfig) er
 	// JetStream redelivers only if they stay unacknowledged.
 	cc.AckPolicy = jetstream.AckExplicitPolicy
 	cc.AckWait = p.cfg.AckWait
-	cc.FilterSubject = p.filter
+	// None when p.filter takes the whole stream (stream.ConsumerFilter).
+	filter, err := p.streams.ConsumerFilter(ctx, p.filter)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", p.consumer, err)
+	}
+	cc.FilterSubject = filter
 	cc.MaxAckPending = maxAckPending
 	cc.MaxDeliver = -1
 	pos, err := p.q.PositionGet(ctx, p.pool, p.consumer)
@@ -490,7 +495,7 @@ const consumerTimeout = 2 * time.Minute
 // consumerFor is the worker's consumer: found, or made (starting after
 // the position pos when the reports hold a position on this stream),
 // taken over from a stopped process (recover), with room for bulk
-// batches (roomy).
+// batches and the filter of cc (reconfigured).
 func (p *worker) consumerFor(ctx context.Context, cc jetstream.ConsumerConfig, pos store.ProjectorPosition) (jetstream.Consumer, error) {
 	ctx, cancel := context.WithTimeout(ctx, consumerTimeout)
 	defer cancel()
@@ -512,20 +517,37 @@ func (p *worker) consumerFor(ctx context.Context, cc jetstream.ConsumerConfig, p
 		cons, err = p.recover(ctx, cons, cc)
 	}
 	if err == nil {
-		cons, err = p.roomy(ctx, cons)
+		cons, err = p.reconfigured(ctx, cons, cc.FilterSubject)
 	}
 	return cons, err
 }
 
-// roomy raises the consumer's MaxAckPending to what two bulk batches need,
-// for a consumer made with less.
-func (p *worker) roomy(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
+// reconfigured brings a consumer made earlier (by an earlier release, or
+// for a stream configured otherwise) to what this process makes: room for
+// two bulk batches (MaxAckPending), and filter. The filter changes only
+// between the stream's whole subject space and none (or a partition's,
+// which stays): what the consumer takes is the same, and so are its
+// position and what it has delivered.
+func (p *worker) reconfigured(ctx context.Context, cons jetstream.Consumer, filter string) (jetstream.Consumer, error) {
 	cfg := cons.CachedInfo().Config
-	if cfg.MaxAckPending >= maxAckPending || cfg.MaxAckPending < 0 {
+	roomy := cfg.MaxAckPending >= maxAckPending || cfg.MaxAckPending < 0
+	if roomy && cfg.FilterSubject == filter {
 		return cons, nil
 	}
-	cfg.MaxAckPending = maxAckPending
-	return p.js.UpdateConsumer(ctx, p.streams.Stream, cfg)
+	was := cfg.FilterSubject
+	if !roomy {
+		cfg.MaxAckPending = maxAckPending
+	}
+	cfg.FilterSubject = filter
+	updated, err := p.js.UpdateConsumer(ctx, p.streams.Stream, cfg)
+	if err != nil && roomy {
+		// Only the filter: the consumer works as it is, at nats-server's
+		// cost of counting its pending messages.
+		p.log.WarnContext(ctx, "could not change the consumer's subject filter; keeping it", "consumer", p.consumer,
+			"filter", was, "want", filter, "err", err)
+		return cons, nil
+	}
+	return updated, err
 }
 
 // fetchLoop fetches and decodes batches until ctx ends, handing each to

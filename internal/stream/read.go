@@ -69,8 +69,12 @@ func (s *Streams) LagOf(ctx context.Context, cons jetstream.Consumer) (Lag, erro
 		return l, nil
 	}
 	// The oldest unacknowledged message is the first stored above the ack
-	// floor that the consumer's filter takes.
-	msg, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(info.Config.FilterSubject))
+	// floor that the consumer's filter takes (any, without a filter).
+	filter := info.Config.FilterSubject
+	if filter == "" {
+		filter = ">"
+	}
+	msg, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(filter))
 	if err != nil {
 		return l, err
 	}

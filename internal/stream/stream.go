@@ -312,6 +312,24 @@ func dlqDuplicates(l DLQLimits) time.Duration {
 	return schema.DuplicateWindow
 }
 
+// ConsumerFilter is the subject filter to give a consumer of the events
+// that filter names: none when the stream takes exactly those subjects
+// and stores them as sent (no subject transform), for then the consumer
+// takes every message either way, and nats-server 2.9 counts a filtered
+// consumer's pending messages subject by subject at each consumer info:
+// 0.75 s of its CPU, and as long, on a stream of 1.4 million subjects
+// (100,000 calls), against 0.3 ms unfiltered.
+func (s *Streams) ConsumerFilter(ctx context.Context, filter string) (string, error) {
+	st, err := s.Events(ctx)
+	if err != nil {
+		return filter, err
+	}
+	if cfg := st.CachedInfo().Config; len(cfg.Subjects) == 1 && cfg.Subjects[0] == filter && cfg.SubjectTransform == nil {
+		return "", nil
+	}
+	return filter, nil
+}
+
 // Events is the event stream.
 func (s *Streams) Events(ctx context.Context) (jetstream.Stream, error) {
 	st, err := s.js.Stream(ctx, s.Stream)
