@@ -639,10 +639,9 @@ func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool, 
 	case <-ctx.Done():
 	case <-time.After(p.cfg.BatchWait):
 	}
-	rest, err := p.pullNoWait(ctx, cons, p.cfg.BatchSize-len(first), p.cfg.batchBytes()-len(first[0].Data()))
-	if err != nil {
-		return first, nil // apply what is in hand
-	}
+	// On an error, what is in hand is applied: the pull's messages that
+	// came too, which would otherwise wait out AckWait to come again.
+	rest, _ := p.pullNoWait(ctx, cons, p.cfg.BatchSize-len(first), p.cfg.batchBytes()-len(first[0].Data()))
 	return append(first, rest...), nil
 }
 
@@ -650,8 +649,8 @@ func (p *worker) fetch(ctx context.Context, cons jetstream.Consumer, bulk bool, 
 // without waiting, within the batch's bounds: BatchSize messages and
 // batchBytes.
 func (p *worker) topUp(ctx context.Context, cons jetstream.Consumer, b *batch, hand *inHand) {
-	more, err := p.pullNoWait(ctx, cons, p.cfg.BatchSize-len(b.items), p.cfg.batchBytes()-b.bytes)
-	if err != nil || len(more) == 0 {
+	more, _ := p.pullNoWait(ctx, cons, p.cfg.BatchSize-len(b.items), p.cfg.batchBytes()-b.bytes) // on an error, what came
+	if len(more) == 0 {
 		return // the batch as it is
 	}
 	hand.grow(b, p.newBatch(more, false))
