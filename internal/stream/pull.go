@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// PullTimeout bounds how long PullNoWait waits for nats-server's answer
+// pullTimeout bounds how long PullNoWait waits for nats-server's answer
 // to arrive. The server answers a no-wait pull at once; the bound is for a
 // request or answer lost on the way.
-const PullTimeout = 5 * time.Second
+const pullTimeout = 5 * time.Second
 
 // PullNoWait takes what the consumer (of stream) has for delivery now,
 // without waiting for more: up to n messages and up to maxBytes bytes, as
@@ -50,7 +50,7 @@ func PullNoWait(ctx context.Context, js jetstream.JetStream, stream, consumer st
 	if err := nc.PublishRequest(apiPrefix(js.Options())+fmt.Sprintf("CONSUMER.MSG.NEXT.%s.%s", stream, consumer), inbox, req); err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
 	}
-	wait, cancel := context.WithTimeout(ctx, PullTimeout)
+	wait, cancel := context.WithTimeout(ctx, pullTimeout)
 	defer cancel()
 	var msgs []Pulled
 	// The server ends the request when it has sent n messages or exactly
