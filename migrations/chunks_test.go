@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
@@ -19,9 +20,9 @@ import (
 // floor(execution_index / 100), the fragments of its entries joined in
 // order, whatever statement writes the entries (COPY, INSERT, an upsert,
 // an UPDATE of fragments, a DELETE, negative and sparse indexes), in the
-// live generation and in one a rebuild creates; an UPDATE that leaves the
-// fragments as they were rebuilds nothing; and the report reads the
-// chunks.
+// live generation and in one a rebuild creates (from its indexing on); an
+// UPDATE that leaves the fragments as they were rebuilds nothing; and the
+// report reads the chunks.
 func TestPathChunks(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
@@ -39,9 +40,9 @@ func TestPathChunks(t *testing.T) {
 			WITH want AS (SELECT call_id, floor(execution_index / 100.0)::bigint AS chunk,
 			                     string_agg(fragment, ',' ORDER BY execution_index) AS fragment
 			              FROM %[1]s.call_path_entries WHERE fragment IS NOT NULL GROUP BY 1, 2)
-			SELECT count(*) FROM (SELECT * FROM want EXCEPT SELECT * FROM %[1]s.call_path_chunks
+			SELECT count(*) FROM ((SELECT * FROM want EXCEPT SELECT * FROM %[1]s.call_path_chunks)
 			                      UNION ALL
-			                      SELECT * FROM %[1]s.call_path_chunks EXCEPT SELECT * FROM want) d`, s)).Scan(&diff)
+			                      (SELECT * FROM %[1]s.call_path_chunks EXCEPT SELECT * FROM want)) d`, s)).Scan(&diff)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,6 +67,15 @@ func TestPathChunks(t *testing.T) {
 			entry("b", 5, `{"b":5}`))
 		if _, err := pool.CopyFrom(ctx, pgx.Identifier{s, "call_path_entries"}, cols, pgx.CopyFromRows(rows)); err != nil {
 			t.Fatal(err)
+		}
+		if s != "public" {
+			// A generation being built gets its chunks with its indexes.
+			var chunks int
+			if err := pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s.call_path_chunks`, s)).Scan(&chunks); err != nil || chunks != 0 {
+				t.Errorf("%s: %d chunks before indexing (%v), want none", s, chunks, err)
+			}
+			exec(`SELECT callreport_generation_index($1)`, s)
+			exec(`SELECT callreport_generation_index($1)`, s) // idempotent
 		}
 		consistent(s, "after a COPY")
 		exec(fmt.Sprintf(`INSERT INTO %s.call_path_entries (call_id, execution_index, org_id, node_id, node_type, entered_at, fragment)
@@ -205,4 +215,105 @@ func deref(s *string) string {
 		return "NULL"
 	}
 	return *s
+}
+
+// TestPathChunksSearchPath: the chunks' trigger takes the tables the
+// session's search_path finds only when they are the statement's: one
+// session writing unqualified entries of two generations by turns (its
+// search_path naming one, then the other, then neither), and qualified
+// ones of a generation its search_path does not name, keeps the chunks of
+// both right. Migration 00016 down builds the chunks of a generation still
+// being built, and up again leaves them.
+func TestPathChunksSearchPath(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	var conn *pgxpool.Conn
+	acquire := func() {
+		t.Helper()
+		var err error
+		if conn, err = pool.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := func() { conn.Release(); conn = nil }
+	t.Cleanup(func() {
+		if conn != nil {
+			release()
+		}
+	})
+	acquire()
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	consistent := func(s, what string) {
+		t.Helper()
+		var diff, chunks int
+		err := conn.QueryRow(ctx, fmt.Sprintf(`
+			WITH want AS (SELECT call_id, floor(execution_index / 100.0)::bigint AS chunk,
+			                     string_agg(fragment, ',' ORDER BY execution_index) AS fragment
+			              FROM %[1]s.call_path_entries WHERE fragment IS NOT NULL GROUP BY 1, 2)
+			SELECT (SELECT count(*) FROM ((SELECT * FROM want EXCEPT SELECT * FROM %[1]s.call_path_chunks)
+			                              UNION ALL
+			                              (SELECT * FROM %[1]s.call_path_chunks EXCEPT SELECT * FROM want)) d),
+			       (SELECT count(*) FROM %[1]s.call_path_chunks)`, s)).Scan(&diff, &chunks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff != 0 || chunks == 0 {
+			t.Errorf("%s: %d of the %d chunks of %s differ from their entries", what, diff, chunks, s)
+		}
+	}
+	const gen = "callreport_gen_path"
+	exec(`SELECT callreport_generation_create($1)`, gen)
+	exec(`SELECT callreport_generation_index($1)`, gen)
+	write := func(table, call string, round int) {
+		t.Helper()
+		exec(fmt.Sprintf(`INSERT INTO %s (call_id, execution_index, org_id, node_id, node_type, entered_at, fragment)
+			SELECT $1, i, 'org', 'n', 'play', now(), '{"i":' || i || ',"r":' || $2::int || '}' FROM generate_series(0, 230, 3) i
+			ON CONFLICT (call_id, execution_index) DO UPDATE SET fragment = EXCLUDED.fragment`, table), call, round)
+		exec(fmt.Sprintf(`DELETE FROM %s WHERE call_id = $1 AND execution_index %% 7 = $2::int`, table), call, round%7)
+	}
+	for round := range 8 { // past the plan cache's five custom plans
+		exec(`SELECT set_config('search_path', $1, false)`, gen+", callreport, public")
+		write("call_path_entries", "g1", round)
+		write("public.call_path_entries", "p1", round)
+		exec(`SELECT set_config('search_path', 'callreport, public', false)`)
+		write("call_path_entries", "p2", round)
+		write(gen+".call_path_entries", "g2", round)
+		exec(`SELECT set_config('search_path', 'pg_catalog', false)`)
+		write("public.call_path_entries", "p3", round)
+		write(gen+".call_path_entries", "g3", round)
+	}
+	exec(`SELECT set_config('search_path', 'callreport, public', false)`)
+	consistent("public", "written by turns")
+	consistent(gen, "written by turns")
+
+	// Down and up again with a generation being built.
+	const building = "callreport_gen_building"
+	exec(`SELECT callreport_generation_create($1)`, building)
+	exec(`INSERT INTO callreport_gen_building.call_path_entries (call_id, execution_index, org_id, node_id, node_type, entered_at, fragment)
+		SELECT 'b', i, 'org', 'n', 'play', now(), '{"i":' || i || '}' FROM generate_series(0, 150) i`)
+	release()
+	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(pgtest.MigrationPool(t, pool)), migrations.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DownTo(ctx, 15); err != nil {
+		t.Fatal(err)
+	}
+	acquire()
+	consistent(building, "after 00016 down")
+	exec(`DELETE FROM callreport_gen_building.call_path_entries WHERE execution_index > 120`)
+	consistent(building, "after 00016 down, through 00014's trigger")
+	release()
+	if _, err := p.UpTo(ctx, 16); err != nil {
+		t.Fatal(err)
+	}
+	acquire()
+	exec(`SELECT callreport_generation_index($1)`, building)
+	exec(`DELETE FROM callreport_gen_building.call_path_entries WHERE execution_index > 110`)
+	consistent(building, "after 00016 up again")
 }
