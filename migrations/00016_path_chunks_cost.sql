@@ -1,7 +1,7 @@
 -- +goose Up
 
 -- Two changes to how call_path_chunks (00014) is kept, both for the cost
--- of writing execution-path entries (docs/performance.md, "Path chunks"):
+-- of writing execution-path entries (docs/performance.md, "At c9b915d"):
 --
 -- 1. The trigger's statements are static SQL, planned once a session,
 --    where the entries' table is the one the session's search_path finds
