@@ -224,31 +224,46 @@ func (w *Writer) funnelRows(ctx context.Context, tx pgx.Tx, set *fold.Set, was *
 		}
 	}
 	moved = slices.DeleteFunc(moved, func(id string) bool { return !set.Calls[id].Stored })
-	if len(p.CallIds) > 0 {
-		got, err := w.q.CallNodesGet(ctx, tx, p)
-		if err != nil {
-			return nodes, funnels, exits, fmt.Errorf("load call nodes: %w", err)
+	keep := func(call, node string, visits int32, exits []byte, cost string) error {
+		n, err := callNodeOf(visits, exits, cost)
+		if err == nil {
+			old[nodeKey{call, node}] = n
 		}
-		for _, r := range got {
-			n, err := callNodeOf(r.Visits, r.Exits, r.Cost)
-			if err != nil {
-				return nodes, funnels, exits, err
-			}
-			old[nodeKey{r.CallID, r.NodeID}] = n
-		}
+		return err
 	}
-	if len(moved) > 0 {
-		got, err := w.q.CallNodesOfCalls(ctx, tx, moved)
-		if err != nil {
-			return nodes, funnels, exits, fmt.Errorf("load call nodes: %w", err)
-		}
-		for _, r := range got {
-			n, err := callNodeOf(r.Visits, r.Exits, r.Cost)
-			if err != nil {
-				return nodes, funnels, exits, err
+	err = together(ctx, tx,
+		func(db store.DBTX) error {
+			if len(p.CallIds) == 0 {
+				return nil
 			}
-			old[nodeKey{r.CallID, r.NodeID}] = n
-		}
+			got, err := w.q.CallNodesGet(ctx, db, p)
+			if err != nil {
+				return fmt.Errorf("load call nodes: %w", err)
+			}
+			for _, r := range got {
+				if err := keep(r.CallID, r.NodeID, r.Visits, r.Exits, r.Cost); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func(db store.DBTX) error {
+			if len(moved) == 0 {
+				return nil
+			}
+			got, err := w.q.CallNodesOfCalls(ctx, db, moved)
+			if err != nil {
+				return fmt.Errorf("load call nodes: %w", err)
+			}
+			for _, r := range got {
+				if err := keep(r.CallID, r.NodeID, r.Visits, r.Exits, r.Cost); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		return nodes, funnels, exits, err
 	}
 
 	// The rows as they are now.

@@ -188,18 +188,33 @@ func (w *Writer) applyOnce(ctx context.Context, items []item, meta batchMeta, pu
 	if meta.oldestPending != nil {
 		pending = pgtype.Timestamptz{Time: *meta.oldestPending, Valid: true}
 	}
-	err = w.q.PositionSave(ctx, tx, store.PositionSaveParams{
-		Consumer: w.consumer, Stream: w.streamName, StreamSeq: int64(res.lastSeq), FoldVersion: fold.Version,
-		Applied: int64(res.applied), Rejected: int64(res.rejected), Skipped: int64(res.skipped),
-		Through: int64(through), OldestPending: pending,
-	})
-	if err != nil {
-		return res, fmt.Errorf("save position: %w", err)
-	}
+	var notes []string
 	if w.notify {
-		if err := w.q.ReportsNotify(ctx, tx, notifications(written)); err != nil {
-			return res, fmt.Errorf("notify: %w", err)
-		}
+		notes = notifications(written)
+	}
+	err = together(ctx, tx,
+		func(db store.DBTX) error {
+			err := w.q.PositionSave(ctx, db, store.PositionSaveParams{
+				Consumer: w.consumer, Stream: w.streamName, StreamSeq: int64(res.lastSeq), FoldVersion: fold.Version,
+				Applied: int64(res.applied), Rejected: int64(res.rejected), Skipped: int64(res.skipped),
+				Through: int64(through), OldestPending: pending,
+			})
+			if err != nil {
+				return fmt.Errorf("save position: %w", err)
+			}
+			return nil
+		},
+		func(db store.DBTX) error {
+			if !w.notify {
+				return nil
+			}
+			if err := w.q.ReportsNotify(ctx, db, notes); err != nil {
+				return fmt.Errorf("notify: %w", err)
+			}
+			return nil
+		})
+	if err != nil {
+		return res, err
 	}
 	// Last, so that the lease's row is locked only while the commit lasts:
 	// the batch lock above keeps a taker's batches after this one.
@@ -332,15 +347,8 @@ func (w *Writer) applyTx(ctx context.Context, tx pgx.Tx, items []item, published
 	}
 	began := time.Now()
 	touched := fold.TouchedBy(events)
-	erased, err := w.erased(ctx, tx, touched)
+	set, attempts, erased, err := w.load(ctx, tx, touched, events)
 	if err != nil {
-		return res, nil, versions{}, err
-	}
-	set, attempts, err := w.load(ctx, tx, touched)
-	if err != nil {
-		return res, nil, versions{}, err
-	}
-	if set.Redact, err = w.redactions(ctx, tx, events); err != nil {
 		return res, nil, versions{}, err
 	}
 	was := snapshot(set)
@@ -427,11 +435,11 @@ func (w *Writer) readBack(ctx context.Context, rejects []stream.Reject, bare []i
 
 // erased reads which of the calls and jobs a batch touches were erased,
 // keyed "call:<id>" and "job:<id>".
-func (w *Writer) erased(ctx context.Context, tx pgx.Tx, t fold.Touched) (map[string]bool, error) {
+func (w *Writer) erased(ctx context.Context, db store.DBTX, t fold.Touched) (map[string]bool, error) {
 	if len(t.Calls) == 0 && len(t.Jobs) == 0 {
 		return nil, nil
 	}
-	rows, err := w.q.ErasedGet(ctx, tx, store.ErasedGetParams{CallIds: t.Calls, JobIds: t.Jobs})
+	rows, err := w.q.ErasedGet(ctx, db, store.ErasedGetParams{CallIds: t.Calls, JobIds: t.Jobs})
 	if err != nil {
 		return nil, fmt.Errorf("read erasures: %w", err)
 	}
@@ -444,7 +452,7 @@ func (w *Writer) erased(ctx context.Context, tx pgx.Tx, t fold.Touched) (map[str
 
 // redactions reads the variable names the organizations of a batch never
 // store, as a filter for the fold; nil when none has any.
-func (w *Writer) redactions(ctx context.Context, tx pgx.Tx, events []*schema.Event) (func(org, name string) bool, error) {
+func (w *Writer) redactions(ctx context.Context, db store.DBTX, events []*schema.Event) (func(org, name string) bool, error) {
 	var orgs []string
 	seen := map[string]bool{}
 	for _, ev := range events {
@@ -456,7 +464,7 @@ func (w *Writer) redactions(ctx context.Context, tx pgx.Tx, events []*schema.Eve
 	if len(orgs) == 0 {
 		return nil, nil
 	}
-	rows, err := w.q.RedactionsGet(ctx, tx, orgs)
+	rows, err := w.q.RedactionsGet(ctx, db, orgs)
 	if err != nil || len(rows) == 0 {
 		return nil, err
 	}
@@ -478,43 +486,69 @@ func Redacted(patterns []string, name string) bool {
 	return false
 }
 
-// load reads what a batch touches: the states of its calls and jobs (and of
-// the jobs of its calls), and the entries its events set. attempts holds
-// the calls that had a report when loaded.
-func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched) (*fold.Set, map[string]bool, error) {
-	set := fold.NewSet()
-	attempts := map[string]bool{}
-	if len(t.Calls) == 0 && len(t.Jobs) == 0 {
-		return set, attempts, nil
+// load reads what a batch touches, in two round trips: the erasures of its
+// calls and jobs, their states (and those of the jobs of its calls) and
+// the redactions of its organizations; then the entries its events set.
+// attempts holds the calls that had a report when loaded.
+func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched, events []*schema.Event) (set *fold.Set, attempts, erased map[string]bool, err error) {
+	set, attempts = fold.NewSet(), map[string]bool{}
+	err = together(ctx, tx,
+		func(db store.DBTX) (err error) { erased, err = w.erased(ctx, db, t); return err },
+		func(db store.DBTX) error { return w.loadCalls(ctx, db, t, set, attempts) },
+		func(db store.DBTX) error { return w.loadJobs(ctx, db, t, set) },
+		func(db store.DBTX) (err error) { set.Redact, err = w.redactions(ctx, db, events); return err })
+	if err == nil {
+		err = w.loadEntries(ctx, tx, t, set)
 	}
-	calls, err := w.q.CallStatesGet(ctx, tx, t.Calls)
+	return set, attempts, erased, err
+}
+
+// loadCalls puts into set the stored states of the calls of t.
+func (w *Writer) loadCalls(ctx context.Context, db store.DBTX, t fold.Touched, set *fold.Set, attempts map[string]bool) error {
+	if len(t.Calls) == 0 {
+		return nil
+	}
+	calls, err := w.q.CallStatesGet(ctx, db, t.Calls)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load call states: %w", err)
+		return fmt.Errorf("load call states: %w", err)
 	}
 	for _, r := range calls {
 		c, err := fold.DecodeCall(r.State)
 		if err != nil {
-			return nil, nil, fmt.Errorf("decode state of call %s: %w", r.CallID, err)
+			return fmt.Errorf("decode state of call %s: %w", r.CallID, err)
 		}
 		set.Calls[r.CallID] = c
 		attempts[r.CallID] = c.Created != nil
 	}
-	jobs, err := w.q.JobStatesGet(ctx, tx, store.JobStatesGetParams{JobIds: t.Jobs, CallIds: t.Calls})
+	return nil
+}
+
+// loadJobs puts into set the stored states of the jobs of t and of its
+// calls.
+func (w *Writer) loadJobs(ctx context.Context, db store.DBTX, t fold.Touched, set *fold.Set) error {
+	if len(t.Calls) == 0 && len(t.Jobs) == 0 {
+		return nil
+	}
+	jobs, err := w.q.JobStatesGet(ctx, db, store.JobStatesGetParams{JobIds: t.Jobs, CallIds: t.Calls})
 	if err != nil {
-		return nil, nil, fmt.Errorf("load job states: %w", err)
+		return fmt.Errorf("load job states: %w", err)
 	}
 	for _, r := range jobs {
 		j, err := fold.DecodeJob(r.State)
 		if err != nil {
-			return nil, nil, fmt.Errorf("decode state of job %s: %w", r.JobID, err)
+			return fmt.Errorf("decode state of job %s: %w", r.JobID, err)
 		}
 		set.Jobs[r.JobID] = j
 	}
+	return nil
+}
 
-	// The entries: only of calls that have a state (a call first seen in
-	// this batch has none stored), and of each kind only of calls whose
-	// state counts entries of it (a live event mostly names entries that
-	// are new).
+// loadEntries reads into the calls of set the entries the events of t
+// set, in one round trip: only of calls that have a state (a call first
+// seen in this batch has none stored), and of each kind only of calls
+// whose state counts entries of it (a live event mostly names entries that
+// are new).
+func (w *Writer) loadEntries(ctx context.Context, tx pgx.Tx, t fold.Touched, set *fold.Set) error {
 	stored := func(call string) *fold.Call { return set.Calls[call] }
 	counts := func(call string) fold.Counts { // zero without a state
 		if c := stored(call); c != nil {
@@ -522,69 +556,93 @@ func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched) (*fold.Set
 		}
 		return fold.Counts{}
 	}
-	if keys := slices.DeleteFunc(slices.Clone(t.Path), func(k fold.PathKey) bool { return counts(k.Call).Path == 0 }); len(keys) > 0 {
-		p := store.PathEntriesGetParams{}
-		for _, k := range keys {
-			p.CallIds, p.Indexes = append(p.CallIds, k.Call), append(p.Indexes, k.Index)
+	var path store.PathEntriesGetParams
+	for _, k := range t.Path {
+		if counts(k.Call).Path > 0 {
+			path.CallIds, path.Indexes = append(path.CallIds, k.Call), append(path.Indexes, k.Index)
 		}
-		rows, err := w.q.PathEntriesGet(ctx, tx, p)
-		if err != nil {
-			return nil, nil, fmt.Errorf("load path entries: %w", err)
+	}
+	var vars store.VariablesGetParams
+	for _, k := range t.Vars {
+		if counts(k.Call).Vars > 0 {
+			vars.CallIds, vars.Names = append(vars.CallIds, k.Call), append(vars.Names, k.Name)
 		}
-		for _, r := range rows {
-			err := stored(r.CallID).LoadPath(r.ExecutionIndex, fold.StoredPath{Entered: r.Entered, Exited: r.Exited,
-				Node: fold.Node{ID: r.NodeID, Type: r.NodeType, Label: r.NodeLabel}, OutputPath: r.OutputPath, Size: int(r.Size)})
+	}
+	var billing store.BillingLinesGetParams
+	for _, k := range t.Billing {
+		if counts(k.Call).Billing > 0 {
+			billing.CallIds, billing.NodeIds = append(billing.CallIds, k.Call), append(billing.NodeIds, k.Node)
+		}
+	}
+	var timeline store.TimelineEventsGetParams
+	for _, k := range t.Timeline {
+		if counts(k.Call).Timeline > 0 {
+			timeline.CallIds, timeline.EventIds = append(timeline.CallIds, k.Call), append(timeline.EventIds, k.ID)
+		}
+	}
+	return together(ctx, tx,
+		func(db store.DBTX) error {
+			if len(path.CallIds) == 0 {
+				return nil
+			}
+			rows, err := w.q.PathEntriesGet(ctx, db, path)
 			if err != nil {
-				return nil, nil, fmt.Errorf("call %s: %w", r.CallID, err)
+				return fmt.Errorf("load path entries: %w", err)
 			}
-		}
-	}
-	if keys := slices.DeleteFunc(slices.Clone(t.Vars), func(k fold.VarKey) bool { return counts(k.Call).Vars == 0 }); len(keys) > 0 {
-		p := store.VariablesGetParams{}
-		for _, k := range keys {
-			p.CallIds, p.Names = append(p.CallIds, k.Call), append(p.Names, k.Name)
-		}
-		rows, err := w.q.VariablesGet(ctx, tx, p)
-		if err != nil {
-			return nil, nil, fmt.Errorf("load variables: %w", err)
-		}
-		for _, r := range rows {
-			if err := stored(r.CallID).LoadVar(r.Name, r.Stamp, int(r.Size)); err != nil {
-				return nil, nil, fmt.Errorf("call %s: %w", r.CallID, err)
+			for _, r := range rows {
+				err := stored(r.CallID).LoadPath(r.ExecutionIndex, fold.StoredPath{Entered: r.Entered, Exited: r.Exited,
+					Node: fold.Node{ID: r.NodeID, Type: r.NodeType, Label: r.NodeLabel}, OutputPath: r.OutputPath, Size: int(r.Size)})
+				if err != nil {
+					return fmt.Errorf("call %s: %w", r.CallID, err)
+				}
 			}
-		}
-	}
-	if keys := slices.DeleteFunc(slices.Clone(t.Billing), func(k fold.LineKey) bool { return counts(k.Call).Billing == 0 }); len(keys) > 0 {
-		p := store.BillingLinesGetParams{}
-		for _, k := range keys {
-			p.CallIds, p.NodeIds = append(p.CallIds, k.Call), append(p.NodeIds, k.Node)
-		}
-		rows, err := w.q.BillingLinesGet(ctx, tx, p)
-		if err != nil {
-			return nil, nil, fmt.Errorf("load billing lines: %w", err)
-		}
-		for _, r := range rows {
-			if err := stored(r.CallID).LoadLine(r.NodeID, r.Stamp, schema.Number(r.Cost), int(r.Size)); err != nil {
-				return nil, nil, fmt.Errorf("call %s: %w", r.CallID, err)
+			return nil
+		},
+		func(db store.DBTX) error {
+			if len(vars.CallIds) == 0 {
+				return nil
 			}
-		}
-	}
-	if keys := slices.DeleteFunc(slices.Clone(t.Timeline), func(k fold.EventKey) bool { return counts(k.Call).Timeline == 0 }); len(keys) > 0 {
-		p := store.TimelineEventsGetParams{}
-		for _, k := range keys {
-			p.CallIds, p.EventIds = append(p.CallIds, k.Call), append(p.EventIds, k.ID)
-		}
-		rows, err := w.q.TimelineEventsGet(ctx, tx, p)
-		if err != nil {
-			return nil, nil, fmt.Errorf("load timeline entries: %w", err)
-		}
-		for _, r := range rows {
-			if err := stored(r.CallID).LoadEvent(r.EventID, r.Stamp, int(r.Size)); err != nil {
-				return nil, nil, fmt.Errorf("call %s: %w", r.CallID, err)
+			rows, err := w.q.VariablesGet(ctx, db, vars)
+			if err != nil {
+				return fmt.Errorf("load variables: %w", err)
 			}
-		}
-	}
-	return set, attempts, nil
+			for _, r := range rows {
+				if err := stored(r.CallID).LoadVar(r.Name, r.Stamp, int(r.Size)); err != nil {
+					return fmt.Errorf("call %s: %w", r.CallID, err)
+				}
+			}
+			return nil
+		},
+		func(db store.DBTX) error {
+			if len(billing.CallIds) == 0 {
+				return nil
+			}
+			rows, err := w.q.BillingLinesGet(ctx, db, billing)
+			if err != nil {
+				return fmt.Errorf("load billing lines: %w", err)
+			}
+			for _, r := range rows {
+				if err := stored(r.CallID).LoadLine(r.NodeID, r.Stamp, schema.Number(r.Cost), int(r.Size)); err != nil {
+					return fmt.Errorf("call %s: %w", r.CallID, err)
+				}
+			}
+			return nil
+		},
+		func(db store.DBTX) error {
+			if len(timeline.CallIds) == 0 {
+				return nil
+			}
+			rows, err := w.q.TimelineEventsGet(ctx, db, timeline)
+			if err != nil {
+				return fmt.Errorf("load timeline entries: %w", err)
+			}
+			for _, r := range rows {
+				if err := stored(r.CallID).LoadEvent(r.EventID, r.Stamp, int(r.Size)); err != nil {
+					return fmt.Errorf("call %s: %w", r.CallID, err)
+				}
+			}
+			return nil
+		})
 }
 
 // write renders what changed in set and writes it: states, attempts with
@@ -676,17 +734,26 @@ func (w *Writer) write(ctx context.Context, tx pgx.Tx, set *fold.Set, was *befor
 // so that writers of other calls of the same job take turns. It returns
 // the versions of the job reports written.
 func (w *Writer) writeJobs(ctx context.Context, tx pgx.Tx, set *fold.Set, jobs []string) (map[string]uint64, error) {
-	if err := w.q.JobsLock(ctx, tx, jobs); err != nil {
-		return nil, fmt.Errorf("lock jobs: %w", err)
-	}
-	if w.shared {
-		if err := w.mergeJobs(ctx, tx, set, jobs); err != nil {
-			return nil, err
+	// The lock first: the reads after it, in the same round trip, see what
+	// writers of the same jobs committed before it.
+	var sums []store.JobAttemptsSummaryRow
+	steps := []func(store.DBTX) error{func(db store.DBTX) error {
+		if err := w.q.JobsLock(ctx, db, jobs); err != nil {
+			return fmt.Errorf("lock jobs: %w", err)
 		}
+		return nil
+	}}
+	if w.shared {
+		steps = append(steps, func(db store.DBTX) error { return w.mergeJobs(ctx, db, set, jobs) })
 	}
-	sums, err := w.q.JobAttemptsSummary(ctx, tx, jobs)
-	if err != nil {
-		return nil, fmt.Errorf("summarise attempts: %w", err)
+	steps = append(steps, func(db store.DBTX) (err error) {
+		if sums, err = w.q.JobAttemptsSummary(ctx, db, jobs); err != nil {
+			return fmt.Errorf("summarise attempts: %w", err)
+		}
+		return nil
+	})
+	if err := together(ctx, tx, steps...); err != nil {
+		return nil, err
 	}
 	summary := make(map[string]fold.JobSummary, len(sums))
 	for _, s := range sums {
@@ -723,8 +790,8 @@ func (w *Writer) writeJobs(ctx context.Context, tx pgx.Tx, set *fold.Set, jobs [
 // writers committed since the batch loaded them: the projector of a job's
 // events and those of its calls' events each fold part of its state. Under
 // the jobs' locks, so that no other writer commits in between.
-func (w *Writer) mergeJobs(ctx context.Context, tx pgx.Tx, set *fold.Set, jobs []string) error {
-	rows, err := w.q.JobStatesGet(ctx, tx, store.JobStatesGetParams{JobIds: jobs})
+func (w *Writer) mergeJobs(ctx context.Context, db store.DBTX, set *fold.Set, jobs []string) error {
+	rows, err := w.q.JobStatesGet(ctx, db, store.JobStatesGetParams{JobIds: jobs})
 	if err != nil {
 		return fmt.Errorf("load job states again: %w", err)
 	}
