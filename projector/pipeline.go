@@ -11,14 +11,14 @@ import (
 )
 
 // together runs steps that do not depend on each other's results in one
-// round trip to Postgres: each step runs the store's queries on the
-// store.DBTX it is given, and runs twice. The first time, each query is
+// round trip to Postgres. Each step runs a query of the store on the
+// store.DBTX it is given, and runs twice: the first time its query is
 // queued and answers errQueued, which the step returns (wrapped or not)
 // without looking at a result; then the queries go together, in order, in
-// tx; the second time each query answers its result. A step must ask
-// the same queries both times (it decides from what it had before, not
-// from its results), and at most one, or one last: a query after one
-// that answered errQueued would not be queued.
+// tx; the second time the query answers its result. A step asks at most
+// one query (a second, after the first answered errQueued, would never be
+// queued), and the same both times: whether and what it asks is decided
+// from what it had before, not from results.
 func together(ctx context.Context, tx pgx.Tx, steps ...func(store.DBTX) error) error {
 	p := &pipeline{}
 	for _, step := range steps {
