@@ -38,7 +38,10 @@ func TestTogether(t *testing.T) {
 	err = together(ctx, &countedTx{tx, counted},
 		func(db store.DBTX) error { return q.BatchLock(ctx, db, "together") }, // :exec
 		func(db store.DBTX) error { return nil },                              // asks nothing
-		func(db store.DBTX) (err error) { states, err = q.CallStatesGet(ctx, db, []string{"b", "a"}); return err },
+		func(db store.DBTX) (err error) {
+			states, err = q.CallStatesGet(ctx, db, []string{"b", "a"})
+			return err
+		},
 		func(db store.DBTX) (err error) {
 			calls++
 			return db.QueryRow(ctx, "SELECT 41 + 1").Scan(&epoch) // :one
