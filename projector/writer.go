@@ -450,9 +450,8 @@ func (w *Writer) erased(ctx context.Context, db store.DBTX, t fold.Touched) (map
 	return erased, nil
 }
 
-// redactions reads the variable names the organizations of a batch never
-// store, as a filter for the fold; nil when none has any.
-func (w *Writer) redactions(ctx context.Context, db store.DBTX, events []*schema.Event) (func(org, name string) bool, error) {
+// variableOrgs are the organizations of a batch's variables events.
+func variableOrgs(events []*schema.Event) []string {
 	var orgs []string
 	seen := map[string]bool{}
 	for _, ev := range events {
@@ -461,6 +460,12 @@ func (w *Writer) redactions(ctx context.Context, db store.DBTX, events []*schema
 			orgs = append(orgs, ev.OrgID)
 		}
 	}
+	return orgs
+}
+
+// redactions reads the variable names organizations orgs never store, as
+// a filter for the fold; nil when none has any.
+func (w *Writer) redactions(ctx context.Context, db store.DBTX, orgs []string) (func(org, name string) bool, error) {
 	if len(orgs) == 0 {
 		return nil, nil
 	}
@@ -492,11 +497,12 @@ func Redacted(patterns []string, name string) bool {
 // attempts holds the calls that had a report when loaded.
 func (w *Writer) load(ctx context.Context, tx pgx.Tx, t fold.Touched, events []*schema.Event) (set *fold.Set, attempts, erased map[string]bool, err error) {
 	set, attempts = fold.NewSet(), map[string]bool{}
+	orgs := variableOrgs(events)
 	err = together(ctx, tx,
 		func(db store.DBTX) (err error) { erased, err = w.erased(ctx, db, t); return err },
 		func(db store.DBTX) error { return w.loadCalls(ctx, db, t, set, attempts) },
 		func(db store.DBTX) error { return w.loadJobs(ctx, db, t, set) },
-		func(db store.DBTX) (err error) { set.Redact, err = w.redactions(ctx, db, events); return err })
+		func(db store.DBTX) (err error) { set.Redact, err = w.redactions(ctx, db, orgs); return err })
 	if err == nil {
 		err = w.loadEntries(ctx, tx, t, set)
 	}
