@@ -103,6 +103,11 @@ func TestLiveBatchTopUp(t *testing.T) {
 	last := h.publish(lines[2:]) // arrive while it waits
 	close(release)
 	h.waitPosition(last)
+	// The position is seen at the commit, the hook counts just after it.
+	for deadline := time.Now().Add(5 * time.Second); commits.Load() < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a third would be counted by now
 	if n := commits.Load(); n != 2 {
 		t.Fatalf("%d batches committed; want 2: the first, and one of all that arrived while it was written", n)
 	}
