@@ -34,7 +34,7 @@ func TestTogether(t *testing.T) {
 	var none []store.CallStatesGetRow
 	var epoch int64
 	var calls int
-	counted := &countingDB{}
+	counted := &batchCounter{}
 	err = together(ctx, &countedTx{tx, counted},
 		func(db store.DBTX) error { return q.BatchLock(ctx, db, "together") }, // :exec
 		func(db store.DBTX) error { return nil },                              // asks nothing
@@ -90,10 +90,11 @@ func TestTogether(t *testing.T) {
 // countedTx counts the batches sent through it.
 type countedTx struct {
 	pgx.Tx
-	c *countingDB
+	c *batchCounter
 }
 
-type countingDB struct{ batches int }
+// batchCounter counts the batches a countedTx sends.
+type batchCounter struct{ batches int }
 
 func (t *countedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	t.c.batches++
